@@ -1,0 +1,49 @@
+// 2-D convolution, NHWC activations and OHWI weights ([Cout][kh][kw][Cin/groups]): forward,
+// gradient with respect to the input (backward data) and to the weights and bias (backward
+// weight), side by side. Fast paths: 1x1 stride-1 convs are one GEMM in every direction;
+// other dense convs use im2col + GEMM per image (the workspace holds one image's columns);
+// depthwise convs use a direct kernel vectorised over channels. The *_naive templates are the
+// reference every fast path is tested against; they also run in double for gradient checks.
+#pragma once
+
+#include <cstdint>
+
+#include "ops/op.h"
+#include "runtime/status.h"
+
+namespace edgetrain {
+
+struct ConvGeometry {
+  int64_t n, h, w, c;        // input
+  int64_t out_c;             // output channels
+  int64_t kh, kw, sh, sw, ph, pw, groups;
+  int64_t out_h, out_w;      // output spatial size
+  int64_t c_per_group() const { return c / groups; }
+  int64_t out_c_per_group() const { return out_c / groups; }
+};
+
+// Shape rule: validates the weight shape and attributes against the input.
+Result<Shape> conv2d_output_shape(const Shape& x, const Shape& w, const ConvAttrs& a);
+ConvGeometry conv2d_geometry(const Shape& x, const Shape& w, const ConvAttrs& a);
+
+template <typename T>
+void conv2d_forward_naive(const ConvGeometry& g, const T* x, const T* w, const T* b, T* y);
+template <typename T>
+void conv2d_backward_data_naive(const ConvGeometry& g, const T* dy, const T* w, T* dx, bool accumulate);
+template <typename T>
+void conv2d_backward_weight_naive(const ConvGeometry& g, const T* dy, const T* x, T* dw, T* db,
+                                  bool accumulate_dw, bool accumulate_db);
+
+void conv2d_forward(const KernelCall& call);
+void conv2d_forward_reference(const KernelCall& call);
+size_t conv2d_forward_workspace(const Attrs&, const Shape* in, int n_in, const Shape* out, int n_out);
+
+void conv2d_backward_data(const KernelCall& call);
+void conv2d_backward_data_reference(const KernelCall& call);
+size_t conv2d_backward_data_workspace(const Attrs&, const Shape* in, int n_in, const Shape* out, int n_out);
+
+void conv2d_backward_weight(const KernelCall& call);
+void conv2d_backward_weight_reference(const KernelCall& call);
+size_t conv2d_backward_weight_workspace(const Attrs&, const Shape* in, int n_in, const Shape* out, int n_out);
+
+}  // namespace edgetrain

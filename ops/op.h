@@ -1,0 +1,187 @@
+// The op table: one enum of every kernel kind the schedule can contain, the attributes a node
+// carries, and the calling convention of kernels. Adding an op means adding it to OpKind, to the
+// name/kernel table in ops/registry.cc (a static_assert checks the count) and, for forward ops,
+// a gradient rule in runtime/gradients.cc (checked the same way).
+//
+// Calling convention. A kernel gets a KernelCall with its input and output pointers (already
+// placed in the arena), their shapes, the node's attributes, a workspace sized by the op's
+// WorkspaceFn, a parallel-for and the step's scalars. A kernel never allocates.
+// An output pointer may be null when the schedule does not need that output (for instance the
+// weight gradient of a frozen layer): the kernel skips it. Bit i of attrs.accumulate_mask asks
+// the kernel to add into output i instead of overwriting it (gradients of values used twice,
+// gradient accumulation over micro-batches).
+//
+// Inputs and outputs of each op, in order ("?" = optional, may be null):
+//   kConv2d                  in {x[N,H,W,C], w[O,kh,kw,C/g], b?[O]}     out {y[N,Ho,Wo,O]}
+//   kConv2dBackwardData      in {dy, w}                                 out {dx}
+//   kConv2dBackwardWeight    in {dy, x}                                 out {dw?, db?}
+//   kBatchNorm (training)    in {x, gamma, beta, running_mean, running_var}
+//                            out {y, saved_mean[C], saved_invstd[C]}
+//                            updates running_mean/var in place when norm.update_running_stats
+//   kBatchNorm (eval)        in {x, gamma, beta, running_mean, running_var} out {y}
+//   kBatchNormBackward       training: in {dy, x, gamma, saved_mean, saved_invstd}
+//                            eval:     in {dy, x, gamma, running_mean, running_var}
+//                            out {dx?, dgamma?, dbeta?}
+//   kRelu, kRelu6            in {x}                                     out {y}
+//   kReluBackward, kRelu6Backward in {dy, y}                            out {dx}
+//   kAdd                     in {a, b}                                  out {y}
+//   kGradCopy                in {dy}                                    out {dx}   (same numel)
+//   kFlatten                 in {x[N,...]}                              out {y[N,K]} (a copy)
+//   kMaxPool                 in {x}                                     out {y}
+//   kMaxPoolBackward         in {dy, x, y}                              out {dx}
+//   kAvgPool                 in {x}                                     out {y}
+//   kAvgPoolBackward         in {dy}                                    out {dx}
+//   kGlobalAvgPool           in {x[N,H,W,C]}                            out {y[N,C]}
+//   kGlobalAvgPoolBackward   in {dy[N,C]}                               out {dx[N,H,W,C]}
+//   kLinear                  in {x[N,I], w[O,I], b?[O]}                 out {y[N,O]}
+//   kLinearBackwardData      in {dy, w}                                 out {dx}
+//   kLinearBackwardWeight    in {dy, x}                                 out {dw?, db?}
+//   kSoftmaxCrossEntropy     in {logits[N,K], labels i32[N]}            out {loss[1], probs[N,K]}
+//                            loss = loss.scale * sum_n -log softmax(logits_n)[label_n]
+//   kSoftmaxCrossEntropyBackward in {probs, labels}                     out {dlogits}
+//                            dlogits = loss.scale * (probs - onehot(labels))
+//   kSgdUpdate               in {param, grad, momentum_buffer?}         out {}  (in place)
+//   kAdamWUpdate             in {param, grad, m, v}                     out {}  (in place)
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "runtime/tensor.h"
+
+namespace edgetrain {
+
+enum class OpKind : uint8_t {
+  kConv2d,
+  kConv2dBackwardData,
+  kConv2dBackwardWeight,
+  kBatchNorm,
+  kBatchNormBackward,
+  kRelu,
+  kReluBackward,
+  kRelu6,
+  kRelu6Backward,
+  kAdd,
+  kGradCopy,
+  kFlatten,
+  kMaxPool,
+  kMaxPoolBackward,
+  kAvgPool,
+  kAvgPoolBackward,
+  kGlobalAvgPool,
+  kGlobalAvgPoolBackward,
+  kLinear,
+  kLinearBackwardData,
+  kLinearBackwardWeight,
+  kSoftmaxCrossEntropy,
+  kSoftmaxCrossEntropyBackward,
+  kSgdUpdate,
+  kAdamWUpdate,
+  kCount,
+};
+constexpr int kOpCount = static_cast<int>(OpKind::kCount);
+
+struct ConvAttrs {
+  int kernel_h = 1, kernel_w = 1;
+  int stride_h = 1, stride_w = 1;
+  int pad_h = 0, pad_w = 0;
+  int groups = 1;
+};
+
+struct PoolAttrs {
+  int kernel = 2;
+  int stride = 2;
+  int pad = 0;  // max pool pads with -inf; avg pool counts padding (torch's count_include_pad)
+};
+
+struct NormAttrs {
+  float eps = 1e-5f;
+  float momentum = 0.1f;            // torch convention: running = (1-m)*running + m*batch
+  bool training = true;             // batch statistics (true) or running statistics (false)
+  bool update_running_stats = true; // only with training; recompute passes turn it off
+};
+
+struct LossAttrs {
+  float scale = 1.0f;  // 1/N for a mean over the batch
+};
+
+struct OptimAttrs {
+  float momentum = 0.0f;
+  float dampening = 0.0f;
+  float weight_decay = 0.0f;  // SGD: L2 added to the gradient; AdamW: decoupled decay
+  bool nesterov = false;
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
+  float lr_scale = 1.0f;      // per-parameter multiplier of the step's learning rate
+};
+
+// Everything a node may need; each op reads only its own part. Plain data, copied freely.
+struct Attrs {
+  ConvAttrs conv;
+  PoolAttrs pool;
+  NormAttrs norm;
+  LossAttrs loss;
+  OptimAttrs optim;
+  uint32_t accumulate_mask = 0;  // bit i: add into output i instead of overwriting it
+  bool accumulates(int output) const { return (accumulate_mask >> output) & 1u; }
+};
+
+// Scalars that change from step to step without changing the schedule.
+struct StepScalars {
+  float learning_rate = 0.0f;
+  int64_t optimizer_step = 1;  // 1-based count of updates, for Adam's bias correction
+};
+
+// A parallel-for handed to kernels by the runtime (its thread pool), so that ops do not depend
+// on the runtime. fn(ctx, begin, end) is called on disjoint chunks covering [0, n).
+struct Parallel {
+  using ChunkFn = void (*)(void* fn_ctx, int64_t begin, int64_t end);
+  void (*run)(void* pool, int64_t n, int64_t min_chunk, ChunkFn fn, void* fn_ctx) = nullptr;
+  void* pool = nullptr;
+  int threads = 1;
+
+  // Runs body(begin, end) over [0, n) in chunks of at least min_chunk items.
+  template <typename Body>
+  void for_each(int64_t n, int64_t min_chunk, Body&& body) const {
+    if (run == nullptr || threads <= 1 || n <= min_chunk) {
+      if (n > 0) body(int64_t{0}, n);
+      return;
+    }
+    auto trampoline = [](void* c, int64_t b, int64_t e) { (*static_cast<Body*>(c))(b, e); };
+    run(pool, n, min_chunk, trampoline, &body);
+  }
+};
+
+struct KernelCall {
+  const Attrs* attrs = nullptr;
+  void* const* in = nullptr;
+  const Shape* in_shape = nullptr;
+  int n_in = 0;
+  void* const* out = nullptr;
+  const Shape* out_shape = nullptr;
+  int n_out = 0;
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+  Parallel parallel;
+  const StepScalars* step = nullptr;
+
+  float* in_f(int i) const { return i < n_in ? static_cast<float*>(in[i]) : nullptr; }
+  float* out_f(int i) const { return i < n_out ? static_cast<float*>(out[i]) : nullptr; }
+  const int32_t* in_i32(int i) const { return static_cast<const int32_t*>(in[i]); }
+};
+
+using KernelFn = void (*)(const KernelCall&);
+// Bytes of scratch memory a node needs while it runs (0 for most ops).
+using WorkspaceFn = size_t (*)(const Attrs&, const Shape* in, int n_in, const Shape* out, int n_out);
+
+struct OpInfo {
+  const char* name;       // "conv2d", "conv2d_backward_data", ...
+  KernelFn fast;          // the kernel the executor runs
+  KernelFn reference;     // the naive kernel every fast path is tested against
+  WorkspaceFn workspace;  // null: no workspace
+  bool is_forward;        // true for ops that a model graph contains (they have gradient rules)
+};
+
+const OpInfo& op_info(OpKind kind);
+inline const char* op_name(OpKind kind) { return op_info(kind).name; }
+
+}  // namespace edgetrain

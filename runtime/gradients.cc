@@ -1,0 +1,1 @@
+// gradients: being written

@@ -1,0 +1,1 @@
+// graph_builder: being written

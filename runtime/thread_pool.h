@@ -1,0 +1,48 @@
+// A fixed pool of worker threads for kernels' parallel loops. The calling thread takes part, so
+// a pool of T threads starts T-1 workers. Dispatch allocates nothing: the chunk function and its
+// context are plain pointers (see Parallel in ops/op.h).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "ops/op.h"
+
+namespace edgetrain {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int threads() const { return threads_; }
+  // The handle kernels use; valid while this pool lives.
+  Parallel parallel();
+  // Runs fn over [0, n) split into at most threads() chunks of at least min_chunk items.
+  void run(int64_t n, int64_t min_chunk, Parallel::ChunkFn fn, void* fn_ctx);
+
+ private:
+  void worker_loop(int index);
+
+  int threads_;
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::condition_variable done_;
+  uint64_t generation_ = 0;
+  int pending_ = 0;
+  bool stopping_ = false;
+  // The job being run.
+  Parallel::ChunkFn fn_ = nullptr;
+  void* fn_ctx_ = nullptr;
+  int64_t n_ = 0;
+  int chunks_ = 0;
+};
+
+}  // namespace edgetrain
