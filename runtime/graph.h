@@ -39,6 +39,8 @@ struct Value {
   ValueRole role = ValueRole::kActivation;
   int param_index = -1;   // kParam/kBuffer: index into Graph::params
   ValueId grad_of = kNoValue;  // kGradient: the value this is the gradient of
+  bool keep = false;           // keep memory across the whole step even if transient (debugging,
+                               // gradient accumulation over micro-batches)
   size_t bytes() const { return static_cast<size_t>(shape.numel()) * dtype_size(dtype); }
 };
 
@@ -52,6 +54,7 @@ struct Node {
   std::vector<ValueId> inputs;   // kNoValue marks an absent optional input
   std::vector<ValueId> outputs;  // kNoValue marks an output the schedule does not need
   Phase phase = Phase::kForward;
+  ValueId workspace = kNoValue;  // scratch memory for this node only (set by the schedule)
   std::string layer;             // the layer this node implements, "features.3.conv.0.0"
   int layer_index = -1;          // depth of that layer in the forward graph (for freezing)
 };
