@@ -61,7 +61,10 @@ class GzFile {
     int err = Z_OK;
     const char* m = gzerror(f_, &err);
     if (err == Z_ERRNO) return std::strerror(errno);
-    return m && *m ? m : "zlib error";
+    std::string reason = m && *m ? m : "zlib error";
+    // zlib prefixes the path ("path: unexpected end of file"); the caller names it already.
+    if (reason.rfind(path_ + ": ", 0) == 0) reason.erase(0, path_.size() + 2);
+    return reason;
   }
 
   gzFile f_ = nullptr;
