@@ -1,1 +1,114 @@
-// being written
+#include "memory/liveness.h"
+
+#include <algorithm>
+
+#include "memory/arena.h"
+
+namespace edgetrain {
+
+const char* memory_category_name(MemoryCategory c) {
+  switch (c) {
+    case MemoryCategory::kParameters: return "parameters";
+    case MemoryCategory::kOptimizerState: return "optimizer_state";
+    case MemoryCategory::kInputs: return "inputs";
+    case MemoryCategory::kActivations: return "activations";
+    case MemoryCategory::kGradients: return "gradients";
+    case MemoryCategory::kWorkspace: return "workspace";
+    case MemoryCategory::kCount: break;
+  }
+  return "?";
+}
+
+MemoryCategory memory_category(ValueRole role) {
+  switch (role) {
+    case ValueRole::kParam:
+    case ValueRole::kBuffer: return MemoryCategory::kParameters;
+    case ValueRole::kOptimizerState: return MemoryCategory::kOptimizerState;
+    case ValueRole::kInput:
+    case ValueRole::kLabel:
+    case ValueRole::kOutput: return MemoryCategory::kInputs;
+    case ValueRole::kActivation: return MemoryCategory::kActivations;
+    case ValueRole::kGradient: return MemoryCategory::kGradients;
+    case ValueRole::kWorkspace: return MemoryCategory::kWorkspace;
+  }
+  return MemoryCategory::kActivations;
+}
+
+static bool in_arena(ValueRole role) { return role != ValueRole::kParam && role != ValueRole::kBuffer; }
+
+Result<ArenaLayout> layout_arena(const Graph& g) {
+  ArenaLayout layout;
+  size_t nv = g.values.size();
+  layout.offsets.assign(nv, -1);
+  layout.first.assign(nv, -1);
+  layout.last.assign(nv, -1);
+  auto touch = [&](ValueId v, int step) {
+    if (v == kNoValue) return;
+    size_t i = static_cast<size_t>(v);
+    if (layout.first[i] < 0) layout.first[i] = step;
+    layout.last[i] = std::max(layout.last[i], step);
+  };
+  int steps = static_cast<int>(g.nodes.size());
+  for (int s = 0; s < steps; ++s) {
+    const Node& n = g.nodes[static_cast<size_t>(s)];
+    for (ValueId v : n.inputs) touch(v, s);
+    for (ValueId v : n.outputs) touch(v, s);
+    touch(n.workspace, s);
+  }
+  std::vector<UsageRecord> records;
+  std::vector<ValueId> record_value;
+  for (size_t i = 0; i < nv; ++i) {
+    const Value& v = g.values[i];
+    if (!in_arena(v.role)) continue;
+    if (value_role_is_persistent(v.role)) {
+      layout.first[i] = 0;
+      layout.last[i] = std::max(0, steps - 1);
+    } else if (layout.first[i] < 0) {
+      continue;  // never used by this schedule (e.g. a statistic of a frozen batch norm)
+    } else {
+      bool written = false;
+      for (const Node& n : g.nodes) {
+        for (ValueId o : n.outputs) written |= o == static_cast<ValueId>(i);
+        written |= n.workspace == static_cast<ValueId>(i);
+      }
+      if (!written) return internal_error("value '" + v.name + "' is read but no node writes it");
+    }
+    records.push_back({layout.first[i], layout.last[i], v.bytes()});
+    record_value.push_back(static_cast<ValueId>(i));
+  }
+  ArenaPlan plan = plan_arena(records);
+  for (size_t r = 0; r < records.size(); ++r)
+    layout.offsets[static_cast<size_t>(record_value[r])] = static_cast<int64_t>(plan.offsets[r]);
+  layout.arena_bytes = plan.size;
+  return layout;
+}
+
+MemoryTimeline simulate_memory(const Graph& g, const ArenaLayout& layout) {
+  MemoryTimeline t;
+  int steps = static_cast<int>(g.nodes.size());
+  t.live.assign(static_cast<size_t>(std::max(steps, 1)), {});
+  t.arena_bytes = layout.arena_bytes;
+  for (const Value& v : g.values)
+    if (!in_arena(v.role)) t.parameter_bytes += v.bytes();
+  for (size_t i = 0; i < g.values.size(); ++i) {
+    const Value& v = g.values[i];
+    if (!in_arena(v.role) || layout.first[i] < 0) continue;
+    int c = static_cast<int>(memory_category(v.role));
+    for (int s = layout.first[i]; s <= layout.last[i]; ++s) t.live[static_cast<size_t>(s)][static_cast<size_t>(c)] += v.bytes();
+  }
+  t.total.resize(t.live.size());
+  for (size_t s = 0; s < t.live.size(); ++s) {
+    t.live[s][static_cast<size_t>(MemoryCategory::kParameters)] = t.parameter_bytes;
+    size_t sum = 0;
+    for (size_t b : t.live[s]) sum += b;
+    t.total[s] = sum;
+    if (sum > t.peak_bytes) {
+      t.peak_bytes = sum;
+      t.peak_step = static_cast<int>(s);
+      t.at_peak = t.live[s];
+    }
+  }
+  return t;
+}
+
+}  // namespace edgetrain

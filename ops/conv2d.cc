@@ -1,14 +1,605 @@
-// TEMPORARY stubs while the kernels are written (replaced before landing).
+// 2-D convolution: shape rule, naive reference kernels (float and double) and the fast kernels.
+// Layouts: x, y NHWC; w OHWI = [Cout][kh][kw][Cin/groups]; b [Cout].
+//
+// The fast kernels pick one of three paths (conv_path below):
+//   depthwise  groups == Cin == Cout: direct loops whose inner loop runs over the contiguous
+//              channel dimension (auto-vectorised); weights are transposed once per call to
+//              [kh][kw][C] in the workspace so that they are contiguous over channels too.
+//   pointwise  1x1, stride 1, no padding: an NHWC tensor already is the [N*H*W][C] matrix, so
+//              each direction is one sgemm per group over all rows (groups use leading-dimension
+//              strides), without im2col.
+//   im2col     everything else: per image and group, im2col into the workspace
+//              ([Ho*Wo][kh*kw*Cin/groups], same (ky, kx, ci) order as an OHWI weight row), then
+//              sgemm. Backward data runs the sgemm into the columns and folds them back (col2im).
 #include "ops/conv2d.h"
-#include "runtime/status.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
 namespace edgetrain {
-void conv2d_forward(const KernelCall&) { ET_CHECK(!"conv2d_forward not implemented yet"); }
-void conv2d_forward_reference(const KernelCall&) { ET_CHECK(!"conv2d_forward_reference not implemented yet"); }
-void conv2d_backward_data(const KernelCall&) { ET_CHECK(!"conv2d_backward_data not implemented yet"); }
-void conv2d_backward_data_reference(const KernelCall&) { ET_CHECK(!"conv2d_backward_data_reference not implemented yet"); }
-void conv2d_backward_weight(const KernelCall&) { ET_CHECK(!"conv2d_backward_weight not implemented yet"); }
-void conv2d_backward_weight_reference(const KernelCall&) { ET_CHECK(!"conv2d_backward_weight_reference not implemented yet"); }
-size_t conv2d_forward_workspace(const Attrs&, const Shape*, int, const Shape*, int) { return 0; }
-size_t conv2d_backward_data_workspace(const Attrs&, const Shape*, int, const Shape*, int) { return 0; }
-size_t conv2d_backward_weight_workspace(const Attrs&, const Shape*, int, const Shape*, int) { return 0; }
+
+// ---------------------------------------------------------------------------------------------
+// Shape rule
+
+Result<Shape> conv2d_output_shape(const Shape& x, const Shape& w, const ConvAttrs& a) {
+  const std::string where = "conv2d (input " + x.to_string() + ", weight " + w.to_string() + "): ";
+  if (x.rank != 4) return invalid_argument(where + "input must be rank 4 (NHWC)");
+  if (w.rank != 4) return invalid_argument(where + "weight must be rank 4 (OHWI)");
+  for (int i = 0; i < 4; ++i) {
+    if (x[i] <= 0) return invalid_argument(where + "input dimensions must be positive");
+    if (w[i] <= 0) return invalid_argument(where + "weight dimensions must be positive");
+  }
+  if (a.kernel_h <= 0 || a.kernel_w <= 0)
+    return invalid_argument(where + "kernel size " + std::to_string(a.kernel_h) + "x" +
+                            std::to_string(a.kernel_w) + " must be positive");
+  if (a.stride_h <= 0 || a.stride_w <= 0)
+    return invalid_argument(where + "stride " + std::to_string(a.stride_h) + "x" +
+                            std::to_string(a.stride_w) + " must be positive");
+  if (a.pad_h < 0 || a.pad_w < 0)
+    return invalid_argument(where + "padding " + std::to_string(a.pad_h) + "x" +
+                            std::to_string(a.pad_w) + " must not be negative");
+  if (a.groups <= 0)
+    return invalid_argument(where + "groups " + std::to_string(a.groups) + " must be positive");
+  if (w[1] != a.kernel_h || w[2] != a.kernel_w)
+    return invalid_argument(where + "weight kernel " + std::to_string(w[1]) + "x" +
+                            std::to_string(w[2]) + " differs from the kernel size attribute " +
+                            std::to_string(a.kernel_h) + "x" + std::to_string(a.kernel_w));
+  if (x.c() % a.groups != 0)
+    return invalid_argument(where + "groups " + std::to_string(a.groups) +
+                            " does not divide the input channels " + std::to_string(x.c()));
+  if (w[0] % a.groups != 0)
+    return invalid_argument(where + "groups " + std::to_string(a.groups) +
+                            " does not divide the output channels " + std::to_string(w[0]));
+  if (w[3] != x.c() / a.groups)
+    return invalid_argument(where + "channel mismatch: weight has " + std::to_string(w[3]) +
+                            " input channels per group, input has " + std::to_string(x.c()) +
+                            " channels in " + std::to_string(a.groups) + " group(s)");
+  const int64_t padded_h = x.h() + 2 * int64_t{a.pad_h}, padded_w = x.w() + 2 * int64_t{a.pad_w};
+  if (a.kernel_h > padded_h || a.kernel_w > padded_w)
+    return invalid_argument(where + "kernel " + std::to_string(a.kernel_h) + "x" +
+                            std::to_string(a.kernel_w) + " larger than padded input " +
+                            std::to_string(padded_h) + "x" + std::to_string(padded_w));
+  return Shape{x.n(), (padded_h - a.kernel_h) / a.stride_h + 1,
+               (padded_w - a.kernel_w) / a.stride_w + 1, w[0]};
+}
+
+ConvGeometry conv2d_geometry(const Shape& x, const Shape& w, const ConvAttrs& a) {
+  ConvGeometry g;
+  g.n = x.n(), g.h = x.h(), g.w = x.w(), g.c = x.c();
+  g.out_c = w[0];
+  g.kh = a.kernel_h, g.kw = a.kernel_w, g.sh = a.stride_h, g.sw = a.stride_w;
+  g.ph = a.pad_h, g.pw = a.pad_w, g.groups = a.groups;
+  g.out_h = (g.h + 2 * g.ph - g.kh) / g.sh + 1;
+  g.out_w = (g.w + 2 * g.pw - g.kw) / g.sw + 1;
+  return g;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Naive reference kernels: the definition of the op, written for clarity only.
+
+template <typename T>
+void conv2d_forward_naive(const ConvGeometry& g, const T* x, const T* w, const T* b, T* y) {
+  const int64_t cpg = g.c_per_group(), opg = g.out_c_per_group();
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t oy = 0; oy < g.out_h; ++oy)
+      for (int64_t ox = 0; ox < g.out_w; ++ox)
+        for (int64_t oc = 0; oc < g.out_c; ++oc) {
+          const int64_t c0 = (oc / opg) * cpg;  // first input channel of oc's group
+          T acc = b ? b[oc] : T(0);
+          for (int64_t ky = 0; ky < g.kh; ++ky)
+            for (int64_t kx = 0; kx < g.kw; ++kx) {
+              const int64_t iy = oy * g.sh - g.ph + ky, ix = ox * g.sw - g.pw + kx;
+              if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
+              for (int64_t ci = 0; ci < cpg; ++ci)
+                acc += x[((n * g.h + iy) * g.w + ix) * g.c + c0 + ci] *
+                       w[((oc * g.kh + ky) * g.kw + kx) * cpg + ci];
+            }
+          y[((n * g.out_h + oy) * g.out_w + ox) * g.out_c + oc] = acc;
+        }
+}
+
+template <typename T>
+void conv2d_backward_data_naive(const ConvGeometry& g, const T* dy, const T* w, T* dx, bool accumulate) {
+  const int64_t cpg = g.c_per_group(), opg = g.out_c_per_group();
+  if (!accumulate) std::fill(dx, dx + g.n * g.h * g.w * g.c, T(0));
+  // The forward loop nest, scattering dy back along every product it formed.
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t oy = 0; oy < g.out_h; ++oy)
+      for (int64_t ox = 0; ox < g.out_w; ++ox)
+        for (int64_t oc = 0; oc < g.out_c; ++oc) {
+          const int64_t c0 = (oc / opg) * cpg;
+          const T d = dy[((n * g.out_h + oy) * g.out_w + ox) * g.out_c + oc];
+          for (int64_t ky = 0; ky < g.kh; ++ky)
+            for (int64_t kx = 0; kx < g.kw; ++kx) {
+              const int64_t iy = oy * g.sh - g.ph + ky, ix = ox * g.sw - g.pw + kx;
+              if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
+              for (int64_t ci = 0; ci < cpg; ++ci)
+                dx[((n * g.h + iy) * g.w + ix) * g.c + c0 + ci] +=
+                    d * w[((oc * g.kh + ky) * g.kw + kx) * cpg + ci];
+            }
+        }
+}
+
+template <typename T>
+void conv2d_backward_weight_naive(const ConvGeometry& g, const T* dy, const T* x, T* dw, T* db,
+                                  bool accumulate_dw, bool accumulate_db) {
+  const int64_t cpg = g.c_per_group(), opg = g.out_c_per_group();
+  if (dw && !accumulate_dw) std::fill(dw, dw + g.out_c * g.kh * g.kw * cpg, T(0));
+  if (db && !accumulate_db) std::fill(db, db + g.out_c, T(0));
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t oy = 0; oy < g.out_h; ++oy)
+      for (int64_t ox = 0; ox < g.out_w; ++ox)
+        for (int64_t oc = 0; oc < g.out_c; ++oc) {
+          const int64_t c0 = (oc / opg) * cpg;
+          const T d = dy[((n * g.out_h + oy) * g.out_w + ox) * g.out_c + oc];
+          if (db) db[oc] += d;
+          if (!dw) continue;
+          for (int64_t ky = 0; ky < g.kh; ++ky)
+            for (int64_t kx = 0; kx < g.kw; ++kx) {
+              const int64_t iy = oy * g.sh - g.ph + ky, ix = ox * g.sw - g.pw + kx;
+              if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
+              for (int64_t ci = 0; ci < cpg; ++ci)
+                dw[((oc * g.kh + ky) * g.kw + kx) * cpg + ci] +=
+                    d * x[((n * g.h + iy) * g.w + ix) * g.c + c0 + ci];
+            }
+        }
+}
+
+template void conv2d_forward_naive<float>(const ConvGeometry&, const float*, const float*,
+                                          const float*, float*);
+template void conv2d_forward_naive<double>(const ConvGeometry&, const double*, const double*,
+                                           const double*, double*);
+template void conv2d_backward_data_naive<float>(const ConvGeometry&, const float*, const float*,
+                                                float*, bool);
+template void conv2d_backward_data_naive<double>(const ConvGeometry&, const double*,
+                                                 const double*, double*, bool);
+template void conv2d_backward_weight_naive<float>(const ConvGeometry&, const float*, const float*,
+                                                  float*, float*, bool, bool);
+template void conv2d_backward_weight_naive<double>(const ConvGeometry&, const double*,
+                                                   const double*, double*, double*, bool, bool);
+
+// ---------------------------------------------------------------------------------------------
+// Geometry of a kernel call. Each direction finds x's and w's shapes in different slots:
+//   forward          in {x, w, b?}  out {y}
+//   backward data    in {dy, w}     out {dx}
+//   backward weight  in {dy, x}     out {dw?, db?}   (w's shape follows from dy, x and attrs, so
+//                                                     it is known even when dw is null)
+
+namespace {
+
+Shape weight_shape_for_backward_weight(const Shape& dy, const Shape& x, const ConvAttrs& a) {
+  return Shape{dy.c(), a.kernel_h, a.kernel_w, a.groups > 0 ? x.c() / a.groups : 0};
+}
+
+ConvGeometry forward_geometry(const KernelCall& call) {
+  ConvGeometry g = conv2d_geometry(call.in_shape[0], call.in_shape[1], call.attrs->conv);
+  ET_CHECK(call.out_shape[0] == (Shape{g.n, g.out_h, g.out_w, g.out_c}));
+  return g;
+}
+
+ConvGeometry backward_data_geometry(const KernelCall& call) {
+  ConvGeometry g = conv2d_geometry(call.out_shape[0], call.in_shape[1], call.attrs->conv);
+  ET_CHECK(call.in_shape[0] == (Shape{g.n, g.out_h, g.out_w, g.out_c}));
+  return g;
+}
+
+ConvGeometry backward_weight_geometry(const KernelCall& call) {
+  const Shape& dy = call.in_shape[0];
+  const Shape& x = call.in_shape[1];
+  ConvGeometry g = conv2d_geometry(x, weight_shape_for_backward_weight(dy, x, call.attrs->conv),
+                                   call.attrs->conv);
+  ET_CHECK(dy == (Shape{g.n, g.out_h, g.out_w, g.out_c}));
+  return g;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Reference kernels in the KernelCall convention (float).
+
+void conv2d_forward_reference(const KernelCall& call) {
+  const ConvGeometry g = forward_geometry(call);
+  conv2d_forward_naive<float>(g, call.in_f(0), call.in_f(1), call.in_f(2), call.out_f(0));
+}
+
+void conv2d_backward_data_reference(const KernelCall& call) {
+  if (call.out_f(0) == nullptr) return;
+  const ConvGeometry g = backward_data_geometry(call);
+  conv2d_backward_data_naive<float>(g, call.in_f(0), call.in_f(1), call.out_f(0),
+                                    call.attrs->accumulates(0));
+}
+
+void conv2d_backward_weight_reference(const KernelCall& call) {
+  const ConvGeometry g = backward_weight_geometry(call);
+  conv2d_backward_weight_naive<float>(g, call.in_f(0), call.in_f(1), call.out_f(0), call.out_f(1),
+                                      call.attrs->accumulates(0), call.attrs->accumulates(1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fast kernels.
+
+namespace {
+
+enum class ConvPath { kDepthwise, kPointwise, kIm2col };
+
+ConvPath conv_path(const ConvGeometry& g) {
+  // Depthwise first: a 1x1 depthwise conv is also "pointwise", but C GEMMs of width 1 would
+  // be absurd.
+  if (g.groups == g.c && g.out_c == g.c) return ConvPath::kDepthwise;
+  if (g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0)
+    return ConvPath::kPointwise;
+  return ConvPath::kIm2col;
+}
+
+// Floats of workspace each direction needs: depthwise keeps a channel-contiguous copy of the
+// weights (or of the weight gradient), im2col keeps one image's columns for one group.
+int64_t workspace_floats(const ConvGeometry& g) {
+  switch (conv_path(g)) {
+    case ConvPath::kDepthwise: return g.kh * g.kw * g.c;
+    case ConvPath::kPointwise: return 0;
+    case ConvPath::kIm2col: return g.out_h * g.out_w * g.kh * g.kw * g.c_per_group();
+  }
+  return 0;
+}
+
+float* workspace_for(const KernelCall& call, const ConvGeometry& g) {
+  ET_CHECK(call.workspace_bytes >= static_cast<size_t>(workspace_floats(g)) * sizeof(float));
+  return static_cast<float*>(call.workspace);
+}
+
+// acc[i] += a[i] * b[i]. The restrict qualifiers let the compiler vectorise without alias checks.
+inline void multiply_add(float* __restrict acc, const float* __restrict a,
+                         const float* __restrict b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) acc[i] += a[i] * b[i];
+}
+
+inline void add_to(float* __restrict acc, const float* __restrict a, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) acc[i] += a[i];
+}
+
+// Smallest chunk worth handing to another thread: about 16K floats of work.
+int64_t min_chunk_for(int64_t floats_per_item) {
+  return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, floats_per_item));
+}
+
+// y[m][:] = b for every row (or zero when b is null), so the GEMM can run with beta = 1 and add
+// into it. OpenBLAS clears C in a separate pass when beta = 0, so prefilling costs nothing extra.
+void fill_rows_with_bias(const Parallel& par, float* y, int64_t rows, int64_t cols, const float* b) {
+  par.for_each(rows, min_chunk_for(cols), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float* __restrict row = y + r * cols;
+      for (int64_t c = 0; c < cols; ++c) row[c] = b[c];
+    }
+  });
+}
+
+// db[c] (+)= sum over rows of dy[r][c]. Parallel over blocks of 16 channels so that each thread
+// owns its part of db and no partial sums need merging.
+constexpr int64_t kChannelBlock = 16;
+
+void bias_gradient(const Parallel& par, const float* dy, int64_t rows, int64_t cols, float* db,
+                   bool accumulate) {
+  const int64_t blocks = (cols + kChannelBlock - 1) / kChannelBlock;
+  par.for_each(blocks, min_chunk_for(rows * kChannelBlock), [&](int64_t b0, int64_t b1) {
+    const int64_t c0 = b0 * kChannelBlock, c1 = std::min(cols, b1 * kChannelBlock);
+    if (!accumulate) std::fill(db + c0, db + c1, 0.0f);
+    for (int64_t r = 0; r < rows; ++r) add_to(db + c0, dy + r * cols + c0, c1 - c0);
+  });
+}
+
+// --- im2col / col2im for one image and one group -------------------------------------------
+
+// cols[oy*Wo + ox][(ky*kw + kx)*cg + ci] = x_img[iy][ix][c0 + ci], zero where (iy, ix) is padding.
+void im2col(const Parallel& par, const ConvGeometry& g, const float* x_img, int64_t c0, int64_t cg,
+            float* cols) {
+  const int64_t k = g.kh * g.kw * cg;
+  // With all channels (one group), the valid taps kx0..kx1 of one kernel row read adjacent
+  // pixels: one run of memory in both x and cols.
+  const bool contiguous_rows = cg == g.c;
+  par.for_each(g.out_h, min_chunk_for(g.out_w * k), [&](int64_t oy0, int64_t oy1) {
+    for (int64_t oy = oy0; oy < oy1; ++oy)
+      for (int64_t ox = 0; ox < g.out_w; ++ox) {
+        float* col = cols + (oy * g.out_w + ox) * k;
+        const int64_t ix_start = ox * g.sw - g.pw;
+        const int64_t kx0 = std::clamp<int64_t>(-ix_start, 0, g.kw);
+        const int64_t kx1 = std::clamp<int64_t>(g.w - ix_start, kx0, g.kw);
+        for (int64_t ky = 0; ky < g.kh; ++ky) {
+          float* dst = col + ky * g.kw * cg;
+          const int64_t iy = oy * g.sh - g.ph + ky;
+          if (iy < 0 || iy >= g.h || kx0 == kx1) {
+            std::memset(dst, 0, sizeof(float) * g.kw * cg);
+            continue;
+          }
+          std::memset(dst, 0, sizeof(float) * kx0 * cg);
+          std::memset(dst + kx1 * cg, 0, sizeof(float) * (g.kw - kx1) * cg);
+          const float* src = x_img + (iy * g.w + ix_start + kx0) * g.c + c0;  // tap kx0
+          if (contiguous_rows) {
+            std::memcpy(dst + kx0 * cg, src, sizeof(float) * (kx1 - kx0) * cg);
+          } else {
+            for (int64_t kx = kx0; kx < kx1; ++kx)
+              std::memcpy(dst + kx * cg, src + (kx - kx0) * g.c, sizeof(float) * cg);
+          }
+        }
+      }
+  });
+}
+
+// dx_img[iy][ix][c0 + ci] += every column entry that im2col copied from there. Gathers per input
+// row (rather than scattering per output row) so that threads never write the same element.
+void col2im_add(const Parallel& par, const ConvGeometry& g, const float* cols, int64_t c0,
+                int64_t cg, float* dx_img) {
+  const int64_t k = g.kh * g.kw * cg;
+  par.for_each(g.h, min_chunk_for(g.w * g.c * g.kh), [&](int64_t iy0, int64_t iy1) {
+    for (int64_t iy = iy0; iy < iy1; ++iy)
+      for (int64_t ky = 0; ky < g.kh; ++ky) {
+        const int64_t t = iy + g.ph - ky;
+        if (t < 0 || t % g.sh != 0 || t / g.sh >= g.out_h) continue;
+        const int64_t oy = t / g.sh;
+        for (int64_t ox = 0; ox < g.out_w; ++ox) {
+          const float* col = cols + (oy * g.out_w + ox) * k + ky * g.kw * cg;
+          for (int64_t kx = 0; kx < g.kw; ++kx) {
+            const int64_t ix = ox * g.sw - g.pw + kx;
+            if (ix < 0 || ix >= g.w) continue;
+            add_to(dx_img + (iy * g.w + ix) * g.c + c0, col + kx * cg, cg);
+          }
+        }
+      }
+  });
+}
+
+// --- depthwise ---------------------------------------------------------------------------------
+
+// w is [C][kh][kw][1]; wt[(ky*kw + kx)*C + c] = w[c][ky][kx], contiguous over channels.
+void transpose_depthwise_weights(const ConvGeometry& g, const float* w, float* wt) {
+  const int64_t taps = g.kh * g.kw;
+  for (int64_t c = 0; c < g.c; ++c)
+    for (int64_t t = 0; t < taps; ++t) wt[t * g.c + c] = w[c * taps + t];
+}
+
+// Range [k0, k1) of kernel taps along one axis that land inside the input for output position o.
+inline void valid_taps(int64_t o, int64_t stride, int64_t pad, int64_t kernel, int64_t size,
+                       int64_t* k0, int64_t* k1) {
+  const int64_t start = o * stride - pad;
+  *k0 = std::clamp<int64_t>(-start, 0, kernel);
+  *k1 = std::clamp<int64_t>(size - start, *k0, kernel);
+}
+
+void depthwise_forward(const KernelCall& call, const ConvGeometry& g, const float* x,
+                       const float* w, const float* b, float* y) {
+  float* wt = workspace_for(call, g);
+  transpose_depthwise_weights(g, w, wt);
+  const int64_t C = g.c;
+  call.parallel.for_each(g.n * g.out_h, min_chunk_for(g.out_w * C * g.kh * g.kw),
+                         [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {  // r = n * Ho + oy
+      const int64_t n = r / g.out_h, oy = r % g.out_h;
+      int64_t ky0, ky1;
+      valid_taps(oy, g.sh, g.ph, g.kh, g.h, &ky0, &ky1);
+      for (int64_t ox = 0; ox < g.out_w; ++ox) {
+        float* yp = y + (r * g.out_w + ox) * C;
+        if (b) std::memcpy(yp, b, sizeof(float) * C);
+        else std::memset(yp, 0, sizeof(float) * C);
+        int64_t kx0, kx1;
+        valid_taps(ox, g.sw, g.pw, g.kw, g.w, &kx0, &kx1);
+        for (int64_t ky = ky0; ky < ky1; ++ky) {
+          const int64_t iy = oy * g.sh - g.ph + ky;
+          for (int64_t kx = kx0; kx < kx1; ++kx) {
+            const int64_t ix = ox * g.sw - g.pw + kx;
+            multiply_add(yp, x + ((n * g.h + iy) * g.w + ix) * C, wt + (ky * g.kw + kx) * C, C);
+          }
+        }
+      }
+    }
+  });
+}
+
+// Gathers, per input row, every output that read it: race-free parallelism over (n, input row).
+void depthwise_backward_data(const KernelCall& call, const ConvGeometry& g, const float* dy,
+                             const float* w, float* dx, bool accumulate) {
+  float* wt = workspace_for(call, g);
+  transpose_depthwise_weights(g, w, wt);
+  const int64_t C = g.c;
+  call.parallel.for_each(g.n * g.h, min_chunk_for(g.w * C * g.kh * g.kw),
+                         [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {  // r = n * H + iy
+      const int64_t n = r / g.h, iy = r % g.h;
+      for (int64_t ix = 0; ix < g.w; ++ix) {
+        float* dxp = dx + (r * g.w + ix) * C;
+        if (!accumulate) std::memset(dxp, 0, sizeof(float) * C);
+        for (int64_t ky = 0; ky < g.kh; ++ky) {
+          const int64_t t = iy + g.ph - ky;
+          if (t < 0 || t % g.sh != 0 || t / g.sh >= g.out_h) continue;
+          const float* dyrow = dy + (n * g.out_h + t / g.sh) * g.out_w * C;
+          for (int64_t kx = 0; kx < g.kw; ++kx) {
+            const int64_t u = ix + g.pw - kx;
+            if (u < 0 || u % g.sw != 0 || u / g.sw >= g.out_w) continue;
+            multiply_add(dxp, dyrow + (u / g.sw) * C, wt + (ky * g.kw + kx) * C, C);
+          }
+        }
+      }
+    }
+  });
+}
+
+// Parallel over blocks of channels: each thread owns its channels of dw (accumulated in the
+// workspace as [tap][C], contiguous over channels) and of db, so nothing needs merging.
+void depthwise_backward_weight(const KernelCall& call, const ConvGeometry& g, const float* dy,
+                               const float* x, float* dw, float* db, bool acc_dw, bool acc_db) {
+  float* dwt = dw ? workspace_for(call, g) : nullptr;
+  const int64_t C = g.c, taps = g.kh * g.kw;
+  const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
+  const int64_t work_per_block = g.n * g.out_h * g.out_w * taps * kChannelBlock;
+  call.parallel.for_each(blocks, min_chunk_for(work_per_block), [&](int64_t b0, int64_t b1) {
+    const int64_t c0 = b0 * kChannelBlock, c1 = std::min(C, b1 * kChannelBlock), cb = c1 - c0;
+    if (dwt)
+      for (int64_t t = 0; t < taps; ++t) std::fill(dwt + t * C + c0, dwt + t * C + c1, 0.0f);
+    if (db && !acc_db) std::fill(db + c0, db + c1, 0.0f);
+    for (int64_t n = 0; n < g.n; ++n)
+      for (int64_t oy = 0; oy < g.out_h; ++oy) {
+        int64_t ky0, ky1;
+        valid_taps(oy, g.sh, g.ph, g.kh, g.h, &ky0, &ky1);
+        for (int64_t ox = 0; ox < g.out_w; ++ox) {
+          const float* dyp = dy + ((n * g.out_h + oy) * g.out_w + ox) * C + c0;
+          if (db) add_to(db + c0, dyp, cb);
+          if (!dwt) continue;
+          int64_t kx0, kx1;
+          valid_taps(ox, g.sw, g.pw, g.kw, g.w, &kx0, &kx1);
+          for (int64_t ky = ky0; ky < ky1; ++ky) {
+            const int64_t iy = oy * g.sh - g.ph + ky;
+            for (int64_t kx = kx0; kx < kx1; ++kx) {
+              const int64_t ix = ox * g.sw - g.pw + kx;
+              multiply_add(dwt + (ky * g.kw + kx) * C + c0, dyp,
+                           x + ((n * g.h + iy) * g.w + ix) * C + c0, cb);
+            }
+          }
+        }
+      }
+    if (dwt)
+      for (int64_t c = c0; c < c1; ++c)
+        for (int64_t t = 0; t < taps; ++t)
+          dw[c * taps + t] = acc_dw ? dw[c * taps + t] + dwt[t * C + c] : dwt[t * C + c];
+  });
+}
+
+}  // namespace
+
+void conv2d_forward(const KernelCall& call) {
+  const ConvGeometry g = forward_geometry(call);
+  const float* x = call.in_f(0);
+  const float* w = call.in_f(1);
+  const float* b = call.in_f(2);
+  float* y = call.out_f(0);
+  const ConvPath path = conv_path(g);
+  if (path == ConvPath::kDepthwise) return depthwise_forward(call, g, x, w, b, y);
+
+  const int64_t cpg = g.c_per_group(), opg = g.out_c_per_group();
+  const int64_t kg = g.kh * g.kw * cpg;  // length of one weight row (one output channel)
+  const int64_t pixels = g.out_h * g.out_w;
+  if (b) fill_rows_with_bias(call.parallel, y, g.n * pixels, g.out_c, b);
+  const float beta = b ? 1.0f : 0.0f;
+
+  if (path == ConvPath::kPointwise) {
+    // Y[:, group g's outputs] = X[:, group g's inputs] * W_g^T over all N*H*W rows.
+    for (int64_t gi = 0; gi < g.groups; ++gi)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.n * pixels, opg, cpg, 1.0f,
+                  x + gi * cpg, g.c, w + gi * opg * kg, kg, beta, y + gi * opg, g.out_c);
+    return;
+  }
+  float* cols = workspace_for(call, g);
+  for (int64_t n = 0; n < g.n; ++n) {
+    const float* x_img = x + n * g.h * g.w * g.c;
+    float* y_img = y + n * pixels * g.out_c;
+    for (int64_t gi = 0; gi < g.groups; ++gi) {
+      im2col(call.parallel, g, x_img, gi * cpg, cpg, cols);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, pixels, opg, kg, 1.0f, cols, kg,
+                  w + gi * opg * kg, kg, beta, y_img + gi * opg, g.out_c);
+    }
+  }
+}
+
+void conv2d_backward_data(const KernelCall& call) {
+  float* dx = call.out_f(0);
+  if (dx == nullptr) return;
+  const ConvGeometry g = backward_data_geometry(call);
+  const float* dy = call.in_f(0);
+  const float* w = call.in_f(1);
+  const bool accumulate = call.attrs->accumulates(0);
+  const ConvPath path = conv_path(g);
+  if (path == ConvPath::kDepthwise) return depthwise_backward_data(call, g, dy, w, dx, accumulate);
+
+  const int64_t cpg = g.c_per_group(), opg = g.out_c_per_group();
+  const int64_t kg = g.kh * g.kw * cpg;
+  const int64_t pixels = g.out_h * g.out_w;
+  if (path == ConvPath::kPointwise) {
+    // dX[:, group g's inputs] (+)= dY[:, group g's outputs] * W_g over all N*H*W rows.
+    for (int64_t gi = 0; gi < g.groups; ++gi)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.n * pixels, cpg, opg, 1.0f,
+                  dy + gi * opg, g.out_c, w + gi * opg * kg, kg, accumulate ? 1.0f : 0.0f,
+                  dx + gi * cpg, g.c);
+    return;
+  }
+  // Columns of dX (dY_g * W_g), folded back into dX. col2im adds, so clear dX first unless the
+  // caller asked to accumulate.
+  if (!accumulate) std::memset(dx, 0, sizeof(float) * g.n * g.h * g.w * g.c);
+  float* cols = workspace_for(call, g);
+  for (int64_t n = 0; n < g.n; ++n) {
+    const float* dy_img = dy + n * pixels * g.out_c;
+    float* dx_img = dx + n * g.h * g.w * g.c;
+    for (int64_t gi = 0; gi < g.groups; ++gi) {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, pixels, kg, opg, 1.0f,
+                  dy_img + gi * opg, g.out_c, w + gi * opg * kg, kg, 0.0f, cols, kg);
+      col2im_add(call.parallel, g, cols, gi * cpg, cpg, dx_img);
+    }
+  }
+}
+
+void conv2d_backward_weight(const KernelCall& call) {
+  const ConvGeometry g = backward_weight_geometry(call);
+  const float* dy = call.in_f(0);
+  const float* x = call.in_f(1);
+  float* dw = call.out_f(0);
+  float* db = call.out_f(1);
+  const bool acc_dw = call.attrs->accumulates(0), acc_db = call.attrs->accumulates(1);
+  const ConvPath path = conv_path(g);
+  if (path == ConvPath::kDepthwise)
+    return depthwise_backward_weight(call, g, dy, x, dw, db, acc_dw, acc_db);
+
+  const int64_t pixels = g.out_h * g.out_w;
+  if (db) bias_gradient(call.parallel, dy, g.n * pixels, g.out_c, db, acc_db);
+  if (dw == nullptr) return;
+  const int64_t cpg = g.c_per_group(), opg = g.out_c_per_group();
+  const int64_t kg = g.kh * g.kw * cpg;
+  if (path == ConvPath::kPointwise) {
+    // dW_g (+)= dY[:, group g's outputs]^T * X[:, group g's inputs] over all N*H*W rows.
+    for (int64_t gi = 0; gi < g.groups; ++gi)
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, opg, cpg, g.n * pixels, 1.0f,
+                  dy + gi * opg, g.out_c, x + gi * cpg, g.c, acc_dw ? 1.0f : 0.0f,
+                  dw + gi * opg * kg, kg);
+    return;
+  }
+  float* cols = workspace_for(call, g);
+  for (int64_t n = 0; n < g.n; ++n) {
+    const float* x_img = x + n * g.h * g.w * g.c;
+    const float* dy_img = dy + n * pixels * g.out_c;
+    // The first image overwrites dW unless the caller asked to accumulate.
+    const float beta = (n == 0 && !acc_dw) ? 0.0f : 1.0f;
+    for (int64_t gi = 0; gi < g.groups; ++gi) {
+      im2col(call.parallel, g, x_img, gi * cpg, cpg, cols);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, opg, kg, pixels, 1.0f,
+                  dy_img + gi * opg, g.out_c, cols, kg, beta, dw + gi * opg * kg, kg);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workspace rules. Shapes are validated at graph build; an invalid one here needs no workspace
+// (the kernel never runs on it).
+
+namespace {
+size_t workspace_bytes_for(const Shape& x, const Shape& w, const ConvAttrs& a) {
+  if (!conv2d_output_shape(x, w, a).is_ok()) return 0;
+  return static_cast<size_t>(workspace_floats(conv2d_geometry(x, w, a))) * sizeof(float);
+}
+}  // namespace
+
+size_t conv2d_forward_workspace(const Attrs& a, const Shape* in, int n_in, const Shape*, int) {
+  if (n_in < 2) return 0;
+  return workspace_bytes_for(in[0], in[1], a.conv);
+}
+
+size_t conv2d_backward_data_workspace(const Attrs& a, const Shape* in, int n_in, const Shape* out,
+                                      int n_out) {
+  if (n_in < 2 || n_out < 1) return 0;
+  return workspace_bytes_for(out[0], in[1], a.conv);
+}
+
+size_t conv2d_backward_weight_workspace(const Attrs& a, const Shape* in, int n_in, const Shape*,
+                                        int) {
+  if (n_in < 2 || in[0].rank != 4 || in[1].rank != 4) return 0;
+  return workspace_bytes_for(in[1], weight_shape_for_backward_weight(in[0], in[1], a.conv), a.conv);
+}
+
 }  // namespace edgetrain

@@ -1,1 +1,106 @@
-// executor: being written
+#include "runtime/executor.h"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace edgetrain {
+
+namespace {
+// The arena starts filled with this byte so measured_high_water() can find what was written.
+constexpr unsigned char kFillByte = 0xA5;
+// XNNPACK (and vectorised tails) may read up to 16 bytes past a buffer: keep slack at the end.
+constexpr size_t kArenaSlack = 64;
+}  // namespace
+
+Executor::Executor(Graph g, int threads) : graph_(std::move(g)), pool_(threads) {}
+
+Executor::~Executor() { std::free(arena_); }
+
+Result<std::unique_ptr<Executor>> Executor::create(Graph g, ParameterStore* params,
+                                                   const ExecutorOptions& options) {
+  if (params == nullptr) return invalid_argument("executor needs a parameter store");
+  std::unique_ptr<Executor> ex(new Executor(std::move(g), options.threads));
+  const Graph& graph = ex->graph_;
+  ET_ASSIGN_OR_RETURN(ex->layout_, layout_arena(graph));
+
+  ex->arena_alloc_bytes_ = (ex->layout_.arena_bytes + kArenaSlack + 63) / 64 * 64;
+  ex->arena_ = static_cast<unsigned char*>(std::aligned_alloc(64, ex->arena_alloc_bytes_));
+  if (ex->arena_ == nullptr)
+    return out_of_memory("cannot allocate the training arena of " + std::to_string(ex->layout_.arena_bytes) + " bytes");
+  // Touch every page now, so steps take no page faults, and lay the pattern for high-water checks.
+  std::memset(ex->arena_, kFillByte, ex->arena_alloc_bytes_);
+
+  ex->pointers_.assign(graph.values.size(), nullptr);
+  for (size_t i = 0; i < graph.values.size(); ++i) {
+    const Value& v = graph.values[i];
+    if (v.role == ValueRole::kParam || v.role == ValueRole::kBuffer) {
+      if (v.param_index < 0 || v.param_index >= params->size() ||
+          params->spec(v.param_index).shape != v.shape || params->spec(v.param_index).name != v.name)
+        return invalid_argument("parameter '" + v.name + "' does not match the parameter store");
+      ex->pointers_[i] = params->data(v.param_index);
+    } else if (ex->layout_.offsets[i] >= 0) {
+      ex->pointers_[i] = ex->arena_ + ex->layout_.offsets[i];
+    }
+  }
+  ex->reset_optimizer_state();
+
+  // Prebuild one KernelCall per node. Reserve first: calls point into these vectors.
+  size_t slots = 0;
+  for (const Node& n : graph.nodes) slots += n.inputs.size() + n.outputs.size();
+  ex->call_pointers_.reserve(slots);
+  ex->call_shapes_.reserve(slots);
+  for (const Node& n : graph.nodes) {
+    KernelCall c;
+    c.attrs = &n.attrs;
+    c.in = ex->call_pointers_.data() + ex->call_pointers_.size();
+    c.in_shape = ex->call_shapes_.data() + ex->call_shapes_.size();
+    c.n_in = static_cast<int>(n.inputs.size());
+    for (ValueId v : n.inputs) {
+      ex->call_pointers_.push_back(v == kNoValue ? nullptr : ex->pointers_[static_cast<size_t>(v)]);
+      ex->call_shapes_.push_back(v == kNoValue ? Shape{} : graph.value(v).shape);
+    }
+    c.out = ex->call_pointers_.data() + ex->call_pointers_.size();
+    c.out_shape = ex->call_shapes_.data() + ex->call_shapes_.size();
+    c.n_out = static_cast<int>(n.outputs.size());
+    for (ValueId v : n.outputs) {
+      ex->call_pointers_.push_back(v == kNoValue ? nullptr : ex->pointers_[static_cast<size_t>(v)]);
+      ex->call_shapes_.push_back(v == kNoValue ? Shape{} : graph.value(v).shape);
+    }
+    if (n.workspace != kNoValue) {
+      c.workspace = ex->pointers_[static_cast<size_t>(n.workspace)];
+      c.workspace_bytes = graph.value(n.workspace).bytes();
+    }
+    c.parallel = ex->pool_.parallel();
+    c.step = &ex->step_;
+    for (int k = 0; k < c.n_in + c.n_out; ++k) {
+      ValueId v = k < c.n_in ? n.inputs[static_cast<size_t>(k)] : n.outputs[static_cast<size_t>(k - c.n_in)];
+      if (v != kNoValue && ex->pointers_[static_cast<size_t>(v)] == nullptr)
+        return internal_error(std::string("node ") + op_name(n.op) + " [" + n.layer + "] uses value '" +
+                              graph.value(v).name + "' which has no memory");
+    }
+    ex->calls_.push_back(c);
+    const OpInfo& info = op_info(n.op);
+    ex->kernels_.push_back(options.reference_kernels ? info.reference : info.fast);
+  }
+  return ex;
+}
+
+void Executor::run(const StepScalars& step) {
+  step_ = step;
+  for (size_t i = 0; i < calls_.size(); ++i) kernels_[i](calls_[i]);
+}
+
+void Executor::reset_optimizer_state() {
+  for (size_t i = 0; i < graph_.values.size(); ++i) {
+    const Value& v = graph_.values[i];
+    if (v.role == ValueRole::kOptimizerState && pointers_[i] != nullptr) std::memset(pointers_[i], 0, v.bytes());
+  }
+}
+
+size_t Executor::measured_high_water() const {
+  size_t end = layout_.arena_bytes;
+  while (end > 0 && arena_[end - 1] == kFillByte) --end;
+  return end;
+}
+
+}  // namespace edgetrain

@@ -52,6 +52,7 @@ struct Node {
   std::vector<ValueId> inputs;   // kNoValue marks an absent optional input
   std::vector<ValueId> outputs;  // kNoValue marks an output the schedule does not need
   Phase phase = Phase::kForward;
+  ValueId workspace = kNoValue;  // scratch memory for this node only (set by the schedule)
   std::string layer;             // the layer this node implements, "features.3.conv.0.0"
   int layer_index = -1;          // depth of that layer in the forward graph (for freezing)
 };

@@ -1,1 +1,64 @@
-// schedule: being written
+#include "runtime/schedule.h"
+
+#include <vector>
+
+namespace edgetrain {
+namespace {
+
+bool is_update(const Node& n) { return n.phase == Phase::kUpdate; }
+
+void place_updates(Graph& g) {
+  std::vector<Node> main_nodes, updates;
+  for (Node& n : g.nodes) (is_update(n) ? updates : main_nodes).push_back(std::move(n));
+  // last_touch[v] = index of the last main node reading or writing value v.
+  std::vector<int> last_touch(g.values.size(), -1);
+  for (size_t i = 0; i < main_nodes.size(); ++i) {
+    for (ValueId v : main_nodes[i].inputs)
+      if (v != kNoValue) last_touch[static_cast<size_t>(v)] = static_cast<int>(i);
+    for (ValueId v : main_nodes[i].outputs)
+      if (v != kNoValue) last_touch[static_cast<size_t>(v)] = static_cast<int>(i);
+  }
+  std::vector<std::vector<Node>> after(main_nodes.size() + 1);
+  for (Node& u : updates) {
+    int last = -1;
+    for (ValueId v : u.inputs)
+      if (v != kNoValue) last = std::max(last, last_touch[static_cast<size_t>(v)]);
+    after[static_cast<size_t>(last + 1)].push_back(std::move(u));
+  }
+  g.nodes.clear();
+  for (Node& u : after[0]) g.nodes.push_back(std::move(u));
+  for (size_t i = 0; i < main_nodes.size(); ++i) {
+    g.nodes.push_back(std::move(main_nodes[i]));
+    for (Node& u : after[i + 1]) g.nodes.push_back(std::move(u));
+  }
+}
+
+Status add_workspaces(Graph& g) {
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& n = g.nodes[i];
+    const OpInfo& info = op_info(n.op);
+    n.workspace = kNoValue;
+    if (info.workspace == nullptr) continue;
+    std::vector<Shape> in, out;
+    for (ValueId v : n.inputs) in.push_back(v == kNoValue ? Shape{} : g.value(v).shape);
+    for (ValueId v : n.outputs) out.push_back(v == kNoValue ? Shape{} : g.value(v).shape);
+    size_t bytes = info.workspace(n.attrs, in.data(), static_cast<int>(in.size()), out.data(),
+                                  static_cast<int>(out.size()));
+    if (bytes == 0) continue;
+    Value w;
+    w.name = n.layer + "." + info.name + ".workspace";
+    w.shape = Shape{static_cast<int64_t>((bytes + 3) / 4)};
+    w.role = ValueRole::kWorkspace;
+    n.workspace = g.add_value(w);
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Status finalize_schedule(Graph& g) {
+  place_updates(g);
+  return add_workspaces(g);
+}
+
+}  // namespace edgetrain

@@ -1,1 +1,144 @@
+// The executor on the small CNN: the arena it really writes equals the planned one, fast kernels
+// train like the reference kernels, and frozen parameters stay bit-identical.
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "models/model_zoo.h"
+#include "runtime/parameter_store.h"
+#include "runtime/trainer.h"
+
+namespace edgetrain {
+namespace {
+
+GraphFactory small_cnn(int input = 16) {
+  return [input](int64_t batch, bool training) {
+    ModelSpec spec;
+    spec.arch = Architecture::kSmallCnn;
+    spec.input_size = input;
+    return build_model(spec, batch, training);
+  };
+}
+
+void fill_batch(Trainer& t, uint64_t seed) {
+  Rng rng(seed);
+  const Shape& s = t.input_shape();
+  for (int64_t i = 0; i < s.numel(); ++i) t.train_images()[i] = static_cast<float>(rng.normal());
+  for (int64_t i = 0; i < t.batch(); ++i) t.train_labels()[i] = static_cast<int32_t>(rng.below(10));
+}
+
+std::unique_ptr<Trainer> make(const TrainerOptions& o, GraphFactory f = small_cnn()) {
+  Result<std::unique_ptr<Trainer>> t = Trainer::create(f, o);
+  EXPECT_TRUE(t.is_ok()) << t.status().to_string();
+  return std::move(t).value();
+}
+
+TEST(Executor, MeasuredArenaHighWaterEqualsThePlannedArena) {
+  TrainerOptions o;
+  o.batch = 4;
+  o.config.optimizer.attrs.momentum = 0.9f;
+  auto t = make(o);
+  for (int step = 0; step < 2; ++step) {
+    fill_batch(*t, 10 + step);
+    ASSERT_TRUE(t->train_step(0.01f).is_ok());
+  }
+  size_t planned = t->train_executor().arena_bytes();
+  size_t measured = t->train_executor().measured_high_water();
+  EXPECT_GT(measured, planned - 64) << "planned " << planned << " measured " << measured;
+  EXPECT_LE(measured, planned);
+}
+
+TEST(Executor, FastKernelsTrainLikeReferenceKernels) {
+  TrainerOptions o;
+  o.batch = 4;
+  o.config.optimizer.attrs.momentum = 0.9f;
+  o.config.optimizer.attrs.weight_decay = 1e-4f;
+  auto fast = make(o);
+  o.reference_kernels = true;
+  auto ref = make(o);
+  for (int step = 0; step < 3; ++step) {
+    fill_batch(*fast, 100 + step);
+    fill_batch(*ref, 100 + step);
+    Result<StepResult> a = fast->train_step(0.05f), b = ref->train_step(0.05f);
+    ASSERT_TRUE(a.is_ok() && b.is_ok());
+    EXPECT_NEAR(a->loss, b->loss, 1e-4 * std::max(1.0f, std::fabs(b->loss)));
+  }
+  for (int i = 0; i < fast->params().size(); ++i) {
+    const float* x = fast->params().data(i);
+    const float* y = ref->params().data(i);
+    double worst = 0;
+    for (int64_t k = 0; k < fast->params().spec(i).shape.numel(); ++k)
+      worst = std::max(worst, std::fabs(double(x[k]) - y[k]) / std::max(1.0, std::fabs(double(y[k]))));
+    EXPECT_LT(worst, 1e-4) << fast->params().spec(i).name;
+  }
+}
+
+TEST(Executor, FrozenParametersStayBitIdentical) {
+  TrainerOptions o;
+  o.batch = 4;
+  o.config.optimizer.attrs.momentum = 0.9f;
+  o.config.optimizer.attrs.weight_decay = 1e-3f;
+  o.config.freeze.frozen_prefix_layers = 4;
+  auto t = make(o);
+  std::vector<std::vector<float>> before;
+  for (int i = 0; i < t->params().size(); ++i)
+    before.emplace_back(t->params().data(i), t->params().data(i) + t->params().spec(i).shape.numel());
+  for (int step = 0; step < 3; ++step) {
+    fill_batch(*t, 7 + step);
+    ASSERT_TRUE(t->train_step(0.1f).is_ok());
+  }
+  for (int i = 0; i < t->params().size(); ++i) {
+    const ParamSpec& p = t->params().spec(i);
+    bool same = std::memcmp(before[static_cast<size_t>(i)].data(), t->params().data(i), p.shape.numel() * 4) == 0;
+    if (p.layer_index < 4) EXPECT_TRUE(same) << p.name << " changed although frozen";
+    else if (param_kind_is_trainable(p.kind)) EXPECT_FALSE(same) << p.name << " did not train";
+  }
+}
+
+TEST(Executor, TrainingLowersTheLossOnAFixedBatch) {
+  TrainerOptions o;
+  o.batch = 8;
+  o.config.optimizer.attrs.momentum = 0.9f;
+  auto t = make(o);
+  fill_batch(*t, 42);
+  float first = 0, last = 0;
+  for (int step = 0; step < 30; ++step) {
+    Result<StepResult> r = t->train_step(0.05f);
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    if (step == 0) first = r->loss;
+    last = r->loss;
+  }
+  EXPECT_LT(last, 0.5f * first) << "first " << first << " last " << last;
+}
+
+TEST(Trainer, RejectsLabelsOutsideTheClassRange) {
+  TrainerOptions o;
+  o.batch = 2;
+  auto t = make(o);
+  fill_batch(*t, 1);
+  t->train_labels()[1] = 10;
+  Result<StepResult> r = t->train_step(0.1f);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("label 10"), std::string::npos);
+}
+
+TEST(Trainer, EvalCountsCorrectPredictions) {
+  TrainerOptions o;
+  o.batch = 4;
+  o.eval_batch = 5;
+  auto t = make(o);
+  Rng rng(5);
+  for (int64_t i = 0; i < 5 * 16 * 16 * 3; ++i) t->eval_images()[i] = static_cast<float>(rng.normal());
+  for (int i = 0; i < 5; ++i) t->eval_labels()[i] = i;
+  Result<EvalResult> r = t->eval_step(3);
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_EQ(r->count, 3);
+  EXPECT_GE(r->correct, 0);
+  EXPECT_LE(r->correct, 3);
+  EXPECT_GT(r->loss_sum, 0.0);
+  EXPECT_FALSE(t->eval_step(6).is_ok());
+}
+
+}  // namespace
+}  // namespace edgetrain

@@ -1,0 +1,68 @@
+// The executor runs a finalized schedule on one arena. Everything is resolved when it is created:
+// the arena layout (memory/liveness), one allocation of the arena, and a prebuilt KernelCall per
+// node with its pointers. run() then only calls kernels in order: no allocation, no lookups.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "memory/liveness.h"
+#include "runtime/graph.h"
+#include "runtime/parameter_store.h"
+#include "runtime/status.h"
+#include "runtime/thread_pool.h"
+
+namespace edgetrain {
+
+struct ExecutorOptions {
+  int threads = 2;
+  bool reference_kernels = false;  // run the naive kernels (tests)
+};
+
+class Executor {
+ public:
+  // `g` must be finalized (runtime/schedule.h). Parameters and buffers are bound to `params`,
+  // which must outlive the executor and have been created from the same ParamSpecs.
+  static Result<std::unique_ptr<Executor>> create(Graph g, ParameterStore* params,
+                                                  const ExecutorOptions& options);
+  ~Executor();
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  // Runs every node of the schedule once.
+  void run(const StepScalars& step);
+
+  float* input() { return static_cast<float*>(ptr(graph_.input)); }
+  int32_t* labels() { return static_cast<int32_t*>(ptr(graph_.labels)); }
+  float loss() const { return *static_cast<const float*>(ptr(graph_.loss)); }
+  const float* logits() const { return static_cast<const float*>(ptr(graph_.logits)); }
+  void* ptr(ValueId v) const { return pointers_[static_cast<size_t>(v)]; }
+
+  const Graph& graph() const { return graph_; }
+  const ArenaLayout& layout() const { return layout_; }
+  size_t arena_bytes() const { return layout_.arena_bytes; }
+  // The highest arena byte any step has written so far, found by scanning for the fill pattern
+  // the arena was created with (a real measurement, independent of the layout's arithmetic).
+  size_t measured_high_water() const;
+  // Sets momentum / Adam moments to zero (a fresh optimizer).
+  void reset_optimizer_state();
+  int threads() const { return pool_.threads(); }
+
+ private:
+  Executor(Graph g, int threads);
+
+  Graph graph_;
+  ArenaLayout layout_;
+  ThreadPool pool_;
+  unsigned char* arena_ = nullptr;
+  size_t arena_alloc_bytes_ = 0;
+  std::vector<void*> pointers_;        // per ValueId
+  std::vector<KernelCall> calls_;      // per node, prebuilt
+  std::vector<KernelFn> kernels_;      // per node
+  std::vector<void*> call_pointers_;   // flat storage behind calls_[i].in / .out
+  std::vector<Shape> call_shapes_;
+  StepScalars step_;
+};
+
+}  // namespace edgetrain

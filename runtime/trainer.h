@@ -1,0 +1,86 @@
+// The Trainer owns one model's parameters and two executors over them: the training schedule
+// (forward + backward + updates at the training batch size) and an evaluation schedule (forward
+// only, batch norm on running statistics). Callers write a batch straight into the executor's
+// input slots (train_images() / train_labels()), then call train_step(): no copies, no allocation.
+// Data loading and epochs live above the runtime (tools/, C API), which keeps this layer free
+// of file formats.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "memory/liveness.h"
+#include "runtime/executor.h"
+#include "runtime/parameter_store.h"
+#include "runtime/status.h"
+#include "runtime/train_config.h"
+
+namespace edgetrain {
+
+// Builds the model's forward graph for a batch size and mode (training or eval).
+using GraphFactory = std::function<Result<Graph>(int64_t batch, bool training)>;
+
+struct TrainerOptions {
+  int64_t batch = 32;
+  int64_t eval_batch = 0;   // 0: same as batch
+  int threads = 2;
+  bool reference_kernels = false;
+  uint64_t init_seed = 1;   // parameter initialisation (before any weights are loaded)
+  TrainConfig config;
+};
+
+struct StepResult {
+  float loss = 0;
+};
+
+struct EvalResult {
+  double loss_sum = 0;  // sum over the valid rows of the per-example loss
+  int64_t correct = 0;
+  int64_t count = 0;
+};
+
+class Trainer {
+ public:
+  static Result<std::unique_ptr<Trainer>> create(const GraphFactory& factory, const TrainerOptions& options);
+
+  ParameterStore& params() { return *params_; }
+  const TrainerOptions& options() const { return options_; }
+  int64_t batch() const { return options_.batch; }
+  int64_t eval_batch() const { return eval_batch_; }
+  int classes() const { return classes_; }
+  const Shape& input_shape() const;  // [batch, H, W, C] of the training schedule
+
+  float* train_images() { return train_->input(); }
+  int32_t* train_labels() { return train_->labels(); }
+  float* eval_images() { return eval_->input(); }
+  int32_t* eval_labels() { return eval_->labels(); }
+
+  // One optimizer step on the batch in train_images()/train_labels() at learning rate lr.
+  // Fails (without running) when a label is outside [0, classes).
+  Result<StepResult> train_step(float lr);
+  // Forward pass on eval_images()/eval_labels(); only the first `valid` rows count.
+  Result<EvalResult> eval_step(int64_t valid);
+
+  int64_t optimizer_steps() const { return optimizer_steps_; }
+  const std::vector<bool>& trainable() const { return trainable_; }
+  int64_t trainable_param_count() const;
+  Executor& train_executor() { return *train_; }
+  Executor& eval_executor() { return *eval_; }
+  // The training schedule's simulated memory timeline (exact: the executor uses its layout).
+  MemoryTimeline memory_timeline() const;
+
+ private:
+  Status check_labels(const int32_t* labels, int64_t n) const;
+
+  TrainerOptions options_;
+  int64_t eval_batch_ = 0;
+  int classes_ = 0;
+  std::unique_ptr<ParameterStore> params_;
+  std::unique_ptr<Executor> train_;
+  std::unique_ptr<Executor> eval_;
+  std::vector<bool> trainable_;
+  int64_t optimizer_steps_ = 0;
+};
+
+}  // namespace edgetrain

@@ -1,0 +1,194 @@
+#include "tools/setup.h"
+
+#include <sys/stat.h>
+
+#include "data/idx.h"
+#include "data/image_folder.h"
+#include "models/weights.h"
+#include "runtime/blas_env.h"
+#include "runtime/freezing.h"
+
+namespace edgetrain::cli {
+
+namespace {
+bool is_dir(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+bool exists(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0;
+}
+bool has_idx_files(const std::string& dir) {
+  return exists(dir + "/train-images-idx3-ubyte.gz") || exists(dir + "/train-images-idx3-ubyte");
+}
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t comma = s.find(',', start);
+    if (comma == std::string::npos) comma = s.size();
+    if (comma > start) out.push_back(s.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+}  // namespace
+
+void add_model_options(ArgParser& p) {
+  p.option("model", "NAME", "mobilenet_v2", "small_cnn, mobilenet_v2, resnet18, resnet34 or resnet50");
+  p.option("width", "W", "1.0", "MobileNetV2 width multiplier");
+  p.option("weights", "FILE", "", "initial weights (safetensors, torchvision names)");
+  p.flag("skip-classifier", "do not load the last layer from --weights (a different class count)");
+  p.option("threads", "N", "2", "threads for kernels and OpenBLAS");
+  p.option("seed", "N", "1", "seed for initialisation, shuffling and augmentation");
+}
+
+void add_data_options(ArgParser& p) {
+  p.option("data", "SRC", "fashion-mnist",
+           "fashion-mnist[:DIR] (IDX files, default dir /usr/share/datasets/fashion-mnist), a directory of "
+           "IDX files, or an image folder (DIR/train and DIR/val, or DIR/<class>/<image>)");
+  p.option("limit", "N", "-1", "use only the first N training images");
+  p.option("test-limit", "N", "-1", "use only the first N test images");
+  p.option("image-size", "PX", "224", "image folders: side of the center crop the model sees");
+  p.flag("augment", "random crop (padding 4) and horizontal flip while training");
+}
+
+void add_training_options(ArgParser& p) {
+  p.option("epochs", "N", "1", "passes over the training set");
+  p.option("batch", "N", "32", "batch size");
+  p.option("optimizer", "NAME", "sgd", "sgd or adamw");
+  p.option("lr", "X", "0.01", "peak learning rate");
+  p.option("schedule", "SPEC", "cosine", "learning-rate schedule: constant, cosine[:warmup=N,min_lr=X], step:every=N[,gamma=X]");
+  p.option("momentum", "X", "0.9", "SGD momentum");
+  p.flag("nesterov", "Nesterov momentum");
+  p.option("weight-decay", "X", "0", "L2 (SGD) or decoupled (AdamW) weight decay");
+  p.option("freeze", "MODE", "none", "none, bias-only, norm-only or classifier-only");
+  p.option("freeze-layers", "K", "0", "freeze the first K layers (conv, batch norm and linear layers count)");
+  p.option("freeze-pattern", "GLOBS", "", "comma-separated parameter-name globs to freeze, e.g. 'features.1*,*.bias'");
+}
+
+Result<DataChoice> load_data(const ArgParser& p, bool need_train) {
+  DataChoice d;
+  std::string src = p.str("data");
+  ET_ASSIGN_OR_RETURN(int64_t limit, p.integer("limit"));
+  ET_ASSIGN_OR_RETURN(int64_t test_limit, p.integer("test-limit"));
+  bool augment = p.has("augment");
+  std::string idx_dir;
+  if (src == "fashion-mnist") idx_dir = kDefaultFashionMnistDir;
+  else if (src.rfind("fashion-mnist:", 0) == 0) idx_dir = src.substr(14);
+  else if (is_dir(src) && has_idx_files(src)) idx_dir = src;
+  if (!idx_dir.empty()) {
+    if (need_train) {
+      ET_ASSIGN_OR_RETURN(d.train, load_fashion_mnist(idx_dir, Split::kTrain, limit));
+    }
+    ET_ASSIGN_OR_RETURN(d.test, load_fashion_mnist(idx_dir, Split::kTest, test_limit));
+    d.eval_pre = fashion_mnist_preprocess();
+    d.description = "Fashion-MNIST (" + idx_dir + ")";
+  } else {
+    if (!is_dir(src))
+      return not_found("--data '" + src + "': not 'fashion-mnist', not a directory of IDX files, not an image folder");
+    ET_ASSIGN_OR_RETURN(int64_t size, p.integer("image-size"));
+    if (size < 8 || size > 1024) return invalid_argument("--image-size must be in [8, 1024], got " + std::to_string(size));
+    ImageFolderOptions o;
+    o.crop_size = static_cast<int>(size);
+    o.resize_shorter_side = static_cast<int>(size * 256 / 224);
+    std::string train_dir = is_dir(src + "/train") ? src + "/train" : src;
+    std::string test_dir = is_dir(src + "/val") ? src + "/val" : is_dir(src + "/test") ? src + "/test" : "";
+    if (need_train) {
+      ET_ASSIGN_OR_RETURN(d.train, load_image_folder(train_dir, o));
+      if (limit >= 0 && limit < d.train.size()) d.train.truncate(limit);
+    }
+    if (!test_dir.empty()) {
+      ET_ASSIGN_OR_RETURN(d.test, load_image_folder(test_dir, o));
+      if (test_limit >= 0 && test_limit < d.test.size()) d.test.truncate(test_limit);
+    }
+    d.eval_pre = imagenet_preprocess();
+    d.description = "image folder " + src;
+  }
+  d.train_pre = d.eval_pre;
+  if (augment) {
+    d.train_pre.random_flip = true;
+    d.train_pre.random_crop_pad = 4;
+  }
+  return d;
+}
+
+Result<ModelSpec> model_spec(const ArgParser& p, int classes, int input_size, int channels) {
+  ET_ASSIGN_OR_RETURN(double width, p.number("width"));
+  ET_ASSIGN_OR_RETURN(ModelSpec spec, parse_model_spec(p.str("model"), static_cast<float>(width), classes, input_size));
+  spec.in_channels = channels;
+  return spec;
+}
+
+GraphFactory graph_factory(const ModelSpec& spec) {
+  return [spec](int64_t batch, bool training) { return build_model(spec, batch, training); };
+}
+
+Result<TrainerOptions> trainer_options(const ArgParser& p) {
+  TrainerOptions o;
+  ET_ASSIGN_OR_RETURN(o.batch, p.integer("batch"));
+  if (o.batch <= 0) return invalid_argument("--batch must be positive");
+  ET_ASSIGN_OR_RETURN(int64_t threads, p.integer("threads"));
+  if (threads <= 0 || threads > 256) return invalid_argument("--threads must be in [1, 256]");
+  o.threads = static_cast<int>(threads);
+  o.eval_batch = std::max<int64_t>(o.batch, 64);
+  ET_ASSIGN_OR_RETURN(int64_t seed, p.integer("seed"));
+  o.init_seed = static_cast<uint64_t>(seed);
+  std::string opt = p.str("optimizer");
+  if (opt == "sgd") o.config.optimizer.kind = OptimizerKind::kSgd;
+  else if (opt == "adamw") o.config.optimizer.kind = OptimizerKind::kAdamW;
+  else return invalid_argument("--optimizer '" + opt + "': use sgd or adamw");
+  ET_ASSIGN_OR_RETURN(double momentum, p.number("momentum"));
+  ET_ASSIGN_OR_RETURN(double wd, p.number("weight-decay"));
+  if (momentum < 0 || momentum >= 1) return invalid_argument("--momentum must be in [0, 1)");
+  if (wd < 0) return invalid_argument("--weight-decay must be >= 0");
+  o.config.optimizer.attrs.momentum = o.config.optimizer.kind == OptimizerKind::kSgd ? static_cast<float>(momentum) : 0.0f;
+  o.config.optimizer.attrs.nesterov = p.has("nesterov");
+  if (o.config.optimizer.attrs.nesterov && momentum == 0) return invalid_argument("--nesterov needs a momentum > 0");
+  o.config.optimizer.attrs.weight_decay = static_cast<float>(wd);
+  ET_ASSIGN_OR_RETURN(o.config.freeze.mode, parse_freeze_mode(p.str("freeze")));
+  ET_ASSIGN_OR_RETURN(int64_t layers, p.integer("freeze-layers"));
+  o.config.freeze.frozen_prefix_layers = static_cast<int>(layers);
+  o.config.freeze.frozen_patterns = split_list(p.str("freeze-pattern"));
+  set_blas_threads(o.threads);
+  return o;
+}
+
+Result<LrSchedule> lr_schedule(const ArgParser& p) {
+  ET_ASSIGN_OR_RETURN(LrSchedule s, parse_lr_schedule(p.str("schedule")));
+  ET_ASSIGN_OR_RETURN(double lr, p.number("lr"));
+  if (lr <= 0) return invalid_argument("--lr must be positive");
+  s.base_lr = static_cast<float>(lr);
+  ET_RETURN_IF_ERROR(validate_lr_schedule(s));
+  return s;
+}
+
+Status load_initial_weights(const ArgParser& p, Trainer& t) {
+  std::string path = p.str("weights");
+  if (path.empty()) return Status::ok();
+  WeightsLoadOptions o;
+  if (p.has("skip-classifier")) {
+    // The classifier is the last layer: skip every tensor of it.
+    int last = -1;
+    for (const ParamSpec& s : t.params().specs()) last = std::max(last, s.layer_index);
+    for (const ParamSpec& s : t.params().specs())
+      if (s.layer_index == last) o.skip.push_back(s.name);
+  }
+  return load_weights(path, t.params(), o, nullptr);
+}
+
+JsonValue memory_json(const Trainer& t) {
+  MemoryTimeline tl = t.memory_timeline();
+  JsonValue m = JsonValue::object();
+  m.set("arena_bytes", static_cast<int64_t>(tl.arena_bytes));
+  m.set("parameter_bytes", static_cast<int64_t>(tl.parameter_bytes));
+  m.set("simulated_peak_bytes", static_cast<int64_t>(tl.peak_bytes));
+  JsonValue at_peak = JsonValue::object();
+  for (int c = 0; c < kMemoryCategoryCount; ++c)
+    at_peak.set(memory_category_name(static_cast<MemoryCategory>(c)), static_cast<int64_t>(tl.at_peak[static_cast<size_t>(c)]));
+  m.set("at_peak", std::move(at_peak));
+  return m;
+}
+
+}  // namespace edgetrain::cli
