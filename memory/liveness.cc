@@ -60,7 +60,7 @@ Result<ArenaLayout> layout_arena(const Graph& g) {
   for (size_t i = 0; i < nv; ++i) {
     const Value& v = g.values[i];
     if (!in_arena(v.role)) continue;
-    if (value_role_is_persistent(v.role)) {
+    if (value_role_is_persistent(v.role) || v.keep) {
       layout.first[i] = 0;
       layout.last[i] = std::max(0, steps - 1);
     } else if (layout.first[i] < 0) {

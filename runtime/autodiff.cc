@@ -116,6 +116,7 @@ Result<Graph> build_training_graph(const Graph& forward, const std::vector<bool>
     const ParamSpec& p = g.params[i];
     ValueId gv = ad.grad(p.value);
     if (!trainable[i] || gv == kNoValue) continue;
+    if (config.retain_parameter_gradients) g.value(gv).keep = true;
     auto state = [&](const char* suffix) {
       Value s;
       s.name = p.name + "." + suffix;

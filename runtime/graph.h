@@ -39,6 +39,8 @@ struct Value {
   ValueRole role = ValueRole::kActivation;
   int param_index = -1;   // kParam/kBuffer: index into Graph::params
   ValueId grad_of = kNoValue;  // kGradient: the value this is the gradient of
+  bool keep = false;           // keep memory across the whole step even if transient (debugging,
+                               // gradient accumulation over micro-batches)
   size_t bytes() const { return static_cast<size_t>(shape.numel()) * dtype_size(dtype); }
 };
 

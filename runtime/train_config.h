@@ -35,6 +35,9 @@ struct FreezeConfig {
 struct TrainConfig {
   OptimizerConfig optimizer;
   FreezeConfig freeze;
+  // Parameter gradients keep their memory for the whole step so they can be read after it
+  // (tests against PyTorch); normally each dies right after its update.
+  bool retain_parameter_gradients = false;
 };
 
 }  // namespace edgetrain

@@ -173,7 +173,7 @@ Status load_initial_weights(const ArgParser& p, Trainer& t) {
     int last = -1;
     for (const ParamSpec& s : t.params().specs()) last = std::max(last, s.layer_index);
     for (const ParamSpec& s : t.params().specs())
-      if (s.layer_index == last) o.skip.push_back(s.name);
+      if (s.layer_index == last) o.skip_prefixes.push_back(s.name);
   }
   return load_weights(path, t.params(), o, nullptr);
 }
