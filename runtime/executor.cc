@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "runtime/blas_env.h"
+
 namespace edgetrain {
 
 namespace {
@@ -19,6 +21,8 @@ Executor::~Executor() { std::free(arena_); }
 Result<std::unique_ptr<Executor>> Executor::create(Graph g, ParameterStore* params,
                                                    const ExecutorOptions& options) {
   if (params == nullptr) return invalid_argument("executor needs a parameter store");
+  // Our pool splits GEMMs (ops/gemm.h); OpenBLAS's own threads would allocate on every call.
+  set_blas_threads(1);
   std::unique_ptr<Executor> ex(new Executor(std::move(g), options.threads));
   const Graph& graph = ex->graph_;
   ET_ASSIGN_OR_RETURN(ex->layout_, layout_arena(graph));
