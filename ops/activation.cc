@@ -5,8 +5,6 @@
 // loss instead of being silently clamped to 0.
 #include "ops/activation.h"
 
-#include <cstring>
-
 #include "runtime/status.h"
 
 namespace edgetrain {

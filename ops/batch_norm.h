@@ -1,6 +1,11 @@
 // Batch normalisation over N, H, W per channel (NHWC), training mode (batch statistics, running
 // statistics updated torch-style with unbiased variance) and eval mode (running statistics).
 // Forward saves the batch mean and 1/sqrt(var+eps) for backward.
+//
+// The data is seen as [rows][channels] with rows = N*H*W (any rank >= 2; channels = last dim),
+// so the fast kernels run their inner loops over contiguous channels. Per-channel sums are
+// accumulated in double; rows are split into a fixed number of blocks (a function of rows only,
+// so results do not depend on the thread count) whose partial sums live in the workspace.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +14,11 @@
 #include "runtime/status.h"
 
 namespace edgetrain {
+
+// Shape rule: x has rank >= 2 and its last dim is C; param (gamma, beta, running_mean,
+// running_var) is [C]. Training needs more than one value per channel (as torch demands: the
+// unbiased running variance divides by rows - 1).
+Result<Shape> batch_norm_output_shape(const Shape& x, const Shape& param, const NormAttrs& a);
 
 // rows = N*H*W, channels = C; data is [rows][channels].
 template <typename T>
@@ -27,5 +37,7 @@ void batch_norm_forward(const KernelCall& call);
 void batch_norm_forward_reference(const KernelCall& call);
 void batch_norm_backward(const KernelCall& call);
 void batch_norm_backward_reference(const KernelCall& call);
+// Workspace of both the forward and the backward kernel (in[0] has x's shape in both).
+size_t batch_norm_workspace(const Attrs&, const Shape* in, int n_in, const Shape* out, int n_out);
 
 }  // namespace edgetrain

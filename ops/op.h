@@ -28,7 +28,7 @@
 //   kGradCopy                in {dy}                                    out {dx}   (same numel)
 //   kFlatten                 in {x[N,...]}                              out {y[N,K]} (a copy)
 //   kMaxPool                 in {x}                                     out {y}
-//   kMaxPoolBackward         in {dy, x, y}                              out {dx}
+//   kMaxPoolBackward         in {dy, x}  (argmax recomputed from x)     out {dx}
 //   kAvgPool                 in {x}                                     out {y}
 //   kAvgPoolBackward         in {dy}                                    out {dx}
 //   kGlobalAvgPool           in {x[N,H,W,C]}                            out {y[N,C]}

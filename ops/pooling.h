@@ -1,5 +1,12 @@
 // Max pooling, average pooling (count_include_pad, as torch's default) and global average
-// pooling over NHWC tensors, forward and backward.
+// pooling over NHWC tensors, forward and backward. Output size floor((H + 2p - k) / s) + 1
+// (torch's ceil_mode=False). Max pool pads with -inf and gives a window's gradient to its first
+// maximum in scan order (row-major over the window), as torch's CPU kernel does; its backward
+// recomputes that argmax from x, so it needs no saved indices.
+//
+// Fast kernels run their inner loops over contiguous channels and split work over (n, row).
+// Backward of max pool scatters into overlapping windows, so output rows run in ceil(k/s)
+// phases whose windows never share an input row; backward of avg pool gathers per input row.
 #pragma once
 
 #include <cstdint>
@@ -9,7 +16,12 @@
 
 namespace edgetrain {
 
+// Shape rule of max and avg pool: x is [N,H,W,C]; kernel >= 1, stride >= 1, 0 <= pad <= kernel/2
+// (torch rejects larger pads: a window could then hold only padding); kernel <= H + 2*pad and
+// W + 2*pad. Returns [N, Ho, Wo, C].
 Result<Shape> pool_output_shape(const Shape& x, const PoolAttrs& a);
+// Shape rule of global average pool: [N,H,W,C] -> [N,C].
+Result<Shape> global_avg_pool_output_shape(const Shape& x);
 
 template <typename T>
 void max_pool_forward_naive(const Shape& x_shape, const PoolAttrs& a, const T* x, T* y);

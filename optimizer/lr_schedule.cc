@@ -44,7 +44,9 @@ float learning_rate_at(const LrSchedule& s, int64_t step, int64_t total_steps) {
 namespace {
 
 // The field checks; `subject` starts the error message ("learning-rate schedule 'step'").
-Status check_fields(const LrSchedule& s, const std::string& subject) {
+// min_lr is compared with base_lr only when base_lr is known: a parsed string without lr=
+// leaves base_lr at its default, and the caller sets the real one afterwards (--lr).
+Status check_fields(const LrSchedule& s, const std::string& subject, bool base_lr_known) {
   auto bad = [&](const std::string& what) { return invalid_argument(subject + ": " + what); };
   if (!std::isfinite(s.base_lr) || s.base_lr < 0)
     return bad("lr must be a finite number >= 0, got " + std::to_string(s.base_lr));
@@ -60,9 +62,11 @@ Status check_fields(const LrSchedule& s, const std::string& subject) {
       break;
     case LrScheduleKind::kCosine:
       if (s.warmup_steps < 0) return bad("warmup must be >= 0, got " + std::to_string(s.warmup_steps));
-      if (!std::isfinite(s.min_lr) || s.min_lr < 0 || s.min_lr > s.base_lr)
-        return bad("min_lr must be in [0, lr = " + std::to_string(s.base_lr) + "], got " +
-                   std::to_string(s.min_lr));
+      if (!std::isfinite(s.min_lr) || s.min_lr < 0)
+        return bad("min_lr must be a finite number >= 0, got " + std::to_string(s.min_lr));
+      if (base_lr_known && s.min_lr > s.base_lr)
+        return bad("min_lr " + std::to_string(s.min_lr) + " is above lr " +
+                   std::to_string(s.base_lr) + " (the cosine would rise)");
       break;
   }
   return Status::ok();
@@ -93,7 +97,8 @@ std::string format_float(float v) {
 }  // namespace
 
 Status validate_lr_schedule(const LrSchedule& s) {
-  return check_fields(s, std::string("learning-rate schedule '") + lr_schedule_kind_name(s.kind) + "'");
+  return check_fields(s, std::string("learning-rate schedule '") + lr_schedule_kind_name(s.kind) + "'",
+                      true);
 }
 
 Result<LrSchedule> parse_lr_schedule(const std::string& text) {
@@ -143,7 +148,8 @@ Result<LrSchedule> parse_lr_schedule(const std::string& text) {
   if (s.kind == LrScheduleKind::kStep &&
       std::find(seen.begin(), seen.end(), std::string_view("every")) == seen.end())
     return parse_error(text, "kind 'step' needs every=K (updates between decays)");
-  ET_RETURN_IF_ERROR(check_fields(s, "learning-rate schedule \"" + text + "\""));
+  const bool lr_given = std::find(seen.begin(), seen.end(), std::string_view("lr")) != seen.end();
+  ET_RETURN_IF_ERROR(check_fields(s, "learning-rate schedule \"" + text + "\"", lr_given));
   return s;
 }
 

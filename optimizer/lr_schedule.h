@@ -16,7 +16,8 @@
 //   "constant"                       keys: lr
 //   "step:every=1000,gamma=0.1"      keys: lr, every (required, >= 1), gamma (> 0, default 0.1)
 //   "cosine", "cosine:warmup=100"    keys: lr, warmup (>= 0, default 0), min_lr (>= 0, default 0)
-// `lr` sets base_lr (default 0.01); a trainer with its own learning-rate option overrides it.
+// `lr` sets base_lr (default 0.01); a trainer with its own learning-rate option overrides it
+// and then calls validate_lr_schedule (min_lr <= base_lr is only checked once base_lr is known).
 #pragma once
 
 #include <cstdint>

@@ -10,9 +10,13 @@
 namespace edgetrain {
 
 // One SGD step on n elements. momentum_buffer may be null when a.momentum == 0.
-// first_step: the momentum buffer is initialised to the gradient (torch's behaviour).
+// first_step: the momentum buffer is set to the gradient, not read (torch's behaviour).
+// The kernels below take lr = step.learning_rate * attrs.optim.lr_scale and
+// first_step = (step.optimizer_step == 1).
 void sgd_update_naive(int64_t n, const OptimAttrs& a, float lr, float* param, const float* grad,
                       float* momentum_buffer, bool first_step);
+// One AdamW step; step is the 1-based update count (bias correction). At step 1 the moments m
+// and v are taken as zero whatever they hold (torch creates them zeroed at its first step).
 void adamw_update_naive(int64_t n, const OptimAttrs& a, float lr, int64_t step, float* param,
                         const float* grad, float* m, float* v);
 

@@ -102,7 +102,7 @@ void flatten_grad(GradContext& c, const Node& f) {
 
 void max_pool_grad(GradContext& c, const Node& f) {
   ValueId dy = c.grad(f.outputs[0]);
-  if (dy != kNoValue) unary(c, f, OpKind::kMaxPoolBackward, {dy, f.inputs[0], f.outputs[0]}, f.attrs);
+  if (dy != kNoValue) unary(c, f, OpKind::kMaxPoolBackward, {dy, f.inputs[0]}, f.attrs);
 }
 
 void avg_pool_grad(GradContext& c, const Node& f) {

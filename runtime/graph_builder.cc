@@ -1,5 +1,6 @@
 #include "runtime/graph_builder.h"
 
+#include "ops/batch_norm.h"
 #include "ops/conv2d.h"
 #include "ops/linear.h"
 #include "ops/pooling.h"
@@ -123,6 +124,14 @@ ValueId GraphBuilder::batch_norm(ValueId x, const std::string& name, float eps, 
     return kNoValue;
   }
   Shape cs{xs.c()};
+  NormAttrs na;
+  na.eps = eps;
+  na.momentum = momentum;
+  na.training = graph_.training;
+  if (Result<Shape> ys = batch_norm_output_shape(xs, cs, na); !ys.is_ok()) {
+    fail(invalid_argument("batch norm '" + name + "': " + ys.status().message()));
+    return kNoValue;
+  }
   int layer = graph_.layer_count++;
   ValueId gamma = add_param(name, "weight", cs, ParamKind::kNormWeight, ParamInit::kOnes, false, 0, layer);
   ValueId beta = add_param(name, "bias", cs, ParamKind::kNormBias, ParamInit::kZeros, false, 0, layer);

@@ -238,7 +238,8 @@ TEST(LrSchedule, ParseRejectsBadStringsAndNamesTheProblem) {
       {"cosine:warmup", "'warmup' is not key=value"},
       {"constant:lr=nan", "bad value 'nan' for key 'lr'"},
       {"constant:lr=-1", "lr must be"},
-      {"cosine:min_lr=0.5,lr=0.1", "min_lr must be in"},
+      {"cosine:min_lr=-0.1", "min_lr must be"},
+      {"cosine:min_lr=0.5,lr=0.1", "min_lr 0.5"},
   };
   for (const auto& [text, why] : cases) {
     auto s = parse_lr_schedule(text);
@@ -247,6 +248,18 @@ TEST(LrSchedule, ParseRejectsBadStringsAndNamesTheProblem) {
     EXPECT_NE(s.status().message().find(why), std::string::npos)
         << "\"" << text << "\" gave: " << s.status().message();
   }
+}
+
+TEST(LrSchedule, MinLrIsComparedWithLrOnlyOnceLrIsKnown) {
+  // The command line gives the schedule and --lr separately: "cosine:min_lr=0.05" must parse
+  // although 0.05 is above the default base_lr, and be rejected if --lr turns out lower.
+  LrSchedule s = parse_ok("cosine:min_lr=0.05");
+  s.base_lr = 0.1f;
+  EXPECT_TRUE(validate_lr_schedule(s).is_ok());
+  s.base_lr = 0.01f;
+  Status st = validate_lr_schedule(s);
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("above lr"), std::string::npos) << st.message();
 }
 
 TEST(LrSchedule, ToStringParsesBackToTheSameSchedule) {
