@@ -34,6 +34,11 @@ inline void count() {
   long i = g_allocations.fetch_add(1, std::memory_order_relaxed);
   if (i < kTraces) g_trace_depth[i] = backtrace(g_trace[i], kDepth);
 }
+// backtrace() loads the unwinder (and allocates) on its first call: do that before any test.
+const int g_warm_backtrace = [] {
+  void* frame[2];
+  return backtrace(frame, 2);
+}();
 void print_traces() {
   for (long i = 0; i < std::min<long>(kTraces, g_allocations.load()); ++i) {
     std::fprintf(stderr, "allocation %ld during a step:\n", i + 1);
