@@ -334,6 +334,9 @@ def print_profile(tag, prof, file=sys.stdout):
     print(f"\nedgetrain {tag}: time per layer kind over {prof['steps']} profiled steps; sgemm 1024^3 peak "
           f"{prof['sgemm_peak_gflops_1_thread']:.1f} GFLOP/s on 1 thread, "
           f"{prof['sgemm_peak_gflops_threads']:.1f} on {THREADS}", file=file)
+    fs = prof.get("foreign_cpu_share")
+    if fs is not None and fs > BUSY_SHARE:
+        print(f"  (BUSY: other processes used {100 * fs:.0f}% of the machine during this profile)", file=file)
     print(f"  {'layer kind / pass':<26}{'ms/step':>9}{'share':>8}{'GFLOP/s':>9}{'% peak':>8}{'GB/s':>8}", file=file)
     for k in prof["kinds"] + [prof["total"]]:
         if k["ms_per_step"] < 0.005 and k["kind"] != "total":
@@ -382,7 +385,8 @@ def main():
     ap.add_argument("--no-torch", action="store_true", help="measure edgetrain alone")
     ap.add_argument("--no-profile", action="store_true", help="skip edgetrain's per-layer-kind profile")
     ap.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
-                    help="first wait up to SECONDS for the 1-minute load average to drop below 1")
+                    help="before each pair of runs, wait (at most SECONDS in all) until other processes use "
+                         "less than 10%% of the machine")
     ap.add_argument("--out", default="", help="JSON path (default bench/results/bench-<date>.json + latest.json)")
     a = ap.parse_args()
     if a.torch_child:
@@ -469,11 +473,14 @@ def main():
         for cfg in cfgs:
             if cfg["mode"] != "full":
                 continue
+            if a.wait_idle > 0:
+                wait_for_idle(deadline)
             r, err = run_child(edgetrain_cmd(a.edgetrain, cfg, profile=True), env)
             if r is None or "profile" not in r:
                 errors.append(dict(tag=cfg["tag"], who="edgetrain --profile", error=err))
                 continue
-            profiles[cfg["tag"]] = r["profile"]
+            profiles[cfg["tag"]] = dict(r["profile"], step_ms_median=r["step_ms_median"],
+                                        foreign_cpu_share=r["foreign_cpu_share"])
     load_after = os.getloadavg()
 
     print()
