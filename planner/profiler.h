@@ -1,0 +1,78 @@
+// The profiler: measures kernel run times on this machine for the cost models.
+//
+// Kernel samples. Shapes come from the real training graphs of MobileNetV2 (widths 0.35..1.0),
+// ResNet-18 and the small CNN at inputs 32..224 and batches 1..64 (half from that grid, half
+// randomly perturbed off it), with every node a training step has (forward, backward, updates,
+// frozen variants). Each chosen node runs alone through the op table's fast kernel on buffers
+// allocated once, at every thread count, and its time is the median of several repetitions
+// (tiny kernels are timed in groups of calls so the clock's resolution does not matter).
+// Every class gets samples in turn until its target or the time budget is reached; a fifth of
+// the samples are held out for the accuracy report.
+//
+// Error-driven resampling. After a first fit, fitting samples whose cross-validated prediction
+// is off by more than 10% get new samples near them: the same layer in a slightly perturbed
+// configuration (batch, input size, width).
+//
+// Step samples. Whole training steps of configurations that no kernel sample came from
+// (another ResNet depth, widths, input sizes and batches off the grid, freezing, AdamW) are
+// timed through the executor, for step-level validation of the summed predictions.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "planner/profile_store.h"
+#include "planner/step_config.h"
+#include "runtime/graph.h"
+#include "runtime/status.h"
+#include "runtime/thread_pool.h"
+
+namespace edgetrain {
+
+struct ProfileOptions {
+  bool quick = false;                 // ~30 s instead of ~5 minutes
+  std::vector<int> threads = {1, 2};
+  // Time budgets in seconds; 0 picks the default of the mode (quick / full).
+  double kernel_seconds = 0;
+  double resample_seconds = 0;
+  double step_seconds = 0;
+  uint64_t seed = 1;
+  // Progress lines ("force" for lines that must not be dropped); may be empty.
+  std::function<void(const std::string& line, bool force)> progress;
+};
+
+// Measures, fits (CostModel::fit) and returns the complete profile, models and report included.
+Result<Profile> run_profile(const ProfileOptions& options);
+
+// The fixed configurations whose whole steps validate the cost model (none of them is ever
+// sampled for kernels). quick: a subset.
+std::vector<StepConfig> validation_configs(bool quick);
+
+// Runs single nodes of a graph alone, on buffers it owns (grown as needed, filled once with
+// benign random data), at each of its thread counts.
+class KernelTimer {
+ public:
+  explicit KernelTimer(const std::vector<int>& threads, uint64_t seed = 1);
+  ~KernelTimer();
+  KernelTimer(const KernelTimer&) = delete;
+  KernelTimer& operator=(const KernelTimer&) = delete;
+
+  // Bytes of buffers node n needs (inputs, outputs, workspace).
+  static size_t node_bytes(const Graph& g, const Node& n);
+  // Median seconds of one call of node n at each thread count (in the order given to the
+  // constructor), spending about budget_seconds per thread count (at least 3 timings, 2 for
+  // calls over 0.2 s). Fails for a node larger than max_bytes.
+  Result<std::vector<double>> time_node(const Graph& g, const Node& n, double budget_seconds,
+                                        size_t max_bytes);
+
+ private:
+  struct Pool;
+  std::vector<int> threads_;
+  std::vector<std::unique_ptr<ThreadPool>> pools_;
+  std::unique_ptr<Pool> inputs_, positive_, zeros_, outputs_;
+};
+
+}  // namespace edgetrain
