@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "memory/checkpointing.h"
+#include "memory/liveness.h"
 #include "runtime/autodiff.h"
 #include "models/model_zoo.h"
 #include "runtime/parameter_store.h"
@@ -168,6 +169,39 @@ TEST(Checkpointing, RejectsBoundariesThatAreNotCutPoints) {
   Result<TrainingSchedule> s = make_training_schedule(factory(kSmall), 4, cfg);
   ASSERT_FALSE(s.is_ok());
   EXPECT_NE(s.status().message().find("not a cut point"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace edgetrain
+
+namespace edgetrain {
+namespace {
+
+TEST(Checkpointing, BudgetModeFitsTheBudgetOrSaysWhatWouldFit) {
+  TrainConfig plain;
+  Result<TrainingSchedule> p = make_training_schedule(factory(kMobileNet), 8, plain);
+  ASSERT_TRUE(p.is_ok());
+  size_t plain_arena = layout_arena(p->graph)->arena_bytes;
+  for (double fraction : {1.0, 0.8, 0.6}) {
+    TrainConfig c;
+    c.checkpoint.mode = CheckpointMode::kBudget;
+    c.checkpoint.budget_bytes = static_cast<int64_t>(plain_arena * fraction);
+    Result<TrainingSchedule> s = make_training_schedule(factory(kMobileNet), 8, c);
+    if (!s.is_ok()) {
+      EXPECT_EQ(s.status().code(), StatusCode::kOutOfMemory);
+      EXPECT_NE(s.status().message().find("smallest arena"), std::string::npos);
+      continue;
+    }
+    size_t arena = layout_arena(s->graph)->arena_bytes;
+    EXPECT_LE(static_cast<int64_t>(arena), c.checkpoint.budget_bytes) << fraction;
+    if (fraction == 1.0) EXPECT_EQ(recomputed_bytes(s->graph), 0u) << "no recompute needed at the plain arena";
+  }
+  TrainConfig tiny;
+  tiny.checkpoint.mode = CheckpointMode::kBudget;
+  tiny.checkpoint.budget_bytes = 1000;
+  Result<TrainingSchedule> s = make_training_schedule(factory(kMobileNet), 8, tiny);
+  ASSERT_FALSE(s.is_ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kOutOfMemory);
 }
 
 }  // namespace
