@@ -540,11 +540,12 @@ void conv2d_backward_data(const KernelCall& call) {
 }
 
 void conv2d_backward_weight(const KernelCall& call) {
+  float* dw = call.out_f(0);
+  float* db = call.out_f(1);
+  if (dw == nullptr && db == nullptr) return;
   const ConvGeometry g = backward_weight_geometry(call);
   const float* dy = call.in_f(0);
   const float* x = call.in_f(1);
-  float* dw = call.out_f(0);
-  float* db = call.out_f(1);
   const bool acc_dw = call.attrs->accumulates(0), acc_db = call.attrs->accumulates(1);
   const ConvPath path = conv_path(g);
   if (path == ConvPath::kDepthwise)
