@@ -68,22 +68,49 @@ int64_t block_end(int64_t block, int64_t n) { return std::min(n, (block + 1) * k
 
 // ---- portable path -------------------------------------------------------------------------
 
+// One bitmap word from 64 elements: bit j = on(x[j]). The predicate goes into bytes first (a
+// loop compilers vectorise), then 8 bytes of 0/1 become 8 bits with one multiply: byte k times
+// 2^(7-i) for every i lands on bit 56 + k of the product when k + i = 7, and no two terms share
+// a bit, so no carries disturb the top byte.
+template <typename On>
+inline uint64_t word_of_64(const float* x, On on) {
+  uint8_t flags[64];
+  for (int j = 0; j < 64; ++j) flags[j] = on(x[j]) ? 1 : 0;
+  uint64_t word = 0;
+  for (int k = 0; k < 8; ++k) {
+    uint64_t bytes;
+    std::memcpy(&bytes, flags + 8 * k, sizeof(bytes));
+    word |= ((bytes * 0x0102040810204080ull) >> 56) << (8 * k);
+  }
+  return word;
+}
+
+// The same for the m < 64 elements of a ragged last word (bits past m stay 0).
+template <typename On>
+inline uint64_t word_of_tail(const float* x, int64_t m, On on) {
+  uint64_t word = 0;
+  for (int64_t j = 0; j < m; ++j) word |= static_cast<uint64_t>(on(x[j])) << j;
+  return word;
+}
+
+// `x != 0.0f` is true for NaN and false for both zeros.
+inline bool nonzero(float v) { return v != 0.0f; }
+
 // Pass 1 for one block: bitmap words of elements [begin, end) (begin a multiple of 64) and the
-// number of nonzeros. `x != 0.0f` is true for NaN and false for both zeros.
+// number of nonzeros.
 uint32_t bitmap_block_portable(const float* x, int64_t begin, int64_t end, uint64_t* bitmap) {
   uint32_t count = 0;
   for (int64_t base = begin; base < end; base += 64) {
-    const int64_t m = std::min<int64_t>(64, end - base);
-    uint64_t word = 0;
-    for (int64_t j = 0; j < m; ++j) word |= uint64_t{x[base + j] != 0.0f} << j;
+    const uint64_t word = end - base >= 64 ? word_of_64(x + base, nonzero)
+                                           : word_of_tail(x + base, end - base, nonzero);
     bitmap[base / 64] = word;
     count += static_cast<uint32_t>(std::popcount(word));
   }
   return count;
 }
 
-// Pass 2 for one block: copy the nonzeros flagged in the bitmap to dst. Copies are bit copies
-// (memcpy), so NaN payloads survive.
+// Pass 2 for one block: copy the nonzeros flagged in the bitmap to dst, one set bit at a time.
+// Copies are bit copies (memcpy), so NaN payloads survive.
 void compress_block_portable(const float* x, int64_t begin, int64_t end, const uint64_t* bitmap,
                              float* dst) {
   for (int64_t base = begin; base < end; base += 64) {
@@ -93,18 +120,14 @@ void compress_block_portable(const float* x, int64_t begin, int64_t end, const u
   }
 }
 
+// Unpack of one block: zero the word's 64 elements, then drop each value on its set bit (a loop
+// over set bits, not a branch per element: random zero patterns mispredict).
 void expand_block_portable(const float* src, int64_t begin, int64_t end, const uint64_t* bitmap,
                            float* x) {
   for (int64_t base = begin; base < end; base += 64) {
-    const int64_t m = std::min<int64_t>(64, end - base);
-    const uint64_t word = bitmap[base / 64];
-    if (word == 0) {
-      std::fill(x + base, x + base + m, 0.0f);
-      continue;
-    }
-    for (int64_t j = 0; j < m; ++j) {
-      if ((word >> j) & 1u) std::memcpy(x + base + j, src++, sizeof(float));
-      else x[base + j] = 0.0f;
+    std::fill(x + base, x + std::min<int64_t>(base + 64, end), 0.0f);
+    for (uint64_t word = bitmap[base / 64]; word != 0; word &= word - 1) {
+      std::memcpy(x + base + std::countr_zero(word), src++, sizeof(float));
     }
   }
 }
@@ -112,15 +135,11 @@ void expand_block_portable(const float* src, int64_t begin, int64_t end, const u
 // Mask words [wb, we) of y: bit set when lo < y < hi (no upper test when has_hi is false).
 void mask_words_portable(const float* y, int64_t n, float lo, float hi, bool has_hi, int64_t wb,
                          int64_t we, uint64_t* bits) {
+  // '&' and '|', not '&&' and '||': no branches, so the byte loop vectorises. NaN is never on.
+  auto on = [=](float v) -> bool { return (v > lo) & (!has_hi | (v < hi)); };
   for (int64_t w = wb; w < we; ++w) {
-    const int64_t base = w * 64, m = std::min<int64_t>(64, n - base);
-    uint64_t word = 0;
-    for (int64_t j = 0; j < m; ++j) {
-      const float v = y[base + j];
-      const bool on = (v > lo) & (!has_hi | (v < hi));
-      word |= uint64_t{on} << j;
-    }
-    bits[w] = word;
+    const int64_t base = w * 64;
+    bits[w] = n - base >= 64 ? word_of_64(y + base, on) : word_of_tail(y + base, n - base, on);
   }
 }
 

@@ -126,9 +126,12 @@ TEST(BitmapCodec, RoundTripIsBitIdenticalAcrossSizesSparsitiesThreadsAndIsas) {
           SCOPED_TRACE(testing::Message() << "n=" << n << " sparsity=" << sparsity << " "
                                           << isa_name(isa) << " threads=" << threads);
           Parallel par = threads == 1 ? Parallel{} : pool.parallel();
+          // Nonzero sentinels after x: reading past n would count them.
+          std::vector<float> xs = x;
+          xs.resize(x.size() + 16, 5.0f);
           // The tightest slot: capacity exactly nnz, so values end right at the slot's end.
           GuardedSlot slot(n, nnz);
-          PackResult r = pack_sparse(x.data(), n, nnz, slot.data(), par, isa);
+          PackResult r = pack_sparse(xs.data(), n, nnz, slot.data(), par, isa);
           EXPECT_FALSE(r.overflowed);
           EXPECT_EQ(r.nnz, nnz);
           EXPECT_FALSE(packed_overflowed(slot.data()));
@@ -137,8 +140,10 @@ TEST(BitmapCodec, RoundTripIsBitIdenticalAcrossSizesSparsitiesThreadsAndIsas) {
           EXPECT_TRUE(slot.guard_intact());
           Status v = validate_packed(slot.data(), slot.bytes, n);
           EXPECT_TRUE(v.is_ok()) << v.to_string();
-          std::vector<float> y(static_cast<size_t>(n), 42.0f);
+          std::vector<float> y(static_cast<size_t>(n) + 16, 42.0f);  // 16 sentinels after n
           ASSERT_TRUE(unpack_sparse(slot.data(), y.data(), par, isa));
+          EXPECT_EQ(std::vector<float>(y.begin() + n, y.end()), std::vector<float>(16, 42.0f));
+          y.resize(static_cast<size_t>(n));
           EXPECT_TRUE(same_bits(y, expected));
         }
       }
