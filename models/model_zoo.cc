@@ -61,12 +61,10 @@ std::string describe_model(const ModelSpec& spec) {
 Status validate_model_spec(const ModelSpec& spec) {
   const std::string name = model_name(spec);
   if (name == "unknown") return invalid_argument("model spec: unknown architecture value");
-  if (!std::isfinite(spec.width_mult) || spec.width_mult <= 0.0f || spec.width_mult > kMaxWidth)
+  if (spec.arch == Architecture::kMobileNetV2 &&
+      (!std::isfinite(spec.width_mult) || spec.width_mult <= 0.0f || spec.width_mult > kMaxWidth))
     return invalid_argument("model " + name + ": width_mult " + format_width(spec.width_mult) +
                             " is out of range (0, " + format_width(kMaxWidth) + "]");
-  if (spec.arch != Architecture::kMobileNetV2 && spec.width_mult != 1.0f)
-    return invalid_argument("model " + name + ": width_mult " + format_width(spec.width_mult) +
-                            " applies only to mobilenet_v2; " + name + " needs 1.0");
   if (spec.num_classes < 1 || spec.num_classes > kMaxClasses)
     return invalid_argument("model " + name + ": num_classes " + std::to_string(spec.num_classes) +
                             " is out of range [1, " + std::to_string(kMaxClasses) + "]");
@@ -91,6 +89,11 @@ Result<ModelSpec> parse_model_spec(const std::string& name, float width, int cla
   }
   if (!found)
     return invalid_argument("unknown model '" + name + "': valid names are " + valid_model_names());
+  // A hand-made spec's width is ignored by the other architectures, but a user who asks for
+  // "resnet18" at width 0.5 expects a thinner network: say that there is none.
+  if (spec.arch != Architecture::kMobileNetV2 && width != 1.0f)
+    return invalid_argument("model " + name + ": width " + format_width(width) +
+                            " applies only to mobilenet_v2; " + name + " has a fixed width (1.0)");
   spec.width_mult = width;
   spec.num_classes = classes;
   spec.input_size = input_size;

@@ -14,7 +14,7 @@ enum class Architecture { kSmallCnn, kMobileNetV2, kResNet18, kResNet34, kResNet
 
 struct ModelSpec {
   Architecture arch = Architecture::kSmallCnn;
-  float width_mult = 1.0f;  // MobileNetV2 only; the other architectures need 1.0
+  float width_mult = 1.0f;  // MobileNetV2 only; ignored by the other architectures
   int num_classes = 10;
   int input_size = 32;      // square input, input_size x input_size pixels
   int in_channels = 3;
@@ -26,7 +26,8 @@ struct ModelSpec {
 Result<ModelSpec> parse_model_spec(const std::string& name, float width, int classes,
                                    int input_size);
 
-// The same checks for a spec built by hand (build_model runs them too).
+// The checks for a spec built by hand (build_model runs them too): classes, input size and
+// channels in range, and for MobileNetV2 a width in (0, 4]. Other architectures ignore the width.
 Status validate_model_spec(const ModelSpec& spec);
 
 // The forward graph of the model for a batch of `batch` images of spec's size (NHWC), with

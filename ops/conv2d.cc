@@ -15,6 +15,8 @@
 
 #include <cblas.h>
 
+#include "ops/gemm.h"
+
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -484,7 +486,7 @@ void conv2d_forward(const KernelCall& call) {
   if (path == ConvPath::kPointwise) {
     // Y[:, group g's outputs] = X[:, group g's inputs] * W_g^T over all N*H*W rows.
     for (int64_t gi = 0; gi < g.groups; ++gi)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.n * pixels, opg, cpg, 1.0f,
+      gemm(call.parallel, false, true, g.n * pixels, opg, cpg, 1.0f,
                   x + gi * cpg, g.c, w + gi * opg * kg, kg, beta, y + gi * opg, g.out_c);
     return;
   }
@@ -494,7 +496,7 @@ void conv2d_forward(const KernelCall& call) {
     float* y_img = y + n * pixels * g.out_c;
     for (int64_t gi = 0; gi < g.groups; ++gi) {
       im2col(call.parallel, g, x_img, gi * cpg, cpg, cols);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, pixels, opg, kg, 1.0f, cols, kg,
+      gemm(call.parallel, false, true, pixels, opg, kg, 1.0f, cols, kg,
                   w + gi * opg * kg, kg, beta, y_img + gi * opg, g.out_c);
     }
   }
@@ -516,7 +518,7 @@ void conv2d_backward_data(const KernelCall& call) {
   if (path == ConvPath::kPointwise) {
     // dX[:, group g's inputs] (+)= dY[:, group g's outputs] * W_g over all N*H*W rows.
     for (int64_t gi = 0; gi < g.groups; ++gi)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.n * pixels, cpg, opg, 1.0f,
+      gemm(call.parallel, false, false, g.n * pixels, cpg, opg, 1.0f,
                   dy + gi * opg, g.out_c, w + gi * opg * kg, kg, accumulate ? 1.0f : 0.0f,
                   dx + gi * cpg, g.c);
     return;
@@ -529,7 +531,7 @@ void conv2d_backward_data(const KernelCall& call) {
     const float* dy_img = dy + n * pixels * g.out_c;
     float* dx_img = dx + n * g.h * g.w * g.c;
     for (int64_t gi = 0; gi < g.groups; ++gi) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, pixels, kg, opg, 1.0f,
+      gemm(call.parallel, false, false, pixels, kg, opg, 1.0f,
                   dy_img + gi * opg, g.out_c, w + gi * opg * kg, kg, 0.0f, cols, kg);
       col2im_add(call.parallel, g, cols, gi * cpg, cpg, dx_img);
     }
@@ -555,7 +557,7 @@ void conv2d_backward_weight(const KernelCall& call) {
   if (path == ConvPath::kPointwise) {
     // dW_g (+)= dY[:, group g's outputs]^T * X[:, group g's inputs] over all N*H*W rows.
     for (int64_t gi = 0; gi < g.groups; ++gi)
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, opg, cpg, g.n * pixels, 1.0f,
+      gemm(call.parallel, true, false, opg, cpg, g.n * pixels, 1.0f,
                   dy + gi * opg, g.out_c, x + gi * cpg, g.c, acc_dw ? 1.0f : 0.0f,
                   dw + gi * opg * kg, kg);
     return;
@@ -568,7 +570,7 @@ void conv2d_backward_weight(const KernelCall& call) {
     const float beta = (n == 0 && !acc_dw) ? 0.0f : 1.0f;
     for (int64_t gi = 0; gi < g.groups; ++gi) {
       im2col(call.parallel, g, x_img, gi * cpg, cpg, cols);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, opg, kg, pixels, 1.0f,
+      gemm(call.parallel, true, false, opg, kg, pixels, 1.0f,
                   dy_img + gi * opg, g.out_c, cols, kg, beta, dw + gi * opg * kg, kg);
     }
   }

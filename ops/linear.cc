@@ -9,6 +9,8 @@
 
 #include <cblas.h>
 
+#include "ops/gemm.h"
+
 #include <algorithm>
 #include <string>
 
@@ -132,7 +134,7 @@ void linear_forward(const KernelCall& call) {
   // With a bias, y starts as b in every row and the GEMM adds onto it (beta = 1).
   if (b)
     for (int64_t i = 0; i < d.n; ++i) std::copy(b, b + d.out, y + i * d.out);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blas_int(d.n), blas_int(d.out),
+  gemm(call.parallel, false, true, blas_int(d.n), blas_int(d.out),
               blas_int(d.in), 1.0f, x, blas_int(d.in), w, blas_int(d.in), b ? 1.0f : 0.0f, y,
               blas_int(d.out));
 }
@@ -148,7 +150,7 @@ void linear_backward_data(const KernelCall& call) {
   float* dx = call.out_f(0);
   if (dx == nullptr) return;
   // dx[N,I] = dy[N,O] w[O,I]; beta = 0 makes BLAS overwrite dx (whatever the arena held).
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blas_int(d.n), blas_int(d.in),
+  gemm(call.parallel, false, false, blas_int(d.n), blas_int(d.in),
               blas_int(d.out), 1.0f, call.in_f(0), blas_int(d.out), call.in_f(1), blas_int(d.in),
               call.attrs->accumulates(0) ? 1.0f : 0.0f, dx, blas_int(d.in));
 }
@@ -168,7 +170,7 @@ void linear_backward_weight(const KernelCall& call) {
   float* db = call.out_f(1);
   if (dw) {
     // dw[O,I] = dy^T[O,N] x[N,I]
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, blas_int(d.out), blas_int(d.in),
+    gemm(call.parallel, true, false, blas_int(d.out), blas_int(d.in),
                 blas_int(d.n), 1.0f, dy, blas_int(d.out), x, blas_int(d.in),
                 call.attrs->accumulates(0) ? 1.0f : 0.0f, dw, blas_int(d.in));
   }

@@ -30,6 +30,7 @@ void ensure_fast_blas(int argc, char** argv);
 // For libraries: a warning text when BLAS is degraded ("" otherwise).
 std::string blas_warning();
 
+// edgetrain runs OpenBLAS on one thread and splits GEMMs over its own pool (ops/gemm.h).
 void set_blas_threads(int threads);
 
 }  // namespace edgetrain

@@ -1,7 +1,10 @@
 #include "runtime/executor.h"
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+
+#include "runtime/blas_env.h"
 
 namespace edgetrain {
 
@@ -19,6 +22,8 @@ Executor::~Executor() { std::free(arena_); }
 Result<std::unique_ptr<Executor>> Executor::create(Graph g, ParameterStore* params,
                                                    const ExecutorOptions& options) {
   if (params == nullptr) return invalid_argument("executor needs a parameter store");
+  // Our pool splits GEMMs (ops/gemm.h); OpenBLAS's own threads would allocate on every call.
+  set_blas_threads(1);
   std::unique_ptr<Executor> ex(new Executor(std::move(g), options.threads));
   const Graph& graph = ex->graph_;
   ET_ASSIGN_OR_RETURN(ex->layout_, layout_arena(graph));
@@ -88,6 +93,15 @@ Result<std::unique_ptr<Executor>> Executor::create(Graph g, ParameterStore* para
 void Executor::run(const StepScalars& step) {
   step_ = step;
   for (size_t i = 0; i < calls_.size(); ++i) kernels_[i](calls_[i]);
+}
+
+void Executor::run_profiled(const StepScalars& step, double* node_seconds) {
+  step_ = step;
+  for (size_t i = 0; i < calls_.size(); ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    kernels_[i](calls_[i]);
+    node_seconds[i] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
 }
 
 void Executor::reset_optimizer_state() {

@@ -32,6 +32,8 @@ class Executor {
 
   // Runs every node of the schedule once.
   void run(const StepScalars& step);
+  // The same, adding each node's wall time in seconds to node_seconds[i] (graph().nodes order).
+  void run_profiled(const StepScalars& step, double* node_seconds);
 
   float* input() { return static_cast<float*>(ptr(graph_.input)); }
   int32_t* labels() { return static_cast<int32_t*>(ptr(graph_.labels)); }

@@ -88,7 +88,7 @@ NodeId GraphBuilder::add_node(OpKind op, const Attrs& attrs, std::vector<ValueId
 ValueId GraphBuilder::conv2d(ValueId x, const std::string& name, int64_t out_channels, int kernel,
                              int stride, int pad, int groups, bool bias) {
   if (!check_value(x, name.c_str())) return kNoValue;
-  const Shape& xs = shape(x);
+  const Shape xs = shape(x);  // a copy: adding values may move graph_.values
   if (xs.rank != 4 || groups <= 0 || out_channels <= 0 || xs.c() % groups != 0) {
     fail(invalid_argument("conv '" + name + "': input " + xs.to_string() + " with groups " +
                           std::to_string(groups) + " and " + std::to_string(out_channels) +
@@ -118,7 +118,7 @@ ValueId GraphBuilder::conv2d(ValueId x, const std::string& name, int64_t out_cha
 
 ValueId GraphBuilder::batch_norm(ValueId x, const std::string& name, float eps, float momentum) {
   if (!check_value(x, name.c_str())) return kNoValue;
-  const Shape& xs = shape(x);
+  const Shape xs = shape(x);  // a copy: adding values may move graph_.values
   if (xs.rank != 4) {
     fail(invalid_argument("batch norm '" + name + "': expects an NHWC input, got " + xs.to_string()));
     return kNoValue;
@@ -214,7 +214,7 @@ ValueId GraphBuilder::avg_pool(ValueId x, int kernel, int stride, int pad) {
 
 ValueId GraphBuilder::global_avg_pool(ValueId x) {
   if (!check_value(x, "global_avg_pool")) return kNoValue;
-  const Shape& xs = shape(x);
+  const Shape xs = shape(x);  // a copy: adding values may move graph_.values
   if (xs.rank != 4) {
     fail(invalid_argument("global average pool expects NHWC, got " + xs.to_string()));
     return kNoValue;
@@ -227,7 +227,7 @@ ValueId GraphBuilder::global_avg_pool(ValueId x) {
 
 ValueId GraphBuilder::flatten(ValueId x) {
   if (!check_value(x, "flatten")) return kNoValue;
-  const Shape& xs = shape(x);
+  const Shape xs = shape(x);  // a copy: adding values may move graph_.values
   std::string name = graph_.value(x).name + ".flatten";
   ValueId y = add_activation(name, Shape{xs[0], xs.numel() / xs[0]});
   add_node(OpKind::kFlatten, Attrs{}, {x}, {y}, name, -1);
@@ -237,7 +237,7 @@ ValueId GraphBuilder::flatten(ValueId x) {
 ValueId GraphBuilder::linear(ValueId x, const std::string& name, int64_t out_features, bool bias,
                              ParamInit weight_init) {
   if (!check_value(x, name.c_str())) return kNoValue;
-  const Shape& xs = shape(x);
+  const Shape xs = shape(x);  // a copy: adding values may move graph_.values
   if (xs.rank != 2 || out_features <= 0) {
     fail(invalid_argument("linear '" + name + "': expects [N, features] input and positive outputs, got " +
                           xs.to_string()));
@@ -261,7 +261,7 @@ ValueId GraphBuilder::linear(ValueId x, const std::string& name, int64_t out_fea
 
 ValueId GraphBuilder::softmax_cross_entropy(ValueId logits) {
   if (!check_value(logits, "softmax_cross_entropy")) return kNoValue;
-  const Shape& ls = shape(logits);
+  const Shape ls = shape(logits);
   if (ls.rank != 2) {
     fail(invalid_argument("the loss expects logits [N, classes], got " + ls.to_string()));
     return kNoValue;

@@ -32,9 +32,44 @@ struct FreezeConfig {
   bool frozen_norm_in_eval_mode = true;     // frozen batch norms use running statistics
 };
 
+// Gradient checkpointing: forward values inside a segment are freed after the forward and
+// recomputed right before that segment's backward. Segments are delimited by cut points: the
+// values where the model is a chain (one tensor crosses), numbered 0.. in forward order
+// (memory/checkpointing.h lists them).
+enum class CheckpointMode : uint8_t {
+  kNone,
+  kManual,        // boundaries = the cut points that start a new segment
+  kSqrtBytes,     // about sqrt(n) segments of equal activation bytes (segments = 0: automatic)
+  kBudget,        // the fewest recomputed bytes whose peak fits budget_bytes (dynamic programming)
+};
+
+struct CheckpointConfig {
+  CheckpointMode mode = CheckpointMode::kNone;
+  std::vector<int> boundaries;  // kManual
+  int segments = 0;             // kSqrtBytes: 0 = round(sqrt(number of cut points))
+  int64_t budget_bytes = 0;     // kBudget: peak of the training arena to stay under
+};
+
+// BitTrain-style storage of activations saved for backward.
+struct CompressionConfig {
+  // Saved post-ReLU/ReLU6 tensors are stored as a bitmap + packed nonzeros between their last
+  // forward use and their first backward use.
+  bool sparse_activations = false;
+  // Capacity of a packed tensor's slot, as a fraction of its elements (expected density plus a
+  // margin, from a probe batch). A batch with more nonzeros falls back (see Trainer).
+  float capacity = 0.6f;
+  // ReLU/ReLU6 backward reads a 1-bit mask instead of the float output.
+  bool relu_masks = false;
+};
+
 struct TrainConfig {
   OptimizerConfig optimizer;
   FreezeConfig freeze;
+  CheckpointConfig checkpoint;
+  CompressionConfig compression;
+  // The batch runs as this many micro-batches of batch/micro_batches images, gradients
+  // accumulated, one optimizer update per batch. Batch-norm statistics are per micro-batch.
+  int micro_batches = 1;
   // Parameter gradients keep their memory for the whole step so they can be read after it
   // (tests against PyTorch); normally each dies right after its update.
   bool retain_parameter_gradients = false;

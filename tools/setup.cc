@@ -151,7 +151,6 @@ Result<TrainerOptions> trainer_options(const ArgParser& p) {
   ET_ASSIGN_OR_RETURN(int64_t layers, p.integer("freeze-layers"));
   o.config.freeze.frozen_prefix_layers = static_cast<int>(layers);
   o.config.freeze.frozen_patterns = split_list(p.str("freeze-pattern"));
-  set_blas_threads(o.threads);
   return o;
 }
 

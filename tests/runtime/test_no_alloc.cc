@@ -3,7 +3,11 @@
 // OpenBLAS's), while steps 2..N run.
 #include <gtest/gtest.h>
 
+#include <execinfo.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 
 #include "models/model_zoo.h"
@@ -21,8 +25,25 @@ void __libc_free(void*);
 namespace {
 std::atomic<bool> g_counting{false};
 std::atomic<long> g_allocations{0};
+// Call stacks of the first few counted allocations, printed when a test fails (no allocation).
+constexpr int kTraces = 4, kDepth = 12;
+void* g_trace[kTraces][kDepth];
+int g_trace_depth[kTraces];
 inline void count() {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (!g_counting.load(std::memory_order_relaxed)) return;
+  long i = g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (i < kTraces) g_trace_depth[i] = backtrace(g_trace[i], kDepth);
+}
+// backtrace() loads the unwinder (and allocates) on its first call: do that before any test.
+const int g_warm_backtrace = [] {
+  void* frame[2];
+  return backtrace(frame, 2);
+}();
+void print_traces() {
+  for (long i = 0; i < std::min<long>(kTraces, g_allocations.load()); ++i) {
+    std::fprintf(stderr, "allocation %ld during a step:\n", i + 1);
+    backtrace_symbols_fd(g_trace[i], g_trace_depth[i], STDERR_FILENO);
+  }
 }
 }  // namespace
 
@@ -63,7 +84,7 @@ long allocations_during_steps(Architecture arch, int input, int64_t batch, Freez
     ModelSpec spec;
     spec.arch = arch;
     spec.input_size = input;
-    spec.width_mult = 0.35f;
+    if (arch == Architecture::kMobileNetV2) spec.width_mult = 0.35f;
     return build_model(spec, b, training);
   };
   TrainerOptions o;
@@ -78,6 +99,8 @@ long allocations_during_steps(Architecture arch, int input, int64_t batch, Freez
   for (int64_t i = 0; i < tr.input_shape().numel(); ++i) tr.train_images()[i] = static_cast<float>(rng.normal());
   for (int64_t i = 0; i < batch; ++i) tr.train_labels()[i] = static_cast<int32_t>(i % 10);
   EXPECT_TRUE(tr.train_step(0.01f).is_ok());  // step 1 may warm up libraries
+  void* warm[2];
+  backtrace(warm, 2);  // loads the unwinder now, not while counting
   g_allocations = 0;
   g_counting = true;
   for (int step = 0; step < 3; ++step) {
@@ -85,6 +108,7 @@ long allocations_during_steps(Architecture arch, int input, int64_t batch, Freez
     if (!r.is_ok()) break;
   }
   g_counting = false;
+  if (g_allocations.load() > 0) print_traces();
   return g_allocations.load();
 }
 

@@ -1,0 +1,18 @@
+// Row-major SGEMM split across the runtime's threads, each chunk one single-threaded OpenBLAS
+// call. Why not OpenBLAS's own threads: its threaded sgemm mallocs job descriptors on every call
+// (a training step must not allocate), and its spinning threads would compete with our pool.
+// OpenBLAS is therefore pinned to one thread (set_blas_threads(1) in the executor) and the
+// split happens here: along M (rows of C) when M is the larger side, else along N.
+#pragma once
+
+#include <cstdint>
+
+#include "ops/op.h"
+
+namespace edgetrain {
+
+// C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, row-major, as cblas_sgemm.
+void gemm(const Parallel& parallel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+          const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
+}  // namespace edgetrain
