@@ -85,6 +85,11 @@ JsonValue FitReport::to_json() const {
     k.set("candidates", std::move(cands));
     k.set("holdout_within_10pct", c.holdout_within);
     k.set("holdout_r2", c.holdout_r2);
+    k.set("calibration_samples", c.calibration_samples);
+    if (c.calibration_samples > 0) {
+      k.set("correction", regressor_kind_name(c.correction));
+      k.set("correction_cv_within_10pct", c.correction_cv_within);
+    }
     k.set("instep_count", c.instep_count);
     k.set("instep_within_10pct", c.instep_within);
     classes.push_back(std::move(k));
@@ -107,8 +112,11 @@ JsonValue FitReport::to_json() const {
 std::string report_text(const JsonValue& report) {
   std::string s;
   char line[256];
-  std::snprintf(line, sizeof(line), "%-26s %3s %5s %5s  %-13s %7s %8s %8s %12s\n", "op class", "thr", "fit", "held",
-                "model", "cv<10%", "held<10%", "held R2", "in-step<10%");
+  s += "Kernel alone: samples fitted (fit) and held out (held), the chosen model, its cross-validated\n"
+       "and held-out share within +/-10% and held-out R2. In a step: calibration nodes (calib) and\n"
+       "the cross-validated share of in-step times within 10%, then nodes of validation steps.\n\n";
+  std::snprintf(line, sizeof(line), "%-26s %3s %5s %5s  %-13s %7s %8s %8s %6s %7s %14s\n", "op class", "thr", "fit",
+                "held", "model", "cv<10%", "held<10%", "held R2", "calib", "cv<10%", "valid<10% (n)");
   s += line;
   if (const JsonValue* classes = report.get_array("classes")) {
     for (const JsonValue& c : classes->items()) {
@@ -117,12 +125,14 @@ std::string report_text(const JsonValue& report) {
         for (const JsonValue& k : cands->items())
           if (k.get_string("kind") == c.get_string("chosen")) cv = k.get_double("cv_within_10pct");
       const int64_t held = c.get_int("holdout_samples"), instep = c.get_int("instep_count");
-      std::snprintf(line, sizeof(line), "%-26s %3lld %5lld %5lld  %-13s %7s %8s %8s %12s\n",
+      const int64_t calib = c.get_int("calibration_samples");
+      std::snprintf(line, sizeof(line), "%-26s %3lld %5lld %5lld  %-13s %7s %8s %8s %6lld %7s %14s\n",
                     c.get_string("class").c_str(), static_cast<long long>(c.get_int("threads")),
                     static_cast<long long>(c.get_int("fit_samples")), static_cast<long long>(held),
                     c.get_string("chosen").c_str(), pct(cv).c_str(),
                     held ? pct(c.get_double("holdout_within_10pct")).c_str() : "-",
-                    held ? fmt("%.4f", c.get_double("holdout_r2")).c_str() : "-",
+                    held ? fmt("%.4f", c.get_double("holdout_r2")).c_str() : "-", static_cast<long long>(calib),
+                    calib ? pct(c.get_double("correction_cv_within_10pct")).c_str() : "-",
                     instep ? (pct(c.get_double("instep_within_10pct")) + " (" + std::to_string(instep) + ")").c_str()
                            : "-");
       s += line;
@@ -160,6 +170,11 @@ std::string report_text(const JsonValue& report) {
 
 Result<CostModel> CostModel::fit(const Profile& p, const SelectOptions& options, FitReport* report) {
   ET_ASSIGN_OR_RETURN(std::vector<GroupFit> fits, fit_groups(p.kernels, options));
+  return fit(p, fits, options, report);
+}
+
+Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& fits, const SelectOptions& options,
+                                 FitReport* report) {
   CostModel m;
   for (const KernelSample& s : p.kernels)
     if (std::find(m.threads_.begin(), m.threads_.end(), s.threads) == m.threads_.end()) m.threads_.push_back(s.threads);
@@ -170,6 +185,8 @@ Result<CostModel> CostModel::fit(const Profile& p, const SelectOptions& options,
     PerThreads& pt = m.per_threads_[t];
     pt.models.resize(kOpClassCount);
     pt.present.assign(kOpClassCount, false);
+    pt.corrections.resize(kOpClassCount);
+    pt.corrected.assign(kOpClassCount, false);
     std::vector<FeatureRow> x;
     std::vector<double> y;
     for (const KernelSample& s : p.kernels)
@@ -182,6 +199,39 @@ Result<CostModel> CostModel::fit(const Profile& p, const SelectOptions& options,
     const size_t t = static_cast<size_t>(std::find(m.threads_.begin(), m.threads_.end(), gf.threads) - m.threads_.begin());
     m.per_threads_[t].models[static_cast<size_t>(gf.op_class)] = gf.selection.model;
     m.per_threads_[t].present[static_cast<size_t>(gf.op_class)] = true;
+  }
+
+  // Stage 2: in-step corrections from the calibration steps' per-node times.
+  struct Calibration {
+    std::vector<FeatureRow> x;
+    std::vector<double> ratio;
+  };
+  std::map<std::pair<int, int>, Calibration> calib;  // (class, threads)
+  for (const StepSample& s : p.steps) {
+    if (s.validation) continue;
+    Result<Graph> g = build_step_graph(s.config);
+    if (!g.is_ok() || s.node_seconds.size() != g->nodes.size()) continue;
+    for (size_t i = 0; i < g->nodes.size(); ++i) {
+      const NodeFeatures f = node_features(*g, g->nodes[i]);
+      if (!m.has_class(f.op_class, s.threads)) continue;
+      const double alone = m.predict_isolated_seconds(f, s.threads), inside = s.node_seconds[i];
+      // Nodes that return at once (nothing to compute) say nothing about caches.
+      if (!(alone > 0) || !(inside > 2e-8)) continue;
+      Calibration& c = calib[{static_cast<int>(f.op_class), s.threads}];
+      c.x.push_back(f.row);
+      c.ratio.push_back(std::clamp(inside / alone, kMinCorrection, kMaxCorrection));
+    }
+  }
+  std::map<std::pair<int, int>, std::pair<int, CandidateScore>> calib_report;
+  for (auto& [key, c] : calib) {
+    if (c.x.size() < 8) continue;  // too few to say more than noise
+    Result<Selection> sel = select_regressor(c.x, c.ratio, options);
+    if (!sel.is_ok()) return sel.status();
+    const size_t t = static_cast<size_t>(std::find(m.threads_.begin(), m.threads_.end(), key.second) - m.threads_.begin());
+    if (t >= m.threads_.size()) continue;
+    m.per_threads_[t].corrections[static_cast<size_t>(key.first)] = sel->model;
+    m.per_threads_[t].corrected[static_cast<size_t>(key.first)] = true;
+    calib_report[key] = {static_cast<int>(c.x.size()), sel->candidates[static_cast<size_t>(sel->chosen)]};
   }
   if (report == nullptr) return m;
 
@@ -201,6 +251,11 @@ Result<CostModel> CostModel::fit(const Profile& p, const SelectOptions& options,
         pred.push_back(gf.selection.model.predict(s.row));
         meas.push_back(s.seconds);
       }
+    if (auto it = calib_report.find({static_cast<int>(gf.op_class), gf.threads}); it != calib_report.end()) {
+      c.calibration_samples = it->second.first;
+      c.correction = it->second.second.kind;
+      c.correction_cv_within = it->second.second.cv_within;
+    }
     c.holdout_samples = static_cast<int>(pred.size());
     c.holdout_within = within_share(pred, meas);
     c.holdout_r2 = r_squared(pred, meas);
@@ -265,6 +320,11 @@ JsonValue CostModel::to_json() const {
       if (pt.present[static_cast<size_t>(c)])
         classes.set(op_class_name(static_cast<OpClass>(c)), pt.models[static_cast<size_t>(c)].to_json());
     e.set("classes", std::move(classes));
+    JsonValue corrections = JsonValue::object();
+    for (int c = 0; c < kOpClassCount; ++c)
+      if (pt.corrected[static_cast<size_t>(c)])
+        corrections.set(op_class_name(static_cast<OpClass>(c)), pt.corrections[static_cast<size_t>(c)].to_json());
+    e.set("corrections", std::move(corrections));
     e.set("fallback", pt.fallback.to_json());
     j.push_back(std::move(e));
   }
@@ -283,6 +343,18 @@ Result<CostModel> CostModel::from_json(const JsonValue& models) {
     PerThreads pt;
     pt.models.resize(kOpClassCount);
     pt.present.assign(kOpClassCount, false);
+    pt.corrections.resize(kOpClassCount);
+    pt.corrected.assign(kOpClassCount, false);
+    if (const JsonValue* corrections = e.get_object("corrections")) {
+      for (const JsonMember& mem : corrections->members()) {
+        OpClass c;
+        if (!parse_op_class(mem.key, &c)) return corrupt_data("cost model: unknown op class '" + mem.key + "'");
+        Result<Regressor> r = Regressor::from_json(mem.value);
+        if (!r.is_ok()) return corrupt_data("cost model: correction " + mem.key + ": " + r.status().message());
+        pt.corrections[static_cast<size_t>(c)] = std::move(*r);
+        pt.corrected[static_cast<size_t>(c)] = true;
+      }
+    }
     if (const JsonValue* classes = e.get_object("classes")) {
       for (const JsonMember& mem : classes->members()) {
         OpClass c;
@@ -333,12 +405,21 @@ bool CostModel::has_class(OpClass c, int threads) const {
   return for_threads(threads).present[static_cast<size_t>(c)];
 }
 
-double CostModel::predict_seconds(const NodeFeatures& f, int threads) const {
+double CostModel::predict_isolated_seconds(const NodeFeatures& f, int threads) const {
   if (per_threads_.empty()) return 0.0;
   const PerThreads& pt = for_threads(threads);
   if (f.op_class != OpClass::kCount && pt.present[static_cast<size_t>(f.op_class)])
     return pt.models[static_cast<size_t>(f.op_class)].predict(f.row);
   return pt.fallback.predict(f.row);
+}
+
+double CostModel::predict_seconds(const NodeFeatures& f, int threads) const {
+  const double alone = predict_isolated_seconds(f, threads);
+  if (per_threads_.empty() || f.op_class == OpClass::kCount) return alone;
+  const PerThreads& pt = for_threads(threads);
+  const size_t c = static_cast<size_t>(f.op_class);
+  if (!pt.corrected[c]) return alone;
+  return alone * std::clamp(pt.corrections[c].predict(f.row), kMinCorrection, kMaxCorrection);
 }
 
 double CostModel::predict_node_seconds(const Graph& g, const Node& n, int threads) const {

@@ -4,8 +4,11 @@
 //   Result<CostModel> m = CostModel::load(profile_path(default_cache_dir()));
 //   double step = m->predict_step_seconds(training_graph, /*threads=*/2);
 //
-// A step's time is the sum of its nodes' predictions (the executor runs nodes one after the
-// other, each using all threads). A prediction is a feature extraction and one small model
+// A node's prediction has two stages: the op class's model of the kernel timed alone (fitted to
+// the profiler's single-kernel samples), times the class's in-step correction (fitted to the
+// ratio of per-node times inside real training steps to that prediction: caches make a kernel
+// slower inside a step than alone). A step's time is the sum of its nodes' predictions (the
+// executor runs nodes one after the other, each using all threads). A prediction is a feature extraction and one small model
 // evaluation, well under a microsecond per node, so a planner can score thousands of candidate
 // schedules per second. Thread counts that were not profiled use the nearest profiled one below
 // (or the smallest); classes without samples (an op added after the profile) use a roofline fit
@@ -44,6 +47,11 @@ struct ClassReport {
   std::vector<CandidateScore> candidates;
   RegressorKind chosen = RegressorKind::kRoofline;
   double holdout_within = 0, holdout_r2 = 0;  // on held-out kernel samples
+  // The in-step correction: nodes of calibration steps it was fitted to, its kind and its
+  // cross-validated share within 10% (of in-step node times).
+  int calibration_samples = 0;
+  RegressorKind correction = RegressorKind::kRoofline;
+  double correction_cv_within = 0;
   int instep_count = 0;                        // nodes of validation steps
   double instep_within = 0;
 };
@@ -80,6 +88,9 @@ class CostModel {
   // Fits every (class, threads) group of p's non-holdout kernel samples and, when `report` is
   // given, measures accuracy on the held-out samples and on p's validation steps.
   static Result<CostModel> fit(const Profile& p, const SelectOptions& options, FitReport* report);
+  // The same with the kernel-model selection already made (fit_groups on p.kernels).
+  static Result<CostModel> fit(const Profile& p, const std::vector<GroupFit>& fits, const SelectOptions& options,
+                               FitReport* report);
   // The models of a stored profile (Profile::models).
   static Result<CostModel> from_json(const JsonValue& models);
   // Loads the profile at `path` and its models. A profile measured on another CPU or BLAS core
@@ -92,6 +103,8 @@ class CostModel {
   // Sum over the graph's nodes.
   double predict_step_seconds(const Graph& g, int threads) const;
   double predict_seconds(const NodeFeatures& f, int threads) const;
+  // The first stage only: the kernel timed alone (what the profiler's kernel samples measure).
+  double predict_isolated_seconds(const NodeFeatures& f, int threads) const;
 
   const std::vector<int>& threads() const { return threads_; }
   bool has_class(OpClass c, int threads) const;
@@ -101,8 +114,12 @@ class CostModel {
   struct PerThreads {
     std::vector<Regressor> models;  // per OpClass
     std::vector<bool> present;
+    std::vector<Regressor> corrections;  // per OpClass: in-step time / isolated prediction
+    std::vector<bool> corrected;
     Regressor fallback;
   };
+  // Bounds of a correction factor: a badly extrapolated ratio must not wreck a step's sum.
+  static constexpr double kMinCorrection = 0.25, kMaxCorrection = 4.0;
   const PerThreads& for_threads(int threads) const;
 
   std::vector<int> threads_;        // ascending

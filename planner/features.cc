@@ -21,7 +21,8 @@ constexpr const char* kClassNames[] = {
     "global_avg_pool.bwd",    "linear.fwd",              "linear.bwd_data",
     "linear.bwd_weight",      "linear.bwd_bias",         "softmax_xent",
     "softmax_xent.bwd",       "update.sgd",              "update.sgd_momentum",
-    "update.adamw",
+    "update.adamw",           "pack_sparse",             "unpack_sparse",
+    "pack_mask",              "relu.bwd_mask",
 };
 static_assert(sizeof(kClassNames) / sizeof(kClassNames[0]) == kOpClassCount,
               "every OpClass needs a name");
@@ -253,6 +254,20 @@ NodeFeatures node_features(const Graph& g, const Node& n) {
     case OpKind::kAdamWUpdate:
       streaming(in0, 4, 3, 16, OpClass::kAdamWUpdate, &f, &d);
       d = Dims{1, numel_of(in0), 1, 1, 1, 1};
+      break;
+    case OpKind::kPackSparse: {
+      // Reads x, writes the bitmap and (about) the nonzeros the slot has room for.
+      streaming(in0, 1, 1.0 / 32, 2, OpClass::kPackSparse, &f, &d);
+      f.row.bytes += 4.0 * static_cast<double>(n.attrs.sparse.capacity);
+      break;
+    }
+    case OpKind::kUnpackSparse:
+      streaming(out0, 1.0 / 32, 1, 1, OpClass::kUnpackSparse, &f, &d);
+      f.row.bytes += numel_of(in0) * 8;  // the packed slot (u64 words), read
+      break;
+    case OpKind::kPackMask: streaming(in0, 1, 1.0 / 32, 1, OpClass::kPackMask, &f, &d); break;
+    case OpKind::kReluBackwardMask:
+      streaming(in0, accumulate ? 2 + 1.0 / 32 : 1 + 1.0 / 32, 1, 1, OpClass::kReluBackwardMask, &f, &d);
       break;
     default: {
       // An op this file does not know yet: treat it as one pass over its inputs and outputs.

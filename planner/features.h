@@ -52,6 +52,10 @@ enum class OpClass : uint8_t {
   kSgdUpdate,                // no momentum buffer
   kSgdMomentumUpdate,
   kAdamWUpdate,
+  kPackSparse,               // BitTrain storage: bitmap + packed nonzeros of a saved activation
+  kUnpackSparse,
+  kPackMask,                 // 1-bit ReLU mask
+  kReluBackwardMask,         // ReLU/ReLU6 backward from the mask
   kCount,
 };
 constexpr int kOpClassCount = static_cast<int>(OpClass::kCount);

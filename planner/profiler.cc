@@ -14,6 +14,7 @@
 #include "runtime/blas_env.h"
 #include "runtime/executor.h"
 #include "runtime/parameter_store.h"
+#include "runtime/trainer.h"
 
 namespace edgetrain {
 namespace {
@@ -26,13 +27,16 @@ size_t align64(size_t b) { return (b + 63) / 64 * 64; }
 // Budgets of the two modes, in seconds. The full run stays near 5 minutes on a 2-core machine,
 // the quick one near 30 s.
 struct Budget {
-  double kernels, resample, steps, per_sample;  // per_sample: per thread count
+  double kernels, resample, calibration, steps;
+  double per_sample;        // timing one kernel sample, per thread count
+  double step_rep_seconds;  // timing repetitions of one step
   int target_per_class;
 };
 Budget budget_for(const ProfileOptions& o) {
-  Budget b = o.quick ? Budget{14, 4, 8, 0.006, 24} : Budget{165, 45, 60, 0.025, 140};
+  Budget b = o.quick ? Budget{12, 2, 5, 6, 0.006, 0.25, 24} : Budget{130, 35, 50, 60, 0.025, 0.6, 140};
   if (o.kernel_seconds > 0) b.kernels = o.kernel_seconds;
   if (o.resample_seconds > 0) b.resample = o.resample_seconds;
+  if (o.calibration_seconds > 0) b.calibration = o.calibration_seconds;
   if (o.step_seconds > 0) b.steps = o.step_seconds;
   return b;
 }
@@ -59,7 +63,7 @@ std::string utc_now() {
 
 // A 64-byte aligned buffer that only grows; new bytes are filled by `fill`.
 struct KernelTimer::Pool {
-  enum class Fill { kSigned, kPositive, kZero };
+  enum class Fill { kSigned, kPositive, kZero, kRelu };
   Fill fill;
   Rng rng;
   float* data = nullptr;
@@ -79,8 +83,10 @@ struct KernelTimer::Pool {
     refill(0, bytes);
     return true;
   }
-  // Benign values: in [-1, 1] (or [0.5, 1.5] where an op needs positives, such as variances),
-  // never denormal, so no kernel runs a slow path because of the data.
+  char* at(size_t offset) const { return reinterpret_cast<char*>(data) + offset; }
+  // Benign values, never denormal, so no kernel runs a slow path because of the data: signed in
+  // [-1, 1]; positive in [0.5, 1.5] (variances); relu: like a post-ReLU tensor, 45% nonzero
+  // (what sparse packing and masks see); zero (labels: class 0).
   void refill(size_t from, size_t to) {
     float* f = data + from / 4;
     const size_t n = (to - from) / 4;
@@ -90,17 +96,20 @@ struct KernelTimer::Pool {
     }
     for (size_t i = 0; i < n; ++i) {
       const float u = static_cast<float>(rng.next_u64() >> 40) * (1.0f / 16777216.0f);  // [0, 1)
-      f[i] = fill == Fill::kSigned ? 2.0f * u - 1.0f : 0.5f + u;
+      switch (fill) {
+        case Fill::kSigned: f[i] = 2.0f * u - 1.0f; break;
+        case Fill::kPositive: f[i] = 0.5f + u; break;
+        default: f[i] = u < 0.55f ? 0.0f : u; break;
+      }
     }
   }
 };
 
-KernelTimer::KernelTimer(const std::vector<int>& threads, uint64_t seed)
-    : threads_(threads),
-      inputs_(std::make_unique<Pool>(Pool::Fill::kSigned, seed)),
-      positive_(std::make_unique<Pool>(Pool::Fill::kPositive, seed + 1)),
-      zeros_(std::make_unique<Pool>(Pool::Fill::kZero, seed + 2)),
-      outputs_(std::make_unique<Pool>(Pool::Fill::kZero, seed + 3)) {
+KernelTimer::KernelTimer(const std::vector<int>& threads, uint64_t seed) : threads_(threads) {
+  const Pool::Fill fills[kInputPools] = {Pool::Fill::kSigned, Pool::Fill::kPositive, Pool::Fill::kZero,
+                                         Pool::Fill::kRelu};
+  for (int p = 0; p < kInputPools; ++p) inputs_[p] = std::make_unique<Pool>(fills[p], seed + static_cast<uint64_t>(p));
+  outputs_ = std::make_unique<Pool>(Pool::Fill::kZero, seed + kInputPools);
   // As in the executor: OpenBLAS single-threaded, our pool splits GEMMs (ops/gemm.h).
   set_blas_threads(1);
   for (int t : threads_) pools_.push_back(std::make_unique<ThreadPool>(t));
@@ -110,23 +119,40 @@ KernelTimer::~KernelTimer() = default;
 
 namespace {
 
-// Inputs that the kernel reads as variances or inverse standard deviations (must be > 0).
-bool needs_positive(OpKind op, size_t input) {
-  return ((op == OpKind::kBatchNorm || op == OpKind::kBatchNormBackward) && input == 4) ||
-         (op == OpKind::kAdamWUpdate && input == 3);
+enum InputPool { kSignedPool, kPositivePool, kZeroPool, kReluPool };
+
+// Which data an input gets.
+int pool_for(OpKind op, size_t input, DType dtype) {
+  if (dtype == DType::kI32) return kZeroPool;                      // labels
+  if (op == OpKind::kUnpackSparse) return kZeroPool;               // packed by the real pack kernel first
+  if ((op == OpKind::kBatchNorm || op == OpKind::kBatchNormBackward) && input == 4) return kPositivePool;
+  if (op == OpKind::kAdamWUpdate && input == 3) return kPositivePool;  // second moment
+  if ((op == OpKind::kPackSparse || op == OpKind::kPackMask) && input == 0) return kReluPool;
+  if ((op == OpKind::kReluBackward || op == OpKind::kRelu6Backward) && input == 1) return kReluPool;
+  return kSignedPool;  // floats, and mask words (random bits)
 }
-// Inputs the kernel writes in place (optimizer updates, batch-norm running statistics).
-bool written_in_place(OpKind op, size_t input) {
+
+// Inputs the kernel (or the timer) writes: optimizer updates, batch-norm running statistics,
+// the packed slot an unpack reads.
+bool written(OpKind op, size_t input) {
   switch (op) {
     case OpKind::kSgdUpdate: return input == 0 || input == 2;
     case OpKind::kAdamWUpdate: return input == 0 || input == 2 || input == 3;
     case OpKind::kBatchNorm: return input == 3 || input == 4;
+    case OpKind::kUnpackSparse: return input == 0;
     default: return false;
   }
 }
 
 size_t workspace_bytes(const Graph& g, const Node& n) {
   return n.workspace == kNoValue ? 0 : g.value(n.workspace).bytes();
+}
+
+// The pack node that writes an unpack node's input, or null.
+const Node* producer_of(const Graph& g, ValueId v) {
+  for (const Node& p : g.nodes)
+    if (p.op == OpKind::kPackSparse && !p.outputs.empty() && p.outputs[0] == v) return &p;
+  return nullptr;
 }
 
 }  // namespace
@@ -146,21 +172,27 @@ Result<std::vector<double>> KernelTimer::time_node(const Graph& g, const Node& n
   if (total > max_bytes)
     return unsupported("node " + std::string(op_name(n.op)) + " [" + n.layer + "] needs " + std::to_string(total) +
                        " bytes of buffers, more than the profiler's limit");
+  const Node* pack = nullptr;
+  if (n.op == OpKind::kUnpackSparse) {
+    pack = producer_of(g, n.inputs[0]);
+    if (pack == nullptr) return invalid_argument("unpack node [" + n.layer + "] has no pack node in its graph");
+  }
   // Carve the buffers: inputs from the filled pools (by what the op reads), outputs and the
   // workspace from the output pool.
   std::vector<void*> in(n.inputs.size(), nullptr), out(n.outputs.size(), nullptr);
   std::vector<Shape> in_shape(n.inputs.size()), out_shape(n.outputs.size());
-  size_t used[3] = {0, 0, 0};  // signed, positive, zero
-  Pool* pools[3] = {inputs_.get(), positive_.get(), zeros_.get()};
+  size_t used[kInputPools] = {};
   std::vector<std::pair<int, size_t>> slots(n.inputs.size());
   for (size_t i = 0; i < n.inputs.size(); ++i) {
     if (n.inputs[i] == kNoValue) continue;
     const Value& v = g.value(n.inputs[i]);
-    const int p = v.dtype != DType::kF32 ? 2 : needs_positive(n.op, i) ? 1 : 0;
+    const int p = pool_for(n.op, i, v.dtype);
     slots[i] = {p, used[p]};
     used[p] += align64(v.bytes());
     in_shape[i] = v.shape;
   }
+  const size_t pack_source = used[kReluPool];  // an unpack's dense source, packed first
+  if (pack != nullptr) used[kReluPool] += align64(g.value(pack->inputs[0]).bytes());
   size_t out_used = 0;
   std::vector<size_t> out_offset(n.outputs.size());
   for (size_t i = 0; i < n.outputs.size(); ++i) {
@@ -172,18 +204,33 @@ Result<std::vector<double>> KernelTimer::time_node(const Graph& g, const Node& n
   const size_t ws_offset = out_used;
   const size_t ws = workspace_bytes(g, n);
   out_used += align64(ws);
-  for (int p = 0; p < 3; ++p)
-    if (!pools[p]->ensure(used[p] + 64)) return out_of_memory("profiler: cannot allocate kernel input buffers");
+  for (int p = 0; p < kInputPools; ++p)
+    if (!inputs_[p]->ensure(used[p] + 64)) return out_of_memory("profiler: cannot allocate kernel input buffers");
   if (!outputs_->ensure(out_used + 64)) return out_of_memory("profiler: cannot allocate kernel output buffers");
   for (size_t i = 0; i < n.inputs.size(); ++i)
-    if (n.inputs[i] != kNoValue)
-      in[i] = reinterpret_cast<char*>(pools[slots[i].first]->data) + slots[i].second;
+    if (n.inputs[i] != kNoValue) in[i] = inputs_[slots[i].first]->at(slots[i].second);
   for (size_t i = 0; i < n.outputs.size(); ++i)
-    if (n.outputs[i] != kNoValue) out[i] = reinterpret_cast<char*>(outputs_->data) + out_offset[i];
+    if (n.outputs[i] != kNoValue) out[i] = outputs_->at(out_offset[i]);
 
   StepScalars step;
   step.learning_rate = 1e-3f;
   step.optimizer_step = 10;
+  if (pack != nullptr) {
+    // An unpack needs a valid packed slot: pack post-ReLU-like data with the real kernel.
+    void* src = inputs_[kReluPool]->at(pack_source);
+    const Shape src_shape = g.value(pack->inputs[0]).shape, dst_shape = g.value(n.inputs[0]).shape;
+    KernelCall pc;
+    pc.attrs = &pack->attrs;
+    pc.in = &src;
+    pc.in_shape = &src_shape;
+    pc.n_in = 1;
+    pc.out = &in[0];
+    pc.out_shape = &dst_shape;
+    pc.n_out = 1;
+    pc.parallel = pools_[0]->parallel();
+    pc.step = &step;
+    op_info(OpKind::kPackSparse).fast(pc);
+  }
   KernelCall call;
   call.attrs = &n.attrs;
   call.in = in.data();
@@ -192,7 +239,7 @@ Result<std::vector<double>> KernelTimer::time_node(const Graph& g, const Node& n
   call.out = out.data();
   call.out_shape = out_shape.data();
   call.n_out = static_cast<int>(out.size());
-  call.workspace = ws > 0 ? reinterpret_cast<char*>(outputs_->data) + ws_offset : nullptr;
+  call.workspace = ws > 0 ? outputs_->at(ws_offset) : nullptr;
   call.workspace_bytes = ws;
   call.step = &step;
   const KernelFn kernel = op_info(n.op).fast;
@@ -220,10 +267,10 @@ Result<std::vector<double>> KernelTimer::time_node(const Graph& g, const Node& n
     const size_t m = times.size();
     result.push_back(m % 2 ? times[m / 2] : 0.5 * (times[m / 2 - 1] + times[m / 2]));
   }
-  // Updates and batch norm wrote into some inputs: restore benign values for later samples.
+  // Restore what was written into input pools, for later samples.
   for (size_t i = 0; i < n.inputs.size(); ++i)
-    if (n.inputs[i] != kNoValue && written_in_place(n.op, i) && slots[i].first < 2)
-      pools[slots[i].first]->refill(slots[i].second, slots[i].second + align64(g.value(n.inputs[i]).bytes()));
+    if (n.inputs[i] != kNoValue && written(n.op, i))
+      inputs_[slots[i].first]->refill(slots[i].second, slots[i].second + align64(g.value(n.inputs[i]).bytes()));
   return result;
 }
 
@@ -231,41 +278,47 @@ Result<std::vector<double>> KernelTimer::time_node(const Graph& g, const Node& n
 // Configurations
 
 std::vector<StepConfig> validation_configs(bool quick) {
-  auto make = [](Architecture a, float width, int input, int64_t batch, OptimizerKind opt = OptimizerKind::kSgd,
-                 FreezeMode freeze = FreezeMode::kNone, int prefix = 0) {
+  enum Knob { kPlain = 0, kAdam = 1, kBiasOnly = 2, kNormOnly = 4, kClassifierOnly = 8, kCheckpoint = 16,
+              kSparse = 32, kMasks = 64, kMicro2 = 128 };
+  auto make = [](Architecture a, float width, int input, int64_t batch, int knobs = kPlain, int prefix = 0) {
     StepConfig c;
     c.model.arch = a;
     c.model.width_mult = a == Architecture::kMobileNetV2 ? width : 1.0f;
     c.model.input_size = input;
     c.model.num_classes = 10;
     c.batch = batch;
-    c.optimizer = opt;
-    c.freeze = freeze;
+    c.optimizer = knobs & kAdam ? OptimizerKind::kAdamW : OptimizerKind::kSgd;
+    c.freeze = knobs & kBiasOnly ? FreezeMode::kBiasOnly
+               : knobs & kNormOnly ? FreezeMode::kNormOnly
+               : knobs & kClassifierOnly ? FreezeMode::kClassifierOnly : FreezeMode::kNone;
     c.frozen_prefix_layers = prefix;
+    c.checkpoint_segments = knobs & kCheckpoint ? 1 : 0;
+    c.sparse_activations = (knobs & kSparse) != 0;
+    c.relu_masks = (knobs & kMasks) != 0;
+    c.micro_batches = knobs & kMicro2 ? 2 : 1;
     return c;
   };
   using A = Architecture;
-  using O = OptimizerKind;
-  using F = FreezeMode;
   // Widths, input sizes and batches off the sampling grid, a depth never sampled (ResNet-34),
-  // and the freezing and optimizer variants the planner chooses between.
+  // and the m-hyperparameters the planner chooses between (optimizer, freezing, checkpointing,
+  // compression, micro-batches). Quick mode takes the first five.
   std::vector<StepConfig> v = {
       make(A::kMobileNetV2, 0.6f, 72, 12),
-      make(A::kResNet18, 1.0f, 40, 12),
-      make(A::kMobileNetV2, 0.9f, 112, 5, O::kAdamW),
+      make(A::kResNet18, 1.0f, 40, 12, kCheckpoint),
+      make(A::kMobileNetV2, 0.9f, 112, 5, kAdam | kSparse | kMasks),
       make(A::kResNet34, 1.0f, 56, 6),
-      make(A::kMobileNetV2, 0.45f, 136, 10, O::kSgd, F::kBiasOnly),
+      make(A::kMobileNetV2, 0.45f, 136, 10, kBiasOnly | kMicro2),
       make(A::kSmallCnn, 1.0f, 44, 48),
-      make(A::kMobileNetV2, 0.85f, 88, 3),
-      make(A::kResNet18, 1.0f, 72, 5, O::kAdamW),
-      make(A::kMobileNetV2, 0.4f, 48, 40),
-      make(A::kResNet34, 1.0f, 36, 20, O::kSgd, F::kNormOnly),
-      make(A::kMobileNetV2, 0.65f, 200, 2, O::kSgd, F::kNone, 8),
-      make(A::kResNet18, 1.0f, 120, 3, O::kSgd, F::kNone, 10),
-      make(A::kMobileNetV2, 1.0f, 56, 14, O::kAdamW),
-      make(A::kMobileNetV2, 0.55f, 104, 6, O::kSgd, F::kClassifierOnly),
-      make(A::kResNet18, 1.0f, 52, 9, O::kSgd, F::kBiasOnly),
-      make(A::kMobileNetV2, 0.7f, 152, 4),
+      make(A::kMobileNetV2, 0.85f, 88, 3, kMasks),
+      make(A::kResNet18, 1.0f, 72, 5, kAdam),
+      make(A::kMobileNetV2, 0.4f, 48, 40, kCheckpoint | kMicro2),
+      make(A::kResNet34, 1.0f, 36, 20, kNormOnly),
+      make(A::kMobileNetV2, 0.65f, 200, 2, kPlain, 8),
+      make(A::kResNet18, 1.0f, 120, 3, kSparse, 10),
+      make(A::kMobileNetV2, 1.0f, 56, 14, kAdam | kCheckpoint),
+      make(A::kMobileNetV2, 0.55f, 104, 6, kClassifierOnly),
+      make(A::kResNet18, 1.0f, 52, 9, kBiasOnly | kMasks),
+      make(A::kMobileNetV2, 0.7f, 152, 4, kSparse),
   };
   if (quick) v.resize(5);
   return v;
@@ -311,6 +364,12 @@ StepConfig random_config(Rng& rng) {
   c.freeze = f < 0.08 ? FreezeMode::kBiasOnly : f < 0.13 ? FreezeMode::kNormOnly : f < 0.16 ? FreezeMode::kClassifierOnly
                                                                                         : FreezeMode::kNone;
   if (c.freeze == FreezeMode::kNone && rng.uniform() < 0.1) c.frozen_prefix_layers = static_cast<int>(1 + rng.below(12));
+  // Memory knobs: they add recompute, pack/unpack and mask nodes, and micro-batch shapes.
+  if (rng.uniform() < 0.15) c.checkpoint_segments = 1;
+  c.sparse_activations = rng.uniform() < 0.25;
+  c.sparse_capacity = static_cast<float>(0.6 + 0.4 * rng.uniform());
+  c.relu_masks = rng.uniform() < 0.25;
+  if (c.batch % 2 == 0 && rng.uniform() < 0.15) c.micro_batches = 2;
   return c;
 }
 
@@ -486,27 +545,52 @@ class Sampler {
              true);
   }
 
-  // Whole steps of the validation configurations at every thread count.
-  void steps(const std::vector<StepConfig>& configs) {
+  // Whole steps at every thread count. Validation steps: configurations no kernel sample came
+  // from, for the step-level report. Calibration steps: random configurations of the sampling
+  // space whose per-node times inside the step (median of three steps) teach the cost model
+  // how a kernel's time in a real step differs from its time alone (caches: in a step, weights
+  // and optimizer state come from memory, outputs go to memory last used long ago).
+  void steps(const std::vector<StepConfig>& configs, bool validation, double budget,
+             const CostModel* estimate = nullptr) {
     const auto t0 = Clock::now();
-    for (size_t i = 0; i < configs.size(); ++i) {
-      if (since(t0) >= budget_.steps) {
-        progress("profile: step budget spent after " + std::to_string(i) + " configurations", true);
+    const char* what = validation ? "validation" : "calibration";
+    int done = 0, tries = 0;
+    for (size_t i = 0; validation ? i < configs.size() : tries < 400; ++i, ++tries) {
+      if (since(t0) >= budget) {
+        if (validation && i < configs.size())
+          progress("profile: " + std::string(what) + " step budget spent after " + std::to_string(i) + " of " +
+                       std::to_string(configs.size()) + " configurations",
+                   true);
         break;
       }
-      const StepConfig& c = configs[i];
+      StepConfig c = validation ? configs[i] : random_config(rng_);
+      if (!validation) {
+        // Keep calibration steps short: the predicted step time (from the first fit) at most
+        // ~0.25 s on one thread, so many configurations fit in the budget.
+        if (is_validation(c)) continue;
+        Result<Graph> g = build_step_graph(c);
+        if (!g.is_ok()) continue;
+        if (estimate != nullptr && estimate->predict_step_seconds(*g, options_.threads[0]) > 0.25) continue;
+      }
+      bool ok = true;
       for (int threads : options_.threads) {
-        Result<StepSample> s = time_step(c, threads);
-        if (!s.is_ok()) {
-          progress("profile: skipping step " + c.describe() + ": " + s.status().message(), true);
+        Result<StepSample> st = time_step(c, threads, validation ? 1 : 3, validation ? budget_.step_rep_seconds : 0.0);
+        if (!st.is_ok()) {
+          if (validation) progress("profile: skipping step " + c.describe() + ": " + st.status().message(), true);
+          ok = false;
           break;
         }
-        s->validation = true;
-        profile_->steps.push_back(std::move(*s));
+        st->validation = validation;
+        profile_->steps.push_back(std::move(*st));
       }
-      progress("profile: steps " + std::to_string(i + 1) + " / " + std::to_string(configs.size()) + ", " +
+      if (ok) ++done;
+      progress("profile: " + std::string(what) + " steps " + std::to_string(done) +
+               (validation ? " / " + std::to_string(configs.size()) : std::string()) + ", " +
                std::to_string(static_cast<int>(since(t0))) + " s");
     }
+    progress("profile: " + std::to_string(done) + " " + what + " configurations timed in " +
+                 std::to_string(static_cast<int>(since(t0))) + " s",
+             true);
   }
 
  private:
@@ -522,34 +606,57 @@ class Sampler {
     return s;
   }
 
-  Result<StepSample> time_step(const StepConfig& c, int threads) {
-    ET_ASSIGN_OR_RETURN(Graph g, build_step_graph(c));
-    ET_ASSIGN_OR_RETURN(ArenaLayout layout, layout_arena(g));
-    if (layout.arena_bytes > kMaxStepArenaBytes) return unsupported("its arena is too large to time");
-    ET_ASSIGN_OR_RETURN(ParameterStore store, ParameterStore::create(g.params));
-    store.initialize(options_.seed);
-    ExecutorOptions eo;
-    eo.threads = threads;
-    ET_ASSIGN_OR_RETURN(std::unique_ptr<Executor> ex, Executor::create(std::move(g), &store, eo));
-    const Shape& in = ex->graph().value(ex->graph().input).shape;
-    float* x = ex->input();
+  // A whole step through the Trainer (so compression fallbacks and optimizer state are real):
+  // one warm-up step, `profiled` steps with per-node times (their per-node median), then the
+  // median of plain steps lasting about rep_seconds (at least one).
+  Result<StepSample> time_step(const StepConfig& c, int threads, int profiled, double rep_seconds) {
+    {
+      ET_ASSIGN_OR_RETURN(Graph g, build_step_graph(c));
+      ET_ASSIGN_OR_RETURN(ArenaLayout layout, layout_arena(g));
+      if (layout.arena_bytes > kMaxStepArenaBytes) return unsupported("its arena is too large to time");
+    }
+    TrainerOptions to;
+    to.batch = c.batch;
+    to.eval_batch = 1;
+    to.threads = threads;
+    to.init_seed = options_.seed;
+    to.config = c.train_config();
+    ET_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> t, Trainer::create(step_graph_factory(c), to));
+    const Shape& in = t->input_shape();
+    float* x = t->train_images();
     for (int64_t i = 0; i < in.numel(); ++i) x[i] = static_cast<float>(rng_.uniform() * 2 - 1);
-    std::fill(ex->labels(), ex->labels() + in.n(), 0);
-    StepScalars step;
-    step.learning_rate = 1e-3f;
-    ex->run(step);  // warm-up
+    int32_t* labels = t->train_labels();
+    for (int64_t i = 0; i < in.n(); ++i) labels[i] = static_cast<int32_t>(i % t->classes());
+    const float lr = 1e-3f;
+    ET_RETURN_IF_ERROR(t->train_step(lr).status());  // warm-up
     StepSample s;
     s.config = c;
     s.threads = threads;
-    s.node_seconds.assign(ex->graph().nodes.size(), 0.0);
-    auto t0 = Clock::now();
-    ex->run_profiled(step, s.node_seconds.data());
-    const double first = since(t0);
-    const int reps = static_cast<int>(std::clamp(0.6 / std::max(first, 1e-6), 2.0, 7.0));
+    Executor& ex = t->train_executor();
+    const size_t nodes = ex.graph().nodes.size();
+    std::vector<std::vector<double>> per_node(nodes);
     std::vector<double> times;
+    for (int r = 0; r < profiled; ++r) {
+      std::vector<double> ns(nodes, 0.0);
+      StepScalars step;
+      step.learning_rate = lr;
+      step.optimizer_step = t->optimizer_steps() + 1;
+      auto t0 = Clock::now();
+      ex.run_profiled(step, ns.data());
+      times.push_back(since(t0));
+      for (size_t i = 0; i < nodes; ++i) per_node[i].push_back(ns[i]);
+    }
+    s.node_seconds.resize(nodes);
+    for (size_t i = 0; i < nodes; ++i) {
+      std::sort(per_node[i].begin(), per_node[i].end());
+      s.node_seconds[i] = per_node[i][per_node[i].size() / 2];
+    }
+    const double first = times.empty() ? 0.0 : times.front();
+    const int reps = static_cast<int>(std::clamp(rep_seconds / std::max(first, 1e-6), 1.0, 7.0));
+    times.clear();
     for (int r = 0; r < reps; ++r) {
-      t0 = Clock::now();
-      ex->run(step);
+      auto t0 = Clock::now();
+      ET_RETURN_IF_ERROR(t->train_step(lr).status());
       times.push_back(since(t0));
     }
     std::sort(times.begin(), times.end());
@@ -589,7 +696,9 @@ Result<Profile> run_profile(const ProfileOptions& options) {
   select.seed = options.seed;
   ET_ASSIGN_OR_RETURN(std::vector<GroupFit> first, fit_groups(p.kernels, select));
   sampler.resample(first);
-  sampler.steps(validation_configs(options.quick));
+  ET_ASSIGN_OR_RETURN(CostModel estimate, CostModel::fit(p, first, select, nullptr));
+  sampler.steps({}, /*validation=*/false, budget.calibration, &estimate);
+  sampler.steps(validation_configs(options.quick), /*validation=*/true, budget.steps);
 
   p.profile_seconds = since(t0);
   sampler.progress("profile: fitting cost models", true);

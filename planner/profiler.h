@@ -13,9 +13,14 @@
 // is off by more than 10% get new samples near them: the same layer in a slightly perturbed
 // configuration (batch, input size, width).
 //
-// Step samples. Whole training steps of configurations that no kernel sample came from
-// (another ResNet depth, widths, input sizes and batches off the grid, freezing, AdamW) are
-// timed through the executor, for step-level validation of the summed predictions.
+// Calibration steps. A kernel alone, called again and again on the same buffers, runs faster
+// than inside a training step, where its weights, optimizer state and output buffers come cold
+// from memory. Whole steps of random configurations of the sampling space are timed per node
+// (Executor::run_profiled); the cost model learns the in-step / alone ratio per op class.
+//
+// Validation steps. Whole training steps of configurations that no sample came from (another
+// ResNet depth, widths, input sizes and batches off the grid, and every m-hyperparameter) are
+// timed through the Trainer, for step-level validation of the summed predictions.
 #pragma once
 
 #include <cstdint>
@@ -38,7 +43,8 @@ struct ProfileOptions {
   // Time budgets in seconds; 0 picks the default of the mode (quick / full).
   double kernel_seconds = 0;
   double resample_seconds = 0;
-  double step_seconds = 0;
+  double calibration_seconds = 0;  // whole steps whose per-node times calibrate the models
+  double step_seconds = 0;         // whole steps of the validation configurations
   uint64_t seed = 1;
   // Progress lines ("force" for lines that must not be dropped); may be empty.
   std::function<void(const std::string& line, bool force)> progress;
@@ -70,9 +76,11 @@ class KernelTimer {
 
  private:
   struct Pool;
+  static constexpr int kInputPools = 4;  // signed, positive, zero, post-ReLU-like data
   std::vector<int> threads_;
   std::vector<std::unique_ptr<ThreadPool>> pools_;
-  std::unique_ptr<Pool> inputs_, positive_, zeros_, outputs_;
+  std::unique_ptr<Pool> inputs_[kInputPools];
+  std::unique_ptr<Pool> outputs_;
 };
 
 }  // namespace edgetrain

@@ -2,9 +2,7 @@
 
 #include <cstdio>
 
-#include "runtime/autodiff.h"
 #include "runtime/freezing.h"
-#include "runtime/schedule.h"
 
 namespace edgetrain {
 
@@ -14,6 +12,14 @@ TrainConfig StepConfig::train_config() const {
   t.optimizer.attrs.momentum = optimizer == OptimizerKind::kSgd ? momentum : 0.0f;
   t.freeze.mode = freeze;
   t.freeze.frozen_prefix_layers = frozen_prefix_layers;
+  if (checkpoint_segments > 0) {
+    t.checkpoint.mode = CheckpointMode::kSqrtBytes;
+    t.checkpoint.segments = checkpoint_segments == 1 ? 0 : checkpoint_segments;
+  }
+  t.compression.sparse_activations = sparse_activations;
+  t.compression.capacity = sparse_capacity;
+  t.compression.relu_masks = relu_masks;
+  t.micro_batches = micro_batches;
   return t;
 }
 
@@ -31,6 +37,11 @@ std::string StepConfig::describe() const {
   std::string s = buf;
   if (freeze != FreezeMode::kNone) s += std::string(" ") + freeze_mode_name(freeze);
   if (frozen_prefix_layers > 0) s += " frozen<" + std::to_string(frozen_prefix_layers);
+  if (checkpoint_segments == 1) s += " ckpt";
+  if (checkpoint_segments > 1) s += " ckpt:" + std::to_string(checkpoint_segments);
+  if (sparse_activations) s += " sparse";
+  if (relu_masks) s += " masks";
+  if (micro_batches > 1) s += " mb" + std::to_string(micro_batches);
   return s;
 }
 
@@ -38,16 +49,19 @@ bool StepConfig::operator==(const StepConfig& o) const {
   return model.arch == o.model.arch && model.width_mult == o.model.width_mult &&
          model.num_classes == o.model.num_classes && model.input_size == o.model.input_size &&
          model.in_channels == o.model.in_channels && batch == o.batch && optimizer == o.optimizer &&
-         momentum == o.momentum && freeze == o.freeze && frozen_prefix_layers == o.frozen_prefix_layers;
+         momentum == o.momentum && freeze == o.freeze && frozen_prefix_layers == o.frozen_prefix_layers &&
+         checkpoint_segments == o.checkpoint_segments && sparse_activations == o.sparse_activations &&
+         sparse_capacity == o.sparse_capacity && relu_masks == o.relu_masks && micro_batches == o.micro_batches;
+}
+
+GraphFactory step_graph_factory(const StepConfig& c) {
+  const ModelSpec spec = c.model;
+  return [spec](int64_t batch, bool training) { return build_model(spec, batch, training); };
 }
 
 Result<Graph> build_step_graph(const StepConfig& c) {
-  ET_ASSIGN_OR_RETURN(Graph forward, build_model(c.model, c.batch, /*training=*/true));
-  const TrainConfig t = c.train_config();
-  ET_ASSIGN_OR_RETURN(std::vector<bool> trainable, resolve_trainable(forward, t.freeze));
-  ET_ASSIGN_OR_RETURN(Graph g, build_training_graph(forward, trainable, t));
-  ET_RETURN_IF_ERROR(finalize_schedule(g));
-  return g;
+  ET_ASSIGN_OR_RETURN(TrainingSchedule s, make_training_schedule(step_graph_factory(c), c.batch, c.train_config()));
+  return std::move(s.graph);
 }
 
 JsonValue step_config_to_json(const StepConfig& c) {
@@ -62,6 +76,11 @@ JsonValue step_config_to_json(const StepConfig& c) {
   j.set("momentum", static_cast<double>(c.momentum));
   j.set("freeze", freeze_mode_name(c.freeze));
   j.set("frozen_prefix_layers", c.frozen_prefix_layers);
+  j.set("checkpoint_segments", c.checkpoint_segments);
+  j.set("sparse_activations", c.sparse_activations);
+  j.set("sparse_capacity", static_cast<double>(c.sparse_capacity));
+  j.set("relu_masks", c.relu_masks);
+  j.set("micro_batches", c.micro_batches);
   return j;
 }
 
@@ -81,6 +100,13 @@ Result<StepConfig> step_config_from_json(const JsonValue& j) {
   c.momentum = static_cast<float>(j.get_double("momentum", 0.0));
   ET_ASSIGN_OR_RETURN(c.freeze, parse_freeze_mode(j.get_string("freeze", "none")));
   c.frozen_prefix_layers = static_cast<int>(j.get_int("frozen_prefix_layers", 0));
+  c.checkpoint_segments = static_cast<int>(j.get_int("checkpoint_segments", 0));
+  c.sparse_activations = j.get_bool("sparse_activations");
+  c.sparse_capacity = static_cast<float>(j.get_double("sparse_capacity", 0.75));
+  c.relu_masks = j.get_bool("relu_masks");
+  c.micro_batches = static_cast<int>(j.get_int("micro_batches", 1));
+  if (c.micro_batches < 1 || c.checkpoint_segments < 0)
+    return corrupt_data("step config: micro_batches must be >= 1 and checkpoint_segments >= 0");
   return c;
 }
 
