@@ -62,6 +62,8 @@ std::string fmt(const char* f, double v) {
 JsonValue FitReport::to_json() const {
   JsonValue j = JsonValue::object();
   JsonValue summary = JsonValue::object();
+  summary.set("calibration_steps", calibration_steps);
+  summary.set("calibration_steps_dropped", calibration_steps_dropped);
   summary.set("op_holdout_count", op_holdout_count);
   summary.set("op_holdout_within_10pct", op_holdout_within);
   summary.set("op_holdout_r2", op_holdout_r2);
@@ -71,6 +73,15 @@ JsonValue FitReport::to_json() const {
   summary.set("step_count", step_count);
   summary.set("step_within_10pct", step_within);
   summary.set("step_r2", step_r2);
+  JsonValue repeat = JsonValue::array();
+  for (const Repeatability& r : repeatability) {
+    JsonValue k = JsonValue::object();
+    k.set("threads", r.threads);
+    k.set("count", r.count);
+    k.set("within_10pct", r.within);
+    repeat.push_back(std::move(k));
+  }
+  summary.set("repeatability", std::move(repeat));
   j.set("summary", std::move(summary));
   JsonValue classes = JsonValue::array();
   for (const ClassReport& c : this->classes) {
@@ -152,12 +163,19 @@ std::string report_text(const JsonValue& report) {
   }
   const JsonValue* sum = report.get_object("summary");
   if (sum != nullptr) {
-    s += "\nper-op, held-out kernel samples:     " + pct(sum->get_double("op_holdout_within_10pct")) +
+    s += "\ncalibration: " + std::to_string(sum->get_int("calibration_steps")) + " steps used, " +
+         std::to_string(sum->get_int("calibration_steps_dropped")) + " left out as slowed by interference\n";
+    s += "per-op, held-out kernel samples:     " + pct(sum->get_double("op_holdout_within_10pct")) +
          " within +/-10%, R2 " + fmt("%.4f", sum->get_double("op_holdout_r2")) + " (n=" +
          std::to_string(sum->get_int("op_holdout_count")) + ")\n";
     s += "per-op, nodes inside validation steps: " + pct(sum->get_double("op_instep_within_10pct")) +
          " within +/-10%, R2 " + fmt("%.4f", sum->get_double("op_instep_r2")) + " (n=" +
          std::to_string(sum->get_int("op_instep_count")) + ")\n";
+    if (const JsonValue* rep = sum->get_array("repeatability"))
+      for (const JsonValue& r : rep->items())
+        s += "noise floor, " + std::to_string(r.get_int("threads")) + " thread(s): " +
+             pct(r.get_double("within_10pct")) + " of kernel timings repeated later were within 10% (n=" +
+             std::to_string(r.get_int("count")) + ")\n";
     s += "whole steps, validation configurations: " + pct(sum->get_double("step_within_10pct")) +
          " within +/-10%, R2 " + fmt("%.4f", sum->get_double("step_r2")) + " (n=" +
          std::to_string(sum->get_int("step_count")) + ")\n";
@@ -207,19 +225,58 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
     std::vector<double> ratio;
   };
   std::map<std::pair<int, int>, Calibration> calib;  // (class, threads)
+  // Per calibration step: its nodes' features and times, and the ratio of its summed in-step
+  // times to its summed isolated predictions. A step that another process slowed down shows a
+  // ratio far above its thread count's median; it is left out (interference is transient, the
+  // cache effects this stage learns are not).
+  struct CalibrationStep {
+    int threads;
+    std::vector<NodeFeatures> f;
+    std::vector<double> alone, inside;
+    double ratio;
+  };
+  std::vector<CalibrationStep> csteps;
   for (const StepSample& s : p.steps) {
     if (s.validation) continue;
     Result<Graph> g = build_step_graph(s.config);
     if (!g.is_ok() || s.node_seconds.size() != g->nodes.size()) continue;
+    CalibrationStep cs{s.threads, {}, {}, {}, 0};
+    double sum_alone = 0, sum_inside = 0;
     for (size_t i = 0; i < g->nodes.size(); ++i) {
       const NodeFeatures f = node_features(*g, g->nodes[i]);
       if (!m.has_class(f.op_class, s.threads)) continue;
       const double alone = m.predict_isolated_seconds(f, s.threads), inside = s.node_seconds[i];
       // Nodes that return at once (nothing to compute) say nothing about caches.
       if (!(alone > 0) || !(inside > 2e-8)) continue;
-      Calibration& c = calib[{static_cast<int>(f.op_class), s.threads}];
-      c.x.push_back(f.row);
-      c.ratio.push_back(std::clamp(inside / alone, kMinCorrection, kMaxCorrection));
+      cs.f.push_back(f);
+      cs.alone.push_back(alone);
+      cs.inside.push_back(inside);
+      sum_alone += alone;
+      sum_inside += inside;
+    }
+    if (cs.f.empty()) continue;
+    cs.ratio = sum_inside / sum_alone;
+    csteps.push_back(std::move(cs));
+  }
+  int dropped_steps = 0;
+  for (int t : m.threads_) {
+    std::vector<double> ratios;
+    for (const CalibrationStep& cs : csteps)
+      if (cs.threads == t) ratios.push_back(cs.ratio);
+    if (ratios.empty()) continue;
+    std::sort(ratios.begin(), ratios.end());
+    const double median = ratios[ratios.size() / 2];
+    for (const CalibrationStep& cs : csteps) {
+      if (cs.threads != t) continue;
+      if (cs.ratio > 1.3 * median || cs.ratio < median / 1.3) {
+        ++dropped_steps;
+        continue;
+      }
+      for (size_t i = 0; i < cs.f.size(); ++i) {
+        Calibration& c = calib[{static_cast<int>(cs.f[i].op_class), t}];
+        c.x.push_back(cs.f[i].row);
+        c.ratio.push_back(std::clamp(cs.inside[i] / cs.alone[i], kMinCorrection, kMaxCorrection));
+      }
     }
   }
   std::map<std::pair<int, int>, std::pair<int, CandidateScore>> calib_report;
@@ -237,6 +294,8 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
 
   // Held-out kernel samples, per group and pooled.
   *report = FitReport{};
+  report->calibration_steps = static_cast<int>(csteps.size()) - dropped_steps;
+  report->calibration_steps_dropped = dropped_steps;
   std::vector<double> all_pred, all_meas;
   for (const GroupFit& gf : fits) {
     ClassReport c;
@@ -262,6 +321,12 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
     all_pred.insert(all_pred.end(), pred.begin(), pred.end());
     all_meas.insert(all_meas.end(), meas.begin(), meas.end());
     report->classes.push_back(std::move(c));
+  }
+  for (int t : m.threads_) {
+    std::vector<double> second, first;
+    for (const RepeatSample& r : p.repeats)
+      if (r.threads == t) second.push_back(r.second), first.push_back(r.first);
+    if (!first.empty()) report->repeatability.push_back({t, static_cast<int>(first.size()), within_share(second, first)});
   }
   report->op_holdout_count = static_cast<int>(all_pred.size());
   report->op_holdout_within = within_share(all_pred, all_meas);

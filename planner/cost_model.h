@@ -65,6 +65,11 @@ struct StepReport {
 
 struct FitReport {
   std::vector<ClassReport> classes;
+  // Calibration steps used for the in-step corrections, and those left out because their
+  // in-step / isolated ratio was more than 1.3x off their thread count's median (a step another
+  // process slowed down).
+  int calibration_steps = 0;
+  int calibration_steps_dropped = 0;
   // All held-out kernel samples together.
   int op_holdout_count = 0;
   double op_holdout_within = 0, op_holdout_r2 = 0;
@@ -72,6 +77,14 @@ struct FitReport {
   // fitting; includes sub-10-microsecond nodes whose in-step timing is itself noisy).
   int op_instep_count = 0;
   double op_instep_within = 0, op_instep_r2 = 0;
+  // Kernel timings repeated later (Profile::repeats), per thread count: the share within 10% of
+  // the first timing is the noise floor of the per-op numbers.
+  struct Repeatability {
+    int threads = 1;
+    int count = 0;
+    double within = 0;
+  };
+  std::vector<Repeatability> repeatability;
   // Whole validation steps: measured vs the sum of node predictions.
   std::vector<StepReport> steps;
   int step_count = 0;

@@ -30,6 +30,9 @@ static_assert(sizeof(kClassNames) / sizeof(kClassNames[0]) == kOpClassCount,
 // The dimensions a kernel's cost depends on, in the units of FeatureRow::z (before the log).
 struct Dims {
   double n = 1, spatial = 1, c_in = 1, c_out = 1, taps = 1, stride = 1;
+  // Multiply-adds of one GEMM call (M*N*K): decides OpenBLAS's blocking and whether ops/gemm.cc
+  // takes its own small-matrix loop (<= 100^3) instead. 0: the op makes no GEMM call.
+  double gemm_macs = 0;
 };
 
 const Shape* shape_of(const Graph& g, const std::vector<ValueId>& ids, size_t i) {
@@ -89,6 +92,10 @@ void features_of_conv(const Graph& g, const Node& n, NodeFeatures* f, Dims* d) {
   d->c_out = path == ConvPath::kDepthwise ? y->c() : opg;
   d->taps = taps;
   d->stride = a.stride_h;
+  // ops/conv2d.cc: pointwise runs one GEMM per group over all N*H*W rows; im2col one per image
+  // and group with K = taps * Cin/g.
+  if (path == ConvPath::kPointwise) d->gemm_macs = out_pixels * opg * cpg;
+  else if (path == ConvPath::kGemm) d->gemm_macs = static_cast<double>(y->h() * y->w()) * opg * taps * cpg;
   static constexpr OpClass kByPath[3][3] = {
       {OpClass::kConvDepthwise, OpClass::kConvDepthwiseBackwardData, OpClass::kConvDepthwiseBackwardWeight},
       {OpClass::kConvPointwise, OpClass::kConvPointwiseBackwardData, OpClass::kConvPointwiseBackwardWeight},
@@ -128,6 +135,7 @@ void features_of_linear(const Graph& g, const Node& n, NodeFeatures* f, Dims* d)
   const double rows = batch_of(x), in = numel_of(x) / rows, out = numel_of(y) / rows;
   d->n = rows, d->c_in = in, d->c_out = out;
   const double macs = rows * in * out;
+  d->gemm_macs = macs;
   const double bytes = (numel_of(x) + numel_of(y) + in * out) * 4;
   if (n.op == OpKind::kLinear) {
     f->op_class = OpClass::kLinear;
@@ -281,8 +289,8 @@ NodeFeatures node_features(const Graph& g, const Node& n) {
     }
   }
   auto lg = [](double v) { return std::log(v > 1 ? v : 1.0); };
-  f.row.z = {lg(f.row.flops + 1), lg(f.row.bytes + 1), lg(d.n),    lg(d.spatial),
-             lg(d.c_in),          lg(d.c_out),          lg(d.taps), d.stride};
+  f.row.z = {lg(f.row.flops + 1), lg(f.row.bytes + 1), lg(d.n),      lg(d.spatial),     lg(d.c_in),
+             lg(d.c_out),          lg(d.taps),           d.stride,     lg(d.gemm_macs + 1)};
   return f;
 }
 

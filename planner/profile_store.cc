@@ -122,6 +122,15 @@ JsonValue profile_to_json(const Profile& p) {
     steps.push_back(std::move(k));
   }
   j.set("steps", std::move(steps));
+  JsonValue repeats = JsonValue::array();
+  for (const RepeatSample& r : p.repeats) {
+    JsonValue k = JsonValue::array();
+    k.push_back(r.threads);
+    k.push_back(r.first);
+    k.push_back(r.second);
+    repeats.push_back(std::move(k));
+  }
+  j.set("repeats", std::move(repeats));
   j.set("models", p.models);
   j.set("report", p.report);
   return j;
@@ -182,6 +191,12 @@ Result<Profile> profile_from_json(const JsonValue& j) {
       if (const JsonValue* n = k.get_array("node_seconds"))
         for (const JsonValue& v : n->items()) s.node_seconds.push_back(v.as_double());
       p.steps.push_back(std::move(s));
+    }
+  }
+  if (const JsonValue* rs = j.get_array("repeats")) {
+    for (const JsonValue& r : rs->items()) {
+      if (r.size() != 3) return corrupt_data("profile: a repeat sample must be [threads, first, second]");
+      p.repeats.push_back({static_cast<int>(r.at(0)->as_int(1)), r.at(1)->as_double(), r.at(2)->as_double()});
     }
   }
   if (const JsonValue* models = j.find("models")) p.models = *models;

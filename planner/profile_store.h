@@ -56,6 +56,13 @@ struct StepSample {
   std::vector<double> node_seconds;
 };
 
+// A kernel sample timed a second time, later: how repeatable a timing is on this machine (the
+// noise floor no model can beat).
+struct RepeatSample {
+  int threads = 1;
+  double first = 0, second = 0;
+};
+
 struct Profile {
   int format_version = kProfileFormatVersion;
   MachineInfo machine;
@@ -65,6 +72,7 @@ struct Profile {
   double profile_seconds = 0; // wall time of the profiling run
   std::vector<KernelSample> kernels;
   std::vector<StepSample> steps;
+  std::vector<RepeatSample> repeats;
   JsonValue models;           // CostModel::to_json(): the fitted models
   JsonValue report;           // the accuracy report (cost_model.h: FitReport::to_json())
 };

@@ -252,7 +252,7 @@ Result<std::vector<double>> KernelTimer::time_node(const Graph& g, const Node& n
     kernel(call);
     const double first = std::max(since(t0), 1e-9);
     // Tiny kernels run in groups of calls lasting ~200 us, so the clock's resolution and the
-    // timing overhead vanish; the median over groups discards interrupted ones.
+    // timing overhead vanish. The fastest group counts (kernel_time(), see the header).
     const int inner = static_cast<int>(std::clamp(2e-4 / first, 1.0, 2000.0));
     int groups = static_cast<int>(std::clamp(budget_seconds / (first * inner), 3.0, 15.0));
     if (first > 0.2) groups = 2;
@@ -263,9 +263,7 @@ Result<std::vector<double>> KernelTimer::time_node(const Graph& g, const Node& n
       times.push_back(since(t0) / inner);
     }
     if (inner > 1) times.erase(times.begin());  // `first` was a single call: not comparable
-    std::sort(times.begin(), times.end());
-    const size_t m = times.size();
-    result.push_back(m % 2 ? times[m / 2] : 0.5 * (times[m / 2 - 1] + times[m / 2]));
+    result.push_back(*std::min_element(times.begin(), times.end()));
   }
   // Restore what was written into input pools, for later samples.
   for (size_t i = 0; i < n.inputs.size(); ++i)
@@ -460,9 +458,16 @@ class Sampler {
         keys[i] = node_key(g->nodes[i].layer, feats[i].op_class, occurrences[base]++);
         by_class[static_cast<size_t>(feats[i].op_class)].push_back(i);
       }
+      // Balance: a class far ahead of the median class waits for the others (cheap classes
+      // would otherwise take most samples); no class stops before its target.
+      std::vector<int> sorted(count.begin(), count.end());
+      std::erase(sorted, 0);
+      std::sort(sorted.begin(), sorted.end());
+      const int median = sorted.empty() ? 0 : sorted[sorted.size() / 2];
+      const int cap = std::max(budget_.target_per_class, 2 * median + 4);
       bool all_done = true;
       for (int k = 0; k < kOpClassCount; ++k) {
-        if (count[k] >= budget_.target_per_class) continue;
+        if (count[k] >= cap) continue;
         std::vector<size_t>& cand = by_class[static_cast<size_t>(k)];
         if (cand.empty()) continue;
         all_done = false;
@@ -485,10 +490,6 @@ class Sampler {
                std::to_string(configs_.size()) + " configurations, " + std::to_string(static_cast<int>(since(t0))) +
                " / " + std::to_string(static_cast<int>(budget_.kernels)) + " s");
       if (all_done && configs_.size() > 200) break;
-      bool every_class_full = true;
-      for (int k = 0; k < kOpClassCount; ++k)
-        if (count[k] > 0 && count[k] < budget_.target_per_class) every_class_full = false;
-      if (every_class_full && configs_.size() > 60) break;
     }
     progress("profile: " + std::to_string(profile_->kernels.size()) + " kernel samples in " +
                  std::to_string(static_cast<int>(since(t0))) + " s",
@@ -545,9 +546,40 @@ class Sampler {
              true);
   }
 
+  // Times up to `count` round-0 nodes a second time: the repeatability of a kernel timing.
+  void repeat(int count) {
+    const auto t0 = Clock::now();
+    std::vector<size_t> candidates;
+    for (size_t i = 0; i < profile_->kernels.size(); ++i)
+      if (profile_->kernels[i].round == 0 && profile_->kernels[i].threads == options_.threads[0]) candidates.push_back(i);
+    for (int k = 0; k < count && !candidates.empty(); ++k) {
+      const size_t j = rng_.below(candidates.size());
+      const size_t first = candidates[j];
+      candidates.erase(candidates.begin() + static_cast<long>(j));
+      const SampleOrigin& origin = origins_[first];
+      Result<Graph> g = build_step_graph(configs_[static_cast<size_t>(origin.config)]);
+      if (!g.is_ok()) continue;
+      std::map<std::string, int> occurrences;
+      for (const Node& n : g->nodes) {
+        NodeFeatures f = node_features(*g, n);
+        if (f.op_class == OpClass::kCount) continue;
+        std::string base = n.layer + "|" + op_class_name(f.op_class);
+        if (node_key(n.layer, f.op_class, occurrences[base]++) != origin.key) continue;
+        Result<std::vector<double>> t = timer_.time_node(*g, n, budget_.per_sample, kMaxSampleBytes);
+        if (t.is_ok())
+          for (size_t i = 0; i < options_.threads.size(); ++i)
+            profile_->repeats.push_back({options_.threads[i], profile_->kernels[first + i].seconds, (*t)[i]});
+        break;
+      }
+    }
+    progress("profile: " + std::to_string(profile_->repeats.size()) + " kernel timings repeated in " +
+                 std::to_string(static_cast<int>(since(t0))) + " s",
+             true);
+  }
+
   // Whole steps at every thread count. Validation steps: configurations no kernel sample came
   // from, for the step-level report. Calibration steps: random configurations of the sampling
-  // space whose per-node times inside the step (median of three steps) teach the cost model
+  // space whose per-node times inside the step (fastest of three steps) teach the cost model
   // how a kernel's time in a real step differs from its time alone (caches: in a step, weights
   // and optimizer state come from memory, outputs go to memory last used long ago).
   void steps(const std::vector<StepConfig>& configs, bool validation, double budget,
@@ -574,7 +606,7 @@ class Sampler {
       }
       bool ok = true;
       for (int threads : options_.threads) {
-        Result<StepSample> st = time_step(c, threads, validation ? 1 : 3, validation ? budget_.step_rep_seconds : 0.0);
+        Result<StepSample> st = time_step(c, threads, validation ? 2 : 3, validation ? budget_.step_rep_seconds : 0.0);
         if (!st.is_ok()) {
           if (validation) progress("profile: skipping step " + c.describe() + ": " + st.status().message(), true);
           ok = false;
@@ -607,8 +639,8 @@ class Sampler {
   }
 
   // A whole step through the Trainer (so compression fallbacks and optimizer state are real):
-  // one warm-up step, `profiled` steps with per-node times (their per-node median), then the
-  // median of plain steps lasting about rep_seconds (at least one).
+  // one warm-up step, `profiled` steps with per-node times (each node's fastest), then the
+  // fastest of plain steps lasting about rep_seconds (at least two).
   Result<StepSample> time_step(const StepConfig& c, int threads, int profiled, double rep_seconds) {
     {
       ET_ASSIGN_OR_RETURN(Graph g, build_step_graph(c));
@@ -647,21 +679,16 @@ class Sampler {
       for (size_t i = 0; i < nodes; ++i) per_node[i].push_back(ns[i]);
     }
     s.node_seconds.resize(nodes);
-    for (size_t i = 0; i < nodes; ++i) {
-      std::sort(per_node[i].begin(), per_node[i].end());
-      s.node_seconds[i] = per_node[i][per_node[i].size() / 2];
-    }
+    for (size_t i = 0; i < nodes; ++i) s.node_seconds[i] = *std::min_element(per_node[i].begin(), per_node[i].end());
     const double first = times.empty() ? 0.0 : times.front();
-    const int reps = static_cast<int>(std::clamp(rep_seconds / std::max(first, 1e-6), 1.0, 7.0));
+    const int reps = static_cast<int>(std::clamp(rep_seconds / std::max(first, 1e-6), 2.0, 7.0));
     times.clear();
     for (int r = 0; r < reps; ++r) {
       auto t0 = Clock::now();
       ET_RETURN_IF_ERROR(t->train_step(lr).status());
       times.push_back(since(t0));
     }
-    std::sort(times.begin(), times.end());
-    const size_t m = times.size();
-    s.seconds = m % 2 ? times[m / 2] : 0.5 * (times[m / 2 - 1] + times[m / 2]);
+    s.seconds = *std::min_element(times.begin(), times.end());
     return s;
   }
 
@@ -696,6 +723,7 @@ Result<Profile> run_profile(const ProfileOptions& options) {
   select.seed = options.seed;
   ET_ASSIGN_OR_RETURN(std::vector<GroupFit> first, fit_groups(p.kernels, select));
   sampler.resample(first);
+  sampler.repeat(options.quick ? 10 : 60);
   ET_ASSIGN_OR_RETURN(CostModel estimate, CostModel::fit(p, first, select, nullptr));
   sampler.steps({}, /*validation=*/false, budget.calibration, &estimate);
   sampler.steps(validation_configs(options.quick), /*validation=*/true, budget.steps);

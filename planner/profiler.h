@@ -4,8 +4,15 @@
 // ResNet-18 and the small CNN at inputs 32..224 and batches 1..64 (half from that grid, half
 // randomly perturbed off it), with every node a training step has (forward, backward, updates,
 // frozen variants). Each chosen node runs alone through the op table's fast kernel on buffers
-// allocated once, at every thread count, and its time is the median of several repetitions
+// allocated once, at every thread count, and its time is the fastest of several repetitions
 // (tiny kernels are timed in groups of calls so the clock's resolution does not matter).
+//
+// Why the fastest and not the median: interference (other processes, interrupts, a thread of
+// the pool descheduled) only ever adds time, so the fastest repetition is the most repeatable
+// estimate of a kernel's own cost, and the planner wants the cost on a quiet device. On a
+// shared 2-core machine the median of a 2-thread kernel moves by more than 10% between runs
+// about one time in five; the minimum much less often (`edgetrain profile` reports this noise
+// floor). Steps are timed the same way, so predictions and measurements agree in kind.
 // Every class gets samples in turn until its target or the time budget is reached; a fifth of
 // the samples are held out for the accuracy report.
 //
@@ -68,9 +75,9 @@ class KernelTimer {
 
   // Bytes of buffers node n needs (inputs, outputs, workspace).
   static size_t node_bytes(const Graph& g, const Node& n);
-  // Median seconds of one call of node n at each thread count (in the order given to the
-  // constructor), spending about budget_seconds per thread count (at least 3 timings, 2 for
-  // calls over 0.2 s). Fails for a node larger than max_bytes.
+  // Seconds of one call of node n at each thread count (in the order given to the
+  // constructor): the fastest of several timings (at least 3, 2 for calls over 0.2 s) spending
+  // about budget_seconds per thread count. Fails for a node larger than max_bytes.
   Result<std::vector<double>> time_node(const Graph& g, const Node& n, double budget_seconds,
                                         size_t max_bytes);
 

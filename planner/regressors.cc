@@ -174,11 +174,45 @@ std::vector<double> ridge_fit(const std::vector<std::vector<double>>& terms, con
 
 // --- trees ---------------------------------------------------------------------------------------
 
+// Regression trees on binned features (as histogram gradient boosting does): each feature's
+// values are cut into at most kBins bins once per fit, and a split search sums residuals per bin
+// instead of sorting, so a tree costs O(depth * n * features).
+constexpr int kBins = 128;
+
 struct TreeBuilder {
   const std::vector<FeatureRow>* x;
   const std::vector<double>* residual;
   const FitOptions* options;
   std::vector<TreeNode>* nodes;
+  // edges[f][b]: threshold between bin b and b+1 of feature f; bin[i * F + f]: row i's bin.
+  std::vector<std::vector<double>> edges;
+  std::vector<uint16_t> bin;
+
+  TreeBuilder(const std::vector<FeatureRow>& rows, const std::vector<double>* r, const FitOptions* o,
+              std::vector<TreeNode>* out)
+      : x(&rows), residual(r), options(o), nodes(out), edges(kLogFeatureCount), bin(rows.size() * kLogFeatureCount) {
+    const std::vector<FeatureRow>& x = rows;
+    std::vector<double> v;
+    for (int f = 0; f < kLogFeatureCount; ++f) {
+      v.resize(x.size());  // the previous feature's unique() shrank it
+      for (size_t i = 0; i < x.size(); ++i) v[i] = x[i].z[f];
+      std::sort(v.begin(), v.end());
+      v.erase(std::unique(v.begin(), v.end()), v.end());
+      std::vector<double>& e = edges[static_cast<size_t>(f)];
+      if (v.size() <= static_cast<size_t>(kBins)) {
+        for (size_t k = 0; k + 1 < v.size(); ++k) e.push_back(0.5 * (v[k] + v[k + 1]));
+      } else {
+        for (int b = 1; b < kBins; ++b) {
+          const size_t k = v.size() * static_cast<size_t>(b) / kBins;
+          const double edge = 0.5 * (v[k - 1] + v[k]);
+          if (e.empty() || edge > e.back()) e.push_back(edge);
+        }
+      }
+      for (size_t i = 0; i < x.size(); ++i)
+        bin[i * kLogFeatureCount + static_cast<size_t>(f)] =
+            static_cast<uint16_t>(std::lower_bound(e.begin(), e.end(), x[i].z[f]) - e.begin());
+    }
+  }
 
   // Builds the subtree over rows idx at `depth` and returns its index (preorder: children come
   // after their parent, which from_json relies on to rule out cycles).
@@ -187,39 +221,55 @@ struct TreeBuilder {
     nodes->push_back(TreeNode{});
     double sum = 0;
     for (int i : idx) sum += (*residual)[i];
-    const double mean = idx.empty() ? 0.0 : sum / static_cast<double>(idx.size());
-    (*nodes)[self].value = mean * options->shrinkage;
     const int n = static_cast<int>(idx.size());
+    (*nodes)[self].value = n == 0 ? 0.0 : sum / n * options->shrinkage;
     if (depth >= options->tree_depth || n < 2 * options->min_leaf) return self;
 
-    // Best split: the largest drop in squared error, over every feature and threshold.
+    // Best split: the largest drop in squared error over every feature and bin edge.
     double best_gain = 1e-12;
-    int best_feature = -1;
-    double best_threshold = 0;
-    std::vector<int> order = idx;
+    int best_feature = -1, best_bin = -1;
+    double hsum[kBins];
+    int hcount[kBins];
     for (int f = 0; f < kLogFeatureCount; ++f) {
-      std::sort(order.begin(), order.end(), [&](int a, int b) { return (*x)[a].z[f] < (*x)[b].z[f]; });
+      const int bins = static_cast<int>(edges[static_cast<size_t>(f)].size()) + 1;
+      if (bins < 2) continue;
+      std::fill(hsum, hsum + bins, 0.0);
+      std::fill(hcount, hcount + bins, 0);
+      for (int i : idx) {
+        const int b = bin[static_cast<size_t>(i) * kLogFeatureCount + static_cast<size_t>(f)];
+        hsum[b] += (*residual)[i];
+        ++hcount[b];
+      }
       double left_sum = 0;
-      for (int k = 0; k < n - 1; ++k) {
-        left_sum += (*residual)[order[k]];
-        const int nl = k + 1, nr = n - nl;
-        const double za = (*x)[order[k]].z[f], zb = (*x)[order[k + 1]].z[f];
-        if (nl < options->min_leaf || nr < options->min_leaf || za == zb) continue;
+      int nl = 0;
+      for (int b = 0; b + 1 < bins; ++b) {
+        left_sum += hsum[b];
+        nl += hcount[b];
+        const int nr = n - nl;
+        if (hcount[b] == 0 || nl < options->min_leaf || nr < options->min_leaf) continue;
         const double right_sum = sum - left_sum;
         // SSE drop = nl*ml^2 + nr*mr^2 - n*m^2.
         const double gain = left_sum * left_sum / nl + right_sum * right_sum / nr - sum * sum / n;
-        if (gain > best_gain) {
-          best_gain = gain;
-          best_feature = f;
-          best_threshold = 0.5 * (za + zb);
-        }
+        if (gain > best_gain) best_gain = gain, best_feature = f, best_bin = b;
       }
     }
     if (best_feature < 0) return self;
     std::vector<int> left, right;
-    for (int i : idx) ((*x)[i].z[best_feature] <= best_threshold ? left : right).push_back(i);
+    // The threshold goes halfway between this node's rows on either side (not at the global bin
+    // edge): unseen rows between them split as far from both as possible.
+    double left_max = -INFINITY, right_min = INFINITY;
+    for (int i : idx) {
+      const double z = (*x)[static_cast<size_t>(i)].z[best_feature];
+      if (bin[static_cast<size_t>(i) * kLogFeatureCount + static_cast<size_t>(best_feature)] <= best_bin) {
+        left.push_back(i);
+        left_max = std::max(left_max, z);
+      } else {
+        right.push_back(i);
+        right_min = std::min(right_min, z);
+      }
+    }
     (*nodes)[self].feature = static_cast<int16_t>(best_feature);
-    (*nodes)[self].threshold = best_threshold;
+    (*nodes)[self].threshold = 0.5 * (left_max + right_min);
     const int32_t l = build(left, depth + 1);
     const int32_t r = build(right, depth + 1);
     (*nodes)[self].left = l;
@@ -346,7 +396,7 @@ Result<Regressor> Regressor::fit(RegressorKind kind, const std::vector<FeatureRo
   // Boosted trees on the residuals of the base.
   std::vector<double> residual(n);
   for (size_t i = 0; i < n; ++i) residual[i] = logt[i] - m.linear_log(x[i], 1);
-  TreeBuilder builder{&x, &residual, &options, &m.nodes_};
+  TreeBuilder builder(x, &residual, &options, &m.nodes_);
   std::vector<int> all(n);
   std::iota(all.begin(), all.end(), 0);
   for (int t = 0; t < options.trees; ++t) {

@@ -28,14 +28,15 @@
 
 namespace edgetrain {
 
-constexpr int kLogFeatureCount = 8;
+constexpr int kLogFeatureCount = 9;
 
 // What a regressor sees of one kernel call.
 struct FeatureRow {
   double flops = 0;  // floating-point operations (a multiply-add counts 2)
   double bytes = 0;  // bytes the kernel must move at least once (inputs, outputs, im2col columns)
   // log(flops + 1), log(bytes + 1), log batch, log pixels per image, log input channels (per
-  // group), log output channels (per group), log kernel taps, stride. See planner/features.cc.
+  // group), log output channels (per group), log kernel taps, stride, log multiply-adds of one
+  // GEMM call (0 for ops without one). See planner/features.cc.
   std::array<double, kLogFeatureCount> z{};
 };
 

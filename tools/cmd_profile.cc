@@ -50,6 +50,20 @@ JsonValue summary_json(const Profile& p, const std::string& path) {
   return j;
 }
 
+void print_result(const Profile& p, const std::string& path, bool json) {
+  if (json) {
+    std::printf("%s\n", to_json_pretty(summary_json(p, path)).c_str());
+    return;
+  }
+  print_header(p, path);
+  std::printf("%s", report_text(p.report).c_str());
+}
+
+int64_t seed_or_default(const ArgParser& p) {
+  Result<int64_t> seed = p.integer("seed");
+  return seed.is_ok() ? *seed : 1;
+}
+
 }  // namespace
 
 int cmd_profile(int argc, char** argv) {
@@ -62,6 +76,7 @@ int cmd_profile(int argc, char** argv) {
   p.option("threads", "LIST", "1,2", "thread counts to measure, comma-separated");
   p.option("seed", "N", "1", "seed of the shape sampling");
   p.flag("report", "print the stored profile's report without measuring");
+  p.flag("refit", "fit the models again to the stored samples (no measuring) and store them");
   p.flag("json", "print the summary and report as JSON on stdout");
   if (Status s = p.parse(argc, argv, 1); !s.is_ok()) return fail(s);
   if (p.help_requested()) {
@@ -77,12 +92,23 @@ int cmd_profile(int argc, char** argv) {
     if (!prof.is_ok()) return fail(prof.status());
     Status machine = check_machine(prof->machine, current_machine());
     if (!machine.is_ok()) std::fprintf(stderr, "edgetrain: warning: %s\n", machine.message().c_str());
-    if (p.has("json")) {
-      std::printf("%s\n", to_json_pretty(summary_json(*prof, path)).c_str());
-    } else {
-      print_header(*prof, path);
-      std::printf("%s", report_text(prof->report).c_str());
-    }
+    print_result(*prof, path, p.has("json"));
+    return 0;
+  }
+
+  if (p.has("refit")) {
+    Result<Profile> prof = load_profile(path);
+    if (!prof.is_ok()) return fail(prof.status());
+    if (Status machine = check_machine(prof->machine, current_machine()); !machine.is_ok()) return fail(machine);
+    SelectOptions select;
+    select.seed = static_cast<uint64_t>(seed_or_default(p));
+    FitReport report;
+    Result<CostModel> model = CostModel::fit(*prof, select, &report);
+    if (!model.is_ok()) return fail(model.status());
+    prof->models = model->to_json();
+    prof->report = report.to_json();
+    if (Status s = save_profile(*prof, path); !s.is_ok()) return fail(s);
+    print_result(*prof, path, p.has("json"));
     return 0;
   }
 
@@ -100,12 +126,7 @@ int cmd_profile(int argc, char** argv) {
   progress.finish();
   if (!prof.is_ok()) return fail(prof.status());
   if (Status s = save_profile(*prof, path); !s.is_ok()) return fail(s);
-  if (p.has("json")) {
-    std::printf("%s\n", to_json_pretty(summary_json(*prof, path)).c_str());
-  } else {
-    print_header(*prof, path);
-    std::printf("%s", report_text(prof->report).c_str());
-  }
+  print_result(*prof, path, p.has("json"));
   return 0;
 }
 
