@@ -55,16 +55,24 @@ Result<ArenaLayout> layout_arena(const Graph& g) {
     for (ValueId v : n.outputs) touch(v, s);
     touch(n.workspace, s);
   }
+  // A value gets memory when a node uses it, or when the caller reads or writes it (the batch),
+  // or when a used view points into it. Transforms leave unused originals behind: they cost nothing.
+  std::vector<bool> used(nv, false);
+  for (size_t i = 0; i < nv; ++i) {
+    if (layout.first[i] < 0) continue;
+    used[i] = true;
+    if (g.values[i].alias_of != kNoValue) used[static_cast<size_t>(g.values[i].alias_of)] = true;
+  }
+  for (ValueId v : {g.input, g.labels, g.loss, g.logits})
+    if (v != kNoValue) used[static_cast<size_t>(v)] = true;
   std::vector<UsageRecord> records;
   std::vector<ValueId> record_value;
   for (size_t i = 0; i < nv; ++i) {
     const Value& v = g.values[i];
-    if (!in_arena(v.role)) continue;
+    if (!in_arena(v.role) || v.alias_of != kNoValue || !used[i]) continue;  // views: their base's bytes
     if (value_role_is_persistent(v.role) || v.keep) {
       layout.first[i] = 0;
       layout.last[i] = std::max(0, steps - 1);
-    } else if (layout.first[i] < 0) {
-      continue;  // never used by this schedule (e.g. a statistic of a frozen batch norm)
     } else {
       bool written = false;
       for (const Node& n : g.nodes) {
@@ -77,9 +85,22 @@ Result<ArenaLayout> layout_arena(const Graph& g) {
     record_value.push_back(static_cast<ValueId>(i));
   }
   ArenaPlan plan = plan_arena(records);
-  for (size_t r = 0; r < records.size(); ++r)
+  for (size_t r = 0; r < records.size(); ++r) {
     layout.offsets[static_cast<size_t>(record_value[r])] = static_cast<int64_t>(plan.offsets[r]);
+    layout.high_water_bytes = std::max(layout.high_water_bytes, plan.offsets[r] + records[r].bytes);
+  }
   layout.arena_bytes = plan.size;
+  for (size_t i = 0; i < nv; ++i) {
+    const Value& v = g.values[i];
+    if (v.alias_of == kNoValue) continue;
+    const Value& base = g.value(v.alias_of);
+    size_t b = static_cast<size_t>(v.alias_of);
+    if (base.alias_of != kNoValue || layout.offsets[b] < 0 || v.alias_offset + v.bytes() > base.bytes())
+      return internal_error("view '" + v.name + "' does not fit inside '" + base.name + "'");
+    layout.offsets[i] = layout.offsets[b] + static_cast<int64_t>(v.alias_offset);
+    layout.first[i] = layout.first[b];
+    layout.last[i] = layout.last[b];
+  }
   return layout;
 }
 
@@ -92,7 +113,7 @@ MemoryTimeline simulate_memory(const Graph& g, const ArenaLayout& layout) {
     if (!in_arena(v.role)) t.parameter_bytes += v.bytes();
   for (size_t i = 0; i < g.values.size(); ++i) {
     const Value& v = g.values[i];
-    if (!in_arena(v.role) || layout.first[i] < 0) continue;
+    if (!in_arena(v.role) || layout.first[i] < 0 || v.alias_of != kNoValue) continue;
     int c = static_cast<int>(memory_category(v.role));
     for (int s = layout.first[i]; s <= layout.last[i]; ++s) t.live[static_cast<size_t>(s)][static_cast<size_t>(c)] += v.bytes();
   }

@@ -32,6 +32,9 @@ struct ArenaLayout {
   std::vector<int> first;        // first schedule step a value is live (-1: never used)
   std::vector<int> last;         // last schedule step it is live
   size_t arena_bytes = 0;
+  // The highest byte any value occupies (offset + its exact size): what a step really touches,
+  // without the alignment padding of the topmost slot. The executor measures the same number.
+  size_t high_water_bytes = 0;
 };
 
 // Lifetimes from the node order; persistent arena values live across the whole step.

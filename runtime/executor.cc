@@ -111,6 +111,13 @@ void Executor::reset_optimizer_state() {
   }
 }
 
+float Executor::loss() const {
+  if (graph_.losses.empty()) return *static_cast<const float*>(ptr(graph_.loss));
+  float sum = 0;
+  for (ValueId v : graph_.losses) sum += *static_cast<const float*>(ptr(v));
+  return sum;
+}
+
 size_t Executor::measured_high_water() const {
   size_t end = layout_.arena_bytes;
   while (end > 0 && arena_[end - 1] == kFillByte) --end;

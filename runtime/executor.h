@@ -37,7 +37,8 @@ class Executor {
 
   float* input() { return static_cast<float*>(ptr(graph_.input)); }
   int32_t* labels() { return static_cast<int32_t*>(ptr(graph_.labels)); }
-  float loss() const { return *static_cast<const float*>(ptr(graph_.loss)); }
+  // The batch's loss (the sum of the micro-batch losses in a micro-batched schedule).
+  float loss() const;
   const float* logits() const { return static_cast<const float*>(ptr(graph_.logits)); }
   void* ptr(ValueId v) const { return pointers_[static_cast<size_t>(v)]; }
 

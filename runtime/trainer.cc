@@ -2,8 +2,6 @@
 
 #include <cmath>
 
-#include "runtime/autodiff.h"
-#include "runtime/freezing.h"
 #include "runtime/schedule.h"
 
 namespace edgetrain {
@@ -15,17 +13,15 @@ Result<std::unique_ptr<Trainer>> Trainer::create(const GraphFactory& factory, co
   t->options_ = options;
   t->eval_batch_ = options.eval_batch > 0 ? options.eval_batch : options.batch;
 
-  ET_ASSIGN_OR_RETURN(Graph forward, factory(options.batch, /*training=*/true));
+  ET_ASSIGN_OR_RETURN(TrainingSchedule schedule, make_training_schedule(factory, options.batch, options.config));
   ET_ASSIGN_OR_RETURN(Graph eval_graph, factory(t->eval_batch_, /*training=*/false));
-  t->classes_ = static_cast<int>(forward.value(forward.logits).shape[1]);
+  Graph& training = schedule.graph;
+  t->trainable_ = std::move(schedule.trainable);
+  t->classes_ = static_cast<int>(training.value(training.logits).shape[1]);
 
-  ET_ASSIGN_OR_RETURN(ParameterStore store, ParameterStore::create(forward.params));
+  ET_ASSIGN_OR_RETURN(ParameterStore store, ParameterStore::create(training.params));
   t->params_ = std::make_unique<ParameterStore>(std::move(store));
   t->params_->initialize(options.init_seed);
-
-  ET_ASSIGN_OR_RETURN(t->trainable_, resolve_trainable(forward, options.config.freeze));
-  ET_ASSIGN_OR_RETURN(Graph training, build_training_graph(forward, t->trainable_, options.config));
-  ET_RETURN_IF_ERROR(finalize_schedule(training));
   ET_RETURN_IF_ERROR(finalize_schedule(eval_graph));
 
   ExecutorOptions eo;

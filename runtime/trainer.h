@@ -15,11 +15,10 @@
 #include "runtime/parameter_store.h"
 #include "runtime/status.h"
 #include "runtime/train_config.h"
+#include "runtime/training_schedule.h"
 
 namespace edgetrain {
 
-// Builds the model's forward graph for a batch size and mode (training or eval).
-using GraphFactory = std::function<Result<Graph>(int64_t batch, bool training)>;
 
 struct TrainerOptions {
   int64_t batch = 32;
