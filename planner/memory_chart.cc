@@ -182,6 +182,7 @@ std::vector<ValueId> largest_live_values(const Graph& g, const ArenaLayout& layo
   std::vector<ValueId> live;
   for (size_t i = 0; i < g.values.size() && i < layout.first.size(); ++i) {
     if (layout.offsets[i] < 0 || layout.first[i] < 0) continue;  // outside the arena, or unused
+    if (g.values[i].alias_of != kNoValue) continue;               // a view: its base holds the bytes
     if (layout.first[i] <= step && step <= layout.last[i]) live.push_back(static_cast<ValueId>(i));
   }
   std::stable_sort(live.begin(), live.end(),

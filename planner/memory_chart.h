@@ -36,7 +36,8 @@ std::vector<PhaseSpan> phase_spans(const Graph& training_graph);
 std::vector<PhaseSpan> phase_regions(const Graph& training_graph);
 
 // The `count` largest arena values live during schedule step `step` (layout.first <= step <=
-// layout.last), largest first; equal sizes in ValueId order so reports are deterministic.
+// layout.last), largest first; equal sizes in ValueId order so reports are deterministic. Views
+// (micro-batch slices) are left out: their bytes are their base's. count < 0: all of them.
 std::vector<ValueId> largest_live_values(const Graph& training_graph, const ArenaLayout& layout, int step,
                                          int count);
 

@@ -183,8 +183,10 @@ int cmd_memory(int argc, char** argv) {
     uint64_t during = peak_reset && after.peak_rss > start.rss ? after.peak_rss - start.rss : 0;
     char buf[512];
     report += "\nmeasured over " + std::to_string(kSteps) + " training steps on random data:\n";
-    std::snprintf(buf, sizeof buf, "  arena high-water  %10.2f MiB written of %.2f MiB planned (%.1f%%)\n", mib(high_water),
-                  mib(tl.arena_bytes), tl.arena_bytes ? 100.0 * static_cast<double>(high_water) / static_cast<double>(tl.arena_bytes) : 0.0);
+    // The layout's high water is the arena without the topmost slot's alignment padding: the
+    // steps should write up to exactly that byte (the executor finds it by its fill pattern).
+    std::snprintf(buf, sizeof buf, "  arena high-water  %10.2f MiB written; planned %.2f MiB (%zu vs %zu bytes) of a %.2f MiB arena\n",
+                  mib(high_water), mib(layout.high_water_bytes), high_water, layout.high_water_bytes, mib(tl.arena_bytes));
     report += buf;
     std::snprintf(buf, sizeof buf,
                   "  process peak RSS  %10.2f MiB; grew %.2f MiB since before the trainer was built\n"
@@ -203,6 +205,7 @@ int cmd_memory(int argc, char** argv) {
     JsonValue m = JsonValue::object();
     m.set("steps", kSteps);
     m.set("arena_high_water_bytes", static_cast<int64_t>(high_water));
+    m.set("planned_high_water_bytes", static_cast<int64_t>(layout.high_water_bytes));
     m.set("arena_bytes", static_cast<int64_t>(tl.arena_bytes));
     m.set("eval_arena_bytes", static_cast<int64_t>(eval_arena));
     m.set("parameter_bytes", static_cast<int64_t>(tl.parameter_bytes));

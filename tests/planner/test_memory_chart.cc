@@ -12,9 +12,7 @@
 
 #include "models/model_zoo.h"
 #include "planner/memory_chart.h"
-#include "runtime/autodiff.h"
-#include "runtime/freezing.h"
-#include "runtime/schedule.h"
+#include "runtime/training_schedule.h"
 
 namespace edgetrain {
 namespace {
@@ -26,19 +24,17 @@ struct Planned {
 };
 
 Planned plan_small_cnn(const TrainConfig& config, int64_t batch = 4) {
-  ModelSpec spec;
-  spec.arch = Architecture::kSmallCnn;
-  spec.input_size = 16;
-  Result<Graph> forward = build_model(spec, batch, /*training=*/true);
-  EXPECT_TRUE(forward.is_ok()) << forward.status().to_string();
-  Result<std::vector<bool>> trainable = resolve_trainable(*forward, config.freeze);
-  EXPECT_TRUE(trainable.is_ok()) << trainable.status().to_string();
-  Result<Graph> training = build_training_graph(*forward, *trainable, config);
-  EXPECT_TRUE(training.is_ok()) << training.status().to_string();
+  GraphFactory factory = [](int64_t b, bool training) {
+    ModelSpec spec;
+    spec.arch = Architecture::kSmallCnn;
+    spec.input_size = 16;
+    return build_model(spec, b, training);
+  };
   Planned p;
-  p.graph = std::move(training).value();
-  Status s = finalize_schedule(p.graph);
-  EXPECT_TRUE(s.is_ok()) << s.to_string();
+  Result<TrainingSchedule> schedule = make_training_schedule(factory, batch, config);
+  EXPECT_TRUE(schedule.is_ok()) << schedule.status().to_string();
+  if (!schedule.is_ok()) return p;
+  p.graph = std::move(schedule->graph);
   Result<ArenaLayout> layout = layout_arena(p.graph);
   EXPECT_TRUE(layout.is_ok()) << layout.status().to_string();
   p.layout = std::move(layout).value();
@@ -307,8 +303,7 @@ TEST(MemoryChart, EmptyScheduleGivesAWellFormedChart) {
   EXPECT_NE(text.find("(empty schedule)"), std::string::npos);
 }
 
-TEST(MemoryChart, LargestLiveValuesAreLiveSortedAndComplete) {
-  Planned p = plan_small_cnn(sgd_momentum());
+void expect_largest_live_values_complete(const Planned& p) {
   int step = p.timeline.peak_step;
   std::vector<ValueId> top = largest_live_values(p.graph, p.layout, step, 5);
   std::vector<ValueId> all = largest_live_values(p.graph, p.layout, step, -1);
@@ -327,8 +322,39 @@ TEST(MemoryChart, LargestLiveValuesAreLiveSortedAndComplete) {
     }
     live_arena_bytes += p.graph.value(v).bytes();
   }
-  // Every arena value live at the peak is listed: together they are the peak minus parameters.
+  // Every arena value live at the peak is listed once (views not again): together they are the
+  // peak minus parameters.
   EXPECT_EQ(live_arena_bytes, p.timeline.peak_bytes - p.timeline.parameter_bytes);
+}
+
+TEST(MemoryChart, LargestLiveValuesAreLiveSortedAndComplete) { expect_largest_live_values_complete(plan_small_cnn(sgd_momentum())); }
+
+TEST(MemoryChart, LargestLiveValuesSkipMicroBatchViews) {
+  TrainConfig c = sgd_momentum();
+  c.micro_batches = 2;
+  Planned p = plan_small_cnn(c);
+  bool has_view = false;
+  for (const Value& v : p.graph.values) has_view |= v.alias_of != kNoValue;
+  ASSERT_TRUE(has_view) << "a micro-batched schedule should slice the batch with views";
+  expect_largest_live_values_complete(p);
+}
+
+TEST(MemoryChart, CheckpointedScheduleShowsRecomputeRegions) {
+  TrainConfig c = sgd_momentum();
+  c.checkpoint.mode = CheckpointMode::kSqrtBytes;
+  Planned p = plan_small_cnn(c);
+  std::vector<PhaseSpan> regions = phase_regions(p.graph);
+  int recompute = 0;
+  for (const PhaseSpan& r : regions) recompute += r.phase == Phase::kRecompute;
+  ASSERT_GT(recompute, 0) << describe(regions);
+  std::string svg = memory_timeline_svg(p.graph, p.timeline, {});
+  EXPECT_EQ(xml_problem(svg), "");
+  for (const PhaseSpan& sp : phase_spans(p.graph)) {
+    if (sp.phase != Phase::kRecompute) continue;
+    EXPECT_NE(svg.find("<title>recompute: steps " + std::to_string(sp.first) + "-" + std::to_string(sp.last) + "</title>"),
+              std::string::npos);
+  }
+  EXPECT_NE(memory_timeline_text(p.graph, p.layout, p.timeline).find("recompute"), std::string::npos);
 }
 
 TEST(MemoryChart, TextReportNamesThePeakAndItsLargestValues) {
@@ -347,7 +373,8 @@ TEST(MemoryChart, TextReportNamesThePeakAndItsLargestValues) {
   for (ValueId v : top) {
     const Value& val = p.graph.value(v);
     EXPECT_NE(text.find(val.name), std::string::npos) << val.name;
-    EXPECT_NE(text.find(" " + std::to_string(val.bytes()) + " "), std::string::npos) << val.bytes();
+    std::string bytes_column = std::to_string(val.bytes());  // as its own column: spaces around
+    EXPECT_NE(text.find(bytes_column.insert(0, 1, ' ').append(1, ' ')), std::string::npos) << val.bytes();
   }
   EXPECT_NE(text.find("(3 shown)"), std::string::npos);
 }
