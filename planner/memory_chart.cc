@@ -14,8 +14,19 @@ constexpr double kMiB = 1048576.0;
 // Bottom to top of the stack: the constant categories first, so the moving ones (activations,
 // gradients, workspace) ride on a flat base and their shape is easy to read.
 constexpr std::array<MemoryCategory, kMemoryCategoryCount> kStackOrder = {
-    MemoryCategory::kParameters,  MemoryCategory::kOptimizerState, MemoryCategory::kInputs,
-    MemoryCategory::kActivations, MemoryCategory::kGradients,      MemoryCategory::kWorkspace};
+    MemoryCategory::kParameters,        MemoryCategory::kOptimizerState, MemoryCategory::kInputs,
+    MemoryCategory::kActivations,       MemoryCategory::kPackedActivations, MemoryCategory::kGradients,
+    MemoryCategory::kWorkspace};
+// A category added to memory/liveness.h without a place here would silently be drawn as another.
+constexpr bool stack_order_is_complete() {
+  for (int c = 0; c < kMemoryCategoryCount; ++c) {
+    int seen = 0;
+    for (MemoryCategory s : kStackOrder) seen += static_cast<int>(s) == c;
+    if (seen != 1) return false;
+  }
+  return true;
+}
+static_assert(stack_order_is_complete(), "kStackOrder must list every MemoryCategory once");
 
 // Tableau-10-like colours: distinct for colour-blind readers too, and calm on a white page.
 const char* category_color(MemoryCategory c) {
@@ -24,6 +35,7 @@ const char* category_color(MemoryCategory c) {
     case MemoryCategory::kOptimizerState: return "#b07aa1";
     case MemoryCategory::kInputs: return "#f1ce63";
     case MemoryCategory::kActivations: return "#4e79a7";
+    case MemoryCategory::kPackedActivations: return "#a0cbe8";  // a lighter activations blue
     case MemoryCategory::kGradients: return "#e15759";
     case MemoryCategory::kWorkspace: return "#76b7b2";
     case MemoryCategory::kCount: break;
@@ -59,6 +71,12 @@ std::string category_label(MemoryCategory c) {
   std::string s = memory_category_name(c);
   std::replace(s.begin(), s.end(), '_', ' ');
   return s;
+}
+
+// What lives outside the arena (memory/liveness.h: parameters, buffers, optimizer state).
+std::string outside_label(const MemoryTimeline& t) {
+  return t.at_peak[static_cast<size_t>(MemoryCategory::kOptimizerState)] > 0 ? "parameters + optimizer state"
+                                                                              : "parameters";
 }
 
 std::string xml_escape(const std::string& s) {
@@ -196,7 +214,8 @@ std::string memory_timeline_svg(const Graph& g, const MemoryTimeline& t, const C
   // Plot rectangle; the legend column sits to its right.
   const double x0 = 84, x1 = W - 270, y0 = 90, y1 = H - 58;
   const int steps = static_cast<int>(t.live.size());
-  const size_t arena_top = t.parameter_bytes + t.arena_bytes;  // parameters sit below the arena
+  // What sits outside the arena (parameters, optimizer state) is drawn below it.
+  const size_t arena_top = t.parameter_bytes + t.arena_bytes;
 
   // Y axis in MiB: headroom above the highest of peak and arena for the peak label.
   double top_mib = static_cast<double>(std::max(t.peak_bytes, arena_top)) / kMiB * 1.12;
@@ -308,7 +327,7 @@ std::string memory_timeline_svg(const Graph& g, const MemoryTimeline& t, const C
   s += "<g id=\"arena\">\n<line x1=\"" + num(x0) + "\" y1=\"" + num(ya) + "\" x2=\"" + num(x1) + "\" y2=\"" + num(ya) +
        "\" stroke=\"#222222\" stroke-width=\"1.5\" stroke-dasharray=\"7 4\"/>\n";
   s += text_element({peak_left ? x1 - 6 : x0 + 6, ya - 6,
-                     "arena " + format_size(t.arena_bytes) + " + parameters " + format_size(t.parameter_bytes), 12,
+                     "arena " + format_size(t.arena_bytes) + " + " + outside_label(t) + " " + format_size(t.parameter_bytes), 12,
                      peak_left ? "end" : "start", "#222222", nullptr, true});
   s += "</g>\n";
 
@@ -355,7 +374,7 @@ std::string memory_timeline_svg(const Graph& g, const MemoryTimeline& t, const C
   ly += 30;
   s += "<line x1=\"" + num(lx) + "\" y1=\"" + num(ly - 4) + "\" x2=\"" + num(lx + 14) + "\" y2=\"" + num(ly - 4) +
        "\" stroke=\"#222222\" stroke-width=\"1.5\" stroke-dasharray=\"4 2\"/>\n";
-  s += text_element({lx + 22, ly, "arena + parameters", 12, "start", "#333333"});
+  s += text_element({lx + 22, ly, "planned total", 12, "start", "#333333"});
   s += text_element({W - 16, ly, format_size(arena_top), 12, "end", "#333333"});
   ly += 34;
   s += text_element({lx, ly, "Phases", 13, "start", "#222222", "bold"});
@@ -378,7 +397,7 @@ std::string memory_timeline_text(const Graph& g, const ArenaLayout& layout, cons
   std::string s;
   char buf[512];
   const int steps = static_cast<int>(g.nodes.size());
-  size_t arena_live_at_peak = t.peak_bytes - t.at_peak[static_cast<size_t>(MemoryCategory::kParameters)];
+  size_t arena_live_at_peak = t.peak_bytes - t.parameter_bytes;
 
   std::snprintf(buf, sizeof buf, "%-12s%s at step %d of %d", "peak", format_size(t.peak_bytes).c_str(), t.peak_step,
                 steps);
@@ -391,9 +410,10 @@ std::string memory_timeline_text(const Graph& g, const ArenaLayout& layout, cons
   std::snprintf(buf, sizeof buf, "%-12s%s (%s of it live at the peak: the rest is layout fragmentation)\n", "arena",
                 format_size(t.arena_bytes).c_str(), percent(arena_live_at_peak, t.arena_bytes).c_str());
   s += buf;
-  std::snprintf(buf, sizeof buf, "%-12s%s (outside the arena)\n", "parameters", format_size(t.parameter_bytes).c_str());
+  std::snprintf(buf, sizeof buf, "%-12s%s (%s: not in the arena)\n", "outside", format_size(t.parameter_bytes).c_str(),
+                outside_label(t).c_str());
   s += buf;
-  std::snprintf(buf, sizeof buf, "%-12s%s (arena + parameters)\n", "total", format_size(t.arena_bytes + t.parameter_bytes).c_str());
+  std::snprintf(buf, sizeof buf, "%-12s%s (arena + outside)\n", "total", format_size(t.arena_bytes + t.parameter_bytes).c_str());
   s += buf;
   s += "phases      ";
   bool first = true;
@@ -415,7 +435,7 @@ std::string memory_timeline_text(const Graph& g, const ArenaLayout& layout, cons
   }
 
   std::vector<ValueId> largest = largest_live_values(g, layout, t.peak_step, top);
-  std::snprintf(buf, sizeof buf, "\nlargest values live at the peak (%zu shown):\n", largest.size());
+  std::snprintf(buf, sizeof buf, "\nlargest arena values live at the peak (%zu shown):\n", largest.size());
   s += buf;
   size_t name_width = 4;
   for (ValueId v : largest) name_width = std::max(name_width, std::min<size_t>(g.value(v).name.size(), 48));

@@ -10,6 +10,7 @@
 #include "planner/memory_chart.h"
 #include "runtime/freezing.h"
 #include "runtime/parameter_store.h"
+#include "runtime/training_schedule.h"
 #include "tools/commands.h"
 #include "tools/setup.h"
 
@@ -92,6 +93,76 @@ JsonValue timeline_json(const Graph& g, const ArenaLayout& layout, const MemoryT
 
 double mib(uint64_t b) { return static_cast<double>(b) / 1048576.0; }
 
+// Builds the trainer, runs two steps on random data and compares what the process did with the
+// plan: the arena bytes the steps wrote (found by the executor's fill pattern) against the
+// layout's high water, and the process's peak RSS growth against the arenas and the memory
+// outside them. Appends its lines to `report`.
+Result<JsonValue> measure_steps(const ArgParser& p, const GraphFactory& factory, const TrainerOptions& opts, double lr,
+                                const MemoryTimeline& tl, const ArenaLayout& layout, std::string* report) {
+  ProcessMemory before = process_memory();
+  ET_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer, Trainer::create(factory, opts));
+  Trainer& t = *trainer;
+  ET_RETURN_IF_ERROR(load_initial_weights(p, t));
+  // The trainer's schedule comes from the same pipeline: a different arena would mean the chart
+  // describes something the trainer does not run.
+  if (t.train_executor().arena_bytes() != tl.arena_bytes)
+    return internal_error("the trainer's arena (" + std::to_string(t.train_executor().arena_bytes()) +
+                          " bytes) differs from the planned one (" + std::to_string(tl.arena_bytes) + " bytes)");
+  ProcessMemory created = process_memory();
+  bool peak_reset = reset_peak_rss();
+  ProcessMemory start = process_memory();
+  // Random images and valid labels: dense tensors take the same bytes whatever the values, and
+  // packed (sparse) activations get their planned slot whatever their density.
+  Rng rng(opts.init_seed);
+  const int kSteps = 2;
+  for (int step = 0; step < kSteps; ++step) {
+    for (int64_t i = 0; i < t.input_shape().numel(); ++i) t.train_images()[i] = static_cast<float>(rng.normal());
+    for (int64_t i = 0; i < t.batch(); ++i)
+      t.train_labels()[i] = static_cast<int32_t>(rng.below(static_cast<uint64_t>(t.classes())));
+    ET_RETURN_IF_ERROR(t.train_step(static_cast<float>(lr)).status());
+  }
+  ProcessMemory after = process_memory();
+  size_t high_water = t.train_executor().measured_high_water();
+  size_t eval_arena = t.eval_executor().arena_bytes();
+  // What the process should have grown by since before the trainer existed: both arenas and what
+  // lives outside them. Anything above is bookkeeping (graphs, kernel calls, thread stacks).
+  uint64_t expected = tl.arena_bytes + eval_arena + tl.parameter_bytes;
+  uint64_t grown = after.peak_rss > before.rss ? after.peak_rss - before.rss : 0;
+  uint64_t during = peak_reset && after.peak_rss > start.rss ? after.peak_rss - start.rss : 0;
+  char buf[512];
+  *report += "\nmeasured over " + std::to_string(kSteps) + " training steps on random data:\n";
+  // The layout's high water is the arena without the topmost slot's alignment padding: the steps
+  // should write up to exactly that byte.
+  std::snprintf(buf, sizeof buf, "  arena high-water  %10.2f MiB written; planned %.2f MiB (%zu vs %zu bytes) of a %.2f MiB arena\n",
+                mib(high_water), mib(layout.high_water_bytes), high_water, layout.high_water_bytes, mib(tl.arena_bytes));
+  *report += buf;
+  std::snprintf(buf, sizeof buf,
+                "  process peak RSS  %10.2f MiB; grew %.2f MiB since before the trainer was built\n"
+                "                    vs %.2f MiB expected (training arena %.2f + eval arena %.2f + outside the arena %.2f): "
+                "%+.2f MiB other (graphs, threads, libraries)\n",
+                mib(after.peak_rss), mib(grown), mib(expected), mib(tl.arena_bytes), mib(eval_arena),
+                mib(tl.parameter_bytes), mib(grown) - mib(expected));
+  *report += buf;
+  // The arena was written when it was created, so this is what the steps touched elsewhere.
+  if (peak_reset) std::snprintf(buf, sizeof buf, "  peak RSS rise during the steps: %.2f MiB\n", mib(during));
+  else std::snprintf(buf, sizeof buf, "  peak RSS rise during the steps: unknown (the kernel refused to reset VmHWM)\n");
+  *report += buf;
+  JsonValue m = JsonValue::object();
+  m.set("steps", kSteps);
+  m.set("arena_high_water_bytes", static_cast<int64_t>(high_water));
+  m.set("planned_high_water_bytes", static_cast<int64_t>(layout.high_water_bytes));
+  m.set("arena_bytes", static_cast<int64_t>(tl.arena_bytes));
+  m.set("eval_arena_bytes", static_cast<int64_t>(eval_arena));
+  m.set("outside_arena_bytes", static_cast<int64_t>(tl.parameter_bytes));
+  m.set("rss_before_trainer_bytes", static_cast<int64_t>(before.rss));
+  m.set("rss_after_trainer_bytes", static_cast<int64_t>(created.rss));
+  m.set("peak_rss_bytes", static_cast<int64_t>(after.peak_rss));
+  m.set("process_growth_bytes", static_cast<int64_t>(grown));
+  m.set("expected_growth_bytes", static_cast<int64_t>(expected));
+  if (peak_reset) m.set("peak_rss_rise_during_steps_bytes", static_cast<int64_t>(during));
+  return m;
+}
+
 }  // namespace
 
 int cmd_memory(int argc, char** argv) {
@@ -99,14 +170,15 @@ int cmd_memory(int argc, char** argv) {
               "Show where the memory of one training step goes for a model and config: the live bytes per "
               "schedule step by category (parameters, optimizer state, inputs, activations, gradients, "
               "workspace), the peak and the arena, as a text report and an SVG chart. Needs no data. "
-              "The trainer is built (its arena allocated) even with --no-run.");
+              "Then builds the trainer and runs two steps on random data to compare the plan with the "
+              "arena bytes really written and the process's peak RSS (--no-run: plan only, nothing allocated).");
   add_model_options(p);
   add_training_options(p);
   p.option("input", "PX", "32", "side of the square input image");
   p.option("classes", "N", "10", "number of classes");
   p.option("channels", "N", "3", "input channels");
   p.option("svg", "FILE", "memory.svg", "write the chart here ('' for none)");
-  p.flag("no-run", "plan only: do not run the two training steps that measure the arena and RSS");
+  p.flag("no-run", "plan only: do not build the trainer or run the two steps that measure the arena and RSS");
   p.flag("json", "print a JSON summary on stdout (the text report goes to stderr)");
   if (Status s = p.parse(argc, argv, 1); !s.is_ok()) return fail(s);
   if (p.help_requested()) {
@@ -139,83 +211,32 @@ int cmd_memory(int argc, char** argv) {
     if (!svg_file) return fail(io_error("--svg '" + svg_path + "': cannot open for writing"));
   }
 
-  ProcessMemory before = process_memory();
-  Result<std::unique_ptr<Trainer>> trainer = Trainer::create(graph_factory(*spec), *opts);
-  if (!trainer.is_ok()) return fail(trainer.status());
-  Trainer& t = **trainer;
-  if (Status s = load_initial_weights(p, t); !s.is_ok()) return fail(s);
-  ProcessMemory created = process_memory();
+  // The plan: the same pipeline the Trainer runs (runtime/training_schedule.h), without
+  // allocating anything, so --no-run can chart configurations this machine could not hold.
+  GraphFactory factory = graph_factory(*spec);
+  Result<TrainingSchedule> schedule = make_training_schedule(factory, opts->batch, opts->config);
+  if (!schedule.is_ok()) return fail(schedule.status());
+  const Graph& g = schedule->graph;
+  Result<ArenaLayout> planned = layout_arena(g);
+  if (!planned.is_ok()) return fail(planned.status());
+  const ArenaLayout& layout = *planned;
+  MemoryTimeline tl = simulate_memory(g, layout);
+  int64_t trainable = 0;
+  for (size_t i = 0; i < g.params.size() && i < schedule->trainable.size(); ++i)
+    if (schedule->trainable[i]) trainable += g.params[i].shape.numel();
 
-  const Graph& g = t.train_executor().graph();
-  const ArenaLayout& layout = t.train_executor().layout();
-  MemoryTimeline tl = t.memory_timeline();
   ChartOptions co;
   co.title = describe_model(*spec);
-  co.subtitle = describe_config(*opts, t.trainable_param_count());
-
+  co.subtitle = describe_config(*opts, trainable);
   std::string report = co.title + "\n" + co.subtitle + "\n\n" + memory_timeline_text(g, layout, tl, 10);
-
   JsonValue summary = JsonValue::object();
   summary.set("model", describe_model(*spec));
   summary.set("config", co.subtitle);
   summary.set("timeline", timeline_json(g, layout, tl));
-
   if (!p.has("no-run")) {
-    // Random images and labels: memory does not depend on the values (dense storage), and the
-    // labels only need to be valid classes.
-    bool peak_reset = reset_peak_rss();
-    ProcessMemory start = process_memory();
-    Rng rng(opts->init_seed);
-    const int kSteps = 2;
-    for (int step = 0; step < kSteps; ++step) {
-      for (int64_t i = 0; i < t.input_shape().numel(); ++i) t.train_images()[i] = static_cast<float>(rng.normal());
-      for (int64_t i = 0; i < t.batch(); ++i) t.train_labels()[i] = static_cast<int32_t>(rng.below(static_cast<uint64_t>(t.classes())));
-      Result<StepResult> r = t.train_step(static_cast<float>(*lr));
-      if (!r.is_ok()) return fail(r.status());
-    }
-    ProcessMemory after = process_memory();
-    size_t high_water = t.train_executor().measured_high_water();
-    size_t eval_arena = t.eval_executor().arena_bytes();
-    // What the process should have grown by since before the trainer existed: both arenas and
-    // the parameters. Anything above is bookkeeping (graphs, kernel calls, thread stacks).
-    uint64_t expected = tl.arena_bytes + eval_arena + tl.parameter_bytes;
-    uint64_t grown = after.peak_rss > before.rss ? after.peak_rss - before.rss : 0;
-    uint64_t during = peak_reset && after.peak_rss > start.rss ? after.peak_rss - start.rss : 0;
-    char buf[512];
-    report += "\nmeasured over " + std::to_string(kSteps) + " training steps on random data:\n";
-    // The layout's high water is the arena without the topmost slot's alignment padding: the
-    // steps should write up to exactly that byte (the executor finds it by its fill pattern).
-    std::snprintf(buf, sizeof buf, "  arena high-water  %10.2f MiB written; planned %.2f MiB (%zu vs %zu bytes) of a %.2f MiB arena\n",
-                  mib(high_water), mib(layout.high_water_bytes), high_water, layout.high_water_bytes, mib(tl.arena_bytes));
-    report += buf;
-    std::snprintf(buf, sizeof buf,
-                  "  process peak RSS  %10.2f MiB; grew %.2f MiB since before the trainer was built\n"
-                  "                    vs %.2f MiB expected (training arena %.2f + eval arena %.2f + parameters %.2f): "
-                  "%+.2f MiB other (graphs, threads, libraries)\n",
-                  mib(after.peak_rss), mib(grown), mib(expected), mib(tl.arena_bytes), mib(eval_arena),
-                  mib(tl.parameter_bytes), mib(grown) - mib(expected));
-    report += buf;
-    if (peak_reset) {
-      // The arena was written when it was created, so this is what the steps touched elsewhere.
-      std::snprintf(buf, sizeof buf, "  peak RSS rise during the steps: %.2f MiB\n", mib(during));
-    } else {
-      std::snprintf(buf, sizeof buf, "  peak RSS rise during the steps: unknown (the kernel refused to reset VmHWM)\n");
-    }
-    report += buf;
-    JsonValue m = JsonValue::object();
-    m.set("steps", kSteps);
-    m.set("arena_high_water_bytes", static_cast<int64_t>(high_water));
-    m.set("planned_high_water_bytes", static_cast<int64_t>(layout.high_water_bytes));
-    m.set("arena_bytes", static_cast<int64_t>(tl.arena_bytes));
-    m.set("eval_arena_bytes", static_cast<int64_t>(eval_arena));
-    m.set("parameter_bytes", static_cast<int64_t>(tl.parameter_bytes));
-    m.set("rss_before_trainer_bytes", static_cast<int64_t>(before.rss));
-    m.set("rss_after_trainer_bytes", static_cast<int64_t>(created.rss));
-    m.set("peak_rss_bytes", static_cast<int64_t>(after.peak_rss));
-    m.set("process_growth_bytes", static_cast<int64_t>(grown));
-    m.set("expected_growth_bytes", static_cast<int64_t>(expected));
-    if (peak_reset) m.set("peak_rss_rise_during_steps_bytes", static_cast<int64_t>(during));
-    summary.set("measured", std::move(m));
+    Result<JsonValue> measured = measure_steps(p, factory, *opts, *lr, tl, layout, &report);
+    if (!measured.is_ok()) return fail(measured.status());
+    summary.set("measured", std::move(measured).value());
   }
 
   if (!svg_path.empty()) {

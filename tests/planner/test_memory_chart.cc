@@ -171,24 +171,43 @@ TEST(MemoryChart, SvgIsWellFormedXmlWithEscapedTitle) {
   EXPECT_EQ(svg.find("@import"), std::string::npos);
 }
 
+void expect_one_path_per_live_category(const Planned& p, const std::string& what) {
+  std::string svg = memory_timeline_svg(p.graph, p.timeline, {});
+  size_t non_empty = 0;
+  for (int ci = 0; ci < kMemoryCategoryCount; ++ci) {
+    MemoryCategory cat = static_cast<MemoryCategory>(ci);
+    std::string id = std::string("<path id=\"area-") + memory_category_name(cat) + "\"";
+    bool live = category_ever_live(p.timeline, cat);
+    non_empty += live;
+    EXPECT_EQ(count(svg, id), live ? 1u : 0u) << memory_category_name(cat) << ", " << what;
+  }
+  EXPECT_EQ(count(svg, "class=\"area\""), non_empty) << what;
+}
+
 TEST(MemoryChart, OnePathPerCategoryThatIsEverLive) {
   for (float momentum : {0.0f, 0.9f}) {
     TrainConfig c;
     c.optimizer.attrs.momentum = momentum;
     Planned p = plan_small_cnn(c);
-    std::string svg = memory_timeline_svg(p.graph, p.timeline, {});
-    size_t non_empty = 0;
-    for (int ci = 0; ci < kMemoryCategoryCount; ++ci) {
-      MemoryCategory cat = static_cast<MemoryCategory>(ci);
-      std::string id = std::string("<path id=\"area-") + memory_category_name(cat) + "\"";
-      bool live = category_ever_live(p.timeline, cat);
-      non_empty += live;
-      EXPECT_EQ(count(svg, id), live ? 1u : 0u) << memory_category_name(cat) << " momentum " << momentum;
-    }
-    EXPECT_EQ(count(svg, "class=\"area\""), non_empty);
+    expect_one_path_per_live_category(p, "momentum " + std::to_string(momentum));
     // Plain SGD keeps no optimizer state; momentum does. Both cases must occur for the test to mean much.
     EXPECT_EQ(category_ever_live(p.timeline, MemoryCategory::kOptimizerState), momentum > 0);
   }
+}
+
+TEST(MemoryChart, PackedActivationsGetTheirOwnArea) {
+  // Whatever the compression transform packs: move half of the activation bytes of every other
+  // step into the packed category (the chart draws a timeline; it does not re-derive it).
+  Planned p = plan_small_cnn(sgd_momentum());
+  for (size_t st = 0; st < p.timeline.live.size(); st += 2) {
+    auto& row = p.timeline.live[st];
+    size_t half = row[static_cast<size_t>(MemoryCategory::kActivations)] / 2;
+    row[static_cast<size_t>(MemoryCategory::kActivations)] -= half;
+    row[static_cast<size_t>(MemoryCategory::kPackedActivations)] += half;
+  }
+  ASSERT_TRUE(category_ever_live(p.timeline, MemoryCategory::kPackedActivations));
+  expect_one_path_per_live_category(p, "packed activations");
+  EXPECT_NE(memory_timeline_svg(p.graph, p.timeline, {}).find(">packed activations<"), std::string::npos);
 }
 
 TEST(MemoryChart, PeakLabelAndLegendShowTheTimelinesNumbers) {
@@ -208,7 +227,8 @@ TEST(MemoryChart, PeakLabelAndLegendShowTheTimelinesNumbers) {
       EXPECT_NE(svg.find(">" + format_size(t.at_peak[static_cast<size_t>(ci)]) + "<"), std::string::npos);
     }
   }
-  EXPECT_NE(svg.find("arena " + format_size(t.arena_bytes) + " + parameters " + format_size(t.parameter_bytes)),
+  // Momentum keeps optimizer state, which lives outside the arena with the parameters.
+  EXPECT_NE(svg.find("arena " + format_size(t.arena_bytes) + " + parameters + optimizer state " + format_size(t.parameter_bytes)),
             std::string::npos);
 }
 
