@@ -10,8 +10,6 @@
 namespace edgetrain {
 
 namespace {
-// The arena starts filled with this byte so measured_high_water() can find what was written.
-constexpr unsigned char kFillByte = 0xA5;
 }  // namespace
 
 Executor::Executor(Graph g, int threads) : graph_(std::move(g)), pool_(threads) {}
@@ -123,7 +121,7 @@ bool Executor::run_profiled(const StepScalars& step, double* node_seconds) {
   return true;
 }
 
-void Executor::refill_arena_pattern() { std::memset(arena_, kFillByte, arena_alloc_bytes_); }
+void Executor::refill_arena_pattern() { std::memset(arena_, kArenaFillByte, arena_alloc_bytes_); }
 
 float Executor::loss() const {
   if (graph_.losses.empty()) return *static_cast<const float*>(ptr(graph_.loss));
@@ -134,7 +132,7 @@ float Executor::loss() const {
 
 size_t Executor::measured_high_water() const {
   size_t end = layout_.arena_bytes;
-  while (end > 0 && arena_[end - 1] == kFillByte) --end;
+  while (end > 0 && arena_[end - 1] == kArenaFillByte) --end;
   return end;
 }
 

@@ -27,6 +27,9 @@ struct ExecutorOptions {
   size_t arena_capacity = 0;
 };
 
+// An arena starts filled with this byte so measured_high_water() can find what steps wrote.
+constexpr unsigned char kArenaFillByte = 0xA5;
+
 // Bytes past the planned arena kept readable (XNNPACK and vector tails read a little past ends).
 constexpr size_t kArenaSlackBytes = 64;
 

@@ -1,6 +1,8 @@
 #include "runtime/trainer.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 #include "runtime/schedule.h"
 
@@ -24,12 +26,77 @@ Result<std::unique_ptr<Trainer>> Trainer::create(const GraphFactory& factory, co
   t->params_->initialize(options.init_seed);
   ET_RETURN_IF_ERROR(finalize_schedule(eval_graph));
 
+  // Optimizer state (momentum, Adam moments) in a block of its own, zeroed, shared by the
+  // primary and the fallback schedule.
+  std::vector<ParamSpec> state_specs;
+  std::vector<bool> seen(training.values.size(), false);
+  for (const Node& n : training.nodes)
+    for (ValueId v : n.inputs)
+      if (v != kNoValue && training.value(v).role == ValueRole::kOptimizerState && !seen[static_cast<size_t>(v)]) {
+        seen[static_cast<size_t>(v)] = true;
+        ParamSpec sp;
+        sp.name = training.value(v).name;
+        sp.shape = training.value(v).shape;
+        state_specs.push_back(sp);
+      }
+  if (!state_specs.empty()) {
+    ET_ASSIGN_OR_RETURN(ParameterStore state, ParameterStore::create(state_specs));
+    t->optimizer_state_ = std::make_unique<ParameterStore>(std::move(state));
+  }
+
   ExecutorOptions eo;
   eo.threads = options.threads;
   eo.reference_kernels = options.reference_kernels;
+  eo.optimizer_state = t->optimizer_state_.get();
+  if (options.config.compression.sparse_activations) {
+    // A batch denser than the packed slots' capacity re-runs on a fallback schedule: twice the
+    // micro-batches (when the batch splits) with slots that hold every element, so it cannot
+    // overflow. Both schedules share one arena of the larger size.
+    TrainConfig fb = options.config;
+    fb.compression.capacity = 1.0f;
+    Result<TrainingSchedule> halves = invalid_argument("the batch does not split further");
+    if (options.batch % (2 * fb.micro_batches) == 0) {
+      TrainConfig split = fb;
+      split.micro_batches *= 2;
+      halves = make_training_schedule(factory, options.batch, split);  // fails e.g. for 1-image norms
+    }
+    Result<TrainingSchedule> fallback_or = halves.is_ok() ? std::move(halves) : make_training_schedule(factory, options.batch, fb);
+    ET_ASSIGN_OR_RETURN(TrainingSchedule fallback, std::move(fallback_or));
+    ET_ASSIGN_OR_RETURN(ArenaLayout primary_layout, layout_arena(training));
+    ET_ASSIGN_OR_RETURN(ArenaLayout fallback_layout, layout_arena(fallback.graph));
+    if (primary_layout.offsets[static_cast<size_t>(training.input)] !=
+            fallback_layout.offsets[static_cast<size_t>(fallback.graph.input)] ||
+        primary_layout.offsets[static_cast<size_t>(training.labels)] !=
+            fallback_layout.offsets[static_cast<size_t>(fallback.graph.labels)])
+      return internal_error("the fallback schedule does not find the batch where the primary one writes it");
+    size_t need = (std::max(primary_layout.arena_bytes, fallback_layout.arena_bytes) + kArenaSlackBytes + 63) / 64 * 64;
+    t->shared_arena_.reset(static_cast<unsigned char*>(std::aligned_alloc(64, need)));
+    if (!t->shared_arena_) return out_of_memory("cannot allocate the training arena of " + std::to_string(need) + " bytes");
+    // Touch every page now (no page faults in steps) and lay the high-water pattern.
+    std::memset(t->shared_arena_.get(), kArenaFillByte, need);
+    eo.arena = t->shared_arena_.get();
+    eo.arena_capacity = need;
+    ET_ASSIGN_OR_RETURN(t->fallback_, Executor::create(std::move(fallback.graph), t->params_.get(), eo));
+    for (int i = 0; i < t->params_->size(); ++i)
+      if (!param_kind_is_trainable(t->params_->spec(i).kind)) t->buffer_snapshot_.resize(t->buffer_snapshot_.size() + t->params_->spec(i).shape.numel());
+  }
   ET_ASSIGN_OR_RETURN(t->train_, Executor::create(std::move(training), t->params_.get(), eo));
+  eo.arena = nullptr;
+  eo.arena_capacity = 0;
   ET_ASSIGN_OR_RETURN(t->eval_, Executor::create(std::move(eval_graph), t->params_.get(), eo));
   return t;
+}
+
+void Trainer::copy_buffers(bool save) {
+  size_t at = 0;
+  for (int i = 0; i < params_->size(); ++i) {
+    const ParamSpec& p = params_->spec(i);
+    if (param_kind_is_trainable(p.kind)) continue;
+    size_t n = static_cast<size_t>(p.shape.numel());
+    if (save) std::memcpy(buffer_snapshot_.data() + at, params_->data(i), n * sizeof(float));
+    else std::memcpy(params_->data(i), buffer_snapshot_.data() + at, n * sizeof(float));
+    at += n;
+  }
 }
 
 const Shape& Trainer::input_shape() const { return train_->graph().value(train_->graph().input).shape; }
@@ -47,10 +114,20 @@ Result<StepResult> Trainer::train_step(float lr) {
   StepScalars s;
   s.learning_rate = lr;
   s.optimizer_step = optimizer_steps_ + 1;
-  train_->run(s);
-  ++optimizer_steps_;
   StepResult r;
-  r.loss = train_->loss();
+  if (fallback_) copy_buffers(/*save=*/true);
+  if (train_->run(s)) {
+    r.loss = train_->loss();
+  } else {
+    // A packed activation overflowed its slot: nothing was updated yet. Undo the running-stat
+    // updates of the aborted forward pass and run the step on the fallback schedule.
+    copy_buffers(/*save=*/false);
+    if (!fallback_->run(s)) return internal_error("the compression fallback schedule overflowed");
+    r.loss = fallback_->loss();
+    r.fell_back = true;
+    ++fallback_steps_;
+  }
+  ++optimizer_steps_;
   if (!std::isfinite(r.loss))
     return invalid_argument("the loss became " + std::to_string(r.loss) + " at step " + std::to_string(optimizer_steps_) +
                             ": the learning rate is probably too high");

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <cstdlib>
 #include <memory>
 
 #include "memory/liveness.h"
@@ -31,6 +32,7 @@ struct TrainerOptions {
 
 struct StepResult {
   float loss = 0;
+  bool fell_back = false;  // a packed activation overflowed; the step ran on the fallback schedule
 };
 
 struct EvalResult {
@@ -62,6 +64,8 @@ class Trainer {
   Result<EvalResult> eval_step(int64_t valid);
 
   int64_t optimizer_steps() const { return optimizer_steps_; }
+  // Steps that ran on the compression fallback schedule (a batch denser than the slots).
+  int64_t fallback_steps() const { return fallback_steps_; }
   const std::vector<bool>& trainable() const { return trainable_; }
   int64_t trainable_param_count() const;
   Executor& train_executor() { return *train_; }
@@ -71,11 +75,20 @@ class Trainer {
 
  private:
   Status check_labels(const int32_t* labels, int64_t n) const;
+  void copy_buffers(bool save);  // batch-norm running statistics <-> snapshot
+  struct FreeDeleter {
+    void operator()(unsigned char* p) const { std::free(p); }
+  };
 
   TrainerOptions options_;
   int64_t eval_batch_ = 0;
   int classes_ = 0;
   std::unique_ptr<ParameterStore> params_;
+  std::unique_ptr<ParameterStore> optimizer_state_;
+  std::unique_ptr<unsigned char, FreeDeleter> shared_arena_;  // primary + fallback (compression)
+  std::unique_ptr<Executor> fallback_;
+  std::vector<float> buffer_snapshot_;
+  int64_t fallback_steps_ = 0;
   std::unique_ptr<Executor> train_;
   std::unique_ptr<Executor> eval_;
   std::vector<bool> trainable_;

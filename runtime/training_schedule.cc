@@ -1,6 +1,7 @@
 #include "runtime/training_schedule.h"
 
 #include "memory/checkpointing.h"
+#include "memory/compression.h"
 #include "memory/liveness.h"
 #include "memory/micro_batching.h"
 #include "runtime/autodiff.h"
@@ -24,8 +25,10 @@ Result<std::vector<int>> checkpoint_boundaries(const Graph& g, const CheckpointC
 }
 
 // Checkpointing, micro-batch unrolling and final placement of one candidate.
-Result<Graph> finish_schedule(const Graph& training, const std::vector<int>& boundaries, int micro_batches) {
+Result<Graph> finish_schedule(const Graph& training, const std::vector<int>& boundaries, int micro_batches,
+                              const CompressionConfig& compression) {
   ET_ASSIGN_OR_RETURN(Graph g, apply_checkpointing(training, boundaries));
+  ET_ASSIGN_OR_RETURN(g, apply_compression(g, compression));
   ET_ASSIGN_OR_RETURN(g, unroll_micro_batches(g, micro_batches));
   ET_RETURN_IF_ERROR(finalize_schedule(g));
   return g;
@@ -34,7 +37,8 @@ Result<Graph> finish_schedule(const Graph& training, const std::vector<int>& bou
 // Budget mode: among no checkpointing and byte-balanced segmentations of every segment count,
 // the candidate with the fewest recomputed bytes whose exact arena fits the budget. Each
 // candidate's arena comes from the real layout, so "fits" is exact, not estimated.
-Result<Graph> fit_checkpoints_to_budget(const Graph& training, int micro_batches, int64_t budget) {
+Result<Graph> fit_checkpoints_to_budget(const Graph& training, int micro_batches, const CompressionConfig& compression,
+                                        int64_t budget) {
   if (budget <= 0) return invalid_argument("checkpoint budget must be positive");
   std::vector<CutPoint> cuts = checkpoint_cut_points(training);
   size_t saved = saved_activation_bytes(training);
@@ -47,7 +51,7 @@ Result<Graph> fit_checkpoints_to_budget(const Graph& training, int micro_batches
   bool found = false;
   size_t best_cost = 0, smallest = SIZE_MAX;
   for (const std::vector<int>& b : candidates) {
-    ET_ASSIGN_OR_RETURN(Graph g, finish_schedule(training, b, micro_batches));
+    ET_ASSIGN_OR_RETURN(Graph g, finish_schedule(training, b, micro_batches, compression));
     ET_ASSIGN_OR_RETURN(ArenaLayout layout, layout_arena(g));
     smallest = std::min(smallest, layout.arena_bytes);
     if (static_cast<int64_t>(layout.arena_bytes) > budget) continue;
@@ -77,11 +81,11 @@ Result<TrainingSchedule> make_training_schedule(const GraphFactory& factory, int
   ET_ASSIGN_OR_RETURN(s.trainable, resolve_trainable(forward, config.freeze));
   ET_ASSIGN_OR_RETURN(Graph g, build_training_graph(forward, s.trainable, config));
   if (config.checkpoint.mode == CheckpointMode::kBudget) {
-    ET_ASSIGN_OR_RETURN(s.graph, fit_checkpoints_to_budget(g, k, config.checkpoint.budget_bytes));
+    ET_ASSIGN_OR_RETURN(s.graph, fit_checkpoints_to_budget(g, k, config.compression, config.checkpoint.budget_bytes));
     return s;
   }
   ET_ASSIGN_OR_RETURN(std::vector<int> boundaries, checkpoint_boundaries(g, config.checkpoint));
-  ET_ASSIGN_OR_RETURN(s.graph, finish_schedule(g, boundaries, k));
+  ET_ASSIGN_OR_RETURN(s.graph, finish_schedule(g, boundaries, k, config.compression));
   return s;
 }
 
