@@ -429,7 +429,7 @@ std::string memory_timeline_text(const Graph& g, const ArenaLayout& layout, cons
   s += "\nlive at the peak, by category:\n";
   for (int c = 0; c < kMemoryCategoryCount; ++c) {
     size_t b = t.at_peak[static_cast<size_t>(c)];
-    std::snprintf(buf, sizeof buf, "  %-17s%13s %7s\n", memory_category_name(static_cast<MemoryCategory>(c)),
+    std::snprintf(buf, sizeof buf, "  %-19s%11s %7s\n", memory_category_name(static_cast<MemoryCategory>(c)),
                   format_size(b).c_str(), percent(b, t.peak_bytes).c_str());
     s += buf;
   }

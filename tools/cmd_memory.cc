@@ -143,12 +143,18 @@ Result<JsonValue> measure_steps(const ArgParser& p, const GraphFactory& factory,
                 mib(after.peak_rss), mib(grown), mib(expected), mib(tl.arena_bytes), mib(eval_arena),
                 mib(tl.parameter_bytes), mib(grown) - mib(expected));
   *report += buf;
+  if (opts.config.compression.sparse_activations) {
+    // A batch denser than the packed slots reruns on the fallback schedule, in the same arena.
+    std::snprintf(buf, sizeof buf, "  compression fallback: %lld of %d steps\n", static_cast<long long>(t.fallback_steps()), kSteps);
+    *report += buf;
+  }
   // The arena was written when it was created, so this is what the steps touched elsewhere.
   if (peak_reset) std::snprintf(buf, sizeof buf, "  peak RSS rise during the steps: %.2f MiB\n", mib(during));
   else std::snprintf(buf, sizeof buf, "  peak RSS rise during the steps: unknown (the kernel refused to reset VmHWM)\n");
   *report += buf;
   JsonValue m = JsonValue::object();
   m.set("steps", kSteps);
+  m.set("fallback_steps", t.fallback_steps());
   m.set("arena_high_water_bytes", static_cast<int64_t>(high_water));
   m.set("planned_high_water_bytes", static_cast<int64_t>(layout.high_water_bytes));
   m.set("arena_bytes", static_cast<int64_t>(tl.arena_bytes));
