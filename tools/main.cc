@@ -15,6 +15,8 @@ const char* kUsage =
     "  demo      pretrain MobileNetV2 on Fashion-MNIST and report accuracy, time and memory\n"
     "  train     train a model on a dataset, save weights (safetensors)\n"
     "  eval      evaluate saved weights on a dataset's test split\n"
+    "  plan      choose micro-batches, freezing, checkpointing, compression under a memory budget\n"
+    "  retrain   plan under --budget, retrain on new data, save weights atomically\n"
     "  memory    where a training step's memory goes: text report and SVG chart\n"
     "  bench     time training steps and peak memory on synthetic data (--profile: per layer kind)\n"
     "  info      version, CPU, OpenBLAS core and threads\n"
@@ -37,6 +39,8 @@ int main(int argc, char** argv) {
   if (cmd == "eval") return cmd_eval(argc - 1, argv + 1);
   if (cmd == "memory") return cmd_memory(argc - 1, argv + 1);
   if (cmd == "demo") return cmd_demo(argc - 1, argv + 1);
+  if (cmd == "plan") return cmd_plan(argc - 1, argv + 1);
+  if (cmd == "retrain") return cmd_retrain(argc - 1, argv + 1);
   if (cmd == "bench") return cmd_bench(argc - 1, argv + 1);
   std::fprintf(stderr, "edgetrain: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return 2;
