@@ -61,7 +61,8 @@ using namespace edgetrain;
 // ---- errors ---------------------------------------------------------------------------------
 
 thread_local char t_last_error[2048];
-thread_local char t_blas_text[1024];
+thread_local char t_blas_summary[1024];
+thread_local char t_blas_warning[1024];
 
 void set_error(const char* function, const char* message) {
   std::snprintf(t_last_error, sizeof t_last_error, "%s: %s", function, message);
@@ -311,20 +312,20 @@ const char* et_version(void) { return EDGETRAIN_VERSION; }
 
 const char* et_blas_summary(void) {
   try {
-    std::snprintf(t_blas_text, sizeof t_blas_text, "%s", blas_summary().c_str());
+    std::snprintf(t_blas_summary, sizeof t_blas_summary, "%s", blas_summary().c_str());
   } catch (...) {
-    std::snprintf(t_blas_text, sizeof t_blas_text, "OpenBLAS (summary unavailable: out of memory)");
+    std::snprintf(t_blas_summary, sizeof t_blas_summary, "OpenBLAS (summary unavailable: out of memory)");
   }
-  return t_blas_text;
+  return t_blas_summary;
 }
 
 const char* et_blas_warning(void) {
   try {
-    std::snprintf(t_blas_text, sizeof t_blas_text, "%s", blas_warning().c_str());
+    std::snprintf(t_blas_warning, sizeof t_blas_warning, "%s", blas_warning().c_str());
   } catch (...) {
-    t_blas_text[0] = '\0';
+    t_blas_warning[0] = '\0';
   }
-  return t_blas_text;
+  return t_blas_warning;
 }
 
 // ---- trainer --------------------------------------------------------------------------------

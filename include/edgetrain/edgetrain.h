@@ -64,11 +64,12 @@ const char* et_last_error(void);
 const char* et_version(void);
 
 /* One line about the BLAS this process runs: "OpenBLAS core Haswell (OPENBLAS_CORETYPE=Haswell),
- * 1 threads". Valid until the next et_blas_summary() call on the same thread. Never NULL. */
+ * 1 thread". Valid until the next et_blas_summary() call on the same thread. Never NULL. */
 const char* et_blas_summary(void);
 
 /* A warning naming the OPENBLAS_CORETYPE value to set when OpenBLAS runs degraded kernels on
- * this CPU, "" otherwise. Valid until the next et_blas_warning() call on the same thread. */
+ * this CPU, "" otherwise. Valid until the next et_blas_warning() call on the same thread.
+ * Never NULL. */
 const char* et_blas_warning(void);
 
 /* ---------------------------------------------------------------------------------------- */

@@ -3,7 +3,8 @@
 // allocation made by the calling thread inside one C API call throws std::bad_alloc. Each call
 // must then return ET_OUT_OF_MEMORY with a message (never crash, never let the exception out,
 // never hand back a half-built handle), and succeed once i passes the call's allocation count.
-// Also checks that a training step through the C API allocates nothing at all.
+// Also checks that a training step, a prediction and an evaluation through the C API allocate
+// nothing at all (on the calling thread; the pool threads are covered by tests/runtime).
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -142,7 +143,7 @@ TEST(CApiAllocFail, SaveAndLoadReturnOutOfMemoryForEveryFailedAllocation) {
   et_trainer_destroy(t);
 }
 
-TEST(CApiAllocFail, ATrainingStepAllocatesNothing) {
+TEST(CApiAllocFail, StepPredictAndEvaluateAllocateNothing) {
   const et_trainer_config c = tiny_config();
   et_trainer* t = nullptr;
   ASSERT_EQ(et_trainer_create(&c, &t), ET_OK) << et_last_error();
@@ -157,6 +158,13 @@ TEST(CApiAllocFail, ATrainingStepAllocatesNothing) {
   EXPECT_EQ(seen, 0);
   int32_t classes[4];
   EXPECT_EQ(with_failure_at(0, [&] { return et_trainer_predict(t, images.data(), 4, classes); }, &seen), ET_OK)
+      << et_last_error();
+  EXPECT_EQ(seen, 0);
+  int64_t correct = 0;
+  double loss_sum = 0;
+  EXPECT_EQ(with_failure_at(0, [&] { return et_trainer_evaluate(t, images.data(), labels.data(), 3, &correct, &loss_sum); },
+                            &seen),
+            ET_OK)
       << et_last_error();
   EXPECT_EQ(seen, 0);
   et_trainer_destroy(t);
