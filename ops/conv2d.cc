@@ -426,18 +426,19 @@ void depthwise_backward_data(const KernelCall& call, const ConvGeometry& g, cons
   });
 }
 
-// Parallel over blocks of channels: each thread owns its channels of dw (accumulated in the
-// workspace as [tap][C], contiguous over channels) and of db, so nothing needs merging.
+// Parallel over blocks of channels: each thread owns its channels of dw and db, so nothing needs
+// merging. A thread's dw partial sums live in its own contiguous stretch of the workspace,
+// [tap][its channels], so that threads never share a cache line while they accumulate.
 void depthwise_backward_weight(const KernelCall& call, const ConvGeometry& g, const float* dy,
                                const float* x, float* dw, float* db, bool acc_dw, bool acc_db) {
-  float* dwt = dw ? workspace_for(call, g) : nullptr;
+  float* dwt_all = dw ? workspace_for(call, g) : nullptr;
   const int64_t C = g.c, taps = g.kh * g.kw;
   const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
   const int64_t work_per_block = g.n * g.out_h * g.out_w * taps * kChannelBlock;
   call.parallel.for_each(blocks, min_chunk_for(work_per_block), [&](int64_t b0, int64_t b1) {
     const int64_t c0 = b0 * kChannelBlock, c1 = std::min(C, b1 * kChannelBlock), cb = c1 - c0;
-    if (dwt)
-      for (int64_t t = 0; t < taps; ++t) std::fill(dwt + t * C + c0, dwt + t * C + c1, 0.0f);
+    float* dwt = dwt_all ? dwt_all + taps * c0 : nullptr;  // dwt[t * cb + (c - c0)]
+    if (dwt) std::fill(dwt, dwt + taps * cb, 0.0f);
     if (db && !acc_db) std::fill(db + c0, db + c1, 0.0f);
     for (int64_t n = 0; n < g.n; ++n)
       for (int64_t oy = 0; oy < g.out_h; ++oy) {
@@ -453,7 +454,7 @@ void depthwise_backward_weight(const KernelCall& call, const ConvGeometry& g, co
             const int64_t iy = oy * g.sh - g.ph + ky;
             for (int64_t kx = kx0; kx < kx1; ++kx) {
               const int64_t ix = ox * g.sw - g.pw + kx;
-              multiply_add(dwt + (ky * g.kw + kx) * C + c0, dyp,
+              multiply_add(dwt + (ky * g.kw + kx) * cb, dyp,
                            x + ((n * g.h + iy) * g.w + ix) * C + c0, cb);
             }
           }
@@ -461,8 +462,10 @@ void depthwise_backward_weight(const KernelCall& call, const ConvGeometry& g, co
       }
     if (dwt)
       for (int64_t c = c0; c < c1; ++c)
-        for (int64_t t = 0; t < taps; ++t)
-          dw[c * taps + t] = acc_dw ? dw[c * taps + t] + dwt[t * C + c] : dwt[t * C + c];
+        for (int64_t t = 0; t < taps; ++t) {
+          const float v = dwt[t * cb + (c - c0)];
+          dw[c * taps + t] = acc_dw ? dw[c * taps + t] + v : v;
+        }
   });
 }
 
@@ -539,11 +542,12 @@ void conv2d_backward_data(const KernelCall& call) {
 }
 
 void conv2d_backward_weight(const KernelCall& call) {
+  float* dw = call.out_f(0);
+  float* db = call.out_f(1);
+  if (dw == nullptr && db == nullptr) return;
   const ConvGeometry g = backward_weight_geometry(call);
   const float* dy = call.in_f(0);
   const float* x = call.in_f(1);
-  float* dw = call.out_f(0);
-  float* db = call.out_f(1);
   const bool acc_dw = call.attrs->accumulates(0), acc_db = call.attrs->accumulates(1);
   const ConvPath path = conv_path(g);
   if (path == ConvPath::kDepthwise)

@@ -42,10 +42,16 @@
 //                            dlogits = loss.scale * (probs - onehot(labels))
 //   kSgdUpdate               in {param, grad, momentum_buffer?}         out {}  (in place)
 //   kAdamWUpdate             in {param, grad, m, v}                     out {}  (in place)
+//   kPackSparse              in {x}                          out {packed u64[packed_bytes(n, cap)/8]}
+//                            cap = sparse.capacity; overflow sets a flag in the packed header
+//   kUnpackSparse            in {packed}                                out {x}
+//   kPackMask                in {y}              out {bits u64[ceil(n/64)]}: sparse.lo < y < sparse.hi
+//   kReluBackwardMask        in {dy, bits}                              out {dx} (ReLU and ReLU6)
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 
 #include "runtime/tensor.h"
 
@@ -77,6 +83,10 @@ enum class OpKind : uint8_t {
   kSoftmaxCrossEntropyBackward,
   kSgdUpdate,
   kAdamWUpdate,
+  kPackSparse,
+  kUnpackSparse,
+  kPackMask,
+  kReluBackwardMask,
   kCount,
 };
 constexpr int kOpCount = static_cast<int>(OpKind::kCount);
@@ -114,6 +124,13 @@ struct OptimAttrs {
   float lr_scale = 1.0f;      // per-parameter multiplier of the step's learning rate
 };
 
+// Sparse storage of saved activations (ops/bitmap_storage.h).
+struct SparseAttrs {
+  int64_t capacity = 0;  // kPackSparse: room for this many nonzeros (the planner's estimate)
+  float lo = 0.0f;       // kPackMask: bit set when lo < y < hi; hi = +inf means no upper bound
+  float hi = std::numeric_limits<float>::infinity();
+};
+
 // Everything a node may need; each op reads only its own part. Plain data, copied freely.
 struct Attrs {
   ConvAttrs conv;
@@ -121,6 +138,7 @@ struct Attrs {
   NormAttrs norm;
   LossAttrs loss;
   OptimAttrs optim;
+  SparseAttrs sparse;
   uint32_t accumulate_mask = 0;  // bit i: add into output i instead of overwriting it
   bool accumulates(int output) const { return (accumulate_mask >> output) & 1u; }
 };

@@ -147,6 +147,10 @@ constexpr GradRule kRules[] = {
     nullptr,                     // kSoftmaxCrossEntropyBackward
     nullptr,                     // kSgdUpdate
     nullptr,                     // kAdamWUpdate
+    nullptr,                     // kPackSparse
+    nullptr,                     // kUnpackSparse
+    nullptr,                     // kPackMask
+    nullptr,                     // kReluBackwardMask
 };
 static_assert(sizeof(kRules) / sizeof(kRules[0]) == kOpCount, "every OpKind needs a gradient-rule row");
 

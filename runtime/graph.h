@@ -41,6 +41,8 @@ struct Value {
   ValueId grad_of = kNoValue;  // kGradient: the value this is the gradient of
   bool keep = false;           // keep memory across the whole step even if transient (debugging,
                                // gradient accumulation over micro-batches)
+  ValueId alias_of = kNoValue; // a view: this value's bytes are alias_offset bytes into alias_of
+  size_t alias_offset = 0;     // (micro-batch slices of the input batch)
   size_t bytes() const { return static_cast<size_t>(shape.numel()) * dtype_size(dtype); }
 };
 
@@ -91,6 +93,8 @@ struct Graph {
   ValueId labels = kNoValue;
   ValueId logits = kNoValue;
   ValueId loss = kNoValue;
+  std::vector<ValueId> losses;     // micro-batched schedules: one loss per micro-batch (their sum
+                                   // is the batch's loss); empty otherwise
   int layer_count = 0;             // number of distinct layers (layer_index is in [0, count))
   bool training = true;            // batch norm in batch-statistics mode
 

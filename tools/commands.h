@@ -11,6 +11,7 @@ int cmd_train(int argc, char** argv);  // argv[0] is "train"
 int cmd_eval(int argc, char** argv);
 int cmd_demo(int argc, char** argv);
 int cmd_info(int argc, char** argv);
+int cmd_bench(int argc, char** argv);
 
 // The train command's options and body, shared with the demo. Fills `summary` (the --json text).
 void add_train_command_options(ArgParser& p);

@@ -15,6 +15,7 @@ const char* kUsage =
     "  demo      pretrain MobileNetV2 on Fashion-MNIST and report accuracy, time and memory\n"
     "  train     train a model on a dataset, save weights (safetensors)\n"
     "  eval      evaluate saved weights on a dataset's test split\n"
+    "  bench     time training steps and peak memory on synthetic data (--profile: per layer kind)\n"
     "  info      version, CPU, OpenBLAS core and threads\n"
     "  --version\n";
 
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
   if (cmd == "train") return cmd_train(argc - 1, argv + 1);
   if (cmd == "eval") return cmd_eval(argc - 1, argv + 1);
   if (cmd == "demo") return cmd_demo(argc - 1, argv + 1);
+  if (cmd == "bench") return cmd_bench(argc - 1, argv + 1);
   std::fprintf(stderr, "edgetrain: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return 2;
 }

@@ -66,6 +66,50 @@ void add_training_options(ArgParser& p) {
   p.option("freeze", "MODE", "none", "none, bias-only, norm-only or classifier-only");
   p.option("freeze-layers", "K", "0", "freeze the first K layers (conv, batch norm and linear layers count)");
   p.option("freeze-pattern", "GLOBS", "", "comma-separated parameter-name globs to freeze, e.g. 'features.1*,*.bias'");
+  p.option("micro-batches", "K", "1", "run each batch as K micro-batches with gradient accumulation");
+  p.option("checkpoint", "SPEC", "none",
+           "gradient checkpointing: none, sqrt (about sqrt(n) segments of equal activation bytes), sqrt:S "
+           "(S segments), manual:C1,C2,... (cut-point indices), budget:BYTES (see edgetrain memory)");
+  p.flag("relu-masks", "ReLU/ReLU6 backward reads a 1-bit mask instead of the saved float output");
+  p.flag("sparse-activations", "store saved post-ReLU activations as bitmap + nonzeros (BitTrain)");
+  p.option("capacity", "X", "0.6",
+           "packed slots hold X of the elements as nonzeros; a denser batch re-runs on a fallback schedule");
+}
+
+Result<CheckpointConfig> parse_checkpoint(const std::string& spec) {
+  CheckpointConfig c;
+  std::string kind = spec.substr(0, spec.find(':'));
+  std::string arg = spec.find(':') == std::string::npos ? "" : spec.substr(spec.find(':') + 1);
+  auto to_int = [&](const std::string& t) -> Result<int> {
+    char* end = nullptr;
+    long v = std::strtol(t.c_str(), &end, 10);
+    if (t.empty() || *end != '\0' || v < 0) return invalid_argument("--checkpoint '" + spec + "': '" + t + "' is not a count");
+    return static_cast<int>(v);
+  };
+  if (kind == "none" && arg.empty()) return c;
+  if (kind == "sqrt") {
+    c.mode = CheckpointMode::kSqrtBytes;
+    if (!arg.empty()) {
+      ET_ASSIGN_OR_RETURN(c.segments, to_int(arg));
+    }
+    return c;
+  }
+  if (kind == "manual") {
+    c.mode = CheckpointMode::kManual;
+    for (const std::string& t : split_list(arg)) {
+      ET_ASSIGN_OR_RETURN(int b, to_int(t));
+      c.boundaries.push_back(b);
+    }
+    if (c.boundaries.empty()) return invalid_argument("--checkpoint manual: needs cut-point indices, e.g. manual:3,8,12");
+    return c;
+  }
+  if (kind == "budget") {
+    c.mode = CheckpointMode::kBudget;
+    ET_ASSIGN_OR_RETURN(uint64_t b, parse_bytes(arg));
+    c.budget_bytes = static_cast<int64_t>(b);
+    return c;
+  }
+  return invalid_argument("--checkpoint '" + spec + "': use none, sqrt, sqrt:S, manual:C1,C2,... or budget:BYTES");
 }
 
 Result<DataChoice> load_data(const ArgParser& p, bool need_train) {
@@ -151,6 +195,18 @@ Result<TrainerOptions> trainer_options(const ArgParser& p) {
   ET_ASSIGN_OR_RETURN(int64_t layers, p.integer("freeze-layers"));
   o.config.freeze.frozen_prefix_layers = static_cast<int>(layers);
   o.config.freeze.frozen_patterns = split_list(p.str("freeze-pattern"));
+  ET_ASSIGN_OR_RETURN(int64_t micro, p.integer("micro-batches"));
+  if (micro < 1 || micro > o.batch) return invalid_argument("--micro-batches must be in [1, batch]");
+  if (o.batch % micro != 0)
+    return invalid_argument("--batch " + std::to_string(o.batch) + " does not split into " + std::to_string(micro) +
+                            " equal micro-batches");
+  o.config.micro_batches = static_cast<int>(micro);
+  ET_ASSIGN_OR_RETURN(o.config.checkpoint, parse_checkpoint(p.str("checkpoint")));
+  o.config.compression.relu_masks = p.has("relu-masks");
+  o.config.compression.sparse_activations = p.has("sparse-activations");
+  ET_ASSIGN_OR_RETURN(double capacity, p.number("capacity"));
+  if (capacity <= 0 || capacity > 1) return invalid_argument("--capacity must be in (0, 1]");
+  o.config.compression.capacity = static_cast<float>(capacity);
   return o;
 }
 
