@@ -452,21 +452,23 @@ et_status et_trainer_memory(const et_trainer* trainer, et_memory_info* info) {
     if (info->struct_size < sizeof(size_t) + sizeof(uint64_t))
       return invalid_argument("et_memory_info.struct_size is " + std::to_string(info->struct_size) +
                               ": set it to sizeof(et_memory_info)");
-    // const_cast: memory_timeline() and the executors are only read.
-    Trainer& t = *const_cast<et_trainer*>(trainer)->trainer;
+    const Trainer& t = *trainer->trainer;
+    const TrainerMemory& mem = t.memory();
     const MemoryTimeline tl = t.memory_timeline();
     et_memory_info m{};
     m.struct_size = info->struct_size;
-    m.arena_bytes = tl.arena_bytes;
-    m.eval_arena_bytes = t.eval_executor().arena_bytes();
-    m.parameter_bytes = tl.parameter_bytes;
+    m.arena_bytes = mem.train_arena_bytes;
+    m.eval_arena_bytes = mem.eval_arena_bytes;
+    m.parameter_bytes = mem.parameter_bytes;
+    m.optimizer_state_bytes = mem.optimizer_state_bytes;
+    m.total_bytes = mem.total();
     m.simulated_peak_bytes = tl.peak_bytes;
     auto at_peak = [&](MemoryCategory c) { return static_cast<uint64_t>(tl.at_peak[static_cast<size_t>(c)]); };
-    m.peak_optimizer_state_bytes = at_peak(MemoryCategory::kOptimizerState);
     m.peak_activation_bytes = at_peak(MemoryCategory::kActivations);
+    m.peak_packed_activation_bytes = at_peak(MemoryCategory::kPackedActivations);
     m.peak_gradient_bytes = at_peak(MemoryCategory::kGradients);
     m.peak_workspace_bytes = at_peak(MemoryCategory::kWorkspace);
-    m.parameters = t.params().total_floats();
+    m.parameters = const_cast<Trainer&>(t).params().total_floats();  // params() has no const overload
     m.trainable_parameters = t.trainable_param_count();
     m.steps = t.optimizer_steps();
     // A caller built against an older header has a shorter struct: write only what it has.

@@ -279,8 +279,10 @@ int main(int argc, char** argv) {
   printf("%s: %lld training images %dx%dx%d, batch %d, %lld of %lld parameter floats train\n", o.model,
          (long long)train.count, shape[1], shape[2], shape[3], shape[0],
          (long long)mem.trainable_parameters, (long long)mem.parameters);
-  printf("memory: training arena %.2f MiB, eval arena %.2f MiB, parameters %.2f MiB, simulated peak %.2f MiB\n",
-         mib(mem.arena_bytes), mib(mem.eval_arena_bytes), mib(mem.parameter_bytes), mib(mem.simulated_peak_bytes));
+  printf("memory: %.2f MiB in all: training arena %.2f MiB, eval arena %.2f MiB, parameters %.2f MiB, "
+         "optimizer state %.2f MiB; simulated training peak %.2f MiB\n",
+         mib(mem.total_bytes), mib(mem.arena_bytes), mib(mem.eval_arena_bytes), mib(mem.parameter_bytes),
+         mib(mem.optimizer_state_bytes), mib(mem.simulated_peak_bytes));
 
   double accuracy = 0, mean_loss = 0;
   CHECK(evaluate_all(trainer, &test, images, capacity, labels, index, &accuracy, &mean_loss));

@@ -163,22 +163,26 @@ et_status et_trainer_input_shape(const et_trainer* trainer, int32_t shape_out[4]
 /* Number of classes (the logits per image) and the evaluation batch. Either may be NULL. */
 et_status et_trainer_outputs(const et_trainer* trainer, int32_t* classes_out, int32_t* eval_batch_out);
 
-/* Memory the trainer holds, from the schedule's exact memory simulation (the executor uses
- * the same layout, so these are the bytes it really uses). Set struct_size first:
+/* Memory the trainer holds. The byte counts are what et_trainer_create allocated (planned
+ * before allocating, from the schedules' exact layouts); the peak comes from the training
+ * schedule's memory simulation, which the executor follows byte for byte. Set struct_size first:
  *   et_memory_info m = { sizeof(m) };  et_trainer_memory(t, &m);
  * The library writes only the fields that fit in struct_size. */
 typedef struct et_memory_info {
   size_t struct_size;
-  uint64_t arena_bytes;           /* the training schedule's arena (activations, gradients, optimizer state, batch) */
-  uint64_t eval_arena_bytes;      /* the evaluation schedule's arena */
-  uint64_t parameter_bytes;       /* parameters and batch-norm statistics (outside the arenas) */
-  uint64_t simulated_peak_bytes;  /* highest live bytes in a training step, parameters included */
-  /* At that peak: */
-  uint64_t peak_optimizer_state_bytes;
-  uint64_t peak_activation_bytes;
+  uint64_t arena_bytes;           /* the training arena (activations, gradients, workspace, batch) */
+  uint64_t eval_arena_bytes;      /* the evaluation arena */
+  uint64_t parameter_bytes;       /* parameters and batch-norm statistics */
+  uint64_t optimizer_state_bytes; /* momentum or Adam moments of the trainable parameters */
+  uint64_t total_bytes;           /* all four above: the trainer's memory besides small bookkeeping */
+  uint64_t simulated_peak_bytes;  /* most bytes live during a training step: parameters,
+                                     optimizer state and the arena values live at that moment */
+  /* The arena values live at that peak, by kind: */
+  uint64_t peak_activation_bytes;        /* forward values kept for backward or in use */
+  uint64_t peak_packed_activation_bytes; /* activations stored compressed (bitmaps, ReLU masks) */
   uint64_t peak_gradient_bytes;
   uint64_t peak_workspace_bytes;
-  int64_t parameters;             /* floats in parameters and buffers */
+  int64_t parameters;             /* floats in parameters and batch-norm statistics */
   int64_t trainable_parameters;   /* floats that the optimizer updates */
   int64_t steps;                  /* optimizer steps taken so far */
 } et_memory_info;

@@ -589,13 +589,20 @@ TEST(CApiMemory, ReportsArenasParametersPeakAndSteps) {
   EXPECT_EQ(m.struct_size, sizeof m);
   EXPECT_GT(m.arena_bytes, 0u);
   EXPECT_GT(m.eval_arena_bytes, 0u);
-  EXPECT_LT(m.eval_arena_bytes, m.arena_bytes);  // no gradients or optimizer state
+  EXPECT_LT(m.eval_arena_bytes, m.arena_bytes);  // no gradients, a forward only
   EXPECT_GT(m.parameters, 0);
-  EXPECT_EQ(m.trainable_parameters > 0 && m.trainable_parameters <= m.parameters, true);
-  EXPECT_GE(m.parameter_bytes, static_cast<uint64_t>(m.trainable_parameters) * sizeof(float));
-  EXPECT_GT(m.simulated_peak_bytes, m.parameter_bytes);
-  EXPECT_LE(m.simulated_peak_bytes, m.parameter_bytes + m.arena_bytes);
-  EXPECT_GT(m.peak_optimizer_state_bytes, 0u);  // SGD momentum
+  EXPECT_TRUE(m.trainable_parameters > 0 && m.trainable_parameters <= m.parameters);
+  EXPECT_GE(m.parameter_bytes, static_cast<uint64_t>(m.parameters) * sizeof(float));
+  // SGD with momentum: one state float per trainable parameter (blocks may be padded).
+  EXPECT_GE(m.optimizer_state_bytes, static_cast<uint64_t>(m.trainable_parameters) * sizeof(float));
+  EXPECT_EQ(m.total_bytes, m.arena_bytes + m.eval_arena_bytes + m.parameter_bytes + m.optimizer_state_bytes);
+  // The peak holds parameters and state all step long, plus at most the training arena.
+  EXPECT_GT(m.simulated_peak_bytes, m.parameter_bytes + m.optimizer_state_bytes);
+  EXPECT_LE(m.simulated_peak_bytes, m.parameter_bytes + m.optimizer_state_bytes + m.arena_bytes);
+  EXPECT_GT(m.peak_activation_bytes + m.peak_gradient_bytes, 0u);
+  EXPECT_LE(m.peak_activation_bytes + m.peak_packed_activation_bytes + m.peak_gradient_bytes + m.peak_workspace_bytes,
+            m.arena_bytes);
+  EXPECT_EQ(m.peak_packed_activation_bytes, 0u);  // no compression configured
   EXPECT_EQ(m.steps, 0);
   Batch b = make_batch(kBatch, 14);
   ASSERT_EQ(et_trainer_step(t.get(), b.images.data(), b.labels.data(), 0.05f, nullptr), ET_OK);
@@ -614,9 +621,10 @@ TEST(CApiMemory, FreezingLeavesFewerTrainableParametersAndLessOptimizerState) {
   ASSERT_EQ(et_trainer_memory(all.get(), &a), ET_OK);
   ASSERT_EQ(et_trainer_memory(bias.get(), &b), ET_OK);
   EXPECT_EQ(a.parameters, b.parameters);
+  EXPECT_EQ(a.parameter_bytes, b.parameter_bytes);
   EXPECT_LT(b.trainable_parameters, a.trainable_parameters);
-  EXPECT_LT(b.peak_optimizer_state_bytes, a.peak_optimizer_state_bytes);
-  EXPECT_LT(b.arena_bytes, a.arena_bytes);
+  EXPECT_LT(b.optimizer_state_bytes, a.optimizer_state_bytes);
+  EXPECT_LT(b.total_bytes, a.total_bytes);
 }
 
 TEST(CApiMemory, AnOlderStructSizeGetsOnlyTheFieldsItHas) {
