@@ -97,7 +97,7 @@ Result<Plan> plan_training(const PlanRequest& r) {
   // The candidate dimensions.
   std::vector<int> micro;
   for (int k = 1; k <= std::min<int64_t>(r.max_micro_batches, r.base.batch); k *= 2)
-    if (r.base.batch % k == 0) micro.push_back(k);
+    if (r.base.batch % k == 0 && (k == 1 || r.base.batch / k >= r.min_micro_batch)) micro.push_back(k);
   std::vector<FreezeConfig> freezes(1);
   if (r.allow_freezing) {
     for (int pct : {25, 50, 75}) {

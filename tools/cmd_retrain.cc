@@ -27,6 +27,7 @@ void add_plan_options(ArgParser& p) {
   p.option("trial-steps", "S", "8", "steps per trial");
   p.option("reserve", "BYTES", "4MiB", "process overhead beside the planned blocks, counted in the budget");
   p.flag("no-freezing", "only consider configurations that train every parameter");
+  p.option("min-micro-batch", "N", "8", "smallest micro-batch the planner considers (batch-norm statistics need a few images)");
   p.option("svg", "FILE", "", "write the chosen configuration's memory timeline as SVG");
 }
 
@@ -55,6 +56,9 @@ Result<Planned> plan_for(const ArgParser& p, const ModelSpec& spec, const Datase
   r.reserve_bytes = reserve;
   r.objective = objective;
   r.allow_freezing = !p.has("no-freezing");
+  ET_ASSIGN_OR_RETURN(int64_t min_micro, p.integer("min-micro-batch"));
+  if (min_micro < 1) return invalid_argument("--min-micro-batch must be >= 1");
+  r.min_micro_batch = static_cast<int>(min_micro);
   r.predict = roofline_predictor();
   ET_ASSIGN_OR_RETURN(out.density, probe_activation_density(r.factory, p.str("weights"), data, pre));
   r.activation_density = out.density;
