@@ -162,6 +162,7 @@ bool Executor::run_profiled(const StepScalars& step, double* node_seconds) {
       }
       if (r == 1)
         for (auto& [call, attrs] : accumulate_attrs_) calls_[call].attrs = &attrs;
+      step_.seed = step.seed + static_cast<uint64_t>(r) * 0xd1b54a32d192ed03ull;  // own dropout masks
     }
     bool ok = run_body(0, body_end_, node_seconds);
     if (micro_batches_ > 1 && (r == micro_batches_ - 1 || !ok))

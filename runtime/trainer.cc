@@ -147,6 +147,8 @@ Result<StepResult> Trainer::train_step(float lr) {
   StepScalars s;
   s.learning_rate = lr;
   s.optimizer_step = optimizer_steps_ + 1;
+  // Dropout masks: a fresh, reproducible draw per step.
+  s.seed = options_.init_seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(s.optimizer_step);
   StepResult r;
   if (fallback_) copy_buffers(/*save=*/true);
   if (train_->run(s)) {
