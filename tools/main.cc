@@ -1,4 +1,6 @@
 // The edgetrain command-line program.
+#include <malloc.h>
+
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -25,6 +27,9 @@ const char* kUsage =
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Large blocks (arenas, parameter stores) always come from mmap and go back to the system when
+  // freed, so the memory one phase frees is not silently reused by the next phase's RSS budget.
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   // Before anything uses BLAS: re-run with OPENBLAS_CORETYPE set if OpenBLAS picked slow kernels.
   edgetrain::ensure_fast_blas(argc, argv);
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0 ||
