@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <memory>
 
 namespace edgetrain {
 
@@ -489,6 +490,11 @@ double CostModel::predict_seconds(const NodeFeatures& f, int threads) const {
 
 double CostModel::predict_node_seconds(const Graph& g, const Node& n, int threads) const {
   return predict_seconds(node_features(g, n), threads);
+}
+
+std::function<double(const Graph&, const Node&)> CostModel::node_predictor(int threads) const {
+  auto self = std::make_shared<const CostModel>(*this);
+  return [self, threads](const Graph& g, const Node& n) { return self->predict_node_seconds(g, n, threads); };
 }
 
 double CostModel::predict_step_seconds(const Graph& g, int threads) const {

@@ -15,6 +15,7 @@
 // over all samples of that thread count.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -118,6 +119,9 @@ class CostModel {
   double predict_seconds(const NodeFeatures& f, int threads) const;
   // The first stage only: the kernel timed alone (what the profiler's kernel samples measure).
   double predict_isolated_seconds(const NodeFeatures& f, int threads) const;
+  // predict_node_seconds at a fixed thread count as a plain function (planner/search.h's
+  // NodeTimePredictor); it holds its own copy of the models.
+  std::function<double(const Graph&, const Node&)> node_predictor(int threads) const;
 
   const std::vector<int>& threads() const { return threads_; }
   bool has_class(OpClass c, int threads) const;

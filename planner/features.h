@@ -56,6 +56,8 @@ enum class OpClass : uint8_t {
   kUnpackSparse,
   kPackMask,                 // 1-bit ReLU mask
   kReluBackwardMask,         // ReLU/ReLU6 backward from the mask
+  kDropout,
+  kDropoutBackward,
   kCount,
 };
 constexpr int kOpClassCount = static_cast<int>(OpClass::kCount);
@@ -70,8 +72,10 @@ struct NodeFeatures {
   FeatureRow row;
 };
 
-// The class and features of one node. Nodes with an op this file does not know (an OpKind added
-// after it) get OpClass::kCount and still carry FLOPs and bytes estimates (elementwise).
+// The class and features of one node. FLOPs and bytes are planner/op_flops.h's node_work (one
+// definition for every report); the other features are the shapes that decide a kernel's speed.
+// Nodes with an op this file does not know (an OpKind added after it) get OpClass::kCount and
+// still carry FLOPs and bytes (the cost model's fallback uses them).
 NodeFeatures node_features(const Graph& g, const Node& n);
 
 }  // namespace edgetrain

@@ -97,13 +97,52 @@ Result<std::unique_ptr<Executor>> Executor::create(Graph g, ParameterStore* para
     ex->kernels_.push_back(options.reference_kernels ? info.reference : info.fast);
     ex->checks_overflow_.push_back(n.op == OpKind::kPackSparse ? 1 : 0);
   }
+  // Micro-batching: the body ends at the first update; patch the views and accumulate bits.
+  ex->body_end_ = graph.nodes.size();
+  ex->micro_batches_ = std::max(1, graph.micro_batches);
+  for (size_t i = 0; i < graph.nodes.size(); ++i)
+    if (graph.nodes[i].phase == Phase::kUpdate) {
+      ex->body_end_ = i;
+      break;
+    }
+  if (ex->micro_batches_ > 1) {
+    for (size_t i = ex->body_end_; i < graph.nodes.size(); ++i)
+      if (graph.nodes[i].phase != Phase::kUpdate)
+        return internal_error("a micro-batched schedule must end with all its updates");
+    for (size_t i = 0; i < ex->body_end_; ++i) {
+      const Node& n = graph.nodes[i];
+      for (int k = 0; k < static_cast<int>(n.inputs.size()); ++k) {
+        ValueId v = n.inputs[static_cast<size_t>(k)];
+        if (v != kNoValue && (v == graph.micro_input || v == graph.micro_labels))
+          ex->view_patches_.push_back({i, false, k, static_cast<unsigned char*>(ex->pointers_[static_cast<size_t>(v)]),
+                                       graph.value(v).bytes()});
+      }
+      Attrs acc = n.attrs;
+      bool any = false;
+      for (size_t k = 0; k < n.outputs.size(); ++k) {
+        ValueId v = n.outputs[k];
+        if (v == kNoValue) continue;
+        const Value& val = graph.value(v);
+        if (val.role == ValueRole::kGradient && val.grad_of != kNoValue && graph.value(val.grad_of).role == ValueRole::kParam) {
+          acc.accumulate_mask |= 1u << k;
+          any = true;
+        }
+      }
+      if (any) ex->accumulate_attrs_.push_back({i, acc});
+    }
+  }
   return ex;
 }
 
-bool Executor::run(const StepScalars& step) {
-  step_ = step;
-  for (size_t i = 0; i < calls_.size(); ++i) {
-    kernels_[i](calls_[i]);
+bool Executor::run_body(size_t begin, size_t end, double* node_seconds) {
+  for (size_t i = begin; i < end; ++i) {
+    if (node_seconds) {
+      auto t0 = std::chrono::steady_clock::now();
+      kernels_[i](calls_[i]);
+      node_seconds[i] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    } else {
+      kernels_[i](calls_[i]);
+    }
     // Packs run in forward passes, before any update: stopping here leaves the weights untouched.
     if (checks_overflow_[i] && packed_overflowed(calls_[i].out[0])) return false;
   }
@@ -112,23 +151,31 @@ bool Executor::run(const StepScalars& step) {
 
 bool Executor::run_profiled(const StepScalars& step, double* node_seconds) {
   step_ = step;
-  for (size_t i = 0; i < calls_.size(); ++i) {
-    auto t0 = std::chrono::steady_clock::now();
-    kernels_[i](calls_[i]);
-    node_seconds[i] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (checks_overflow_[i] && packed_overflowed(calls_[i].out[0])) return false;
+  loss_ = 0;
+  const float* loss = graph_.loss == kNoValue ? nullptr : static_cast<const float*>(ptr(graph_.loss));
+  for (int r = 0; r < micro_batches_; ++r) {
+    if (micro_batches_ > 1) {
+      // Point the body at slice r of the batch; after the first repetition, accumulate.
+      for (const ViewPatch& p : view_patches_) {
+        void* const* arr = p.output ? calls_[p.call].out : calls_[p.call].in;
+        const_cast<void**>(arr)[p.slot] = p.base + static_cast<size_t>(r) * p.stride;
+      }
+      if (r == 1)
+        for (auto& [call, attrs] : accumulate_attrs_) calls_[call].attrs = &attrs;
+      step_.seed = step.seed + static_cast<uint64_t>(r) * 0xd1b54a32d192ed03ull;  // own dropout masks
+    }
+    bool ok = run_body(0, body_end_, node_seconds);
+    if (micro_batches_ > 1 && (r == micro_batches_ - 1 || !ok))
+      for (auto& [call, attrs] : accumulate_attrs_) calls_[call].attrs = &graph_.nodes[call].attrs;
+    if (!ok) return false;
+    if (loss) loss_ += *loss;
   }
-  return true;
+  return run_body(body_end_, calls_.size(), node_seconds);
 }
+
+bool Executor::run(const StepScalars& step) { return run_profiled(step, nullptr); }
 
 void Executor::refill_arena_pattern() { std::memset(arena_, kArenaFillByte, arena_alloc_bytes_); }
-
-float Executor::loss() const {
-  if (graph_.losses.empty()) return *static_cast<const float*>(ptr(graph_.loss));
-  float sum = 0;
-  for (ValueId v : graph_.losses) sum += *static_cast<const float*>(ptr(v));
-  return sum;
-}
 
 size_t Executor::measured_high_water() const {
   size_t end = layout_.arena_bytes;

@@ -53,8 +53,8 @@ class Executor {
 
   float* input() { return static_cast<float*>(ptr(graph_.input)); }
   int32_t* labels() { return static_cast<int32_t*>(ptr(graph_.labels)); }
-  // The batch's loss (the sum of the micro-batch losses in a micro-batched schedule).
-  float loss() const;
+  // The batch's loss of the last run (the sum over micro-batches in a micro-batched schedule).
+  float loss() const { return loss_; }
   const float* logits() const { return static_cast<const float*>(ptr(graph_.logits)); }
   void* ptr(ValueId v) const { return pointers_[static_cast<size_t>(v)]; }
 
@@ -76,6 +76,22 @@ class Executor {
   size_t arena_alloc_bytes_ = 0;
   bool owns_arena_ = true;
   std::vector<uint8_t> checks_overflow_;  // per node: a sparse pack whose slot may overflow
+  // Micro-batching: nodes [0, body_end_) run micro_batches times, then the updates once.
+  size_t body_end_ = 0;
+  int micro_batches_ = 1;
+  struct ViewPatch {
+    size_t call;
+    bool output;  // in[] or out[]
+    int slot;
+    unsigned char* base;
+    size_t stride;  // bytes per repetition
+  };
+  std::vector<ViewPatch> view_patches_;
+  // Repetitions after the first accumulate into parameter gradients: their attributes.
+  std::vector<std::pair<size_t, Attrs>> accumulate_attrs_;
+  std::vector<void*> patched_pointers_;  // per-call pointer arrays are mutated through these
+  float loss_ = 0;
+  bool run_body(size_t begin, size_t end, double* node_seconds);
   std::vector<void*> pointers_;        // per ValueId
   std::vector<KernelCall> calls_;      // per node, prebuilt
   std::vector<KernelFn> kernels_;      // per node

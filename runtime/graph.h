@@ -93,8 +93,12 @@ struct Graph {
   ValueId labels = kNoValue;
   ValueId logits = kNoValue;
   ValueId loss = kNoValue;
-  std::vector<ValueId> losses;     // micro-batched schedules: one loss per micro-batch (their sum
-                                   // is the batch's loss); empty otherwise
+  // Micro-batching (memory/micro_batching.h): the nodes before the first update form a body the
+  // executor runs micro_batches times, each time on the next slice of the batch; the nodes read
+  // the slice through the views micro_input / micro_labels (offset advanced per repetition).
+  int micro_batches = 1;
+  ValueId micro_input = kNoValue;
+  ValueId micro_labels = kNoValue;
   int layer_count = 0;             // number of distinct layers (layer_index is in [0, count))
   bool training = true;            // batch norm in batch-statistics mode
 

@@ -10,6 +10,7 @@
 #include <functional>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 
 #include "memory/liveness.h"
 #include "runtime/executor.h"
@@ -41,9 +42,34 @@ struct EvalResult {
   int64_t count = 0;
 };
 
+// What a Trainer will allocate, in bytes, known before it allocates anything (the planner ranks
+// configurations with exactly these numbers).
+struct TrainerMemory {
+  size_t parameter_bytes = 0;        // weights + batch-norm statistics (ParameterStore)
+  size_t optimizer_state_bytes = 0;  // momentum / Adam moments
+  size_t train_arena_bytes = 0;      // the training arena block (shared with a fallback schedule)
+  size_t eval_arena_bytes = 0;       // the evaluation schedule's arena
+  size_t total() const { return parameter_bytes + optimizer_state_bytes + train_arena_bytes + eval_arena_bytes; }
+};
+
+// Everything a Trainer is made of, planned but not allocated.
+struct TrainerBlueprint {
+  TrainingSchedule primary;
+  std::optional<TrainingSchedule> fallback;  // compression: the schedule an overflowing batch re-runs on
+  Graph eval;
+  int64_t eval_batch = 0;
+  std::vector<ParamSpec> state_specs;
+  TrainerMemory memory;
+};
+
+Result<TrainerBlueprint> design_trainer(const GraphFactory& factory, const TrainerOptions& options);
+
 class Trainer {
  public:
   static Result<std::unique_ptr<Trainer>> create(const GraphFactory& factory, const TrainerOptions& options);
+  static Result<std::unique_ptr<Trainer>> create(TrainerBlueprint blueprint, const TrainerOptions& options);
+  // The bytes this trainer allocated (as design_trainer predicted them).
+  const TrainerMemory& memory() const { return memory_; }
 
   ParameterStore& params() { return *params_; }
   const TrainerOptions& options() const { return options_; }
@@ -84,6 +110,7 @@ class Trainer {
   int64_t eval_batch_ = 0;
   int classes_ = 0;
   std::unique_ptr<ParameterStore> params_;
+  TrainerMemory memory_;
   std::unique_ptr<ParameterStore> optimizer_state_;
   std::unique_ptr<unsigned char, FreeDeleter> shared_arena_;  // primary + fallback (compression)
   std::unique_ptr<Executor> fallback_;

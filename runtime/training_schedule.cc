@@ -29,7 +29,7 @@ Result<Graph> finish_schedule(const Graph& training, const std::vector<int>& bou
                               const CompressionConfig& compression) {
   ET_ASSIGN_OR_RETURN(Graph g, apply_checkpointing(training, boundaries));
   ET_ASSIGN_OR_RETURN(g, apply_compression(g, compression));
-  ET_ASSIGN_OR_RETURN(g, unroll_micro_batches(g, micro_batches));
+  ET_ASSIGN_OR_RETURN(g, loop_micro_batches(g, micro_batches));
   ET_RETURN_IF_ERROR(finalize_schedule(g));
   return g;
 }

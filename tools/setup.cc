@@ -52,6 +52,10 @@ void add_data_options(ArgParser& p) {
   p.option("test-limit", "N", "-1", "use only the first N test images");
   p.option("image-size", "PX", "224", "image folders: side of the center crop the model sees");
   p.flag("augment", "random crop (padding 4) and horizontal flip while training");
+  p.option("subset", "N", "-1", "train on a fixed random subset of N training images (seed 42, as the PyTorch peer)");
+  p.option("shift", "SPEC", "none",
+           "apply a domain shift to training and test images: 'fmnist' = rotate 90 ccw, invert, Gaussian noise 0.2 "
+           "(the peer's retraining task; train noise seed 1234, test 5678), or 'noise=S' for noise only");
 }
 
 void add_training_options(ArgParser& p) {
@@ -149,6 +153,37 @@ Result<DataChoice> load_data(const ArgParser& p, bool need_train) {
     }
     d.eval_pre = imagenet_preprocess();
     d.description = "image folder " + src;
+  }
+  ET_ASSIGN_OR_RETURN(int64_t subset_n, p.integer("subset"));
+  if (subset_n > 0 && need_train) {
+    if (subset_n > d.train.size())
+      return invalid_argument("--subset " + std::to_string(subset_n) + " is larger than the training set (" +
+                              std::to_string(d.train.size()) + " images)");
+    ET_ASSIGN_OR_RETURN(d.train, subset(d.train, subset_n, 42));
+  }
+  std::string shift = p.str("shift");
+  if (shift != "none") {
+    DomainShift ds;
+    if (shift == "fmnist") {
+      // defaults: rotate, invert, noise 0.2
+    } else if (shift.rfind("noise=", 0) == 0) {
+      ds.rotate90_ccw = false;
+      ds.invert = false;
+      char* end = nullptr;
+      ds.noise_sigma = std::strtof(shift.c_str() + 6, &end);
+      if (*end != '\0' || ds.noise_sigma < 0) return invalid_argument("--shift '" + shift + "': noise=S needs S >= 0");
+    } else {
+      return invalid_argument("--shift '" + shift + "': use none, fmnist or noise=S");
+    }
+    if (need_train) {
+      ds.seed = 1234;
+      ET_ASSIGN_OR_RETURN(d.train, apply_domain_shift(d.train, ds));
+    }
+    if (d.test.size() > 0) {
+      ds.seed = 5678;
+      ET_ASSIGN_OR_RETURN(d.test, apply_domain_shift(d.test, ds));
+    }
+    d.description += ", shifted (" + shift + ")";
   }
   d.train_pre = d.eval_pre;
   if (augment) {

@@ -30,6 +30,7 @@ GraphFactory factory(const Case& c) {
     s.arch = c.arch;
     s.input_size = c.input;
     s.width_mult = c.width;
+    s.dropout = 0.0f;  // masks depend on the micro-batch split: compare without them
     return build_model(s, b, training);
   };
 }

@@ -458,6 +458,8 @@ TEST(CostModel, StepPredictionIsTheSumOfNodePredictions) {
     sum += t;
   }
   EXPECT_DOUBLE_EQ(m->predict_step_seconds(g, 2), sum);
+  auto predictor = m->node_predictor(2);
+  EXPECT_EQ(predictor(g, g.nodes[0]), m->predict_node_seconds(g, g.nodes[0], 2));
   // The synthetic law is exact for every class: held-out samples are all within 10%.
   EXPECT_EQ(report.op_holdout_within, 1.0);
   EXPECT_EQ(report.classes.size(), static_cast<size_t>(2 * kOpClassCount));
@@ -518,8 +520,22 @@ TEST(Profiler, ValidationConfigurationsBuildAndAreOffTheSamplingGrid) {
   EXPECT_LT(validation_configs(true).size(), validation_configs(false).size());
 }
 
-TEST(Profiler, KernelTimerRunsANodeAtEachThreadCount) {
-  Graph g = training_graph(Architecture::kSmallCnn, 1.0f, 16, 2);
+TEST(Profiler, KernelTimerRunsEveryNodeOfACompressedCheckpointedStep) {
+  StepConfig c;
+  c.model.arch = Architecture::kSmallCnn;
+  c.model.input_size = 16;
+  c.batch = 4;
+  c.optimizer = OptimizerKind::kAdamW;
+  c.checkpoint_segments = 1;
+  c.sparse_activations = true;
+  c.relu_masks = true;
+  c.micro_batches = 2;
+  Result<Graph> built = build_step_graph(c);
+  ASSERT_TRUE(built.is_ok()) << built.status().to_string();
+  const Graph& g = *built;
+  bool unpack = false;
+  for (const Node& n : g.nodes) unpack |= n.op == OpKind::kUnpackSparse;
+  EXPECT_TRUE(unpack) << "the configuration should have sparse activations to unpack";
   KernelTimer timer({1, 2});
   for (const Node& n : g.nodes) {
     Result<std::vector<double>> t = timer.time_node(g, n, 1e-4, size_t{1} << 30);
