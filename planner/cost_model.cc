@@ -8,6 +8,19 @@
 
 namespace edgetrain {
 
+namespace {
+
+// How many times the executor runs node i of g per step: a micro-batched schedule runs its body
+// (the nodes before the first update) once per micro-batch (runtime/executor.cc).
+std::vector<int> node_repeats(const Graph& g) {
+  std::vector<int> r(g.nodes.size(), 1);
+  if (g.micro_batches <= 1) return r;
+  for (size_t i = 0; i < g.nodes.size() && g.nodes[i].phase != Phase::kUpdate; ++i) r[i] = g.micro_batches;
+  return r;
+}
+
+}  // namespace
+
 Result<std::vector<GroupFit>> fit_groups(const std::vector<KernelSample>& kernels, const SelectOptions& options) {
   std::map<std::pair<int, int>, std::vector<size_t>> groups;  // (class, threads) -> samples
   for (size_t i = 0; i < kernels.size(); ++i)
@@ -243,10 +256,12 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
     if (!g.is_ok() || s.node_seconds.size() != g->nodes.size()) continue;
     CalibrationStep cs{s.threads, {}, {}, {}, 0};
     double sum_alone = 0, sum_inside = 0;
+    const std::vector<int> repeats = node_repeats(*g);
     for (size_t i = 0; i < g->nodes.size(); ++i) {
       const NodeFeatures f = node_features(*g, g->nodes[i]);
       if (!m.has_class(f.op_class, s.threads)) continue;
-      const double alone = m.predict_isolated_seconds(f, s.threads), inside = s.node_seconds[i];
+      // run_profiled sums a node's repetitions: one call's time is the share.
+      const double alone = m.predict_isolated_seconds(f, s.threads), inside = s.node_seconds[i] / repeats[i];
       // Nodes that return at once (nothing to compute) say nothing about caches.
       if (!(alone > 0) || !(inside > 2e-8)) continue;
       cs.f.push_back(f);
@@ -350,9 +365,10 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
     step_pred.push_back(r.predicted);
     step_meas.push_back(r.measured);
     if (s.node_seconds.size() != g->nodes.size()) continue;
+    const std::vector<int> repeats = node_repeats(*g);
     for (size_t i = 0; i < g->nodes.size(); ++i) {
       const NodeFeatures f = node_features(*g, g->nodes[i]);
-      const double pr = m.predict_seconds(f, s.threads), me = s.node_seconds[i];
+      const double pr = m.predict_seconds(f, s.threads), me = s.node_seconds[i] / repeats[i];
       node_pred.push_back(pr);
       node_meas.push_back(me);
       auto& [hits, count] = instep[{static_cast<int>(f.op_class), s.threads}];
@@ -498,8 +514,15 @@ std::function<double(const Graph&, const Node&)> CostModel::node_predictor(int t
 }
 
 double CostModel::predict_step_seconds(const Graph& g, int threads) const {
+  // A micro-batched schedule runs its body (the nodes before the first update) once per
+  // micro-batch, then the updates once.
+  const int k = std::max(1, g.micro_batches);
   double s = 0;
-  for (const Node& n : g.nodes) s += predict_node_seconds(g, n, threads);
+  bool body = true;
+  for (const Node& n : g.nodes) {
+    body = body && n.phase != Phase::kUpdate;
+    s += (body ? k : 1) * predict_node_seconds(g, n, threads);
+  }
   return s;
 }
 

@@ -114,7 +114,8 @@ class CostModel {
   JsonValue to_json() const;
 
   double predict_node_seconds(const Graph& g, const Node& n, int threads) const;
-  // Sum over the graph's nodes.
+  // Sum over the graph's nodes, each as often as the executor runs it (a micro-batched
+  // schedule runs the nodes before its first update once per micro-batch).
   double predict_step_seconds(const Graph& g, int threads) const;
   double predict_seconds(const NodeFeatures& f, int threads) const;
   // The first stage only: the kernel timed alone (what the profiler's kernel samples measure).

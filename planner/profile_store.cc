@@ -131,6 +131,7 @@ JsonValue profile_to_json(const Profile& p) {
     repeats.push_back(std::move(k));
   }
   j.set("repeats", std::move(repeats));
+  j.set("measurement", p.measurement);
   j.set("models", p.models);
   j.set("report", p.report);
   return j;
@@ -199,6 +200,7 @@ Result<Profile> profile_from_json(const JsonValue& j) {
       p.repeats.push_back({static_cast<int>(r.at(0)->as_int(1)), r.at(1)->as_double(), r.at(2)->as_double()});
     }
   }
+  if (const JsonValue* m = j.find("measurement")) p.measurement = *m;
   if (const JsonValue* models = j.find("models")) p.models = *models;
   if (const JsonValue* report = j.find("report")) p.report = *report;
   return p;

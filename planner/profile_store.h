@@ -73,6 +73,9 @@ struct Profile {
   std::vector<KernelSample> kernels;
   std::vector<StepSample> steps;
   std::vector<RepeatSample> repeats;
+  // How quiet the machine was: samples thrown away and steps measured again because other
+  // processes were busy (planner/profiler.cc's quiet gate).
+  JsonValue measurement;
   JsonValue models;           // CostModel::to_json(): the fitted models
   JsonValue report;           // the accuracy report (cost_model.h: FitReport::to_json())
 };

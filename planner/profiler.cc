@@ -6,8 +6,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
+#include <thread>
+
+#include <unistd.h>
 
 #include "memory/liveness.h"
 #include "planner/cost_model.h"
@@ -55,6 +60,55 @@ std::string utc_now() {
   std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
 }
+
+// How much CPU other processes used while we measured, from /proc/stat (all CPUs, steal
+// included: a virtual machine's host taking the core counts too) minus /proc/self/stat (this
+// process, all threads). Jiffy resolution (10 ms), so only windows of 100+ ms are judged.
+class CpuMonitor {
+ public:
+  CpuMonitor() : hz_(static_cast<double>(sysconf(_SC_CLK_TCK))) { mark(); }
+  void mark() {
+    t0_ = Clock::now();
+    busy0_ = system_busy();
+    self0_ = self_ticks();
+  }
+  double seconds() const { return since(t0_); }
+  // Average number of cores other processes kept busy since mark(); 0 when unknown.
+  double others_cores() const {
+    const double s = seconds();
+    if (s <= 0 || busy0_ < 0 || self0_ < 0 || hz_ <= 0) return 0.0;
+    const double busy = system_busy() - busy0_, self = self_ticks() - self0_;
+    return std::max(0.0, (busy - self) / hz_ / s);
+  }
+
+ private:
+  static double system_busy() {
+    std::ifstream f("/proc/stat");
+    std::string cpu;
+    double user, nice, system, idle, iowait, irq, softirq, steal = 0;
+    if (!(f >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq) || cpu != "cpu") return -1;
+    f >> steal;
+    return user + nice + system + irq + softirq + steal;
+  }
+  static double self_ticks() {
+    std::ifstream f("/proc/self/stat");
+    std::string line;
+    std::getline(f, line);
+    const size_t close = line.rfind(')');  // the command name may hold spaces
+    if (close == std::string::npos) return -1;
+    std::istringstream rest(line.substr(close + 2));
+    std::string field;
+    double utime = -1, stime = -1;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {  // fields 14 and 15: utime, stime
+      if (i == 14) utime = std::atof(field.c_str());
+      if (i == 15) stime = std::atof(field.c_str());
+    }
+    return utime < 0 || stime < 0 ? -1 : utime + stime;
+  }
+  double hz_;
+  Clock::time_point t0_;
+  double busy0_ = 0, self0_ = 0;
+};
 
 }  // namespace
 
@@ -433,13 +487,64 @@ class Sampler {
     return true;
   }
 
+  // The quiet gate. Samples are taken in batches of at least 150 ms; a batch during which other
+  // processes kept more than kMaxOtherCores busy is thrown away (its nodes may be drawn again),
+  // and measuring resumes once the machine is quiet (or after waiting a second).
+  static constexpr double kMaxOtherCores = 0.25;
+
+  void begin_batch() {
+    monitor_.mark();
+    batch_kernels_ = profile_->kernels.size();
+    batch_repeats_ = profile_->repeats.size();
+    batch_signatures_.clear();
+  }
+
+  // Judges the current batch once it is long enough (or now, when `final`).
+  void check_batch(bool final = false) {
+    if (!final && monitor_.seconds() < 0.15) return;
+    if (monitor_.others_cores() > kMaxOtherCores) {
+      dropped_kernel_samples += static_cast<int>(profile_->kernels.size() - batch_kernels_);
+      dropped_repeats += static_cast<int>(profile_->repeats.size() - batch_repeats_);
+      profile_->kernels.resize(batch_kernels_);
+      origins_.resize(batch_kernels_);
+      profile_->repeats.resize(batch_repeats_);
+      for (const std::string& sig : batch_signatures_) seen_.erase(sig);
+      wait_for_quiet(1.0);
+    }
+    begin_batch();
+  }
+
+  // Waits until other processes leave the cores alone for 100 ms, at most max_seconds.
+  void wait_for_quiet(double max_seconds) {
+    const auto t0 = Clock::now();
+    while (since(t0) < max_seconds) {
+      CpuMonitor m;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (m.others_cores() <= kMaxOtherCores) break;
+    }
+    waited_seconds += since(t0);
+  }
+
+  // Samples of class k taken in round 0 (one per node: the first thread count's).
+  int round0_count(int k) const {
+    int c = 0;
+    for (const KernelSample& s : profile_->kernels)
+      if (s.round == 0 && static_cast<int>(s.op_class) == k && s.threads == options_.threads[0]) ++c;
+    return c;
+  }
+
   // Round 0: random configurations until every class has its target or the budget is spent.
   void initial_grid() {
     const auto t0 = Clock::now();
     std::vector<int> count(kOpClassCount, 0);
     int tries = 0;
+    begin_batch();
     while (since(t0) < budget_.kernels && tries < 20000) {
       ++tries;
+      const size_t dropped_before = static_cast<size_t>(dropped_kernel_samples);
+      check_batch();
+      if (static_cast<size_t>(dropped_kernel_samples) != dropped_before)
+        for (int k = 0; k < kOpClassCount; ++k) count[k] = round0_count(k);
       StepConfig c = random_config(rng_);
       if (is_validation(c)) continue;
       Result<Graph> g = build_step_graph(c);
@@ -477,7 +582,9 @@ class Sampler {
           const size_t node = cand[j];
           cand.erase(cand.begin() + static_cast<long>(j));
           const NodeFeatures& f = feats[node];
-          if (!seen_.insert(signature(f)).second) continue;
+          const std::string sig = signature(f);
+          if (!seen_.insert(sig).second) continue;
+          batch_signatures_.push_back(sig);
           // Expensive nodes are sampled more thinly (but still sampled: the large end matters).
           const double est = rough_seconds(f);
           if (est > 0.05 && rng_.uniform() > std::sqrt(0.05 / est)) continue;
@@ -491,6 +598,7 @@ class Sampler {
                " / " + std::to_string(static_cast<int>(budget_.kernels)) + " s");
       if (all_done && configs_.size() > 200) break;
     }
+    check_batch(/*final=*/true);
     progress("profile: " + std::to_string(profile_->kernels.size()) + " kernel samples in " +
                  std::to_string(static_cast<int>(since(t0))) + " s",
              true);
@@ -514,8 +622,10 @@ class Sampler {
     std::sort(misses.begin(), misses.end(), [](const Miss& a, const Miss& b) { return a.error > b.error; });
     int added = 0;
     std::set<std::string> done;  // one resample per (configuration, node) however many threads missed
+    begin_batch();
     for (const Miss& m : misses) {
       if (since(t0) >= budget_.resample) break;
+      check_batch();
       const SampleOrigin origin = origins_[m.sample];
       if (origin.config < 0 || !done.insert(std::to_string(origin.config) + origin.key).second) continue;
       for (int attempt = 0; attempt < 3; ++attempt) {
@@ -531,7 +641,9 @@ class Sampler {
           std::string base = n.layer + "|" + op_class_name(f.op_class);
           if (node_key(n.layer, f.op_class, occurrences[base]++) != origin.key) continue;
           found = true;
-          if (!seen_.insert(signature(f)).second) break;
+          const std::string sig = signature(f);
+          if (!seen_.insert(sig).second) break;
+          batch_signatures_.push_back(sig);
           configs_.push_back(c);
           if (sample(*g, n, f, static_cast<int>(configs_.size() - 1), origin.key, 1, false)) ++added;
           break;
@@ -541,6 +653,7 @@ class Sampler {
       progress("profile: resampling " + std::to_string(added) + " / " + std::to_string(misses.size()) +
                " badly predicted samples, " + std::to_string(static_cast<int>(since(t0))) + " s");
     }
+    check_batch(/*final=*/true);
     progress("profile: " + std::to_string(added) + " samples added near " + std::to_string(misses.size()) +
                  " badly predicted ones",
              true);
@@ -552,7 +665,9 @@ class Sampler {
     std::vector<size_t> candidates;
     for (size_t i = 0; i < profile_->kernels.size(); ++i)
       if (profile_->kernels[i].round == 0 && profile_->kernels[i].threads == options_.threads[0]) candidates.push_back(i);
+    begin_batch();
     for (int k = 0; k < count && !candidates.empty(); ++k) {
+      check_batch();
       const size_t j = rng_.below(candidates.size());
       const size_t first = candidates[j];
       candidates.erase(candidates.begin() + static_cast<long>(j));
@@ -572,6 +687,7 @@ class Sampler {
         break;
       }
     }
+    check_batch(/*final=*/true);
     progress("profile: " + std::to_string(profile_->repeats.size()) + " kernel timings repeated in " +
                  std::to_string(static_cast<int>(since(t0))) + " s",
              true);
@@ -606,7 +722,19 @@ class Sampler {
       }
       bool ok = true;
       for (int threads : options_.threads) {
-        Result<StepSample> st = time_step(c, threads, validation ? 2 : 3, validation ? budget_.step_rep_seconds : 0.0);
+        // A step measured while other processes were busy is measured again (twice at most).
+        Result<StepSample> st = unsupported("not measured");
+        for (int attempt = 0; attempt < 3; ++attempt) {
+          CpuMonitor m;
+          st = time_step(c, threads, validation ? 2 : 3, validation ? budget_.step_rep_seconds : 0.0);
+          if (!st.is_ok() || m.others_cores() <= kMaxOtherCores) break;
+          if (attempt == 2) {
+            ++disturbed_steps;
+            break;
+          }
+          ++retried_steps;
+          wait_for_quiet(1.0);
+        }
         if (!st.is_ok()) {
           if (validation) progress("profile: skipping step " + c.describe() + ": " + st.status().message(), true);
           ok = false;
@@ -701,6 +829,15 @@ class Sampler {
   std::vector<StepConfig> configs_;
   std::vector<SampleOrigin> origins_;  // per profile_->kernels entry
   std::set<std::string> seen_;
+  // The quiet gate: the samples taken since batch_start_ and their signatures.
+  CpuMonitor monitor_;
+  size_t batch_kernels_ = 0, batch_repeats_ = 0;
+  std::vector<std::string> batch_signatures_;
+
+ public:
+  // What the gate did, for the profile.
+  int dropped_kernel_samples = 0, dropped_repeats = 0, disturbed_steps = 0, retried_steps = 0;
+  double waited_seconds = 0;
 };
 
 }  // namespace
@@ -729,6 +866,14 @@ Result<Profile> run_profile(const ProfileOptions& options) {
   sampler.steps(validation_configs(options.quick), /*validation=*/true, budget.steps);
 
   p.profile_seconds = since(t0);
+  JsonValue quiet = JsonValue::object();
+  quiet.set("max_other_cores", Sampler::kMaxOtherCores);
+  quiet.set("dropped_kernel_samples", sampler.dropped_kernel_samples);
+  quiet.set("dropped_repeats", sampler.dropped_repeats);
+  quiet.set("retried_steps", sampler.retried_steps);
+  quiet.set("disturbed_steps_kept", sampler.disturbed_steps);
+  quiet.set("waited_seconds", sampler.waited_seconds);
+  p.measurement = std::move(quiet);
   sampler.progress("profile: fitting cost models", true);
   FitReport report;
   ET_ASSIGN_OR_RETURN(CostModel model, CostModel::fit(p, select, &report));

@@ -467,6 +467,30 @@ TEST(CostModel, StepPredictionIsTheSumOfNodePredictions) {
   EXPECT_GT(report.steps[0].predicted, 0.0);
 }
 
+TEST(CostModel, MicroBatchedStepsCountTheBodyOncePerMicroBatch) {
+  Profile p = synthetic_profile();
+  SelectOptions o;
+  o.fit.trees = 5;
+  Result<CostModel> m = CostModel::fit(p, o, nullptr);
+  ASSERT_TRUE(m.is_ok());
+  StepConfig c;
+  c.model.arch = Architecture::kSmallCnn;
+  c.model.input_size = 16;
+  c.batch = 8;
+  c.micro_batches = 4;
+  Result<Graph> g = build_step_graph(c);
+  ASSERT_TRUE(g.is_ok()) << g.status().to_string();
+  ASSERT_EQ(g->micro_batches, 4);
+  double body = 0, updates = 0;
+  bool in_body = true;
+  for (const Node& n : g->nodes) {
+    in_body = in_body && n.phase != Phase::kUpdate;
+    (in_body ? body : updates) += m->predict_node_seconds(*g, n, 1);
+  }
+  EXPECT_GT(updates, 0.0);
+  EXPECT_NEAR(m->predict_step_seconds(*g, 1), 4 * body + updates, 1e-12);
+}
+
 TEST(CostModel, JsonRoundTripAndThreadLookup) {
   Profile p = synthetic_profile();
   SelectOptions o;
