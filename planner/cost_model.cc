@@ -190,6 +190,31 @@ std::string report_text(const JsonValue& report) {
         s += "noise floor, " + std::to_string(r.get_int("threads")) + " thread(s): " +
              pct(r.get_double("within_10pct")) + " of kernel timings repeated later were within 10% (n=" +
              std::to_string(r.get_int("count")) + ")\n";
+    // Per thread count, from the per-class and per-step rows.
+    std::map<int64_t, std::pair<double, int64_t>> held, steps_in;  // threads -> (hits, count)
+    if (const JsonValue* classes = report.get_array("classes"))
+      for (const JsonValue& c : classes->items()) {
+        auto& [hits, count] = held[c.get_int("threads")];
+        hits += c.get_double("holdout_within_10pct") * static_cast<double>(c.get_int("holdout_samples"));
+        count += c.get_int("holdout_samples");
+      }
+    if (const JsonValue* steps = report.get_array("steps"))
+      for (const JsonValue& st : steps->items()) {
+        if (!st.get_bool("validation")) continue;
+        const double m = st.get_double("measured_seconds"), pr = st.get_double("predicted_seconds");
+        auto& [hits, count] = steps_in[st.get_int("threads")];
+        hits += std::fabs(pr - m) <= 0.10 * m ? 1 : 0;
+        ++count;
+      }
+    for (const auto& [t, hc] : held)
+      if (hc.second > 0)
+        s += "  " + std::to_string(t) + " thread(s): per-op held-out " + pct(hc.first / static_cast<double>(hc.second)) +
+             " (n=" + std::to_string(hc.second) + ")" +
+             (steps_in.count(t) && steps_in[t].second > 0
+                  ? ", whole steps " + pct(steps_in[t].first / static_cast<double>(steps_in[t].second)) + " (n=" +
+                        std::to_string(steps_in[t].second) + ")"
+                  : std::string()) +
+             "\n";
     s += "whole steps, validation configurations: " + pct(sum->get_double("step_within_10pct")) +
          " within +/-10%, R2 " + fmt("%.4f", sum->get_double("step_r2")) + " (n=" +
          std::to_string(sum->get_int("step_count")) + ")\n";

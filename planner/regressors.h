@@ -46,9 +46,9 @@ constexpr int kRegressorKindCount = static_cast<int>(RegressorKind::kCount);
 const char* regressor_kind_name(RegressorKind k);
 
 struct FitOptions {
-  int trees = 120;           // boosted_trees, linear_trees
+  int trees = 60;            // boosted_trees, linear_trees
   int tree_depth = 3;
-  double shrinkage = 0.1;
+  double shrinkage = 0.2;
   int min_leaf = 3;          // samples per leaf at least
 };
 
