@@ -1,5 +1,7 @@
 #include "planner/profiler.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -11,8 +13,6 @@
 #include <set>
 #include <sstream>
 #include <thread>
-
-#include <unistd.h>
 
 #include "memory/liveness.h"
 #include "planner/cost_model.h"
@@ -726,7 +726,10 @@ class Sampler {
         Result<StepSample> st = unsupported("not measured");
         for (int attempt = 0; attempt < 3; ++attempt) {
           CpuMonitor m;
-          st = time_step(c, threads, validation ? 2 : 3, validation ? budget_.step_rep_seconds : 0.0);
+          // Validation steps: per-node times from one or two steps (they are only reported),
+          // the step time from a few more. Calibration steps: per-node times from three.
+          const int profiled = validation ? (options_.quick ? 1 : 2) : 3;
+          st = time_step(c, threads, profiled, validation ? budget_.step_rep_seconds : 0.0);
           if (!st.is_ok() || m.others_cores() <= kMaxOtherCores) break;
           if (attempt == 2) {
             ++disturbed_steps;

@@ -1,20 +1,26 @@
 // The profiler: measures kernel run times on this machine for the cost models.
 //
-// Kernel samples. Shapes come from the real training graphs of MobileNetV2 (widths 0.35..1.0),
-// ResNet-18 and the small CNN at inputs 32..224 and batches 1..64 (half from that grid, half
-// randomly perturbed off it), with every node a training step has (forward, backward, updates,
-// frozen variants). Each chosen node runs alone through the op table's fast kernel on buffers
+// Kernel samples. Shapes come from the real training schedules of MobileNetV2 (widths
+// 0.35..1.0), ResNet-18 and the small CNN at inputs 32..224 and batches 1..64 (half from that
+// grid, half randomly perturbed off it), with every node a training step has under every
+// m-hyperparameter (forward, backward, updates, frozen variants, recompute, pack/unpack, masks,
+// micro-batches). Each chosen node runs alone through the op table's fast kernel on buffers
 // allocated once, at every thread count, and its time is the fastest of several repetitions
-// (tiny kernels are timed in groups of calls so the clock's resolution does not matter).
+// (tiny kernels are timed in groups of calls so the clock's resolution does not matter). Every
+// class gets samples in turn until the time budget is spent; a fifth are held out for the
+// accuracy report.
 //
 // Why the fastest and not the median: interference (other processes, interrupts, a thread of
 // the pool descheduled) only ever adds time, so the fastest repetition is the most repeatable
-// estimate of a kernel's own cost, and the planner wants the cost on a quiet device. On a
-// shared 2-core machine the median of a 2-thread kernel moves by more than 10% between runs
-// about one time in five; the minimum much less often (`edgetrain profile` reports this noise
-// floor). Steps are timed the same way, so predictions and measurements agree in kind.
-// Every class gets samples in turn until its target or the time budget is reached; a fifth of
-// the samples are held out for the accuracy report.
+// estimate of a kernel's own cost, and the planner wants the cost on a quiet device. Steps are
+// timed the same way, so predictions and measurements agree in kind. What is left is reported
+// as a noise floor: the share of kernel timings that a second measurement, later, puts within
+// 10% of the first.
+//
+// The quiet gate. Samples are measured in batches of at least 150 ms; a batch during which other
+// processes (or the virtual machine's host) kept more than a quarter of a core busy is thrown
+// away and measuring resumes once the machine is quiet; a disturbed step is measured again.
+// The profile records how much was thrown away (Profile::measurement).
 //
 // Error-driven resampling. After a first fit, fitting samples whose cross-validated prediction
 // is off by more than 10% get new samples near them: the same layer in a slightly perturbed
