@@ -38,7 +38,7 @@ struct Budget {
   int target_per_class;
 };
 Budget budget_for(const ProfileOptions& o) {
-  Budget b = o.quick ? Budget{12, 2, 5, 6, 0.006, 0.25, 24} : Budget{130, 35, 50, 60, 0.025, 0.6, 140};
+  Budget b = o.quick ? Budget{11, 2, 4, 5, 0.006, 0.25, 24} : Budget{130, 35, 50, 60, 0.025, 0.6, 140};
   if (o.kernel_seconds > 0) b.kernels = o.kernel_seconds;
   if (o.resample_seconds > 0) b.resample = o.resample_seconds;
   if (o.calibration_seconds > 0) b.calibration = o.calibration_seconds;
@@ -499,30 +499,39 @@ class Sampler {
     batch_signatures_.clear();
   }
 
-  // Judges the current batch once it is long enough (or now, when `final`).
+  // Judges the current batch once it is long enough (or now, when `final`). A machine that stays
+  // busy must not starve the profile: after three disturbed batches in a row the next ones are
+  // kept (and counted), and the gate tries again every tenth batch.
   void check_batch(bool final = false) {
     if (!final && monitor_.seconds() < 0.15) return;
-    if (monitor_.others_cores() > kMaxOtherCores) {
+    if (monitor_.others_cores() <= kMaxOtherCores) {
+      busy_streak_ = 0;
+    } else if (!options_.quick && busy_streak_++ % 10 < 3) {  // a 30 s profile cannot wait
       dropped_kernel_samples += static_cast<int>(profile_->kernels.size() - batch_kernels_);
       dropped_repeats += static_cast<int>(profile_->repeats.size() - batch_repeats_);
       profile_->kernels.resize(batch_kernels_);
       origins_.resize(batch_kernels_);
       profile_->repeats.resize(batch_repeats_);
       for (const std::string& sig : batch_signatures_) seen_.erase(sig);
-      wait_for_quiet(1.0);
+      if (wait_for_quiet(1.0)) busy_streak_ = 0;
+    } else {
+      kept_disturbed_samples += static_cast<int>(profile_->kernels.size() - batch_kernels_);
     }
     begin_batch();
   }
 
-  // Waits until other processes leave the cores alone for 100 ms, at most max_seconds.
-  void wait_for_quiet(double max_seconds) {
+  // Waits until other processes leave the cores alone for 100 ms, at most max_seconds; false
+  // when they never did.
+  bool wait_for_quiet(double max_seconds) {
     const auto t0 = Clock::now();
-    while (since(t0) < max_seconds) {
+    bool quiet = false;
+    while (!quiet && since(t0) < max_seconds) {
       CpuMonitor m;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      if (m.others_cores() <= kMaxOtherCores) break;
+      quiet = m.others_cores() <= kMaxOtherCores;
     }
     waited_seconds += since(t0);
+    return quiet;
   }
 
   // Samples of class k taken in round 0 (one per node: the first thread count's).
@@ -731,7 +740,7 @@ class Sampler {
           const int profiled = validation ? (options_.quick ? 1 : 2) : 3;
           st = time_step(c, threads, profiled, validation ? budget_.step_rep_seconds : 0.0);
           if (!st.is_ok() || m.others_cores() <= kMaxOtherCores) break;
-          if (attempt == 2) {
+          if (attempt == 2 || options_.quick) {
             ++disturbed_steps;
             break;
           }
@@ -836,10 +845,12 @@ class Sampler {
   CpuMonitor monitor_;
   size_t batch_kernels_ = 0, batch_repeats_ = 0;
   std::vector<std::string> batch_signatures_;
+  int busy_streak_ = 0;  // disturbed batches in a row
 
  public:
   // What the gate did, for the profile.
-  int dropped_kernel_samples = 0, dropped_repeats = 0, disturbed_steps = 0, retried_steps = 0;
+  int dropped_kernel_samples = 0, dropped_repeats = 0, kept_disturbed_samples = 0, disturbed_steps = 0,
+      retried_steps = 0;
   double waited_seconds = 0;
 };
 
@@ -873,6 +884,7 @@ Result<Profile> run_profile(const ProfileOptions& options) {
   quiet.set("max_other_cores", Sampler::kMaxOtherCores);
   quiet.set("dropped_kernel_samples", sampler.dropped_kernel_samples);
   quiet.set("dropped_repeats", sampler.dropped_repeats);
+  quiet.set("kept_disturbed_kernel_samples", sampler.kept_disturbed_samples);
   quiet.set("retried_steps", sampler.retried_steps);
   quiet.set("disturbed_steps_kept", sampler.disturbed_steps);
   quiet.set("waited_seconds", sampler.waited_seconds);

@@ -20,7 +20,9 @@
 // The quiet gate. Samples are measured in batches of at least 150 ms; a batch during which other
 // processes (or the virtual machine's host) kept more than a quarter of a core busy is thrown
 // away and measuring resumes once the machine is quiet; a disturbed step is measured again.
-// The profile records how much was thrown away (Profile::measurement).
+// The profile records how much was thrown away (Profile::measurement). On a machine that stays
+// busy, and in a quick profile (which has no time to wait), disturbed samples are kept and
+// counted instead.
 //
 // Error-driven resampling. After a first fit, fitting samples whose cross-validated prediction
 // is off by more than 10% get new samples near them: the same layer in a slightly perturbed

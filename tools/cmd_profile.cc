@@ -38,10 +38,11 @@ void print_header(const Profile& p, const std::string& path) {
   std::printf("%s; %zu kernel samples, %zu step samples; profiling took %s\n", p.quick ? " (quick)" : "",
               p.kernels.size(), p.steps.size(), format_seconds(p.profile_seconds).c_str());
   if (p.measurement.is_object())
-    std::printf("quiet gate (other processes busier than %.2f cores): %lld kernel samples dropped, %lld steps "
-                "measured again, %lld kept disturbed, %.0f s waited\n\n",
+    std::printf("quiet gate (other processes busier than %.2f cores): %lld kernel samples dropped, %lld kept "
+                "while the machine stayed busy; %lld steps measured again, %lld kept disturbed; %.0f s waited\n\n",
                 p.measurement.get_double("max_other_cores"),
                 static_cast<long long>(p.measurement.get_int("dropped_kernel_samples")),
+                static_cast<long long>(p.measurement.get_int("kept_disturbed_kernel_samples")),
                 static_cast<long long>(p.measurement.get_int("retried_steps")),
                 static_cast<long long>(p.measurement.get_int("disturbed_steps_kept")),
                 p.measurement.get_double("waited_seconds"));
