@@ -28,7 +28,7 @@ void add_plan_options(ArgParser& p) {
   p.option("trial-steps", "S", "8", "steps per trial");
   p.option("reserve", "BYTES", "4MiB", "process overhead beside the planned blocks, counted in the budget");
   p.flag("no-freezing", "only consider configurations that train every parameter");
-  p.option("min-micro-batch", "N", "8", "smallest micro-batch the planner considers (batch-norm statistics need a few images)");
+  p.option("min-micro-batch", "N", "16", "smallest micro-batch the planner considers (batch-norm statistics need a few images)");
   p.option("svg", "FILE", "", "write the chosen configuration's memory timeline as SVG");
 }
 
