@@ -21,6 +21,7 @@ const char* kUsage =
     "  retrain   plan under --budget, retrain on new data, save weights atomically\n"
     "  memory    where a training step's memory goes: text report and SVG chart\n"
     "  bench     time training steps and peak memory on synthetic data (--profile: per layer kind)\n"
+    "  profile   time this machine's kernels and fit the planner's cost models\n"
     "  info      version, CPU, OpenBLAS core and threads\n"
     "  --version\n";
 
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
   if (cmd == "plan") return cmd_plan(argc - 1, argv + 1);
   if (cmd == "retrain") return cmd_retrain(argc - 1, argv + 1);
   if (cmd == "bench") return cmd_bench(argc - 1, argv + 1);
+  if (cmd == "profile") return cmd_profile(argc - 1, argv + 1);
   std::fprintf(stderr, "edgetrain: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return 2;
 }
