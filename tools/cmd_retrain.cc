@@ -8,9 +8,12 @@
 // code pages first touched by backward kernels; --reserve). retrain measures it from outside the
 // plan: peak RSS (VmHWM) minus RSS after the density probe (which warms the program up).
 #include <cstdio>
+#include <memory>
 
 #include "models/weights.h"
+#include "planner/cost_model.h"
 #include "planner/memory_chart.h"
+#include "planner/profile_store.h"
 #include "runtime/blas_env.h"
 #include "tools/commands.h"
 #include "tools/planning.h"
@@ -30,11 +33,14 @@ void add_plan_options(ArgParser& p) {
   p.flag("no-freezing", "only consider configurations that train every parameter");
   p.option("min-micro-batch", "N", "16", "smallest micro-batch the planner considers (batch-norm statistics need a few images)");
   p.option("svg", "FILE", "", "write the chosen configuration's memory timeline as SVG");
+  p.option("cache-dir", "DIR", "", "where `edgetrain profile` stored its cost models (default ~/.cache/edgetrain)");
 }
 
 namespace {
 
 struct Planned {
+  std::shared_ptr<CostModel> cost_model;  // kept alive: request.predict refers to it
+  std::string predictor;
   PlanRequest request;
   Plan plan;
   size_t chosen = 0;
@@ -61,7 +67,18 @@ Result<Planned> plan_for(const ArgParser& p, const ModelSpec& spec, const Datase
   ET_ASSIGN_OR_RETURN(int64_t min_micro, p.integer("min-micro-batch"));
   if (min_micro < 1) return invalid_argument("--min-micro-batch must be >= 1");
   r.min_micro_batch = static_cast<int>(min_micro);
-  r.predict = roofline_predictor();
+  // Step times from this device's cost models (edgetrain profile); a roofline guess otherwise.
+  std::string cache = p.str("cache-dir").empty() ? default_cache_dir() : p.str("cache-dir");
+  Result<CostModel> cost = CostModel::load(profile_path(cache));
+  if (cost.is_ok()) {
+    out.cost_model = std::make_shared<CostModel>(std::move(*cost));
+    r.predict = out.cost_model->node_predictor(base.threads);
+    out.predictor = "cost models from " + profile_path(cache);
+  } else {
+    r.predict = roofline_predictor();
+    out.predictor = "roofline estimate (no profile: run `edgetrain profile` for measured cost models; " +
+                    cost.status().message() + ")";
+  }
   out.density = density;
   r.activation_density = density;
   ET_ASSIGN_OR_RETURN(out.plan, plan_training(r));
@@ -87,6 +104,7 @@ JsonValue plan_json(const Planned& pl) {
   j.set("objective", plan_objective_name(pl.request.objective));
   j.set("activation_density", pl.density);
   j.set("planning_seconds", pl.plan.seconds);
+  j.set("step_time_predictor", pl.predictor);
   j.set("configurations_laid_out", pl.plan.evaluated);
   j.set("chosen", candidate_json(pl.plan.ranked[pl.chosen]));
   JsonValue all = JsonValue::array();
@@ -114,6 +132,7 @@ void print_plan(const Planned& pl) {
                pl.plan.evaluated, pl.plan.seconds, format_bytes(static_cast<double>(pl.request.budget_bytes)).c_str(),
                format_bytes(static_cast<double>(pl.request.reserve_bytes)).c_str(), plan_objective_name(pl.request.objective),
                pl.density);
+  std::fprintf(stderr, "step times: %s\n", pl.predictor.c_str());
   std::fprintf(stderr, "%s", plan_table(pl.plan).c_str());
   std::fprintf(stderr, "chosen: #%zu %s%s\n", pl.chosen + 1, pl.plan.ranked[pl.chosen].label.c_str(),
                pl.trials.empty() ? " (best predicted score)" : " (largest loss decrease per second in the trials)");
