@@ -58,17 +58,23 @@ namespace {
 struct Combo {
   TrainConfig config;  // micro_batches decided by the search
   double best_score = 0;
+  bool batch_statistics = true;  // some batch norm trains on batch statistics
 };
 
 // Predicted step seconds of `config` with k micro-batches: k passes of the micro-batch's forward
 // and backward plus one of the updates, from the k = 1 schedule at the micro-batch size.
-Result<double> predict_seconds(const PlanRequest& r, const TrainConfig& config, int k, int64_t* trainable) {
+Result<double> predict_seconds(const PlanRequest& r, const TrainConfig& config, int k, int64_t* trainable,
+                               bool* batch_statistics = nullptr) {
   TrainConfig one = config;
   one.micro_batches = 1;
   if (one.checkpoint.mode == CheckpointMode::kBudget) one.checkpoint.mode = CheckpointMode::kSqrtBytes;
   ET_ASSIGN_OR_RETURN(TrainingSchedule s, make_training_schedule(r.factory, r.base.batch / k, one));
   double passes = 0, updates = 0;
   for (const Node& n : s.graph.nodes) (n.phase == Phase::kUpdate ? updates : passes) += r.predict(s.graph, n);
+  if (batch_statistics) {
+    *batch_statistics = false;
+    for (const Node& n : s.graph.nodes) *batch_statistics |= n.op == OpKind::kBatchNorm && n.attrs.norm.training;
+  }
   *trainable = 0;
   for (size_t i = 0; i < s.graph.params.size(); ++i)
     if (s.trainable[i]) *trainable += s.graph.params[i].shape.numel();
@@ -97,7 +103,15 @@ Result<Plan> plan_training(const PlanRequest& r) {
   // The candidate dimensions.
   std::vector<int> micro;
   for (int k = 1; k <= std::min<int64_t>(r.max_micro_batches, r.base.batch); k *= 2)
-    if (r.base.batch % k == 0 && (k == 1 || r.base.batch / k >= r.min_micro_batch)) micro.push_back(k);
+    if (r.base.batch % k == 0) micro.push_back(k);
+  // Micro-batch sizes a configuration may use: the minimum applies only where a batch norm
+  // trains on batch statistics (frozen norms use running statistics).
+  auto micro_for = [&](bool batch_statistics) {
+    std::vector<int> m;
+    for (int k : micro)
+      if (k == 1 || !batch_statistics || r.base.batch / k >= r.min_micro_batch) m.push_back(k);
+    return m;
+  };
   std::vector<FreezeConfig> freezes(1);
   if (r.allow_freezing) {
     for (int pct : {25, 50, 75}) {
@@ -136,7 +150,7 @@ Result<Plan> plan_training(const PlanRequest& r) {
         combo.config.checkpoint = c;
         combo.config.compression = z;
         int64_t trainable = 0;
-        Result<double> secs = predict_seconds(r, combo.config, 1, &trainable);
+        Result<double> secs = predict_seconds(r, combo.config, 1, &trainable, &combo.batch_statistics);
         if (!secs.is_ok()) continue;  // e.g. a freeze mode this model has nothing for
         combo.best_score = score_of(r.objective, trainable, *secs);
         combos.push_back(combo);
@@ -176,8 +190,9 @@ Result<Plan> plan_training(const PlanRequest& r) {
     // over a single value per channel).
     PlanCandidate floor;
     Status built = invalid_argument("no micro-batch size builds");
-    for (size_t i = micro.size(); i-- > 0 && !built.is_ok();) {
-      floor_cfg.micro_batches = micro[i];
+    std::vector<int> floor_micro = micro_for(!r.allow_freezing);
+    for (size_t i = floor_micro.size(); i-- > 0 && !built.is_ok();) {
+      floor_cfg.micro_batches = floor_micro[i];
       built = evaluate(floor_cfg, &floor);
     }
     ET_RETURN_IF_ERROR(built);
@@ -191,12 +206,13 @@ Result<Plan> plan_training(const PlanRequest& r) {
   for (const Combo& combo : combos) {
     if (static_cast<int>(feasible.size()) >= r.keep && combo.best_score < feasible[static_cast<size_t>(r.keep) - 1].score) break;
     // Fewest micro-batches that fit: memory falls with k, so binary search over the list.
-    int lo = 0, hi = static_cast<int>(micro.size()) - 1, found = -1;
+    std::vector<int> ks = micro_for(combo.batch_statistics);
+    int lo = 0, hi = static_cast<int>(ks.size()) - 1, found = -1;
     PlanCandidate best_here;
     while (lo <= hi) {
       int mid = (lo + hi) / 2;
       TrainConfig cfg = combo.config;
-      cfg.micro_batches = micro[static_cast<size_t>(mid)];
+      cfg.micro_batches = ks[static_cast<size_t>(mid)];
       PlanCandidate c;
       Status s = evaluate(cfg, &c);
       if (!s.is_ok() || c.predicted_peak <= r.budget_bytes) {
@@ -211,7 +227,7 @@ Result<Plan> plan_training(const PlanRequest& r) {
       }
     }
     if (found < 0) continue;
-    Result<double> secs = predict_seconds(r, best_here.config, micro[static_cast<size_t>(found)], &best_here.trainable_params);
+    Result<double> secs = predict_seconds(r, best_here.config, ks[static_cast<size_t>(found)], &best_here.trainable_params);
     if (!secs.is_ok()) continue;
     best_here.predicted_step_seconds = *secs;
     best_here.score = score_of(r.objective, best_here.trainable_params, *secs);

@@ -4,12 +4,16 @@
 // What the budget covers: every byte the retraining adds to the process after the data and
 // the program are loaded: parameters, optimizer state, the training and evaluation arenas (all
 // planned exactly), the probe and the trials (each smaller than the chosen configuration), and
-// a reserve for OpenBLAS's packing buffers, thread stacks and allocator bookkeeping (--reserve).
-// retrain measures it from outside the plan: peak RSS (VmHWM) minus RSS before retraining.
+// a reserve for the process's own growth while training (thread stacks, allocator bookkeeping,
+// code pages first touched by backward kernels; --reserve). retrain measures it from outside the
+// plan: peak RSS (VmHWM) minus RSS after the density probe (which warms the program up).
 #include <cstdio>
+#include <memory>
 
 #include "models/weights.h"
+#include "planner/cost_model.h"
 #include "planner/memory_chart.h"
+#include "planner/profile_store.h"
 #include "runtime/blas_env.h"
 #include "tools/commands.h"
 #include "tools/planning.h"
@@ -27,13 +31,16 @@ void add_plan_options(ArgParser& p) {
   p.option("trial-steps", "S", "8", "steps per trial");
   p.option("reserve", "BYTES", "4MiB", "process overhead beside the planned blocks, counted in the budget");
   p.flag("no-freezing", "only consider configurations that train every parameter");
-  p.option("min-micro-batch", "N", "8", "smallest micro-batch the planner considers (batch-norm statistics need a few images)");
+  p.option("min-micro-batch", "N", "16", "smallest micro-batch the planner considers (batch-norm statistics need a few images)");
   p.option("svg", "FILE", "", "write the chosen configuration's memory timeline as SVG");
+  p.option("cache-dir", "DIR", "", "where `edgetrain profile` stored its cost models (default ~/.cache/edgetrain)");
 }
 
 namespace {
 
 struct Planned {
+  std::shared_ptr<CostModel> cost_model;  // kept alive: request.predict refers to it
+  std::string predictor;
   PlanRequest request;
   Plan plan;
   size_t chosen = 0;
@@ -41,7 +48,8 @@ struct Planned {
   std::vector<TrialResult> trials;
 };
 
-Result<Planned> plan_for(const ArgParser& p, const ModelSpec& spec, const Dataset& data, const Preprocess& pre) {
+Result<Planned> plan_for(const ArgParser& p, const ModelSpec& spec, const Dataset& data, const Preprocess& pre,
+                         double density) {
   Planned out;
   if (p.str("budget").empty()) return invalid_argument("--budget is required (e.g. --budget 64MiB)");
   ET_ASSIGN_OR_RETURN(uint64_t budget, p.bytes("budget"));
@@ -59,9 +67,20 @@ Result<Planned> plan_for(const ArgParser& p, const ModelSpec& spec, const Datase
   ET_ASSIGN_OR_RETURN(int64_t min_micro, p.integer("min-micro-batch"));
   if (min_micro < 1) return invalid_argument("--min-micro-batch must be >= 1");
   r.min_micro_batch = static_cast<int>(min_micro);
-  r.predict = roofline_predictor();
-  ET_ASSIGN_OR_RETURN(out.density, probe_activation_density(r.factory, p.str("weights"), data, pre));
-  r.activation_density = out.density;
+  // Step times from this device's cost models (edgetrain profile); a roofline guess otherwise.
+  std::string cache = p.str("cache-dir").empty() ? default_cache_dir() : p.str("cache-dir");
+  Result<CostModel> cost = CostModel::load(profile_path(cache));
+  if (cost.is_ok()) {
+    out.cost_model = std::make_shared<CostModel>(std::move(*cost));
+    r.predict = out.cost_model->node_predictor(base.threads);
+    out.predictor = "cost models from " + profile_path(cache);
+  } else {
+    r.predict = roofline_predictor();
+    out.predictor = "roofline estimate (no profile: run `edgetrain profile` for measured cost models; " +
+                    cost.status().message() + ")";
+  }
+  out.density = density;
+  r.activation_density = density;
   ET_ASSIGN_OR_RETURN(out.plan, plan_training(r));
   ET_ASSIGN_OR_RETURN(int64_t trials, p.integer("trials"));
   if (trials > 0) {
@@ -85,6 +104,7 @@ JsonValue plan_json(const Planned& pl) {
   j.set("objective", plan_objective_name(pl.request.objective));
   j.set("activation_density", pl.density);
   j.set("planning_seconds", pl.plan.seconds);
+  j.set("step_time_predictor", pl.predictor);
   j.set("configurations_laid_out", pl.plan.evaluated);
   j.set("chosen", candidate_json(pl.plan.ranked[pl.chosen]));
   JsonValue all = JsonValue::array();
@@ -112,6 +132,7 @@ void print_plan(const Planned& pl) {
                pl.plan.evaluated, pl.plan.seconds, format_bytes(static_cast<double>(pl.request.budget_bytes)).c_str(),
                format_bytes(static_cast<double>(pl.request.reserve_bytes)).c_str(), plan_objective_name(pl.request.objective),
                pl.density);
+  std::fprintf(stderr, "step times: %s\n", pl.predictor.c_str());
   std::fprintf(stderr, "%s", plan_table(pl.plan).c_str());
   std::fprintf(stderr, "chosen: #%zu %s%s\n", pl.chosen + 1, pl.plan.ranked[pl.chosen].label.c_str(),
                pl.trials.empty() ? " (best predicted score)" : " (largest loss decrease per second in the trials)");
@@ -150,10 +171,16 @@ int run_retrain(const ArgParser& p, const Dataset& train, const Dataset* test, c
   Result<int64_t> epochs = p.integer("epochs");
   if (!epochs.is_ok()) return fail(epochs.status());
 
+  // The probe runs first: besides measuring the data's activation density, it is the process's
+  // first forward pass, which maps the kernels' code pages and OpenBLAS's packing buffers. Those
+  // belong to the program, not to retraining, so the baseline is taken after it (all the
+  // probe's own allocations are freed by then).
+  Result<double> density = probe_activation_density(graph_factory(*spec), p.str("weights"), train, pre);
+  if (!density.is_ok()) return fail(density.status());
   // Everything from here on counts against the budget.
   uint64_t rss_before = process_memory().rss;
   reset_peak_rss();
-  Result<Planned> pl = plan_for(p, *spec, train, pre);
+  Result<Planned> pl = plan_for(p, *spec, train, pre, *density);
   if (!pl.is_ok()) return fail(pl.status());
   print_plan(*pl);
   if (Status s = write_svg(p, *pl, *spec); !s.is_ok()) return fail(s);
@@ -269,7 +296,9 @@ int cmd_plan(int argc, char** argv) {
   int size = static_cast<int>(output_height(data->train, data->train_pre));
   Result<ModelSpec> spec = model_spec(p, data->train.num_classes(), size, data->train_pre.out_channels);
   if (!spec.is_ok()) return fail(spec.status());
-  Result<Planned> pl = plan_for(p, *spec, data->train, data->train_pre);
+  Result<double> density = probe_activation_density(graph_factory(*spec), p.str("weights"), data->train, data->train_pre);
+  if (!density.is_ok()) return fail(density.status());
+  Result<Planned> pl = plan_for(p, *spec, data->train, data->train_pre, *density);
   if (!pl.is_ok()) return fail(pl.status());
   print_plan(*pl);
   if (Status s = write_svg(p, *pl, *spec); !s.is_ok()) return fail(s);

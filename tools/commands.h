@@ -15,6 +15,7 @@ int cmd_demo(int argc, char** argv);
 int cmd_info(int argc, char** argv);
 int cmd_memory(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
+int cmd_profile(int argc, char** argv);
 
 // The train command's options and body, shared with the demo. Fills `summary` (the --json text).
 void add_train_command_options(ArgParser& p);

@@ -76,10 +76,16 @@ double max_rel(const Outcome& a, const Outcome& b) {
   double worst = 0;
   for (size_t i = 0; i < a.losses.size(); ++i)
     worst = std::max(worst, std::fabs(double(a.losses[i]) - b.losses[i]) / std::max(1.0, std::fabs(double(b.losses[i]))));
-  for (size_t p = 0; p < a.params.size(); ++p)
-    for (size_t k = 0; k < a.params[p].size(); ++k)
-      worst = std::max(worst, std::fabs(double(a.params[p][k]) - b.params[p][k]) /
-                                  std::max(1e-3, std::fabs(double(b.params[p][k]))));
+  // Per tensor: the largest difference relative to the tensor's largest value (elements near zero
+  // would otherwise turn rounding of a different summation order into large ratios).
+  for (size_t p = 0; p < a.params.size(); ++p) {
+    double diff = 0, scale = 1e-30;
+    for (size_t k = 0; k < a.params[p].size(); ++k) {
+      diff = std::max(diff, std::fabs(double(a.params[p][k]) - b.params[p][k]));
+      scale = std::max(scale, std::fabs(double(b.params[p][k])));
+    }
+    worst = std::max(worst, diff / scale);
+  }
   return worst;
 }
 
