@@ -259,50 +259,51 @@ PlainSteps plain_steps(const Graph& training, const ForwardInfo& f, const Graph&
   return p;
 }
 
-// A boundary set ending at some cut, as the dynamic program keeps it.
+// A boundary set ending at some cut (a path of the dynamic program), or a complete one.
 struct Label {
-  size_t kept = 0;       // bytes its boundaries keep, the last one's not yet included
-  double cost = 0;       // recompute cost of its segments
-  size_t peak = 0;       // modelled peak of its segments so far
-  int from = -1;         // the previous boundary (-1: none)
-  int from_bucket = -1;  // that boundary's label
-  bool used = false;
+  size_t kept = 0;   // bytes its boundaries keep through the segments after them
+  double cost = 0;   // recompute cost of its segments
+  size_t peak = 0;   // modelled peak of its segments so far
+  int from = -1;     // the previous boundary (-1: none)
+  int from_bucket = 0, from_rank = 0;  // that boundary's label
 };
 
-// Whether label a is a better way to reach the same kept-bytes bucket than b.
-bool better(const Label& a, const Label& b) {
-  if (!b.used) return true;
+bool cheaper(const Label& a, const Label& b) {
   if (a.cost != b.cost) return a.cost < b.cost;
-  if (a.kept != b.kept) return a.kept < b.kept;
-  return a.peak < b.peak;
+  if (a.peak != b.peak) return a.peak < b.peak;
+  return a.kept < b.kept;
 }
 
-}  // namespace
+// Keeps the `count` cheapest labels of a list, sorted.
+void insert_ranked(std::vector<Label>& list, const Label& l, size_t count) {
+  if (list.size() == count && !cheaper(l, list.back())) return;
+  list.insert(std::upper_bound(list.begin(), list.end(), l, cheaper), l);
+  if (list.size() > count) list.pop_back();
+}
 
-CheckpointChain checkpoint_chain(const Graph& training, const Graph& plain, const ArenaLayout& plain_layout,
-                                 const RecomputeCostFn& cost) {
-  ForwardInfo f = analyse(training);
-  std::vector<CutPoint> cuts = checkpoint_cut_points(training);
-  CheckpointChain c;
-  c.cuts = static_cast<int>(cuts.size());
-  int n = c.cuts;
-  size_t segments = static_cast<size_t>(n + 1) * static_cast<size_t>(n + 1);
-  c.kept.assign(segments, 0);
-  c.live.assign(segments, 0);
-  c.cost.assign(segments, 0.0);
-  int positions = static_cast<int>(f.forward.size());
-  auto cut_position = [&](int b) { return b < 0 ? -1 : b < n ? cuts[static_cast<size_t>(b)].forward_position : positions - 1; };
+// The forward position of cut b (b = -1: before the first node; b = n: the last node).
+int cut_position_of(const std::vector<CutPoint>& cuts, const ForwardInfo& f, int b) {
+  int n = static_cast<int>(cuts.size());
+  return b < 0 ? -1 : b < n ? cuts[static_cast<size_t>(b)].forward_position : static_cast<int>(f.forward.size()) - 1;
+}
 
   // Live bytes per segment, from the plain schedule's backward steps of the segment's positions.
   // At such a step the backward still needs only values produced at or before the position; of
-  // these, the ones produced after cut a are what segment (a, b] recomputes (the boundaries
-  // before it are kept, counted apart). But the recompute runs only right before the first
-  // backward step that reads one of its values: before that, only the boundary value at b (not
+  // these, the ones produced after cut a are what segment (a, b] recomputes (boundaries before
+  // cut a are kept, counted apart). But the recompute runs only right before the first backward
+  // step that reads one of its values: before that, only the boundary value at b (not
   // recomputed) is there. So at step t of segment (a, b]:
-  //   t before the recompute: other(t) + after(b, t) + [value of cut b, if live at t]
-  //   t at or after it:       other(t) + after(a, t)
-  // where after(c, t) is the activation bytes live at t produced after cut c, and other(t) the
-  // batch, gradients and workspaces. segment_live(a, b) is the most over the segment's steps.
+  //   t before the recompute: other(t) + after(b, t) + [value of cut b if live at t]
+  //                           + [value of cut a if kept]
+  //   t at or after it:       other(t) + after(a, t) + [value of cut a if live at t]
+  // where after(c, t) is the activation bytes live at t produced after cut c, other(t) the batch,
+  // gradients and workspaces, and "live at t" as in the plain schedule (backward reads it later).
+  // segment_live(a, b) is the most over the segment's steps.
+void fill_live(CheckpointChain& c, const Graph& training, const ForwardInfo& f, const std::vector<CutPoint>& cuts,
+               const Graph& plain, const ArenaLayout& plain_layout, bool last_only) {
+  int n = c.cuts;
+  int positions = static_cast<int>(f.forward.size());
+  auto cut_position = [&](int b) { return cut_position_of(cuts, f, b); };
   PlainSteps steps = plain_steps(training, f, plain, plain_layout);
   size_t nsteps = plain.nodes.size();
   std::vector<std::vector<ValueId>> produced_at(static_cast<size_t>(std::max(positions, 1)));
@@ -339,6 +340,8 @@ CheckpointChain checkpoint_chain(const Graph& training, const Graph& plain, cons
   };
   for (int a = -1; a < n; ++a) {
     const std::vector<size_t>& after_a = after[static_cast<size_t>(a + 1)];
+    ValueId before = a < 0 ? kNoValue : cuts[static_cast<size_t>(a)].value;
+    size_t before_bytes = a < 0 ? 0 : plain.value(before).bytes();
     int earlier_reads = INT32_MAX;  // first backward read of values produced in (a, previous b]
     for (int b = a + 1; b <= n; ++b) {
       ValueId kept = b < n ? cuts[static_cast<size_t>(b)].value : kNoValue;
@@ -350,20 +353,43 @@ CheckpointChain checkpoint_chain(const Graph& training, const Graph& plain, cons
           earlier_reads = std::min(earlier_reads, r);
           if (v != kept) recompute = std::min(recompute, r);
         }
+      if (last_only && b < n) continue;
       if (b == n) recompute = -1;  // never recomputed: its values are there from the forward on
       size_t live = 0;
       for (int q = cut_position(a) + 1; q <= cut_position(b); ++q)
         for (int t : backward_steps_at[static_cast<size_t>(q)]) {
           size_t bytes = steps.other[static_cast<size_t>(t)];
           if (t >= recompute)
-            bytes += after_a[static_cast<size_t>(t)];
+            bytes += after_a[static_cast<size_t>(t)] + (live_at(before, t) ? before_bytes : 0);
           else
-            bytes += after[static_cast<size_t>(b + 1)][static_cast<size_t>(t)] + (live_at(kept, t) ? plain.value(kept).bytes() : 0);
+            bytes += after[static_cast<size_t>(b + 1)][static_cast<size_t>(t)] + (live_at(kept, t) ? plain.value(kept).bytes() : 0) +
+                     c.segment_kept(a, b);
           live = std::max(live, bytes);
         }
       c.live[c.segment(a, b)] = live;
     }
   }
+}
+
+}  // namespace
+
+CheckpointChain checkpoint_chain(const Graph& training, const Graph& plain, const ArenaLayout& plain_layout,
+                                 const RecomputeCostFn& cost) {
+  return checkpoint_chain(training, plain, plain_layout, plain, plain_layout, cost);
+}
+
+CheckpointChain checkpoint_chain(const Graph& training, const Graph& plain, const ArenaLayout& plain_layout,
+                                 const Graph& dense, const ArenaLayout& dense_layout, const RecomputeCostFn& cost) {
+  ForwardInfo f = analyse(training);
+  std::vector<CutPoint> cuts = checkpoint_cut_points(training);
+  CheckpointChain c;
+  c.cuts = static_cast<int>(cuts.size());
+  int n = c.cuts;
+  size_t segments = static_cast<size_t>(n + 1) * static_cast<size_t>(n + 1);
+  c.kept.assign(segments, 0);
+  c.live.assign(segments, 0);
+  c.cost.assign(segments, 0.0);
+  auto cut_position = [&](int b) { return cut_position_of(cuts, f, b); };
 
   // Per recomputed segment: its cost, the nodes its recompute clones; whether that recompute
   // reads the boundary value before it (then that value is kept until this segment's backward).
@@ -394,6 +420,11 @@ CheckpointChain checkpoint_chain(const Graph& training, const Graph& plain, cons
       c.kept[c.segment(a, b)] = read_by_backward || read_by_recompute ? before_bytes : 0;
     }
   }
+  // Recomputed values are never packed (compression packs only the forward's), so recomputed
+  // segments are read off the schedule without compression, the kept last segment off the real one.
+  fill_live(c, training, f, cuts, dense, dense_layout, /*last_only=*/false);
+  if (&dense != &plain) fill_live(c, training, f, cuts, plain, plain_layout, /*last_only=*/true);
+
   return c;
 }
 
@@ -402,8 +433,8 @@ size_t modelled_peak(const CheckpointChain& chain, const std::vector<int>& bound
   int a = -1;
   for (size_t i = 0; i <= boundaries.size(); ++i) {
     int b = i < boundaries.size() ? boundaries[i] : chain.cuts;
-    kept += chain.segment_kept(a, b);
     peak = std::max(peak, kept + chain.segment_live(a, b));
+    kept += chain.segment_kept(a, b);
     a = b;
   }
   return peak;
@@ -419,56 +450,77 @@ double modelled_cost(const CheckpointChain& chain, const std::vector<int>& bound
   return cost;
 }
 
-std::optional<std::vector<int>> cheapest_boundaries(const CheckpointChain& chain, size_t limit) {
-  // Per cut, the labels of boundary sets ending there, one per bucket of kept bytes (the cheapest).
-  // Exact when the kept bytes of different sets differ by at least limit / kBuckets; otherwise
-  // the answer's cost is optimal among sets whose kept bytes are rounded to that grain.
+std::vector<std::vector<int>> cheapest_boundary_sets(const CheckpointChain& chain, size_t limit, int count,
+                                                     double below_cost) {
+  if (count < 1) return {};
+  size_t k = static_cast<size_t>(count);
+  // labels[b + 1][bucket]: the k cheapest boundary sets ending at cut b whose kept bytes fall in
+  // the bucket (labels[0]: the empty set). Buckets are limit / kBuckets wide.
   constexpr size_t kBuckets = 512;
   int n = chain.cuts;
   size_t grain = std::max<size_t>(1, (limit + kBuckets - 1) / kBuckets);
-  std::vector<std::vector<Label>> fronts(static_cast<size_t>(n + 1));
-  fronts[0].assign(kBuckets + 1, Label{});
-  fronts[0][0].used = true;  // the empty set: nothing kept yet
-  for (int b = 0; b < n; ++b) fronts[static_cast<size_t>(b + 1)].assign(kBuckets + 1, Label{});
-  std::optional<Label> best;
-  std::vector<int> live_buckets;
+  std::vector<std::vector<std::vector<Label>>> labels(static_cast<size_t>(n + 1),
+                                                      std::vector<std::vector<Label>>(kBuckets + 1));
+  labels[0][0].push_back(Label{});
+  std::vector<Label> complete;  // the k cheapest complete sets
+  struct Ref {
+    int bucket, rank;
+  };
+  std::vector<Ref> front;
+  std::vector<double> best_costs;  // the k lowest costs among the front so far
   for (int a = -1; a < n; ++a) {
-    const std::vector<Label>& from = fronts[static_cast<size_t>(a + 1)];
-    // Only the Pareto front goes on: a label costing no less than one with fewer kept bytes
-    // can never do better.
-    live_buckets.clear();
-    double cheapest = INFINITY;
-    for (size_t k = 0; k < from.size(); ++k)
-      if (from[k].used && from[k].cost < cheapest) {
-        cheapest = from[k].cost;
-        live_buckets.push_back(static_cast<int>(k));
+    const std::vector<std::vector<Label>>& from = labels[static_cast<size_t>(a + 1)];
+    // Only labels fewer than k others beat on both kept bytes and cost go on: k sets that keep
+    // no more and cost no more complete every way this one does, and better.
+    // Nor do labels costing more than the k-th cheapest complete set so far: costs only grow.
+    double bound = complete.size() == k ? std::min(below_cost, complete.back().cost) : below_cost;
+    front.clear();
+    best_costs.clear();
+    for (size_t bucket = 0; bucket < from.size(); ++bucket)
+      for (size_t rank = 0; rank < from[bucket].size(); ++rank) {
+        double c = from[bucket][rank].cost;
+        if (c > bound || (c == bound && bound == below_cost)) continue;
+        if (best_costs.size() == k && best_costs.back() <= c) continue;
+        best_costs.insert(std::upper_bound(best_costs.begin(), best_costs.end(), c), c);
+        if (best_costs.size() > k) best_costs.pop_back();
+        front.push_back({static_cast<int>(bucket), static_cast<int>(rank)});
       }
     for (int b = a + 1; b <= n; ++b) {
       size_t kept = chain.segment_kept(a, b), live = chain.segment_live(a, b);
       double cost = chain.segment_cost(a, b);
-      for (int k : live_buckets) {
-        const Label& l = from[static_cast<size_t>(k)];
-        if (l.kept + kept + live > limit) continue;
-        Label next{l.kept + kept, l.cost + cost, std::max(l.peak, l.kept + kept + live), a, k, true};
+      for (const Ref& r : front) {
+        const Label& l = from[static_cast<size_t>(r.bucket)][static_cast<size_t>(r.rank)];
+        if (l.kept + live > limit) continue;
+        Label next{l.kept + kept, l.cost + cost, std::max(l.peak, l.kept + live), a, r.bucket, r.rank};
+        if (next.cost >= below_cost) continue;
         if (b == n) {
-          if (!best || next.cost < best->cost || (next.cost == best->cost && next.peak < best->peak)) best = next;
-          continue;
+          insert_ranked(complete, next, k);
+        } else if (next.kept <= limit) {  // else the next segment cannot fit
+          insert_ranked(labels[static_cast<size_t>(b + 1)][next.kept / grain], next, k);
         }
-        Label& slot = fronts[static_cast<size_t>(b + 1)][next.kept / grain];
-        if (better(next, slot)) slot = next;
       }
     }
   }
-  if (!best) return std::nullopt;
-  std::vector<int> boundaries;
-  for (int b = best->from, k = best->from_bucket; b >= 0;) {
-    boundaries.push_back(b);
-    const Label& l = fronts[static_cast<size_t>(b + 1)][static_cast<size_t>(k)];
-    b = l.from;
-    k = l.from_bucket;
+  std::vector<std::vector<int>> sets;
+  for (const Label& last : complete) {
+    std::vector<int> boundaries;
+    for (int b = last.from, bucket = last.from_bucket, rank = last.from_rank; b >= 0;) {
+      boundaries.push_back(b);
+      const Label& l = labels[static_cast<size_t>(b + 1)][static_cast<size_t>(bucket)][static_cast<size_t>(rank)];
+      b = l.from;
+      bucket = l.from_bucket;
+      rank = l.from_rank;
+    }
+    std::reverse(boundaries.begin(), boundaries.end());
+    sets.push_back(std::move(boundaries));
   }
-  std::reverse(boundaries.begin(), boundaries.end());
-  return boundaries;
+  return sets;
+}
+
+std::optional<std::vector<int>> cheapest_boundaries(const CheckpointChain& chain, size_t limit) {
+  std::vector<std::vector<int>> sets = cheapest_boundary_sets(chain, limit, 1, INFINITY);
+  if (sets.empty()) return std::nullopt;
+  return sets.front();
 }
 
 }  // namespace edgetrain

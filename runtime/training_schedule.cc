@@ -1,5 +1,6 @@
 #include "runtime/training_schedule.h"
 
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <utility>
@@ -40,18 +41,17 @@ Result<Graph> finish_schedule(const Graph& training, const std::vector<int>& bou
 
 // Budget mode: the fewest recomputed bytes whose exact arena fits the budget.
 //
-// The dynamic program (cheapest_boundaries, memory/checkpointing.h) finds the cheapest boundaries
-// under a modelled peak. The model leaves out arena fragmentation, the recompute's transient
-// values and compression, so every answer is laid out exactly and only an exact fit counts. The
-// search moves the model's limit: it starts at the budget, steps by the exact arena's miss until
-// one answer fits and a looser one does not, then bisects between the two. If no answer fits, the
-// byte-balanced segmentations of every segment count are tried too. An exact layout costs a few
-// milliseconds (MobileNetV2), the dynamic program well under one.
+// The dynamic program (memory/checkpointing.h) finds the cheapest boundaries under a modelled
+// peak read off the plain schedule. The model leaves out arena fragmentation and short-lived
+// recompute values, so every answer is laid out exactly and only an exact fit counts
+// (BudgetSearch). If no answer fits, the byte-balanced segmentations of every segment count are
+// tried too. An exact layout of MobileNetV2 costs about 2 ms, one dynamic program under 2 ms; a
+// whole search typically 5-25 ms.
 namespace {
 
 class BudgetSearch {
  public:
-  BudgetSearch(const Graph& training, int micro_batches, const CompressionConfig& compression, size_t budget)
+  BudgetSearch(const Graph& training, int micro_batches, const CompressionConfig& compression, int64_t budget)
       : training_(training), micro_batches_(micro_batches), compression_(compression), budget_(budget) {}
 
   // The exact arena of a boundary set (laid out once per set); keeps the cheapest fit so far.
@@ -62,7 +62,7 @@ class BudgetSearch {
     ET_ASSIGN_OR_RETURN(ArenaLayout layout, layout_arena(g));
     tried_.emplace_back(b, layout.arena_bytes);
     smallest_ = std::min(smallest_, layout.arena_bytes);
-    if (layout.arena_bytes <= budget_) {
+    if (static_cast<int64_t>(layout.arena_bytes) <= budget_) {
       size_t cost = recomputed_bytes(g);
       if (!found_ || cost < best_cost_ || (cost == best_cost_ && layout.arena_bytes < best_arena_)) {
         best_ = std::move(g);
@@ -74,34 +74,67 @@ class BudgetSearch {
     return layout.arena_bytes;
   }
 
+  // The model errs mostly low (arena fragmentation, a recompute's short-lived values), so a set
+  // it puts over the budget rarely fits; with compression it can err high (it counts kept
+  // boundaries dense where the schedule packs them). The search calibrates the limit it gives
+  // the dynamic program by the least error it has seen, e = min(exact arena - modelled peak):
+  //  - limit = budget first; after an answer b misses, the lower of modelled_peak(b) - 1 (the
+  //    cheapest set the model ranks below b: fragmentation makes near misses, and the next step
+  //    usually fits) and budget - e;
+  //  - while every answer fits and budget - e is looser than the last limit, loosen to it;
+  //  - once both a fit and a miss are known, bisect between their limits;
+  //  - then verify, in order of cost, the cheapest sets under budget - e that cost less than the
+  //    fit found (at most 64): near misses can hide a cheaper fit behind them.
   Status search_model(const CheckpointChain& chain) {
     constexpr int kMaxSteps = 24;
-    size_t min_step = std::max<size_t>(budget_ / 512, 64);
-    // lo: the loosest limit whose answer fit (or that was too tight for the model); hi: the
-    // tightest limit whose answer did not fit. 0 and SIZE_MAX: none seen yet.
-    size_t lo = 0, hi = SIZE_MAX, limit = budget_, step = min_step;
+    int64_t min_step = std::max<int64_t>(budget_ / 1024, 64);
+    // lo: the loosest limit whose answer fit (or that the model could not meet at all); hi: the
+    // tightest whose answer did not fit (an answer b answers every limit from modelled_peak(b) up).
+    int64_t lo = 0, hi = INT64_MAX, limit = budget_;
     for (int i = 0; i < kMaxSteps; ++i) {
-      std::optional<std::vector<int>> b = cheapest_boundaries(chain, limit);
-      size_t arena = 0;
+      std::optional<std::vector<int>> b = cheapest_boundaries(chain, static_cast<size_t>(limit));
+      bool fits = !b;  // too tight for the model: counts as the tight side
       if (b) {
-        ET_ASSIGN_OR_RETURN(arena, arena_of(*b));
+        ET_ASSIGN_OR_RETURN(fits, verify(chain, *b));
+        if (!fits) hi = std::min(hi, static_cast<int64_t>(modelled_peak(chain, *b)));
       }
-      // No checkpointing is the plain schedule, which does not fit (the caller tried it first).
-      bool tight = !b || (!b->empty() && arena <= budget_);
-      if (tight) lo = limit; else hi = limit;
-      if (lo != 0 && hi != SIZE_MAX) {
+      if (fits) lo = std::max(lo, limit);
+      if (hi <= lo + 1) break;  // nothing lies between
+      if (lo != 0 && hi != INT64_MAX) {
         if (hi - lo <= min_step) break;
         limit = lo + (hi - lo) / 2;
-      } else if (hi == SIZE_MAX) {  // loosen: by the room the fit left, or faster while the model has no answer
-        step = b ? std::max(budget_ - arena, min_step) : step * 2;
-        limit += step;
-      } else {  // tighten by the miss
-        if (limit <= min_step) break;
-        limit -= std::min(limit - 1, std::max(arena > budget_ ? arena - budget_ : 0, min_step));
+      } else if (hi == INT64_MAX) {
+        if (!b || calibrated_limit() < limit + min_step) break;  // nothing looser worth a try
+        limit = calibrated_limit();
+      } else {
+        limit = std::min(hi - 1, calibrated_limit());
+        if (limit <= 0) break;
       }
+    }
+    double below = found_ ? static_cast<double>(best_cost_) : INFINITY;
+    int64_t limit2 = calibrated_limit();
+    for (int count : {16, 64}) {  // 64 only if all 16 miss (those are cached)
+      if (limit2 <= 0) break;
+      std::vector<std::vector<int>> sets = cheapest_boundary_sets(chain, static_cast<size_t>(limit2), count, below);
+      for (const std::vector<int>& b : sets) {
+        ET_ASSIGN_OR_RETURN(bool fits, verify(chain, b));
+        if (fits) return Status::ok();
+      }
+      if (sets.size() < static_cast<size_t>(count)) break;
     }
     return Status::ok();
   }
+
+  // Whether a set the dynamic program proposes fits exactly; notes the model's error.
+  Result<bool> verify(const CheckpointChain& chain, const std::vector<int>& b) {
+    if (b.empty()) return false;  // no checkpointing: the plain schedule, which the caller found too big
+    ET_ASSIGN_OR_RETURN(size_t arena, arena_of(b));
+    min_error_ = std::min(min_error_, static_cast<int64_t>(arena) - static_cast<int64_t>(modelled_peak(chain, b)));
+    return static_cast<int64_t>(arena) <= budget_;
+  }
+
+  // The budget less the model's least error so far: what a set's modelled peak must stay under.
+  int64_t calibrated_limit() const { return min_error_ == INT64_MAX ? budget_ : budget_ - min_error_; }
 
   bool found() const { return found_; }
   size_t smallest() const { return smallest_; }
@@ -111,9 +144,10 @@ class BudgetSearch {
   const Graph& training_;
   int micro_batches_;
   const CompressionConfig& compression_;
-  size_t budget_;
+  int64_t budget_;
   std::vector<std::pair<std::vector<int>, size_t>> tried_;  // boundary set, exact arena
   size_t smallest_ = SIZE_MAX;
+  int64_t min_error_ = INT64_MAX;  // the least (exact arena - modelled peak) seen; INT64_MAX: none yet
   bool found_ = false;
   Graph best_;
   size_t best_cost_ = 0, best_arena_ = 0;
@@ -124,11 +158,18 @@ class BudgetSearch {
 Result<Graph> fit_checkpoints_to_budget(const Graph& training, int micro_batches, const CompressionConfig& compression,
                                         int64_t budget) {
   if (budget <= 0) return invalid_argument("checkpoint budget must be positive");
-  BudgetSearch search(training, micro_batches, compression, static_cast<size_t>(budget));
+  BudgetSearch search(training, micro_batches, compression, budget);
   ET_ASSIGN_OR_RETURN(Graph plain, finish_schedule(training, {}, micro_batches, compression));
   ET_ASSIGN_OR_RETURN(ArenaLayout plain_layout, layout_arena(plain));
   if (static_cast<int64_t>(plain_layout.arena_bytes) <= budget) return plain;
-  CheckpointChain chain = checkpoint_chain(training, plain, plain_layout);
+  CheckpointChain chain;
+  if (compression.sparse_activations || compression.relu_masks) {
+    ET_ASSIGN_OR_RETURN(Graph dense, finish_schedule(training, {}, micro_batches, CompressionConfig{}));
+    ET_ASSIGN_OR_RETURN(ArenaLayout dense_layout, layout_arena(dense));
+    chain = checkpoint_chain(training, plain, plain_layout, dense, dense_layout);
+  } else {
+    chain = checkpoint_chain(training, plain, plain_layout);
+  }
   ET_RETURN_IF_ERROR(search.search_model(chain));
   if (!search.found()) {
     std::vector<CutPoint> cuts = checkpoint_cut_points(training);

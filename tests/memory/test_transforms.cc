@@ -308,3 +308,27 @@ TEST(Compression, PackedActivationsAppearInTheTimelineAndShrinkSavedBytes) {
 
 }  // namespace
 }  // namespace edgetrain
+
+namespace edgetrain {
+namespace {
+
+// Budget mode (memory/checkpointing.h's dynamic program, verified by exact layouts) trains
+// exactly like the plain schedule, inside the budget, recomputing no more than sqrt-bytes
+// checkpointing does in the same memory.
+TEST_P(Levers, BudgetCheckpointingGivesIdenticalTrainingWithinTheBudget) {
+  TrainConfig sqrt_bytes;
+  sqrt_bytes.checkpoint.mode = CheckpointMode::kSqrtBytes;
+  Outcome a = train3(GetParam(), TrainConfig{}), s = train3(GetParam(), sqrt_bytes);
+  TrainConfig budget;
+  budget.checkpoint.mode = CheckpointMode::kBudget;
+  budget.checkpoint.budget_bytes = static_cast<int64_t>(s.arena);  // sqrt-bytes fits it: so must the choice
+  Outcome b = train3(GetParam(), budget);
+  EXPECT_EQ(max_rel(b, a), 0.0);
+  EXPECT_LE(b.arena, s.arena);
+  EXPECT_GT(b.recomputed, 0u);
+  EXPECT_LE(b.recomputed, s.recomputed);
+  EXPECT_EQ(b.measured_high_water, b.planned_high_water);
+}
+
+}  // namespace
+}  // namespace edgetrain
