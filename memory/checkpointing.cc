@@ -287,18 +287,19 @@ int cut_position_of(const std::vector<CutPoint>& cuts, const ForwardInfo& f, int
   return b < 0 ? -1 : b < n ? cuts[static_cast<size_t>(b)].forward_position : static_cast<int>(f.forward.size()) - 1;
 }
 
-  // Live bytes per segment, from the plain schedule's backward steps of the segment's positions.
-  // At such a step the backward still needs only values produced at or before the position; of
-  // these, the ones produced after cut a are what segment (a, b] recomputes (boundaries before
-  // cut a are kept, counted apart). But the recompute runs only right before the first backward
-  // step that reads one of its values: before that, only the boundary value at b (not
-  // recomputed) is there. So at step t of segment (a, b]:
-  //   t before the recompute: other(t) + after(b, t) + [value of cut b if live at t]
-  //                           + [value of cut a if kept]
-  //   t at or after it:       other(t) + after(a, t) + [value of cut a if live at t]
-  // where after(c, t) is the activation bytes live at t produced after cut c, other(t) the batch,
-  // gradients and workspaces, and "live at t" as in the plain schedule (backward reads it later).
-  // segment_live(a, b) is the most over the segment's steps.
+// Fills segment_live from a plain schedule (last_only: only the kept last segments), read off
+// the plain schedule's backward steps of each segment's positions.
+// At such a step the backward still needs only values produced at or before the position; of
+// these, the ones produced after cut a are what segment (a, b] recomputes (boundaries before
+// cut a are kept, counted apart). But the recompute runs only right before the first backward
+// step that reads one of its values: before that, only the boundary value at b (not
+// recomputed) is there. So at step t of segment (a, b]:
+//   t before the recompute: other(t) + after(b, t) + [value of cut b if live at t]
+//                           + [value of cut a if kept]
+//   t at or after it:       other(t) + after(a, t) + [value of cut a if live at t]
+// where after(c, t) is the activation bytes live at t produced after cut c, other(t) the batch,
+// gradients and workspaces, and "live at t" as in the plain schedule (backward reads it later).
+// segment_live(a, b) is the most over the segment's steps.
 void fill_live(CheckpointChain& c, const Graph& training, const ForwardInfo& f, const std::vector<CutPoint>& cuts,
                const Graph& plain, const ArenaLayout& plain_layout, bool last_only) {
   int n = c.cuts;
