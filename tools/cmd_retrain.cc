@@ -7,6 +7,8 @@
 // a reserve for the process's own growth while training (thread stacks, allocator bookkeeping,
 // code pages first touched by backward kernels; --reserve). retrain measures it from outside the
 // plan: peak RSS (VmHWM) minus RSS after the density probe (which warms the program up).
+#include <malloc.h>
+
 #include <cstdio>
 #include <memory>
 
@@ -39,7 +41,6 @@ void add_plan_options(ArgParser& p) {
 namespace {
 
 struct Planned {
-  std::shared_ptr<CostModel> cost_model;  // kept alive: request.predict refers to it
   std::string predictor;
   PlanRequest request;
   Plan plan;
@@ -48,8 +49,32 @@ struct Planned {
   std::vector<TrialResult> trials;
 };
 
+// The step-time predictor: this device's cost models (edgetrain profile), else a roofline guess.
+// Loaded before the retraining baseline: the models are program state, like its code.
+struct Predictor {
+  std::shared_ptr<CostModel> cost_model;  // kept alive: the predictor refers to it
+  NodeTimePredictor predict;
+  std::string description;
+};
+
+Predictor load_predictor(const ArgParser& p, int threads) {
+  Predictor out;
+  std::string cache = p.str("cache-dir").empty() ? default_cache_dir() : p.str("cache-dir");
+  Result<CostModel> cost = CostModel::load(profile_path(cache));
+  if (cost.is_ok()) {
+    out.cost_model = std::make_shared<CostModel>(std::move(*cost));
+    out.predict = out.cost_model->node_predictor(threads);
+    out.description = "cost models from " + profile_path(cache);
+  } else {
+    out.predict = roofline_predictor();
+    out.description = "roofline estimate (no profile: run `edgetrain profile` for measured cost models; " +
+                      cost.status().message() + ")";
+  }
+  return out;
+}
+
 Result<Planned> plan_for(const ArgParser& p, const ModelSpec& spec, const Dataset& data, const Preprocess& pre,
-                         double density) {
+                         double density, const Predictor& predictor) {
   Planned out;
   if (p.str("budget").empty()) return invalid_argument("--budget is required (e.g. --budget 64MiB)");
   ET_ASSIGN_OR_RETURN(uint64_t budget, p.bytes("budget"));
@@ -67,18 +92,8 @@ Result<Planned> plan_for(const ArgParser& p, const ModelSpec& spec, const Datase
   ET_ASSIGN_OR_RETURN(int64_t min_micro, p.integer("min-micro-batch"));
   if (min_micro < 1) return invalid_argument("--min-micro-batch must be >= 1");
   r.min_micro_batch = static_cast<int>(min_micro);
-  // Step times from this device's cost models (edgetrain profile); a roofline guess otherwise.
-  std::string cache = p.str("cache-dir").empty() ? default_cache_dir() : p.str("cache-dir");
-  Result<CostModel> cost = CostModel::load(profile_path(cache));
-  if (cost.is_ok()) {
-    out.cost_model = std::make_shared<CostModel>(std::move(*cost));
-    r.predict = out.cost_model->node_predictor(base.threads);
-    out.predictor = "cost models from " + profile_path(cache);
-  } else {
-    r.predict = roofline_predictor();
-    out.predictor = "roofline estimate (no profile: run `edgetrain profile` for measured cost models; " +
-                    cost.status().message() + ")";
-  }
+  r.predict = predictor.predict;
+  out.predictor = predictor.description;
   out.density = density;
   r.activation_density = density;
   ET_ASSIGN_OR_RETURN(out.plan, plan_training(r));
@@ -177,14 +192,22 @@ int run_retrain(const ArgParser& p, const Dataset& train, const Dataset* test, c
   // probe's own allocations are freed by then).
   Result<double> density = probe_activation_density(graph_factory(*spec), p.str("weights"), train, pre);
   if (!density.is_ok()) return fail(density.status());
+  Result<int64_t> threads = p.integer("threads");
+  if (!threads.is_ok()) return fail(threads.status());
+  Predictor predictor = load_predictor(p, static_cast<int>(*threads));
+  // Give freed heap memory back to the system first: otherwise the trainer could reuse pages the
+  // set-up freed and the measurement below would miss them.
+  malloc_trim(0);
   // Everything from here on counts against the budget.
   uint64_t rss_before = process_memory().rss;
   reset_peak_rss();
-  Result<Planned> pl = plan_for(p, *spec, train, pre, *density);
+  Result<Planned> pl = plan_for(p, *spec, train, pre, *density, predictor);
   if (!pl.is_ok()) return fail(pl.status());
   print_plan(*pl);
   if (Status s = write_svg(p, *pl, *spec); !s.is_ok()) return fail(s);
   const PlanCandidate& chosen = pl->plan.ranked[pl->chosen];
+  uint64_t planning_peak = process_memory().peak_rss - std::min(process_memory().peak_rss, rss_before);
+  malloc_trim(0);  // the candidates' schedules are gone: hand their pages back before training
 
   TrainerOptions o = pl->request.base;
   o.config = chosen.config;
@@ -225,6 +248,7 @@ int run_retrain(const ArgParser& p, const Dataset& train, const Dataset* test, c
                format_bytes(static_cast<double>(chosen.predicted_peak)).c_str(), format_bytes(static_cast<double>(used)).c_str(),
                format_bytes(static_cast<double>(pl->request.budget_bytes)).c_str(), within ? "within" : "EXCEEDED");
   JsonValue m = JsonValue::object();
+  m.set("planning_peak_rss_increase_bytes", static_cast<int64_t>(planning_peak));
   m.set("planned_peak_bytes", static_cast<int64_t>(chosen.predicted_peak));
   m.set("measured_peak_rss_increase_bytes", static_cast<int64_t>(used));
   m.set("budget_bytes", static_cast<int64_t>(pl->request.budget_bytes));
@@ -298,7 +322,10 @@ int cmd_plan(int argc, char** argv) {
   if (!spec.is_ok()) return fail(spec.status());
   Result<double> density = probe_activation_density(graph_factory(*spec), p.str("weights"), data->train, data->train_pre);
   if (!density.is_ok()) return fail(density.status());
-  Result<Planned> pl = plan_for(p, *spec, data->train, data->train_pre, *density);
+  Result<int64_t> threads = p.integer("threads");
+  if (!threads.is_ok()) return fail(threads.status());
+  Predictor predictor = load_predictor(p, static_cast<int>(*threads));
+  Result<Planned> pl = plan_for(p, *spec, data->train, data->train_pre, *density, predictor);
   if (!pl.is_ok()) return fail(pl.status());
   print_plan(*pl);
   if (Status s = write_svg(p, *pl, *spec); !s.is_ok()) return fail(s);
