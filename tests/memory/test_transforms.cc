@@ -201,7 +201,9 @@ TEST(Checkpointing, BudgetModeFitsTheBudgetOrSaysWhatWouldFit) {
     }
     size_t arena = layout_arena(s->graph)->arena_bytes;
     EXPECT_LE(static_cast<int64_t>(arena), c.checkpoint.budget_bytes) << fraction;
-    if (fraction == 1.0) EXPECT_EQ(recomputed_bytes(s->graph), 0u) << "no recompute needed at the plain arena";
+    if (fraction == 1.0) {
+      EXPECT_EQ(recomputed_bytes(s->graph), 0u) << "no recompute needed at the plain arena";
+    }
   }
   TrainConfig tiny;
   tiny.checkpoint.mode = CheckpointMode::kBudget;
