@@ -45,6 +45,7 @@ struct PlanRequest {
   double activation_density = -1.0;
   double capacity_margin = 0.10;  // slot capacity = density + margin
   bool allow_freezing = true;     // false: every candidate trains all parameters
+  bool allow_fitted_checkpoints = true;  // checkpoint mode kBudget (the DP) with what is left
   NodeTimePredictor predict;      // required
   int keep = 8;                   // feasible candidates to return, best first
   int max_micro_batches = 32;
