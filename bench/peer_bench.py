@@ -288,6 +288,30 @@ def print_profile(tag, prof, file=sys.stdout):
               f"{k['percent_of_sgemm_peak']:7.1f}%{k['gbytes_per_s']:8.2f}", file=file)
 
 
+def markdown(result):
+    """The README's table: header line with date, CPU and BLAS core, then one row per configuration."""
+    t = result["torch"]
+    lines = [f"{result['date'][:10]}, {result['cpu']} ({result['hardware_threads']} hardware threads), OpenBLAS core "
+             f"{result['blas_core']}, {result['threads']} threads, "
+             + (f"PyTorch {t['torch']} (BLAS {t['blas_info']})" if t else "no PyTorch")
+             + f", median of {result['rounds']} alternating round(s)" + (" (QUICK)" if result["quick"] else "")
+             + (", machine BUSY" if result["machine_busy"] else "") + ".", "",
+             "| configuration | edgetrain ms | PyTorch ms | speed-up | edgetrain peak RSS | PyTorch peak RSS | "
+             "RSS ratio | RSS increase et / PyTorch | target | met |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    for s in result["summaries"]:
+        et, th = s["edgetrain"] or {}, s["torch"] or {}
+        mib = lambda d, k: fmt(d[k] / MIB if d.get(k) is not None else None, ".0f")  # noqa: E731
+        incr = lambda d: fmt(d["peak_rss_increase_bytes"] / MIB if d else None, ".1f")  # noqa: E731
+        met = "-" if s["met"] is None else ("yes" if s["met"] else "**no** (" + ", ".join(s["missed"]) + ")")
+        lines.append(f"| {s['model']} {s['size']}x{s['size']} b{s['batch']} {s['mode']} | "
+                     f"{fmt(et.get('step_ms'), '.1f')} | {fmt(th.get('step_ms'), '.1f')} | "
+                     f"{fmt(s['speedup'], '.2f')}{'x' if s['speedup'] is not None else ''} | "
+                     f"{mib(et, 'peak_rss_bytes')} MiB | {mib(th, 'peak_rss_bytes')} MiB | {fmt(s['rss_ratio'], '.2f')} | "
+                     f"{incr(et)} / {incr(th)} MiB | {target_text(s['target'])} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--torch-child", help=argparse.SUPPRESS)
@@ -401,9 +425,9 @@ def main():
     print_table(summaries, have_torch)
     for tag, prof in profiles.items():
         print_profile(tag, prof)
-    if busy or load_after[0] >= 0.5 * (os.cpu_count() or 1):
-        print(f"\nWARNING: load average {load_before[0]:.2f} before, {load_after[0]:.2f} after: the machine was "
-              "busy, the numbers above are unreliable")
+    if busy:
+        print(f"\nWARNING: load average {load_before[0]:.2f} at the start: the machine was busy, the numbers "
+              "above are unreliable")
     met = [s["met"] for s in summaries if s["met"] is not None]
     if met:
         print(f"\ntargets met: {sum(met)} of {len(met)}")
@@ -417,11 +441,15 @@ def main():
                   wall_s=time.time() - t0, summaries=summaries, runs=raw, profiles=profiles, errors=errors)
     paths = [a.out] if a.out else [os.path.join(HERE, "results", f"bench-{now:%Y%m%d-%H%M}.json"),
                                    os.path.join(HERE, "results", "latest.json")]
+    md = markdown(result)
     for path in paths:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(path, "w") as f:
             json.dump(result, f, indent=1)
-    print(f"\nwrote {', '.join(paths)}  (total {time.time() - t0:.0f} s)")
+        with open(os.path.splitext(path)[0] + ".md", "w") as f:
+            f.write(md)
+    print("\n" + md)
+    print(f"wrote {', '.join(paths)} (and .md)  (total {time.time() - t0:.0f} s)")
     return 1 if errors else 0
 
 

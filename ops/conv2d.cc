@@ -238,11 +238,21 @@ ConvPath conv_path(const ConvGeometry& g) {
 
 // Floats of workspace each direction needs: depthwise keeps a channel-contiguous copy of the
 // weights (or of the weight gradient), im2col keeps one image's columns for one group.
+// im2col works on a chunk of images at once so every GEMM has at least this many rows: at the
+// late layers of a CNN on small inputs an image has 1-4 output pixels, and one GEMM per image
+// degenerates to a matrix-vector product (measured: ResNet-18 layer4 at 32x32 ran at ~1 GFLOP/s).
+constexpr int64_t kMinGemmRows = 256;
+
+int64_t images_per_chunk(const ConvGeometry& g) {
+  int64_t pixels = std::max<int64_t>(1, g.out_h * g.out_w);
+  return std::clamp<int64_t>((kMinGemmRows + pixels - 1) / pixels, 1, std::max<int64_t>(1, g.n));
+}
+
 int64_t workspace_floats(const ConvGeometry& g) {
   switch (conv_path(g)) {
     case ConvPath::kDepthwise: return g.kh * g.kw * g.c;
     case ConvPath::kPointwise: return 0;
-    case ConvPath::kIm2col: return g.out_h * g.out_w * g.kh * g.kw * g.c_per_group();
+    case ConvPath::kIm2col: return images_per_chunk(g) * g.out_h * g.out_w * g.kh * g.kw * g.c_per_group();
   }
   return 0;
 }
@@ -494,13 +504,15 @@ void conv2d_forward(const KernelCall& call) {
     return;
   }
   float* cols = workspace_for(call, g);
-  for (int64_t n = 0; n < g.n; ++n) {
-    const float* x_img = x + n * g.h * g.w * g.c;
-    float* y_img = y + n * pixels * g.out_c;
+  const int64_t chunk = images_per_chunk(g);
+  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+    const int64_t count = std::min(chunk, g.n - n0);
+    float* y_rows = y + n0 * pixels * g.out_c;  // the chunk's output rows are contiguous (NHWC)
     for (int64_t gi = 0; gi < g.groups; ++gi) {
-      im2col(call.parallel, g, x_img, gi * cpg, cpg, cols);
-      gemm(call.parallel, false, true, pixels, opg, kg, 1.0f, cols, kg,
-                  w + gi * opg * kg, kg, beta, y_img + gi * opg, g.out_c);
+      for (int64_t i = 0; i < count; ++i)
+        im2col(call.parallel, g, x + (n0 + i) * g.h * g.w * g.c, gi * cpg, cpg, cols + i * pixels * kg);
+      gemm(call.parallel, false, true, count * pixels, opg, kg, 1.0f, cols, kg,
+                  w + gi * opg * kg, kg, beta, y_rows + gi * opg, g.out_c);
     }
   }
 }
@@ -530,13 +542,15 @@ void conv2d_backward_data(const KernelCall& call) {
   // caller asked to accumulate.
   if (!accumulate) std::memset(dx, 0, sizeof(float) * g.n * g.h * g.w * g.c);
   float* cols = workspace_for(call, g);
-  for (int64_t n = 0; n < g.n; ++n) {
-    const float* dy_img = dy + n * pixels * g.out_c;
-    float* dx_img = dx + n * g.h * g.w * g.c;
+  const int64_t chunk = images_per_chunk(g);
+  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+    const int64_t count = std::min(chunk, g.n - n0);
+    const float* dy_rows = dy + n0 * pixels * g.out_c;
     for (int64_t gi = 0; gi < g.groups; ++gi) {
-      gemm(call.parallel, false, false, pixels, kg, opg, 1.0f,
-                  dy_img + gi * opg, g.out_c, w + gi * opg * kg, kg, 0.0f, cols, kg);
-      col2im_add(call.parallel, g, cols, gi * cpg, cpg, dx_img);
+      gemm(call.parallel, false, false, count * pixels, kg, opg, 1.0f,
+                  dy_rows + gi * opg, g.out_c, w + gi * opg * kg, kg, 0.0f, cols, kg);
+      for (int64_t i = 0; i < count; ++i)
+        col2im_add(call.parallel, g, cols + i * pixels * kg, gi * cpg, cpg, dx + (n0 + i) * g.h * g.w * g.c);
     }
   }
 }
@@ -567,15 +581,17 @@ void conv2d_backward_weight(const KernelCall& call) {
     return;
   }
   float* cols = workspace_for(call, g);
-  for (int64_t n = 0; n < g.n; ++n) {
-    const float* x_img = x + n * g.h * g.w * g.c;
-    const float* dy_img = dy + n * pixels * g.out_c;
-    // The first image overwrites dW unless the caller asked to accumulate.
-    const float beta = (n == 0 && !acc_dw) ? 0.0f : 1.0f;
+  const int64_t chunk = images_per_chunk(g);
+  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+    const int64_t count = std::min(chunk, g.n - n0);
+    const float* dy_rows = dy + n0 * pixels * g.out_c;
+    // The first chunk overwrites dW unless the caller asked to accumulate.
+    const float beta = (n0 == 0 && !acc_dw) ? 0.0f : 1.0f;
     for (int64_t gi = 0; gi < g.groups; ++gi) {
-      im2col(call.parallel, g, x_img, gi * cpg, cpg, cols);
-      gemm(call.parallel, true, false, opg, kg, pixels, 1.0f,
-                  dy_img + gi * opg, g.out_c, cols, kg, beta, dw + gi * opg * kg, kg);
+      for (int64_t i = 0; i < count; ++i)
+        im2col(call.parallel, g, x + (n0 + i) * g.h * g.w * g.c, gi * cpg, cpg, cols + i * pixels * kg);
+      gemm(call.parallel, true, false, opg, kg, count * pixels, 1.0f,
+                  dy_rows + gi * opg, g.out_c, cols, kg, beta, dw + gi * opg * kg, kg);
     }
   }
 }

@@ -42,7 +42,7 @@ std::string describe_config(const TrainConfig& c, int layer_count) {
     case CheckpointMode::kNone: break;
     case CheckpointMode::kSqrtBytes: s += ", ckpt sqrt"; break;
     case CheckpointMode::kManual: s += ", ckpt manual"; break;
-    case CheckpointMode::kBudget: s += ", ckpt budget"; break;
+    case CheckpointMode::kBudget: s += ", ckpt fitted"; break;
   }
   if (c.compression.relu_masks) s += ", masks";
   if (c.compression.sparse_activations) {
@@ -67,8 +67,15 @@ Result<double> predict_seconds(const PlanRequest& r, const TrainConfig& config, 
                                bool* batch_statistics = nullptr) {
   TrainConfig one = config;
   one.micro_batches = 1;
-  if (one.checkpoint.mode == CheckpointMode::kBudget) one.checkpoint.mode = CheckpointMode::kSqrtBytes;
-  ET_ASSIGN_OR_RETURN(TrainingSchedule s, make_training_schedule(r.factory, r.base.batch / k, one));
+  // Budget checkpointing before its budget is known (a combination's upper bound): sqrt segments.
+  if (one.checkpoint.mode == CheckpointMode::kBudget && one.checkpoint.budget_bytes <= 0)
+    one.checkpoint.mode = CheckpointMode::kSqrtBytes;
+  Result<TrainingSchedule> built = make_training_schedule(r.factory, r.base.batch / k, one);
+  if (!built.is_ok() && one.checkpoint.mode == CheckpointMode::kBudget) {
+    one.checkpoint.mode = CheckpointMode::kSqrtBytes;
+    built = make_training_schedule(r.factory, r.base.batch / k, one);
+  }
+  ET_ASSIGN_OR_RETURN(TrainingSchedule s, std::move(built));
   double passes = 0, updates = 0;
   for (const Node& n : s.graph.nodes) (n.phase == Phase::kUpdate ? updates : passes) += r.predict(s.graph, n);
   if (batch_statistics) {
@@ -137,13 +144,19 @@ Result<Plan> plan_training(const PlanRequest& r) {
       compressions.push_back(sparse);
     }
   }
-  std::vector<CheckpointConfig> checkpoints(2);
+  // Checkpointing: none, byte-balanced sqrt segments, and the cheapest recompute whose exact arena
+  // fits what the budget leaves for it (the dynamic program of memory/checkpointing.h).
+  std::vector<CheckpointConfig> checkpoints(3);
   checkpoints[1].mode = CheckpointMode::kSqrtBytes;
+  checkpoints[2].mode = CheckpointMode::kBudget;
+  if (!r.allow_fitted_checkpoints) checkpoints.pop_back();
 
   std::vector<Combo> combos;
   for (const FreezeConfig& f : freezes)
     for (const CheckpointConfig& c : checkpoints)
       for (const CompressionConfig& z : compressions) {
+        // The budget mode plans one arena; a sparse fallback schedule would need its own.
+        if (c.mode == CheckpointMode::kBudget && z.sparse_activations) continue;
         Combo combo;
         combo.config.optimizer = r.base.config.optimizer;
         combo.config.freeze = f;
@@ -160,8 +173,24 @@ Result<Plan> plan_training(const PlanRequest& r) {
 
   Plan plan;
   plan.smallest_peak = UINT64_MAX;
-  auto evaluate = [&](const TrainConfig& cfg, PlanCandidate* out) -> Status {
+  auto evaluate = [&](const TrainConfig& cfg_in, PlanCandidate* out) -> Status {
     TrainerOptions o = r.base;
+    TrainConfig cfg = cfg_in;
+    if (cfg.checkpoint.mode == CheckpointMode::kBudget) {
+      // The arena gets what the budget leaves after parameters, optimizer state, the evaluation
+      // arena and the reserve (those do not depend on checkpointing: read them off a plain design).
+      TrainerOptions plain = r.base;
+      plain.config = cfg;
+      plain.config.checkpoint = CheckpointConfig{};
+      plain.eval_batch = std::min<int64_t>(r.base.eval_batch > 0 ? r.base.eval_batch : r.base.batch,
+                                           r.base.batch / cfg.micro_batches);
+      ET_ASSIGN_OR_RETURN(TrainerBlueprint p0, design_trainer(r.factory, plain));
+      int64_t fixed = static_cast<int64_t>(p0.memory.total() - p0.memory.train_arena_bytes + r.reserve_bytes);
+      // The block adds alignment slack to the layout's size.
+      int64_t arena_budget = static_cast<int64_t>(r.budget_bytes) - fixed - 2 * static_cast<int64_t>(kArenaSlackBytes);
+      if (arena_budget <= 0) return out_of_memory("nothing left of the budget for the training arena");
+      cfg.checkpoint.budget_bytes = arena_budget;
+    }
     o.config = cfg;
     // Evaluation runs at most one micro-batch at a time: its arena stays within the plan.
     int64_t micro_batch = r.base.batch / cfg.micro_batches;

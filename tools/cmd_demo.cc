@@ -14,6 +14,7 @@
 #include "models/model_zoo.h"
 #include "models/weights.h"
 #include "runtime/blas_env.h"
+#include "planner/profile_store.h"
 #include "tools/planning.h"
 #include "tools/setup.h"
 #include "tools/training_loop.h"
@@ -86,6 +87,16 @@ int demo_retrain(const ArgParser& d, const std::string& weights) {
   ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
   if (len <= 0) return fail(io_error("cannot find this program's path (/proc/self/exe)"));
   self[len] = '\0';
+  // The planner predicts step times with cost models measured on this device: make a quick
+  // profile first when there is none (edgetrain profile makes a thorough one).
+  std::string profile = profile_path(default_cache_dir());
+  if (access(profile.c_str(), R_OK) != 0) {
+    std::fprintf(stderr, "\nno cost-model profile at %s: measuring a quick one (edgetrain profile --quick)\n",
+                 profile.c_str());
+    std::string cmd = "'" + std::string(self) + "' profile --quick >&2";
+    if (std::system(cmd.c_str()) != 0)
+      std::fprintf(stderr, "profiling failed: the planner falls back to a roofline estimate of step times\n");
+  }
   for (Row& r : rows) {
     std::fprintf(stderr, "\n-- budget %s: %s\n", r.name, format_bytes(static_cast<double>(r.budget)).c_str());
     std::string cmd = "'" + std::string(self) + "' retrain --model mobilenet_v2 --width 0.5 --weights '" + weights +

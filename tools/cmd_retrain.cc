@@ -7,10 +7,15 @@
 // a reserve for the process's own growth while training (thread stacks, allocator bookkeeping,
 // code pages first touched by backward kernels; --reserve). retrain measures it from outside the
 // plan: peak RSS (VmHWM) minus RSS after the density probe (which warms the program up).
+#include <malloc.h>
+
 #include <cstdio>
+#include <memory>
 
 #include "models/weights.h"
+#include "planner/cost_model.h"
 #include "planner/memory_chart.h"
+#include "planner/profile_store.h"
 #include "runtime/blas_env.h"
 #include "tools/commands.h"
 #include "tools/planning.h"
@@ -28,13 +33,15 @@ void add_plan_options(ArgParser& p) {
   p.option("trial-steps", "S", "8", "steps per trial");
   p.option("reserve", "BYTES", "4MiB", "process overhead beside the planned blocks, counted in the budget");
   p.flag("no-freezing", "only consider configurations that train every parameter");
-  p.option("min-micro-batch", "N", "8", "smallest micro-batch the planner considers (batch-norm statistics need a few images)");
+  p.option("min-micro-batch", "N", "16", "smallest micro-batch the planner considers (batch-norm statistics need a few images)");
   p.option("svg", "FILE", "", "write the chosen configuration's memory timeline as SVG");
+  p.option("cache-dir", "DIR", "", "where `edgetrain profile` stored its cost models (default ~/.cache/edgetrain)");
 }
 
 namespace {
 
 struct Planned {
+  std::string predictor;
   PlanRequest request;
   Plan plan;
   size_t chosen = 0;
@@ -42,8 +49,32 @@ struct Planned {
   std::vector<TrialResult> trials;
 };
 
+// The step-time predictor: this device's cost models (edgetrain profile), else a roofline guess.
+// Loaded before the retraining baseline: the models are program state, like its code.
+struct Predictor {
+  std::shared_ptr<CostModel> cost_model;  // kept alive: the predictor refers to it
+  NodeTimePredictor predict;
+  std::string description;
+};
+
+Predictor load_predictor(const ArgParser& p, int threads) {
+  Predictor out;
+  std::string cache = p.str("cache-dir").empty() ? default_cache_dir() : p.str("cache-dir");
+  Result<CostModel> cost = CostModel::load(profile_path(cache));
+  if (cost.is_ok()) {
+    out.cost_model = std::make_shared<CostModel>(std::move(*cost));
+    out.predict = out.cost_model->node_predictor(threads);
+    out.description = "cost models from " + profile_path(cache);
+  } else {
+    out.predict = roofline_predictor();
+    out.description = "roofline estimate (no profile: run `edgetrain profile` for measured cost models; " +
+                      cost.status().message() + ")";
+  }
+  return out;
+}
+
 Result<Planned> plan_for(const ArgParser& p, const ModelSpec& spec, const Dataset& data, const Preprocess& pre,
-                         double density) {
+                         double density, const Predictor& predictor) {
   Planned out;
   if (p.str("budget").empty()) return invalid_argument("--budget is required (e.g. --budget 64MiB)");
   ET_ASSIGN_OR_RETURN(uint64_t budget, p.bytes("budget"));
@@ -61,7 +92,8 @@ Result<Planned> plan_for(const ArgParser& p, const ModelSpec& spec, const Datase
   ET_ASSIGN_OR_RETURN(int64_t min_micro, p.integer("min-micro-batch"));
   if (min_micro < 1) return invalid_argument("--min-micro-batch must be >= 1");
   r.min_micro_batch = static_cast<int>(min_micro);
-  r.predict = roofline_predictor();
+  r.predict = predictor.predict;
+  out.predictor = predictor.description;
   out.density = density;
   r.activation_density = density;
   ET_ASSIGN_OR_RETURN(out.plan, plan_training(r));
@@ -87,6 +119,7 @@ JsonValue plan_json(const Planned& pl) {
   j.set("objective", plan_objective_name(pl.request.objective));
   j.set("activation_density", pl.density);
   j.set("planning_seconds", pl.plan.seconds);
+  j.set("step_time_predictor", pl.predictor);
   j.set("configurations_laid_out", pl.plan.evaluated);
   j.set("chosen", candidate_json(pl.plan.ranked[pl.chosen]));
   JsonValue all = JsonValue::array();
@@ -114,6 +147,7 @@ void print_plan(const Planned& pl) {
                pl.plan.evaluated, pl.plan.seconds, format_bytes(static_cast<double>(pl.request.budget_bytes)).c_str(),
                format_bytes(static_cast<double>(pl.request.reserve_bytes)).c_str(), plan_objective_name(pl.request.objective),
                pl.density);
+  std::fprintf(stderr, "step times: %s\n", pl.predictor.c_str());
   std::fprintf(stderr, "%s", plan_table(pl.plan).c_str());
   std::fprintf(stderr, "chosen: #%zu %s%s\n", pl.chosen + 1, pl.plan.ranked[pl.chosen].label.c_str(),
                pl.trials.empty() ? " (best predicted score)" : " (largest loss decrease per second in the trials)");
@@ -158,14 +192,22 @@ int run_retrain(const ArgParser& p, const Dataset& train, const Dataset* test, c
   // probe's own allocations are freed by then).
   Result<double> density = probe_activation_density(graph_factory(*spec), p.str("weights"), train, pre);
   if (!density.is_ok()) return fail(density.status());
+  Result<int64_t> threads = p.integer("threads");
+  if (!threads.is_ok()) return fail(threads.status());
+  Predictor predictor = load_predictor(p, static_cast<int>(*threads));
+  // Give freed heap memory back to the system first: otherwise the trainer could reuse pages the
+  // set-up freed and the measurement below would miss them.
+  malloc_trim(0);
   // Everything from here on counts against the budget.
   uint64_t rss_before = process_memory().rss;
   reset_peak_rss();
-  Result<Planned> pl = plan_for(p, *spec, train, pre, *density);
+  Result<Planned> pl = plan_for(p, *spec, train, pre, *density, predictor);
   if (!pl.is_ok()) return fail(pl.status());
   print_plan(*pl);
   if (Status s = write_svg(p, *pl, *spec); !s.is_ok()) return fail(s);
   const PlanCandidate& chosen = pl->plan.ranked[pl->chosen];
+  uint64_t planning_peak = process_memory().peak_rss - std::min(process_memory().peak_rss, rss_before);
+  malloc_trim(0);  // the candidates' schedules are gone: hand their pages back before training
 
   TrainerOptions o = pl->request.base;
   o.config = chosen.config;
@@ -206,6 +248,7 @@ int run_retrain(const ArgParser& p, const Dataset& train, const Dataset* test, c
                format_bytes(static_cast<double>(chosen.predicted_peak)).c_str(), format_bytes(static_cast<double>(used)).c_str(),
                format_bytes(static_cast<double>(pl->request.budget_bytes)).c_str(), within ? "within" : "EXCEEDED");
   JsonValue m = JsonValue::object();
+  m.set("planning_peak_rss_increase_bytes", static_cast<int64_t>(planning_peak));
   m.set("planned_peak_bytes", static_cast<int64_t>(chosen.predicted_peak));
   m.set("measured_peak_rss_increase_bytes", static_cast<int64_t>(used));
   m.set("budget_bytes", static_cast<int64_t>(pl->request.budget_bytes));
@@ -279,7 +322,10 @@ int cmd_plan(int argc, char** argv) {
   if (!spec.is_ok()) return fail(spec.status());
   Result<double> density = probe_activation_density(graph_factory(*spec), p.str("weights"), data->train, data->train_pre);
   if (!density.is_ok()) return fail(density.status());
-  Result<Planned> pl = plan_for(p, *spec, data->train, data->train_pre, *density);
+  Result<int64_t> threads = p.integer("threads");
+  if (!threads.is_ok()) return fail(threads.status());
+  Predictor predictor = load_predictor(p, static_cast<int>(*threads));
+  Result<Planned> pl = plan_for(p, *spec, data->train, data->train_pre, *density, predictor);
   if (!pl.is_ok()) return fail(pl.status());
   print_plan(*pl);
   if (Status s = write_svg(p, *pl, *spec); !s.is_ok()) return fail(s);

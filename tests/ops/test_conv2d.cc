@@ -211,7 +211,9 @@ TEST(Conv2dFast, SingleThreadMatchesReference) {
   EXPECT_LT(max_rel_error(fast[1].data, ref[1].data), kTol);
 }
 
-TEST(Conv2dWorkspace, PointwiseNeedsNoneIm2colNeedsOneImagesColumnsDepthwiseOneWeightCopy) {
+// im2col columns cover a chunk of images with at least 256 output rows (or the whole batch):
+// the batch of 2 below fits in one chunk at 14x14 and 7x7 outputs.
+TEST(Conv2dWorkspace, PointwiseNeedsNoneIm2colNeedsOneChunksColumnsDepthwiseOneWeightCopy) {
   auto forward_ws = [](const ConvCase& k) {
     const Attrs a = attrs_with(k);
     const Shape in[] = {x_shape(k), w_shape(k)};
@@ -219,18 +221,18 @@ TEST(Conv2dWorkspace, PointwiseNeedsNoneIm2colNeedsOneImagesColumnsDepthwiseOneW
     return conv2d_forward_workspace(a, in, 2, out, 1);
   };
   EXPECT_EQ(forward_ws(large_case("1x1_64_96")), 0u);
-  EXPECT_EQ(forward_ws(large_case("3x3_c32")), size_t{14 * 14 * 9 * 32 * 4});
-  EXPECT_EQ(forward_ws(large_case("groups4_3x3")), size_t{14 * 14 * 9 * 8 * 4});  // one group
+  EXPECT_EQ(forward_ws(large_case("3x3_c32")), size_t{2 * 14 * 14 * 9 * 32 * 4});
+  EXPECT_EQ(forward_ws(large_case("groups4_3x3")), size_t{2 * 14 * 14 * 9 * 8 * 4});  // one group
   EXPECT_EQ(forward_ws(large_case("depthwise_c48_s2")), size_t{9 * 48 * 4});
   const ConvCase k = large_case("3x3_s2_c32_64");
   const Shape bd_in[] = {y_shape(k), w_shape(k)};
   const Shape bd_out[] = {x_shape(k)};
   EXPECT_EQ(conv2d_backward_data_workspace(attrs_with(k), bd_in, 2, bd_out, 1),
-            size_t{7 * 7 * 9 * 32 * 4});
+            size_t{2 * 7 * 7 * 9 * 32 * 4});
   const Shape bw_in[] = {y_shape(k), x_shape(k)};
   const Shape bw_out[] = {w_shape(k), Shape{k.out_c}};
   EXPECT_EQ(conv2d_backward_weight_workspace(attrs_with(k), bw_in, 2, bw_out, 2),
-            size_t{7 * 7 * 9 * 32 * 4});
+            size_t{2 * 7 * 7 * 9 * 32 * 4});
 }
 
 // ---------------------------------------------------------------------------------------------
