@@ -22,6 +22,7 @@
 #include "data/transforms.h"
 #include "models/model_zoo.h"
 #include "models/weights.h"
+#include "runtime/text.h"
 #include "runtime/blas_env.h"
 #include "runtime/freezing.h"
 #include "runtime/status.h"
@@ -126,17 +127,6 @@ Status read_extensible(const char* what, const void* in, size_t size, size_t min
 constexpr size_t kTrainerConfigV1Size = offsetof(et_trainer_config, seed) + sizeof(uint64_t);
 constexpr size_t kPreprocessV1Size = offsetof(et_preprocess, random_crop_pad) + sizeof(int32_t);
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t comma = s.find(',', start);
-    if (comma == std::string::npos) comma = s.size();
-    if (comma > start) out.push_back(s.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return out;
-}
 
 // ---- trainer --------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@
 #include "data/idx.h"
 #include "data/image_folder.h"
 #include "models/weights.h"
+#include "runtime/text.h"
 #include "runtime/blas_env.h"
 #include "runtime/freezing.h"
 
@@ -21,17 +22,6 @@ bool exists(const std::string& p) {
 }
 bool has_idx_files(const std::string& dir) {
   return exists(dir + "/train-images-idx3-ubyte.gz") || exists(dir + "/train-images-idx3-ubyte");
-}
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t comma = s.find(',', start);
-    if (comma == std::string::npos) comma = s.size();
-    if (comma > start) out.push_back(s.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return out;
 }
 }  // namespace
 
