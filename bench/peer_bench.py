@@ -28,6 +28,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -158,19 +159,68 @@ def torch_env_child():
 
 
 # ------------------------------------------------------------------------------ parent
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+NCPU = os.cpu_count() or 1
+# A run during which other processes used more than this share of the machine is flagged.
+BUSY_SHARE = 0.10
+
+
+def machine_busy_seconds():
+    """CPU seconds all processes have used (the 'cpu' line of /proc/stat, less idle and iowait)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return (sum(v[:8]) - v[3] - v[4]) / CLK_TCK
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def children_cpu_seconds():
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def foreign_share(sample_s=2.0):
+    """Share of the machine (0..1) other processes use, sampled over sample_s seconds."""
+    b0 = machine_busy_seconds()
+    time.sleep(sample_s)
+    b1 = machine_busy_seconds()
+    return None if b0 is None or b1 is None else max(0.0, (b1 - b0) / (sample_s * NCPU))
+
+
+def wait_for_idle(deadline):
+    """Waits (until deadline) for other processes to leave the machine: they would take cores
+    from the children. Returns the last measured foreign share."""
+    share = foreign_share()
+    while share is not None and share > BUSY_SHARE and time.time() < deadline:
+        print(f"  waiting for an idle machine: other processes use {100 * share:.0f}% of it", flush=True)
+        time.sleep(10)
+        share = foreign_share()
+    return share
+
+
 def run_child(cmd, env, timeout=900):
-    """Runs a child; returns (parsed JSON or None, error text)."""
+    """Runs a child; returns (parsed JSON or None, error text). The JSON gets 'foreign_cpu_share':
+    the share of the machine other processes used while the child ran (this process's children's
+    CPU time subtracted from the machine's)."""
+    b0, c0, t0 = machine_busy_seconds(), children_cpu_seconds(), time.time()
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as e:
         return None, str(e)
+    b1, c1, wall = machine_busy_seconds(), children_cpu_seconds(), time.time() - t0
+    foreign = None
+    if b0 is not None and b1 is not None and wall > 0:
+        foreign = max(0.0, ((b1 - b0) - (c1 - c0)) / (wall * NCPU))
     if p.returncode != 0:
         return None, (p.stderr or p.stdout)[-1500:]
     text = p.stdout
     if "RESULT " in text:
         text = text.split("RESULT ", 1)[1]
     try:
-        return json.loads(text), ""
+        r = json.loads(text)
+        r["foreign_cpu_share"] = foreign
+        return r, ""
     except json.JSONDecodeError as e:
         return None, f"unreadable output ({e}): {p.stdout[-500:]} {p.stderr[-500:]}"
 
@@ -236,8 +286,10 @@ def summarize(cfg, runs_et, runs_torch):
             step_ms=median_or_none([r["step_ms_median"] for r in ok]),
             peak_rss_bytes=median_or_none([r["peak_rss_bytes"] for r in ok]),
             peak_rss_increase_bytes=median_or_none([r["peak_rss_increase_bytes"] for r in ok]),
-            rounds=len(ok))
+            rounds=len(ok),
+            max_foreign_cpu_share=max((r.get("foreign_cpu_share") or 0.0 for r in ok), default=0.0))
     et, th = s["edgetrain"], s["torch"]
+    s["busy"] = any(d and d["max_foreign_cpu_share"] > BUSY_SHARE for d in (et, th))
     s["speedup"] = th["step_ms"] / et["step_ms"] if et and th else None
     s["rss_ratio"] = et["peak_rss_bytes"] / th["peak_rss_bytes"] if et and th else None
     t = cfg["target"]
@@ -265,7 +317,8 @@ def print_table(summaries, have_torch, file=sys.stdout):
         met = "-" if s["met"] is None else ("yes" if s["met"] else "NO:" + "+".join(s["missed"]))
         if not have_torch and s["target"]:
             met = "n/a"
-        print(f"{s['tag']:<30}{fmt(et.get('step_ms'), '9.1f', 'err')}{fmt(th.get('step_ms'), '10.1f')}"
+        tag = s["tag"] + ("*" if s["busy"] else "")
+        print(f"{tag:<30}{fmt(et.get('step_ms'), '9.1f', 'err')}{fmt(th.get('step_ms'), '10.1f')}"
               f"{fmt(s['speedup'], '8.2f')}{'x' if s['speedup'] is not None else ' '}"
               f"{fmt(mib(et, 'peak_rss_bytes'), '9.0f')}{fmt(mib(th, 'peak_rss_bytes'), '9.0f')}"
               f"{fmt(s['rss_ratio'], '10.3f')}{fmt(mib(et, 'peak_rss_increase_bytes'), '9.1f')}"
@@ -273,7 +326,8 @@ def print_table(summaries, have_torch, file=sys.stdout):
               file=file)
     print("\nms = median training step (forward + backward + SGD momentum 0.9), median over rounds; "
           "peak = VmHWM during the steps (MiB); incr = peak - RSS right before the first step (MiB); "
-          "RSS ratio = edgetrain peak / PyTorch peak.", file=file)
+          "RSS ratio = edgetrain peak / PyTorch peak; * = other processes used more than "
+          f"{100 * BUSY_SHARE:.0f}% of the machine during a run.", file=file)
 
 
 def print_profile(tag, prof, file=sys.stdout):
@@ -295,7 +349,7 @@ def markdown(result):
              f"{result['blas_core']}, {result['threads']} threads, "
              + (f"PyTorch {t['torch']} (BLAS {t['blas_info']})" if t else "no PyTorch")
              + f", median of {result['rounds']} alternating round(s)" + (" (QUICK)" if result["quick"] else "")
-             + (", machine BUSY" if result["machine_busy"] else "") + ".", "",
+             + ".", "",
              "| configuration | edgetrain ms | PyTorch ms | speed-up | edgetrain peak RSS | PyTorch peak RSS | "
              "RSS ratio | RSS increase et / PyTorch | target | met |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
@@ -304,11 +358,14 @@ def markdown(result):
         mib = lambda d, k: fmt(d[k] / MIB if d.get(k) is not None else None, ".0f")  # noqa: E731
         incr = lambda d: fmt(d["peak_rss_increase_bytes"] / MIB if d else None, ".1f")  # noqa: E731
         met = "-" if s["met"] is None else ("yes" if s["met"] else "**no** (" + ", ".join(s["missed"]) + ")")
-        lines.append(f"| {s['model']} {s['size']}x{s['size']} b{s['batch']} {s['mode']} | "
+        lines.append(f"| {s['model']} {s['size']}x{s['size']} b{s['batch']} {s['mode']}{' *' if s['busy'] else ''} | "
                      f"{fmt(et.get('step_ms'), '.1f')} | {fmt(th.get('step_ms'), '.1f')} | "
                      f"{fmt(s['speedup'], '.2f')}{'x' if s['speedup'] is not None else ''} | "
                      f"{mib(et, 'peak_rss_bytes')} MiB | {mib(th, 'peak_rss_bytes')} MiB | {fmt(s['rss_ratio'], '.2f')} | "
                      f"{incr(et)} / {incr(th)} MiB | {target_text(s['target'])} | {met} |")
+    if result["busy_configurations"]:
+        lines += ["", f"\\* other processes used more than {100 * BUSY_SHARE:.0f}% of the machine during at least one "
+                  "run of this configuration: its timings are unreliable."]
     return "\n".join(lines) + "\n"
 
 
@@ -372,25 +429,23 @@ def main():
               f"BLAS {torch_env['blas_info']}, mkldnn {torch_env['mkldnn']}), {THREADS} threads")
     print(f"{len(cfgs)} configurations x {rounds} round(s), alternating edgetrain and PyTorch\n", flush=True)
 
-    if a.wait_idle > 0:
-        deadline = time.time() + a.wait_idle
-        while os.getloadavg()[0] >= 1.0 and time.time() < deadline:
-            print(f"waiting for an idle machine: load {os.getloadavg()[0]:.2f}", flush=True)
-            time.sleep(15)
+    deadline = time.time() + a.wait_idle
     t0 = time.time()
     load_before = os.getloadavg()
-    busy = load_before[0] >= 0.5 * (os.cpu_count() or 1)
-    if busy:
-        # Other processes take cores from the children; PyTorch's OpenMP threads, which spin at
-        # barriers, lose far more than edgetrain's pool: the ratios would flatter edgetrain.
-        print(f"WARNING: the machine is busy (load {load_before[0]:.2f} on {os.cpu_count()} cores): timings are "
-              "unreliable and PyTorch suffers most (OpenMP barriers); rerun on an idle machine or use --wait-idle",
+    share = foreign_share()
+    if share is not None and share > BUSY_SHARE and a.wait_idle <= 0:
+        # Other processes take cores from the children. PyTorch's OpenMP threads, which wait for
+        # each other at every barrier, lose far more than edgetrain's pool: ratios become noise.
+        print(f"WARNING: other processes use {100 * share:.0f}% of the machine: timings will be unreliable "
+              "(PyTorch's OpenMP barriers suffer most); rerun on an idle machine or use --wait-idle SECONDS",
               flush=True)
     raw = {c["tag"]: dict(edgetrain=[], torch=[]) for c in cfgs}
     errors = []
     for rnd in range(rounds):
         for i, cfg in enumerate(cfgs):
             order = ["edgetrain", "torch"] if (rnd + i) % 2 == 0 else ["torch", "edgetrain"]
+            if a.wait_idle > 0:
+                wait_for_idle(deadline)
             for who in order:
                 if who == "torch" and not have_torch:
                     continue
@@ -402,9 +457,11 @@ def main():
                     print(f"[{time.time() - t0:6.0f}s] round {rnd + 1} {cfg['tag']:<28} {who:<9} ERROR: {err.strip()[-300:]}",
                           flush=True)
                 else:
+                    fs = r["foreign_cpu_share"]
                     print(f"[{time.time() - t0:6.0f}s] round {rnd + 1} {cfg['tag']:<28} {who:<9} "
                           f"{r['step_ms_median']:8.1f} ms/step  peak {r['peak_rss_bytes'] / MIB:6.0f} MiB "
-                          f"(+{r['peak_rss_increase_bytes'] / MIB:.0f})", flush=True)
+                          f"(+{r['peak_rss_increase_bytes'] / MIB:.0f})  others {fmt(fs and 100 * fs, '.0f', '?')}% of "
+                          f"the machine{'  BUSY' if fs is not None and fs > BUSY_SHARE else ''}", flush=True)
     summaries = [summarize(c, raw[c["tag"]]["edgetrain"], raw[c["tag"]]["torch"]) for c in cfgs]
 
     profiles = {}
@@ -425,9 +482,10 @@ def main():
     print_table(summaries, have_torch)
     for tag, prof in profiles.items():
         print_profile(tag, prof)
+    busy = [s["tag"] for s in summaries if s["busy"]]
     if busy:
-        print(f"\nWARNING: load average {load_before[0]:.2f} at the start: the machine was busy, the numbers "
-              "above are unreliable")
+        print(f"\nWARNING: other processes used more than {100 * BUSY_SHARE:.0f}% of the machine during some runs of "
+              f"{', '.join(busy)} (marked *): those timings are unreliable")
     met = [s["met"] for s in summaries if s["met"] is not None]
     if met:
         print(f"\ntargets met: {sum(met)} of {len(met)}")
@@ -437,7 +495,7 @@ def main():
     result = dict(date=now.isoformat(timespec="seconds"), cpu=cpu, hardware_threads=os.cpu_count(),
                   blas_core=core, openblas_coretype=env.get("OPENBLAS_CORETYPE", ""), edgetrain_info=info,
                   torch=torch_env, torch_missing=why_no_torch or None, threads=THREADS, rounds=rounds,
-                  quick=a.quick, machine_busy=busy, load_average_before=load_before, load_average_after=load_after,
+                  quick=a.quick, busy_configurations=busy, load_average_before=load_before, load_average_after=load_after,
                   wall_s=time.time() - t0, summaries=summaries, runs=raw, profiles=profiles, errors=errors)
     paths = [a.out] if a.out else [os.path.join(HERE, "results", f"bench-{now:%Y%m%d-%H%M}.json"),
                                    os.path.join(HERE, "results", "latest.json")]
