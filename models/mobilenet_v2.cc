@@ -67,7 +67,7 @@ int64_t make_divisible(double v, int64_t divisor) {
   return rounded;
 }
 
-ValueId add_mobilenet_v2(GraphBuilder& b, int64_t num_classes, float width_mult) {
+ValueId add_mobilenet_v2(GraphBuilder& b, int64_t num_classes, float width_mult, float dropout) {
   const double width = width_as_python_double(width_mult);
   int64_t channels = make_divisible(kStemChannels * width);
   const int64_t last_channels = make_divisible(kLastChannels * (width > 1.0 ? width : 1.0));
@@ -85,7 +85,7 @@ ValueId add_mobilenet_v2(GraphBuilder& b, int64_t num_classes, float width_mult)
   x = conv_bn_relu6(b, x, "features." + std::to_string(feature), last_channels, 1, 1, 1);
 
   x = b.global_avg_pool(x);
-  // classifier.0 (Dropout) has no node: see the header.
+  x = b.dropout(x, dropout);  // classifier.0: no parameters, training graphs only
   return b.linear(x, "classifier.1", num_classes, /*bias=*/true, ParamInit::kNormal001);
 }
 

@@ -13,8 +13,8 @@
 //   classifier.1      global average pool, then Linear(last_channel, num_classes),
 //                     weight N(0, 0.01), bias zero
 //
-// torchvision's classifier.0 is Dropout(0.2); edgetrain trains without dropout, so the graph
-// has no node for it (it owns no parameters: the state_dict is unchanged).
+// torchvision's classifier.0 is Dropout(0.2): a dropout node in training graphs (no parameters,
+// so the state_dict is unchanged); ModelSpec::dropout = 0 removes it (the PyTorch parity test).
 #pragma once
 
 #include <cstdint>
@@ -29,6 +29,7 @@ int64_t make_divisible(double v, int64_t divisor = 8);
 
 // Adds MobileNetV2 on b's input and returns the logits [N, num_classes]. width_mult scales
 // every layer's channels as torchvision does (0.35, 0.5, 0.75, 1.0, 1.4 are the usual values).
-ValueId add_mobilenet_v2(GraphBuilder& b, int64_t num_classes, float width_mult);
+// dropout: torchvision's classifier.0 (0.2 by default; 0 = none).
+ValueId add_mobilenet_v2(GraphBuilder& b, int64_t num_classes, float width_mult, float dropout = 0.2f);
 
 }  // namespace edgetrain

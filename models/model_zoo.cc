@@ -112,7 +112,7 @@ Result<Graph> build_model(const ModelSpec& spec, int64_t batch, bool training) {
   switch (spec.arch) {
     case Architecture::kSmallCnn: logits = add_small_cnn(b, spec.num_classes); break;
     case Architecture::kMobileNetV2:
-      logits = add_mobilenet_v2(b, spec.num_classes, spec.width_mult);
+      logits = add_mobilenet_v2(b, spec.num_classes, spec.width_mult, spec.dropout);
       break;
     case Architecture::kResNet18: logits = add_resnet(b, ResNetDepth::k18, spec.num_classes); break;
     case Architecture::kResNet34: logits = add_resnet(b, ResNetDepth::k34, spec.num_classes); break;

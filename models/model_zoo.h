@@ -18,6 +18,8 @@ struct ModelSpec {
   int num_classes = 10;
   int input_size = 32;      // square input, input_size x input_size pixels
   int in_channels = 3;
+  // Dropout before MobileNetV2's classifier (torchvision: 0.2); training graphs only.
+  float dropout = 0.2f;
 };
 
 // A spec from a model name: "small_cnn", "mobilenet_v2", "resnet18", "resnet34", "resnet50".

@@ -40,12 +40,21 @@
 //                            loss = loss.scale * sum_n -log softmax(logits_n)[label_n]
 //   kSoftmaxCrossEntropyBackward in {probs, labels}                     out {dlogits}
 //                            dlogits = loss.scale * (probs - onehot(labels))
+//   kDropout                 in {x}                         out {y, mask u64[ceil(n/64)]}
+//                            y = kept ? x / (1-p) : 0, kept drawn from (step seed, salt, index)
+//   kDropoutBackward         in {dy, mask}                              out {dx}
 //   kSgdUpdate               in {param, grad, momentum_buffer?}         out {}  (in place)
 //   kAdamWUpdate             in {param, grad, m, v}                     out {}  (in place)
+//   kPackSparse              in {x}                          out {packed u64[packed_bytes(n, cap)/8]}
+//                            cap = sparse.capacity; overflow sets a flag in the packed header
+//   kUnpackSparse            in {packed}                                out {x}
+//   kPackMask                in {y}              out {bits u64[ceil(n/64)]}: sparse.lo < y < sparse.hi
+//   kReluBackwardMask        in {dy, bits}                              out {dx} (ReLU and ReLU6)
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 
 #include "runtime/tensor.h"
 
@@ -77,6 +86,12 @@ enum class OpKind : uint8_t {
   kSoftmaxCrossEntropyBackward,
   kSgdUpdate,
   kAdamWUpdate,
+  kPackSparse,
+  kUnpackSparse,
+  kPackMask,
+  kReluBackwardMask,
+  kDropout,
+  kDropoutBackward,
   kCount,
 };
 constexpr int kOpCount = static_cast<int>(OpKind::kCount);
@@ -114,6 +129,18 @@ struct OptimAttrs {
   float lr_scale = 1.0f;      // per-parameter multiplier of the step's learning rate
 };
 
+// Sparse storage of saved activations (ops/bitmap_storage.h).
+struct DropoutAttrs {
+  float p = 0.0f;     // probability of zeroing an element
+  uint32_t salt = 0;  // distinguishes the masks of different dropout nodes in one step
+};
+
+struct SparseAttrs {
+  int64_t capacity = 0;  // kPackSparse: room for this many nonzeros (the planner's estimate)
+  float lo = 0.0f;       // kPackMask: bit set when lo < y < hi; hi = +inf means no upper bound
+  float hi = std::numeric_limits<float>::infinity();
+};
+
 // Everything a node may need; each op reads only its own part. Plain data, copied freely.
 struct Attrs {
   ConvAttrs conv;
@@ -121,6 +148,8 @@ struct Attrs {
   NormAttrs norm;
   LossAttrs loss;
   OptimAttrs optim;
+  SparseAttrs sparse;
+  DropoutAttrs dropout;
   uint32_t accumulate_mask = 0;  // bit i: add into output i instead of overwriting it
   bool accumulates(int output) const { return (accumulate_mask >> output) & 1u; }
 };
@@ -129,6 +158,7 @@ struct Attrs {
 struct StepScalars {
   float learning_rate = 0.0f;
   int64_t optimizer_step = 1;  // 1-based count of updates, for Adam's bias correction
+  uint64_t seed = 0;           // per-step randomness (dropout masks), set by the trainer
 };
 
 // A parallel-for handed to kernels by the runtime (its thread pool), so that ops do not depend

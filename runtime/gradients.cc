@@ -120,6 +120,11 @@ void softmax_cross_entropy_grad(GradContext& c, const Node& f) {
   unary(c, f, OpKind::kSoftmaxCrossEntropyBackward, {f.outputs[1], f.inputs[1]}, f.attrs);
 }
 
+void dropout_grad(GradContext& c, const Node& f) {
+  ValueId dy = c.grad(f.outputs[0]);
+  if (dy != kNoValue) unary(c, f, OpKind::kDropoutBackward, {dy, f.outputs[1]}, f.attrs);
+}
+
 // Indexed by OpKind; null for backward and update ops.
 constexpr GradRule kRules[] = {
     conv2d_grad,                 // kConv2d
@@ -147,6 +152,12 @@ constexpr GradRule kRules[] = {
     nullptr,                     // kSoftmaxCrossEntropyBackward
     nullptr,                     // kSgdUpdate
     nullptr,                     // kAdamWUpdate
+    nullptr,                     // kPackSparse
+    nullptr,                     // kUnpackSparse
+    nullptr,                     // kPackMask
+    nullptr,                     // kReluBackwardMask
+    dropout_grad,                // kDropout
+    nullptr,                     // kDropoutBackward
 };
 static_assert(sizeof(kRules) / sizeof(kRules[0]) == kOpCount, "every OpKind needs a gradient-rule row");
 

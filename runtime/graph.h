@@ -41,6 +41,8 @@ struct Value {
   ValueId grad_of = kNoValue;  // kGradient: the value this is the gradient of
   bool keep = false;           // keep memory across the whole step even if transient (debugging,
                                // gradient accumulation over micro-batches)
+  ValueId alias_of = kNoValue; // a view: this value's bytes are alias_offset bytes into alias_of
+  size_t alias_offset = 0;     // (micro-batch slices of the input batch)
   size_t bytes() const { return static_cast<size_t>(shape.numel()) * dtype_size(dtype); }
 };
 
@@ -91,6 +93,12 @@ struct Graph {
   ValueId labels = kNoValue;
   ValueId logits = kNoValue;
   ValueId loss = kNoValue;
+  // Micro-batching (memory/micro_batching.h): the nodes before the first update form a body the
+  // executor runs micro_batches times, each time on the next slice of the batch; the nodes read
+  // the slice through the views micro_input / micro_labels (offset advanced per repetition).
+  int micro_batches = 1;
+  ValueId micro_input = kNoValue;
+  ValueId micro_labels = kNoValue;
   int layer_count = 0;             // number of distinct layers (layer_index is in [0, count))
   bool training = true;            // batch norm in batch-statistics mode
 

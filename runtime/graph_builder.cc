@@ -234,6 +234,29 @@ ValueId GraphBuilder::flatten(ValueId x) {
   return y;
 }
 
+ValueId GraphBuilder::dropout(ValueId x, float p) {
+  if (!check_value(x, "dropout")) return kNoValue;
+  if (!(p >= 0.0f && p < 1.0f)) {
+    fail(invalid_argument("dropout probability must be in [0, 1), got " + std::to_string(p)));
+    return kNoValue;
+  }
+  if (!graph_.training || p == 0.0f) return x;
+  const Shape xs = shape(x);
+  std::string name = graph_.value(x).name + ".dropout";
+  ValueId y = add_activation(name, xs);
+  Value m;
+  m.name = name + ".mask";
+  m.shape = Shape{(xs.numel() + 63) / 64};
+  m.dtype = DType::kU64;
+  m.role = ValueRole::kActivation;
+  ValueId mask = graph_.add_value(m);
+  Attrs a;
+  a.dropout.p = p;
+  a.dropout.salt = static_cast<uint32_t>(graph_.nodes.size());
+  add_node(OpKind::kDropout, a, {x}, {y, mask}, name, -1);
+  return y;
+}
+
 ValueId GraphBuilder::linear(ValueId x, const std::string& name, int64_t out_features, bool bias,
                              ParamInit weight_init) {
   if (!check_value(x, name.c_str())) return kNoValue;

@@ -39,6 +39,8 @@ class GraphBuilder {
   ValueId avg_pool(ValueId x, int kernel, int stride, int pad);
   ValueId global_avg_pool(ValueId x);  // [N,H,W,C] -> [N,C]
   ValueId flatten(ValueId x);          // [N,...] -> [N,K] (NHWC order)
+  // Dropout with probability p in training graphs; evaluation graphs (and p == 0) get no node.
+  ValueId dropout(ValueId x, float p);
   // y = x w^T + b, weight "<name>.weight" [out][in]; init: torch default or N(0, 0.01).
   ValueId linear(ValueId x, const std::string& name, int64_t out_features, bool bias = true,
                  ParamInit weight_init = ParamInit::kUniformFanIn);

@@ -2,7 +2,9 @@
 // It lives in runtime/ because it gathers kernels from ops/ and optimizer/.
 #include "ops/activation.h"
 #include "ops/batch_norm.h"
+#include "ops/bitmap_storage.h"
 #include "ops/conv2d.h"
+#include "ops/dropout.h"
 #include "ops/elementwise.h"
 #include "ops/linear.h"
 #include "ops/loss.h"
@@ -46,6 +48,12 @@ constexpr OpInfo kOps[] = {
      softmax_cross_entropy_backward_reference, nullptr, false},
     {"sgd_update", sgd_update, sgd_update_reference, nullptr, false},
     {"adamw_update", adamw_update, adamw_update_reference, nullptr, false},
+    {"pack_sparse", pack_sparse_kernel, pack_sparse_reference, nullptr, false},
+    {"unpack_sparse", unpack_sparse_kernel, unpack_sparse_reference, nullptr, false},
+    {"pack_mask", pack_mask_kernel, pack_mask_reference, nullptr, false},
+    {"relu_backward_mask", relu_backward_mask, relu_backward_mask_reference, nullptr, false},
+    {"dropout", dropout_forward, dropout_forward_reference, nullptr, true},
+    {"dropout_backward", dropout_backward, dropout_backward_reference, nullptr, false},
 };
 static_assert(sizeof(kOps) / sizeof(kOps[0]) == kOpCount,
               "every OpKind needs a row in kOps, in enum order");

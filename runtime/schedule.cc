@@ -57,7 +57,15 @@ Status add_workspaces(Graph& g) {
 }  // namespace
 
 Status finalize_schedule(Graph& g) {
-  place_updates(g);
+  // A micro-batched body repeats before any update: all updates go to the end, in order.
+  if (g.micro_batches > 1) {
+    std::vector<Node> main_nodes, updates;
+    for (Node& n : g.nodes) (is_update(n) ? updates : main_nodes).push_back(std::move(n));
+    g.nodes = std::move(main_nodes);
+    for (Node& u : updates) g.nodes.push_back(std::move(u));
+  } else {
+    place_updates(g);
+  }
   return add_workspaces(g);
 }
 

@@ -1,6 +1,7 @@
 // A fixed pool of worker threads for kernels' parallel loops. The calling thread takes part, so
 // a pool of T threads starts T-1 workers. Dispatch allocates nothing: the chunk function and its
-// context are plain pointers (see Parallel in ops/op.h).
+// context are plain pointers (see Parallel in ops/op.h). Workers spin briefly between jobs
+// before sleeping, because kernels arrive back to back (see thread_pool.cc).
 #pragma once
 
 #include <atomic>
@@ -35,8 +36,9 @@ class ThreadPool {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable done_;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
+  std::atomic<uint64_t> generation_{0};  // bumped (under mutex_) for every job
+  std::atomic<int> pending_{0};          // worker chunks of the current job not yet done
+  std::atomic<int> sleepers_{0};         // workers blocked on wake_
   bool stopping_ = false;
   // The job being run.
   Parallel::ChunkFn fn_ = nullptr;

@@ -1,39 +1,135 @@
 #include "runtime/trainer.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
-#include "runtime/autodiff.h"
-#include "runtime/freezing.h"
 #include "runtime/schedule.h"
 
 namespace edgetrain {
 
-Result<std::unique_ptr<Trainer>> Trainer::create(const GraphFactory& factory, const TrainerOptions& options) {
+namespace {
+size_t store_bytes(const std::vector<ParamSpec>& specs) {
+  size_t floats = 0;
+  for (const ParamSpec& p : specs) floats += static_cast<size_t>((p.shape.numel() + 15) / 16 * 16);
+  return floats * sizeof(float);
+}
+size_t arena_block_bytes(size_t arena) { return (arena + kArenaSlackBytes + 63) / 64 * 64; }
+}  // namespace
+
+Result<TrainerBlueprint> design_trainer(const GraphFactory& factory, const TrainerOptions& options) {
   if (options.batch <= 0) return invalid_argument("batch size must be positive, got " + std::to_string(options.batch));
   if (options.threads <= 0) return invalid_argument("threads must be positive, got " + std::to_string(options.threads));
+  TrainerBlueprint b;
+  b.eval_batch = options.eval_batch > 0 ? options.eval_batch : options.batch;
+  ET_ASSIGN_OR_RETURN(b.primary, make_training_schedule(factory, options.batch, options.config));
+  ET_ASSIGN_OR_RETURN(b.eval, factory(b.eval_batch, /*training=*/false));
+  ET_RETURN_IF_ERROR(finalize_schedule(b.eval));
+  const Graph& training = b.primary.graph;
+
+  // Optimizer state (momentum, Adam moments): a block of its own, zeroed, shared by the primary
+  // and the fallback schedule.
+  std::vector<bool> seen(training.values.size(), false);
+  for (const Node& n : training.nodes)
+    for (ValueId v : n.inputs)
+      if (v != kNoValue && training.value(v).role == ValueRole::kOptimizerState && !seen[static_cast<size_t>(v)]) {
+        seen[static_cast<size_t>(v)] = true;
+        ParamSpec sp;
+        sp.name = training.value(v).name;
+        sp.shape = training.value(v).shape;
+        b.state_specs.push_back(sp);
+      }
+
+  ET_ASSIGN_OR_RETURN(ArenaLayout primary_layout, layout_arena(training));
+  size_t train_arena = primary_layout.arena_bytes;
+  if (options.config.compression.sparse_activations) {
+    // A batch denser than the packed slots' capacity re-runs on a fallback schedule: twice the
+    // micro-batches (when the batch splits) with slots that hold every element, so it cannot
+    // overflow. Both schedules share one arena of the larger size.
+    TrainConfig fb = options.config;
+    fb.compression.capacity = 1.0f;
+    Result<TrainingSchedule> halves = invalid_argument("the batch does not split further");
+    if (options.batch % (2 * fb.micro_batches) == 0) {
+      TrainConfig split = fb;
+      split.micro_batches *= 2;
+      halves = make_training_schedule(factory, options.batch, split);  // fails e.g. for 1-image norms
+    }
+    Result<TrainingSchedule> fallback_or = halves.is_ok() ? std::move(halves) : make_training_schedule(factory, options.batch, fb);
+    ET_ASSIGN_OR_RETURN(TrainingSchedule fallback, std::move(fallback_or));
+    ET_ASSIGN_OR_RETURN(ArenaLayout fallback_layout, layout_arena(fallback.graph));
+    if (primary_layout.offsets[static_cast<size_t>(training.input)] !=
+            fallback_layout.offsets[static_cast<size_t>(fallback.graph.input)] ||
+        primary_layout.offsets[static_cast<size_t>(training.labels)] !=
+            fallback_layout.offsets[static_cast<size_t>(fallback.graph.labels)])
+      return internal_error("the fallback schedule does not find the batch where the primary one writes it");
+    train_arena = std::max(train_arena, fallback_layout.arena_bytes);
+    b.fallback = std::move(fallback);
+  }
+  ET_ASSIGN_OR_RETURN(ArenaLayout eval_layout, layout_arena(b.eval));
+  b.memory.parameter_bytes = store_bytes(training.params);
+  b.memory.optimizer_state_bytes = store_bytes(b.state_specs);
+  b.memory.train_arena_bytes = arena_block_bytes(train_arena);
+  b.memory.eval_arena_bytes = arena_block_bytes(eval_layout.arena_bytes);
+  return b;
+}
+
+Result<std::unique_ptr<Trainer>> Trainer::create(const GraphFactory& factory, const TrainerOptions& options) {
+  ET_ASSIGN_OR_RETURN(TrainerBlueprint b, design_trainer(factory, options));
+  return create(std::move(b), options);
+}
+
+Result<std::unique_ptr<Trainer>> Trainer::create(TrainerBlueprint b, const TrainerOptions& options) {
   std::unique_ptr<Trainer> t(new Trainer());
   t->options_ = options;
-  t->eval_batch_ = options.eval_batch > 0 ? options.eval_batch : options.batch;
+  t->eval_batch_ = b.eval_batch;
+  t->memory_ = b.memory;
+  Graph& training = b.primary.graph;
+  t->trainable_ = std::move(b.primary.trainable);
+  t->classes_ = static_cast<int>(training.value(training.logits).shape[1]);
 
-  ET_ASSIGN_OR_RETURN(Graph forward, factory(options.batch, /*training=*/true));
-  ET_ASSIGN_OR_RETURN(Graph eval_graph, factory(t->eval_batch_, /*training=*/false));
-  t->classes_ = static_cast<int>(forward.value(forward.logits).shape[1]);
-
-  ET_ASSIGN_OR_RETURN(ParameterStore store, ParameterStore::create(forward.params));
+  ET_ASSIGN_OR_RETURN(ParameterStore store, ParameterStore::create(training.params));
   t->params_ = std::make_unique<ParameterStore>(std::move(store));
   t->params_->initialize(options.init_seed);
-
-  ET_ASSIGN_OR_RETURN(t->trainable_, resolve_trainable(forward, options.config.freeze));
-  ET_ASSIGN_OR_RETURN(Graph training, build_training_graph(forward, t->trainable_, options.config));
-  ET_RETURN_IF_ERROR(finalize_schedule(training));
-  ET_RETURN_IF_ERROR(finalize_schedule(eval_graph));
+  if (!b.state_specs.empty()) {
+    ET_ASSIGN_OR_RETURN(ParameterStore state, ParameterStore::create(b.state_specs));
+    t->optimizer_state_ = std::make_unique<ParameterStore>(std::move(state));
+  }
 
   ExecutorOptions eo;
   eo.threads = options.threads;
   eo.reference_kernels = options.reference_kernels;
+  eo.optimizer_state = t->optimizer_state_.get();
+  // One block for the training schedule and its fallback, planned ahead.
+  size_t need = b.memory.train_arena_bytes;
+  t->shared_arena_.reset(static_cast<unsigned char*>(std::aligned_alloc(64, need)));
+  if (!t->shared_arena_) return out_of_memory("cannot allocate the training arena of " + std::to_string(need) + " bytes");
+  // Touch every page now (no page faults in steps) and lay the high-water pattern.
+  std::memset(t->shared_arena_.get(), kArenaFillByte, need);
+  eo.arena = t->shared_arena_.get();
+  eo.arena_capacity = need;
+  if (b.fallback) {
+    ET_ASSIGN_OR_RETURN(t->fallback_, Executor::create(std::move(b.fallback->graph), t->params_.get(), eo));
+    for (int i = 0; i < t->params_->size(); ++i)
+      if (!param_kind_is_trainable(t->params_->spec(i).kind))
+        t->buffer_snapshot_.resize(t->buffer_snapshot_.size() + static_cast<size_t>(t->params_->spec(i).shape.numel()));
+  }
   ET_ASSIGN_OR_RETURN(t->train_, Executor::create(std::move(training), t->params_.get(), eo));
-  ET_ASSIGN_OR_RETURN(t->eval_, Executor::create(std::move(eval_graph), t->params_.get(), eo));
+  eo.arena = nullptr;
+  eo.arena_capacity = 0;
+  ET_ASSIGN_OR_RETURN(t->eval_, Executor::create(std::move(b.eval), t->params_.get(), eo));
   return t;
+}
+
+void Trainer::copy_buffers(bool save) {
+  size_t at = 0;
+  for (int i = 0; i < params_->size(); ++i) {
+    const ParamSpec& p = params_->spec(i);
+    if (param_kind_is_trainable(p.kind)) continue;
+    size_t n = static_cast<size_t>(p.shape.numel());
+    if (save) std::memcpy(buffer_snapshot_.data() + at, params_->data(i), n * sizeof(float));
+    else std::memcpy(params_->data(i), buffer_snapshot_.data() + at, n * sizeof(float));
+    at += n;
+  }
 }
 
 const Shape& Trainer::input_shape() const { return train_->graph().value(train_->graph().input).shape; }
@@ -51,10 +147,22 @@ Result<StepResult> Trainer::train_step(float lr) {
   StepScalars s;
   s.learning_rate = lr;
   s.optimizer_step = optimizer_steps_ + 1;
-  train_->run(s);
-  ++optimizer_steps_;
+  // Dropout masks: a fresh, reproducible draw per step.
+  s.seed = options_.init_seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(s.optimizer_step);
   StepResult r;
-  r.loss = train_->loss();
+  if (fallback_) copy_buffers(/*save=*/true);
+  if (train_->run(s)) {
+    r.loss = train_->loss();
+  } else {
+    // A packed activation overflowed its slot: nothing was updated yet. Undo the running-stat
+    // updates of the aborted forward pass and run the step on the fallback schedule.
+    copy_buffers(/*save=*/false);
+    if (!fallback_->run(s)) return internal_error("the compression fallback schedule overflowed");
+    r.loss = fallback_->loss();
+    r.fell_back = true;
+    ++fallback_steps_;
+  }
+  ++optimizer_steps_;
   if (!std::isfinite(r.loss))
     return invalid_argument("the loss became " + std::to_string(r.loss) + " at step " + std::to_string(optimizer_steps_) +
                             ": the learning rate is probably too high");

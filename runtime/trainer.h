@@ -8,18 +8,19 @@
 
 #include <cstdint>
 #include <functional>
+#include <cstdlib>
 #include <memory>
+#include <optional>
 
 #include "memory/liveness.h"
 #include "runtime/executor.h"
 #include "runtime/parameter_store.h"
 #include "runtime/status.h"
 #include "runtime/train_config.h"
+#include "runtime/training_schedule.h"
 
 namespace edgetrain {
 
-// Builds the model's forward graph for a batch size and mode (training or eval).
-using GraphFactory = std::function<Result<Graph>(int64_t batch, bool training)>;
 
 struct TrainerOptions {
   int64_t batch = 32;
@@ -32,6 +33,7 @@ struct TrainerOptions {
 
 struct StepResult {
   float loss = 0;
+  bool fell_back = false;  // a packed activation overflowed; the step ran on the fallback schedule
 };
 
 struct EvalResult {
@@ -40,9 +42,34 @@ struct EvalResult {
   int64_t count = 0;
 };
 
+// What a Trainer will allocate, in bytes, known before it allocates anything (the planner ranks
+// configurations with exactly these numbers).
+struct TrainerMemory {
+  size_t parameter_bytes = 0;        // weights + batch-norm statistics (ParameterStore)
+  size_t optimizer_state_bytes = 0;  // momentum / Adam moments
+  size_t train_arena_bytes = 0;      // the training arena block (shared with a fallback schedule)
+  size_t eval_arena_bytes = 0;       // the evaluation schedule's arena
+  size_t total() const { return parameter_bytes + optimizer_state_bytes + train_arena_bytes + eval_arena_bytes; }
+};
+
+// Everything a Trainer is made of, planned but not allocated.
+struct TrainerBlueprint {
+  TrainingSchedule primary;
+  std::optional<TrainingSchedule> fallback;  // compression: the schedule an overflowing batch re-runs on
+  Graph eval;
+  int64_t eval_batch = 0;
+  std::vector<ParamSpec> state_specs;
+  TrainerMemory memory;
+};
+
+Result<TrainerBlueprint> design_trainer(const GraphFactory& factory, const TrainerOptions& options);
+
 class Trainer {
  public:
   static Result<std::unique_ptr<Trainer>> create(const GraphFactory& factory, const TrainerOptions& options);
+  static Result<std::unique_ptr<Trainer>> create(TrainerBlueprint blueprint, const TrainerOptions& options);
+  // The bytes this trainer allocated (as design_trainer predicted them).
+  const TrainerMemory& memory() const { return memory_; }
 
   ParameterStore& params() { return *params_; }
   const TrainerOptions& options() const { return options_; }
@@ -63,6 +90,8 @@ class Trainer {
   Result<EvalResult> eval_step(int64_t valid);
 
   int64_t optimizer_steps() const { return optimizer_steps_; }
+  // Steps that ran on the compression fallback schedule (a batch denser than the slots).
+  int64_t fallback_steps() const { return fallback_steps_; }
   const std::vector<bool>& trainable() const { return trainable_; }
   int64_t trainable_param_count() const;
   Executor& train_executor() { return *train_; }
@@ -72,11 +101,21 @@ class Trainer {
 
  private:
   Status check_labels(const int32_t* labels, int64_t n) const;
+  void copy_buffers(bool save);  // batch-norm running statistics <-> snapshot
+  struct FreeDeleter {
+    void operator()(unsigned char* p) const { std::free(p); }
+  };
 
   TrainerOptions options_;
   int64_t eval_batch_ = 0;
   int classes_ = 0;
   std::unique_ptr<ParameterStore> params_;
+  TrainerMemory memory_;
+  std::unique_ptr<ParameterStore> optimizer_state_;
+  std::unique_ptr<unsigned char, FreeDeleter> shared_arena_;  // primary + fallback (compression)
+  std::unique_ptr<Executor> fallback_;
+  std::vector<float> buffer_snapshot_;
+  int64_t fallback_steps_ = 0;
   std::unique_ptr<Executor> train_;
   std::unique_ptr<Executor> eval_;
   std::vector<bool> trainable_;

@@ -204,6 +204,12 @@ int cmd_bench(int argc, char** argv) {
   p.option("threads", "N", "2", "threads for kernels");
   p.option("lr", "X", "0.01", "learning rate of the SGD (momentum 0.9) steps");
   p.option("seed", "N", "1", "seed for the parameters and the synthetic batch");
+  p.option("micro-batches", "K", "1", "memory lever: K micro-batches with gradient accumulation");
+  p.option("checkpoint", "SPEC", "none", "memory lever: none, sqrt, sqrt:S, manual:C1,C2, budget:BYTES");
+  p.flag("relu-masks", "memory lever: 1-bit ReLU masks for backward");
+  p.flag("sparse-activations", "memory lever: bitmap-packed saved post-ReLU activations");
+  p.option("capacity", "X", "0.6", "packed slot capacity (fraction of elements)");
+  p.option("freeze-layers", "K", "0", "memory lever: freeze the first K layers");
   p.flag("profile", "then profile as many steps per node: time, GFLOP/s and % of sgemm peak per layer kind");
   p.flag("json", "print every number as JSON on stdout");
   if (Status s = p.parse(argc, argv, 1); !s.is_ok()) return fail(s);
@@ -239,6 +245,22 @@ int cmd_bench(int argc, char** argv) {
   o.config.optimizer.kind = OptimizerKind::kSgd;
   o.config.optimizer.attrs.momentum = 0.9f;
   if (mode == "classifier") o.config.freeze.mode = FreezeMode::kClassifierOnly;
+  {
+    Result<int64_t> micro = p.integer("micro-batches");
+    Result<int64_t> frozen = p.integer("freeze-layers");
+    Result<double> capacity = p.number("capacity");
+    Result<CheckpointConfig> ck = parse_checkpoint(p.str("checkpoint"));
+    if (!micro.is_ok()) return fail(micro.status());
+    if (!frozen.is_ok()) return fail(frozen.status());
+    if (!capacity.is_ok()) return fail(capacity.status());
+    if (!ck.is_ok()) return fail(ck.status());
+    o.config.micro_batches = static_cast<int>(*micro);
+    o.config.freeze.frozen_prefix_layers = static_cast<int>(*frozen);
+    o.config.checkpoint = *ck;
+    o.config.compression.relu_masks = p.has("relu-masks");
+    o.config.compression.sparse_activations = p.has("sparse-activations");
+    o.config.compression.capacity = static_cast<float>(*capacity);
+  }
   Result<std::unique_ptr<Trainer>> trainer = Trainer::create(graph_factory(*spec), o);
   if (!trainer.is_ok()) return fail(trainer.status());
   Trainer& t = **trainer;

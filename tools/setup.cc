@@ -5,6 +5,7 @@
 #include "data/idx.h"
 #include "data/image_folder.h"
 #include "models/weights.h"
+#include "runtime/text.h"
 #include "runtime/blas_env.h"
 #include "runtime/freezing.h"
 
@@ -21,17 +22,6 @@ bool exists(const std::string& p) {
 }
 bool has_idx_files(const std::string& dir) {
   return exists(dir + "/train-images-idx3-ubyte.gz") || exists(dir + "/train-images-idx3-ubyte");
-}
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t comma = s.find(',', start);
-    if (comma == std::string::npos) comma = s.size();
-    if (comma > start) out.push_back(s.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return out;
 }
 }  // namespace
 
@@ -52,6 +42,10 @@ void add_data_options(ArgParser& p) {
   p.option("test-limit", "N", "-1", "use only the first N test images");
   p.option("image-size", "PX", "224", "image folders: side of the center crop the model sees");
   p.flag("augment", "random crop (padding 4) and horizontal flip while training");
+  p.option("subset", "N", "-1", "train on a fixed random subset of N training images (seed 42, as the PyTorch peer)");
+  p.option("shift", "SPEC", "none",
+           "apply a domain shift to training and test images: 'fmnist' = rotate 90 ccw, invert, Gaussian noise 0.2 "
+           "(the peer's retraining task; train noise seed 1234, test 5678), or 'noise=S' for noise only");
 }
 
 void add_training_options(ArgParser& p) {
@@ -66,6 +60,50 @@ void add_training_options(ArgParser& p) {
   p.option("freeze", "MODE", "none", "none, bias-only, norm-only or classifier-only");
   p.option("freeze-layers", "K", "0", "freeze the first K layers (conv, batch norm and linear layers count)");
   p.option("freeze-pattern", "GLOBS", "", "comma-separated parameter-name globs to freeze, e.g. 'features.1*,*.bias'");
+  p.option("micro-batches", "K", "1", "run each batch as K micro-batches with gradient accumulation");
+  p.option("checkpoint", "SPEC", "none",
+           "gradient checkpointing: none, sqrt (about sqrt(n) segments of equal activation bytes), sqrt:S "
+           "(S segments), manual:C1,C2,... (cut-point indices), budget:BYTES (see edgetrain memory)");
+  p.flag("relu-masks", "ReLU/ReLU6 backward reads a 1-bit mask instead of the saved float output");
+  p.flag("sparse-activations", "store saved post-ReLU activations as bitmap + nonzeros (BitTrain)");
+  p.option("capacity", "X", "0.6",
+           "packed slots hold X of the elements as nonzeros; a denser batch re-runs on a fallback schedule");
+}
+
+Result<CheckpointConfig> parse_checkpoint(const std::string& spec) {
+  CheckpointConfig c;
+  std::string kind = spec.substr(0, spec.find(':'));
+  std::string arg = spec.find(':') == std::string::npos ? "" : spec.substr(spec.find(':') + 1);
+  auto to_int = [&](const std::string& t) -> Result<int> {
+    char* end = nullptr;
+    long v = std::strtol(t.c_str(), &end, 10);
+    if (t.empty() || *end != '\0' || v < 0) return invalid_argument("--checkpoint '" + spec + "': '" + t + "' is not a count");
+    return static_cast<int>(v);
+  };
+  if (kind == "none" && arg.empty()) return c;
+  if (kind == "sqrt") {
+    c.mode = CheckpointMode::kSqrtBytes;
+    if (!arg.empty()) {
+      ET_ASSIGN_OR_RETURN(c.segments, to_int(arg));
+    }
+    return c;
+  }
+  if (kind == "manual") {
+    c.mode = CheckpointMode::kManual;
+    for (const std::string& t : split_list(arg)) {
+      ET_ASSIGN_OR_RETURN(int b, to_int(t));
+      c.boundaries.push_back(b);
+    }
+    if (c.boundaries.empty()) return invalid_argument("--checkpoint manual: needs cut-point indices, e.g. manual:3,8,12");
+    return c;
+  }
+  if (kind == "budget") {
+    c.mode = CheckpointMode::kBudget;
+    ET_ASSIGN_OR_RETURN(uint64_t b, parse_bytes(arg));
+    c.budget_bytes = static_cast<int64_t>(b);
+    return c;
+  }
+  return invalid_argument("--checkpoint '" + spec + "': use none, sqrt, sqrt:S, manual:C1,C2,... or budget:BYTES");
 }
 
 Result<DataChoice> load_data(const ArgParser& p, bool need_train) {
@@ -105,6 +143,37 @@ Result<DataChoice> load_data(const ArgParser& p, bool need_train) {
     }
     d.eval_pre = imagenet_preprocess();
     d.description = "image folder " + src;
+  }
+  ET_ASSIGN_OR_RETURN(int64_t subset_n, p.integer("subset"));
+  if (subset_n > 0 && need_train) {
+    if (subset_n > d.train.size())
+      return invalid_argument("--subset " + std::to_string(subset_n) + " is larger than the training set (" +
+                              std::to_string(d.train.size()) + " images)");
+    ET_ASSIGN_OR_RETURN(d.train, subset(d.train, subset_n, 42));
+  }
+  std::string shift = p.str("shift");
+  if (shift != "none") {
+    DomainShift ds;
+    if (shift == "fmnist") {
+      // defaults: rotate, invert, noise 0.2
+    } else if (shift.rfind("noise=", 0) == 0) {
+      ds.rotate90_ccw = false;
+      ds.invert = false;
+      char* end = nullptr;
+      ds.noise_sigma = std::strtof(shift.c_str() + 6, &end);
+      if (*end != '\0' || ds.noise_sigma < 0) return invalid_argument("--shift '" + shift + "': noise=S needs S >= 0");
+    } else {
+      return invalid_argument("--shift '" + shift + "': use none, fmnist or noise=S");
+    }
+    if (need_train) {
+      ds.seed = 1234;
+      ET_ASSIGN_OR_RETURN(d.train, apply_domain_shift(d.train, ds));
+    }
+    if (d.test.size() > 0) {
+      ds.seed = 5678;
+      ET_ASSIGN_OR_RETURN(d.test, apply_domain_shift(d.test, ds));
+    }
+    d.description += ", shifted (" + shift + ")";
   }
   d.train_pre = d.eval_pre;
   if (augment) {
@@ -151,6 +220,18 @@ Result<TrainerOptions> trainer_options(const ArgParser& p) {
   ET_ASSIGN_OR_RETURN(int64_t layers, p.integer("freeze-layers"));
   o.config.freeze.frozen_prefix_layers = static_cast<int>(layers);
   o.config.freeze.frozen_patterns = split_list(p.str("freeze-pattern"));
+  ET_ASSIGN_OR_RETURN(int64_t micro, p.integer("micro-batches"));
+  if (micro < 1 || micro > o.batch) return invalid_argument("--micro-batches must be in [1, batch]");
+  if (o.batch % micro != 0)
+    return invalid_argument("--batch " + std::to_string(o.batch) + " does not split into " + std::to_string(micro) +
+                            " equal micro-batches");
+  o.config.micro_batches = static_cast<int>(micro);
+  ET_ASSIGN_OR_RETURN(o.config.checkpoint, parse_checkpoint(p.str("checkpoint")));
+  o.config.compression.relu_masks = p.has("relu-masks");
+  o.config.compression.sparse_activations = p.has("sparse-activations");
+  ET_ASSIGN_OR_RETURN(double capacity, p.number("capacity"));
+  if (capacity <= 0 || capacity > 1) return invalid_argument("--capacity must be in (0, 1]");
+  o.config.compression.capacity = static_cast<float>(capacity);
   return o;
 }
 

@@ -35,6 +35,8 @@ GraphFactory graph_factory(const ModelSpec& spec);
 // --batch, --threads, --optimizer, --momentum, --nesterov, --weight-decay, --freeze*, --seed.
 Result<TrainerOptions> trainer_options(const ArgParser& p);
 Result<LrSchedule> lr_schedule(const ArgParser& p);
+// "none", "sqrt", "sqrt:S", "manual:C1,C2", "budget:64MiB".
+Result<CheckpointConfig> parse_checkpoint(const std::string& spec);
 // --weights: loads into the trainer's parameters (classifier skipped with --skip-classifier).
 Status load_initial_weights(const ArgParser& p, Trainer& t);
 

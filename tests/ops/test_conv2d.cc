@@ -52,6 +52,7 @@ const std::vector<ConvCase> kSmall = {
 // Real-sized cases for fast vs reference only.
 const std::vector<ConvCase> kLarge = {
     {"3x3_c32", 2, 14, 14, 32, 32, 3, 3, 1, 1, 1, 1, 1},
+    {"3x3_c64_to_16", 2, 16, 16, 64, 16, 3, 3, 1, 1, 1, 1, 1},  // col2im splits over 2 threads
     {"3x3_s2_c32_64", 2, 14, 14, 32, 64, 3, 3, 2, 2, 1, 1, 1},
     {"stem_3x3_s2", 2, 32, 32, 3, 32, 3, 3, 2, 2, 1, 1, 1},
     {"depthwise_c48_s2", 2, 14, 14, 48, 48, 3, 3, 2, 2, 1, 1, 48},
@@ -59,6 +60,13 @@ const std::vector<ConvCase> kLarge = {
     {"1x1_64_96", 2, 14, 14, 64, 96, 1, 1, 1, 1, 0, 0, 1},
     {"groups4_3x3", 2, 14, 14, 32, 32, 3, 3, 1, 1, 1, 1, 4},
 };
+
+const ConvCase& large_case(const std::string& name) {
+  for (const ConvCase& k : kLarge)
+    if (name == k.name) return k;
+  ADD_FAILURE() << "no case " << name;
+  return kLarge[0];
+}
 
 // ---------------------------------------------------------------------------------------------
 // (a) Gradient checks of the double naive kernels.
@@ -194,7 +202,7 @@ TEST(Conv2dFast, ReferenceBackwardWeightOverwritesWhenNotAccumulating) {
 
 TEST(Conv2dFast, SingleThreadMatchesReference) {
   // The parallel splits (channel blocks, rows) must not change results with one thread either.
-  const ConvCase k = kLarge[3];  // depthwise s2
+  const ConvCase k = large_case("depthwise_c48_s2");
   std::vector<HostTensor> in = {random_tensor(y_shape(k), 51), random_tensor(x_shape(k), 52)};
   HostTensor dw{w_shape(k), {}}, db{{k.out_c}, {}};
   auto fast = run_op(OpKind::kConv2dBackwardWeight, attrs_with(k), in, {dw, db}, false, 1);
@@ -203,26 +211,28 @@ TEST(Conv2dFast, SingleThreadMatchesReference) {
   EXPECT_LT(max_rel_error(fast[1].data, ref[1].data), kTol);
 }
 
-TEST(Conv2dWorkspace, PointwiseNeedsNoneIm2colNeedsOneImagesColumnsDepthwiseOneWeightCopy) {
+// im2col columns cover a chunk of images with at least 256 output rows (or the whole batch):
+// the batch of 2 below fits in one chunk at 14x14 and 7x7 outputs.
+TEST(Conv2dWorkspace, PointwiseNeedsNoneIm2colNeedsOneChunksColumnsDepthwiseOneWeightCopy) {
   auto forward_ws = [](const ConvCase& k) {
     const Attrs a = attrs_with(k);
     const Shape in[] = {x_shape(k), w_shape(k)};
     const Shape out[] = {y_shape(k)};
     return conv2d_forward_workspace(a, in, 2, out, 1);
   };
-  EXPECT_EQ(forward_ws(kLarge[5]), 0u);                                 // 1x1 64->96
-  EXPECT_EQ(forward_ws(kLarge[0]), size_t{14 * 14 * 9 * 32 * 4});       // 3x3 c32
-  EXPECT_EQ(forward_ws(kLarge[6]), size_t{14 * 14 * 9 * 8 * 4});        // groups 4: one group
-  EXPECT_EQ(forward_ws(kLarge[3]), size_t{9 * 48 * 4});                 // depthwise
-  const ConvCase k = kLarge[1];
+  EXPECT_EQ(forward_ws(large_case("1x1_64_96")), 0u);
+  EXPECT_EQ(forward_ws(large_case("3x3_c32")), size_t{2 * 14 * 14 * 9 * 32 * 4});
+  EXPECT_EQ(forward_ws(large_case("groups4_3x3")), size_t{2 * 14 * 14 * 9 * 8 * 4});  // one group
+  EXPECT_EQ(forward_ws(large_case("depthwise_c48_s2")), size_t{9 * 48 * 4});
+  const ConvCase k = large_case("3x3_s2_c32_64");
   const Shape bd_in[] = {y_shape(k), w_shape(k)};
   const Shape bd_out[] = {x_shape(k)};
   EXPECT_EQ(conv2d_backward_data_workspace(attrs_with(k), bd_in, 2, bd_out, 1),
-            size_t{7 * 7 * 9 * 32 * 4});
+            size_t{2 * 7 * 7 * 9 * 32 * 4});
   const Shape bw_in[] = {y_shape(k), x_shape(k)};
   const Shape bw_out[] = {w_shape(k), Shape{k.out_c}};
   EXPECT_EQ(conv2d_backward_weight_workspace(attrs_with(k), bw_in, 2, bw_out, 2),
-            size_t{7 * 7 * 9 * 32 * 4});
+            size_t{2 * 7 * 7 * 9 * 32 * 4});
 }
 
 // ---------------------------------------------------------------------------------------------

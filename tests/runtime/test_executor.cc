@@ -91,8 +91,11 @@ TEST(Executor, FrozenParametersStayBitIdentical) {
   for (int i = 0; i < t->params().size(); ++i) {
     const ParamSpec& p = t->params().spec(i);
     bool same = std::memcmp(before[static_cast<size_t>(i)].data(), t->params().data(i), p.shape.numel() * 4) == 0;
-    if (p.layer_index < 4) EXPECT_TRUE(same) << p.name << " changed although frozen";
-    else if (param_kind_is_trainable(p.kind)) EXPECT_FALSE(same) << p.name << " did not train";
+    if (p.layer_index < 4) {
+      EXPECT_TRUE(same) << p.name << " changed although frozen";
+    } else if (param_kind_is_trainable(p.kind)) {
+      EXPECT_FALSE(same) << p.name << " did not train";
+    }
   }
 }
 

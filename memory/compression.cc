@@ -1,0 +1,131 @@
+#include "memory/compression.h"
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "ops/bitmap_storage.h"
+
+namespace edgetrain {
+namespace {
+
+bool is_relu(OpKind op) { return op == OpKind::kRelu || op == OpKind::kRelu6; }
+
+}  // namespace
+
+Result<Graph> apply_compression(const Graph& g, const CompressionConfig& config) {
+  if (!config.sparse_activations && !config.relu_masks) return g;
+  if (config.sparse_activations && !(config.capacity > 0.0f && config.capacity <= 1.0f))
+    return invalid_argument("compression capacity must be in (0, 1], got " + std::to_string(config.capacity));
+  Graph out = g;
+  size_t nv = g.values.size();
+  // Where each value is produced and last used by the forward pass; its first later reader.
+  std::vector<int> producer(nv, -1), last_forward(nv, -1), first_later(nv, -1);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node& n = g.nodes[i];
+    bool fwd = n.phase == Phase::kForward;
+    for (ValueId v : n.inputs) {
+      if (v == kNoValue) continue;
+      if (fwd) last_forward[static_cast<size_t>(v)] = static_cast<int>(i);
+      else if (first_later[static_cast<size_t>(v)] < 0) first_later[static_cast<size_t>(v)] = static_cast<int>(i);
+    }
+    if (fwd)
+      for (ValueId v : n.outputs)
+        if (v != kNoValue) producer[static_cast<size_t>(v)] = static_cast<int>(i);
+  }
+  // Nodes to insert: before[i] run before node i, after[i] right after it.
+  std::vector<std::vector<Node>> before(g.nodes.size()), after(g.nodes.size());
+  std::vector<Node> nodes = g.nodes;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node& f = g.nodes[i];
+    if (f.phase != Phase::kForward || !is_relu(f.op)) continue;
+    ValueId y = f.outputs[0];
+    size_t yi = static_cast<size_t>(y);
+    if (first_later[yi] < 0) continue;  // backward does not need it
+    const Value& yv = g.value(y);
+    int64_t n = yv.shape.numel();
+    float hi = f.op == OpKind::kRelu6 ? 6.0f : std::numeric_limits<float>::infinity();
+    bool other_readers = false;
+    if (config.relu_masks) {
+      ValueId bits = kNoValue;
+      for (size_t j = i + 1; j < g.nodes.size(); ++j) {
+        Node& b = nodes[j];
+        if (b.phase == Phase::kForward) continue;
+        bool relu_bwd = (b.op == OpKind::kReluBackward || b.op == OpKind::kRelu6Backward) && b.inputs.size() == 2 &&
+                        b.inputs[1] == y;
+        if (!relu_bwd) continue;
+        if (bits == kNoValue) {
+          Value m;
+          m.name = yv.name + ".mask";
+          m.shape = mask_shape(n);
+          m.dtype = DType::kU64;
+          m.role = ValueRole::kActivation;
+          bits = out.add_value(m);
+          Node pack;
+          pack.op = OpKind::kPackMask;
+          pack.phase = Phase::kForward;
+          pack.layer = f.layer;
+          pack.layer_index = f.layer_index;
+          pack.attrs.sparse.lo = 0.0f;
+          pack.attrs.sparse.hi = hi;
+          pack.inputs = {y};
+          pack.outputs = {bits};
+          after[i].push_back(pack);
+        }
+        b.op = OpKind::kReluBackwardMask;
+        b.inputs[1] = bits;
+      }
+    }
+    for (size_t j = i + 1; j < g.nodes.size(); ++j)
+      if (nodes[j].phase != Phase::kForward)
+        for (ValueId v : nodes[j].inputs) other_readers |= v == y;
+    if (!config.sparse_activations || !other_readers) continue;
+    // Pack after the last forward use, unpack before the first reader that remains.
+    int first_reader = -1;
+    for (size_t j = i + 1; j < g.nodes.size() && first_reader < 0; ++j)
+      if (nodes[j].phase != Phase::kForward)
+        for (ValueId v : nodes[j].inputs)
+          if (v == y) first_reader = static_cast<int>(j);
+    int64_t capacity = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(config.capacity * static_cast<double>(n))));
+    Value pv;
+    pv.name = yv.name + ".packed";
+    pv.shape = packed_shape(n, capacity);
+    pv.dtype = DType::kU64;
+    pv.role = ValueRole::kActivation;
+    ValueId packed = out.add_value(pv);
+    Value uv = yv;
+    uv.name = yv.name + ".unpacked";
+    ValueId unpacked = out.add_value(uv);
+    Node pack;
+    pack.op = OpKind::kPackSparse;
+    pack.phase = Phase::kForward;
+    pack.layer = f.layer;
+    pack.layer_index = f.layer_index;
+    pack.attrs.sparse.capacity = capacity;
+    pack.inputs = {y};
+    pack.outputs = {packed};
+    int last = std::max(last_forward[yi], static_cast<int>(i));
+    after[static_cast<size_t>(last)].push_back(pack);
+    Node unpack;
+    unpack.op = OpKind::kUnpackSparse;
+    unpack.phase = nodes[static_cast<size_t>(first_reader)].phase;
+    unpack.layer = f.layer;
+    unpack.layer_index = f.layer_index;
+    unpack.inputs = {packed};
+    unpack.outputs = {unpacked};
+    before[static_cast<size_t>(first_reader)].push_back(unpack);
+    for (size_t j = static_cast<size_t>(first_reader); j < nodes.size(); ++j)
+      if (nodes[j].phase != Phase::kForward)
+        for (ValueId& v : nodes[j].inputs)
+          if (v == y) v = unpacked;
+  }
+  out.nodes.clear();
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    for (Node& b : before[i]) out.nodes.push_back(std::move(b));
+    out.nodes.push_back(std::move(nodes[i]));
+    for (Node& a : after[i]) out.nodes.push_back(std::move(a));
+  }
+  return out;
+}
+
+}  // namespace edgetrain

@@ -1,0 +1,554 @@
+#include "planner/cost_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <memory>
+
+namespace edgetrain {
+
+namespace {
+
+// How many times the executor runs node i of g per step: a micro-batched schedule runs its body
+// (the nodes before the first update) once per micro-batch (runtime/executor.cc).
+std::vector<int> node_repeats(const Graph& g) {
+  std::vector<int> r(g.nodes.size(), 1);
+  if (g.micro_batches <= 1) return r;
+  for (size_t i = 0; i < g.nodes.size() && g.nodes[i].phase != Phase::kUpdate; ++i) r[i] = g.micro_batches;
+  return r;
+}
+
+}  // namespace
+
+Result<std::vector<GroupFit>> fit_groups(const std::vector<KernelSample>& kernels, const SelectOptions& options) {
+  std::map<std::pair<int, int>, std::vector<size_t>> groups;  // (class, threads) -> samples
+  for (size_t i = 0; i < kernels.size(); ++i)
+    if (!kernels[i].holdout) groups[{static_cast<int>(kernels[i].op_class), kernels[i].threads}].push_back(i);
+  std::vector<GroupFit> fits;
+  for (auto& [key, idx] : groups) {
+    GroupFit gf;
+    gf.op_class = static_cast<OpClass>(key.first);
+    gf.threads = key.second;
+    gf.samples = idx;
+    std::vector<FeatureRow> x;
+    std::vector<double> y;
+    for (size_t i : idx) x.push_back(kernels[i].row), y.push_back(kernels[i].seconds);
+    Result<Selection> sel = select_regressor(x, y, options);
+    if (!sel.is_ok())
+      return Status(sel.status().code(), std::string("fitting ") + op_class_name(gf.op_class) + " at " +
+                                             std::to_string(gf.threads) + " threads: " + sel.status().message());
+    gf.selection = std::move(*sel);
+    fits.push_back(std::move(gf));
+  }
+  return fits;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+namespace {
+
+JsonValue candidate_json(const CandidateScore& c) {
+  JsonValue j = JsonValue::object();
+  j.set("kind", regressor_kind_name(c.kind));
+  j.set("cv_within_10pct", c.cv_within);
+  j.set("cv_r2", c.cv_r2);
+  j.set("predict_ns", c.predict_ns);
+  j.set("within_cost_limit", c.within_cost_limit);
+  return j;
+}
+
+std::string pct(double share) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "%.1f%%", 100.0 * share);
+  return buf;
+}
+
+std::string fmt(const char* f, double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), f, v);
+  return buf;
+}
+
+}  // namespace
+
+JsonValue FitReport::to_json() const {
+  JsonValue j = JsonValue::object();
+  JsonValue summary = JsonValue::object();
+  summary.set("calibration_steps", calibration_steps);
+  summary.set("calibration_steps_dropped", calibration_steps_dropped);
+  summary.set("op_holdout_count", op_holdout_count);
+  summary.set("op_holdout_within_10pct", op_holdout_within);
+  summary.set("op_holdout_r2", op_holdout_r2);
+  summary.set("op_instep_count", op_instep_count);
+  summary.set("op_instep_within_10pct", op_instep_within);
+  summary.set("op_instep_r2", op_instep_r2);
+  summary.set("step_count", step_count);
+  summary.set("step_within_10pct", step_within);
+  summary.set("step_r2", step_r2);
+  JsonValue repeat = JsonValue::array();
+  for (const Repeatability& r : repeatability) {
+    JsonValue k = JsonValue::object();
+    k.set("threads", r.threads);
+    k.set("count", r.count);
+    k.set("within_10pct", r.within);
+    repeat.push_back(std::move(k));
+  }
+  summary.set("repeatability", std::move(repeat));
+  j.set("summary", std::move(summary));
+  JsonValue classes = JsonValue::array();
+  for (const ClassReport& c : this->classes) {
+    JsonValue k = JsonValue::object();
+    k.set("class", op_class_name(c.op_class));
+    k.set("threads", c.threads);
+    k.set("fit_samples", c.fit_samples);
+    k.set("holdout_samples", c.holdout_samples);
+    k.set("chosen", regressor_kind_name(c.chosen));
+    JsonValue cands = JsonValue::array();
+    for (const CandidateScore& s : c.candidates) cands.push_back(candidate_json(s));
+    k.set("candidates", std::move(cands));
+    k.set("holdout_within_10pct", c.holdout_within);
+    k.set("holdout_r2", c.holdout_r2);
+    k.set("calibration_samples", c.calibration_samples);
+    if (c.calibration_samples > 0) {
+      k.set("correction", regressor_kind_name(c.correction));
+      k.set("correction_cv_within_10pct", c.correction_cv_within);
+    }
+    k.set("instep_count", c.instep_count);
+    k.set("instep_within_10pct", c.instep_within);
+    classes.push_back(std::move(k));
+  }
+  j.set("classes", std::move(classes));
+  JsonValue steps = JsonValue::array();
+  for (const StepReport& s : this->steps) {
+    JsonValue k = JsonValue::object();
+    k.set("config", s.config);
+    k.set("threads", s.threads);
+    k.set("validation", s.validation);
+    k.set("measured_seconds", s.measured);
+    k.set("predicted_seconds", s.predicted);
+    steps.push_back(std::move(k));
+  }
+  j.set("steps", std::move(steps));
+  return j;
+}
+
+std::string report_text(const JsonValue& report) {
+  std::string s;
+  char line[256];
+  s += "Kernel alone: samples fitted (fit) and held out (held), the chosen model, its cross-validated\n"
+       "and held-out share within +/-10% and held-out R2. In a step: calibration nodes (calib) and\n"
+       "the cross-validated share of in-step times within 10%, then nodes of validation steps.\n\n";
+  std::snprintf(line, sizeof(line), "%-26s %3s %5s %5s  %-13s %7s %8s %8s %6s %7s %14s\n", "op class", "thr", "fit",
+                "held", "model", "cv<10%", "held<10%", "held R2", "calib", "cv<10%", "valid<10% (n)");
+  s += line;
+  if (const JsonValue* classes = report.get_array("classes")) {
+    for (const JsonValue& c : classes->items()) {
+      double cv = 0;
+      if (const JsonValue* cands = c.get_array("candidates"))
+        for (const JsonValue& k : cands->items())
+          if (k.get_string("kind") == c.get_string("chosen")) cv = k.get_double("cv_within_10pct");
+      const int64_t held = c.get_int("holdout_samples"), instep = c.get_int("instep_count");
+      const int64_t calib = c.get_int("calibration_samples");
+      std::snprintf(line, sizeof(line), "%-26s %3lld %5lld %5lld  %-13s %7s %8s %8s %6lld %7s %14s\n",
+                    c.get_string("class").c_str(), static_cast<long long>(c.get_int("threads")),
+                    static_cast<long long>(c.get_int("fit_samples")), static_cast<long long>(held),
+                    c.get_string("chosen").c_str(), pct(cv).c_str(),
+                    held ? pct(c.get_double("holdout_within_10pct")).c_str() : "-",
+                    held ? fmt("%.4f", c.get_double("holdout_r2")).c_str() : "-", static_cast<long long>(calib),
+                    calib ? pct(c.get_double("correction_cv_within_10pct")).c_str() : "-",
+                    instep ? (pct(c.get_double("instep_within_10pct")) + " (" + std::to_string(instep) + ")").c_str()
+                           : "-");
+      s += line;
+    }
+  }
+  if (const JsonValue* steps = report.get_array("steps"); steps && steps->size() > 0) {
+    s += "\nwhole training steps (configurations not used in fitting):\n";
+    std::snprintf(line, sizeof(line), "  %-44s %3s %11s %11s %7s\n", "configuration", "thr", "measured", "predicted",
+                  "error");
+    s += line;
+    for (const JsonValue& st : steps->items()) {
+      const double m = st.get_double("measured_seconds"), p = st.get_double("predicted_seconds");
+      std::snprintf(line, sizeof(line), "  %-44s %3lld %9.1fms %9.1fms %+6.1f%%\n", st.get_string("config").c_str(),
+                    static_cast<long long>(st.get_int("threads")), 1e3 * m, 1e3 * p, m > 0 ? 100.0 * (p - m) / m : 0.0);
+      s += line;
+    }
+  }
+  const JsonValue* sum = report.get_object("summary");
+  if (sum != nullptr) {
+    s += "\ncalibration: " + std::to_string(sum->get_int("calibration_steps")) + " steps used, " +
+         std::to_string(sum->get_int("calibration_steps_dropped")) + " left out as slowed by interference\n";
+    s += "per-op, held-out kernel samples:     " + pct(sum->get_double("op_holdout_within_10pct")) +
+         " within +/-10%, R2 " + fmt("%.4f", sum->get_double("op_holdout_r2")) + " (n=" +
+         std::to_string(sum->get_int("op_holdout_count")) + ")\n";
+    s += "per-op, nodes inside validation steps: " + pct(sum->get_double("op_instep_within_10pct")) +
+         " within +/-10%, R2 " + fmt("%.4f", sum->get_double("op_instep_r2")) + " (n=" +
+         std::to_string(sum->get_int("op_instep_count")) + ")\n";
+    if (const JsonValue* rep = sum->get_array("repeatability"))
+      for (const JsonValue& r : rep->items())
+        s += "noise floor, " + std::to_string(r.get_int("threads")) + " thread(s): " +
+             pct(r.get_double("within_10pct")) + " of kernel timings repeated later were within 10% (n=" +
+             std::to_string(r.get_int("count")) + ")\n";
+    // Per thread count, from the per-class and per-step rows.
+    std::map<int64_t, std::pair<double, int64_t>> held, steps_in;  // threads -> (hits, count)
+    if (const JsonValue* classes = report.get_array("classes"))
+      for (const JsonValue& c : classes->items()) {
+        auto& [hits, count] = held[c.get_int("threads")];
+        hits += c.get_double("holdout_within_10pct") * static_cast<double>(c.get_int("holdout_samples"));
+        count += c.get_int("holdout_samples");
+      }
+    if (const JsonValue* steps = report.get_array("steps"))
+      for (const JsonValue& st : steps->items()) {
+        if (!st.get_bool("validation")) continue;
+        const double m = st.get_double("measured_seconds"), pr = st.get_double("predicted_seconds");
+        auto& [hits, count] = steps_in[st.get_int("threads")];
+        hits += std::fabs(pr - m) <= 0.10 * m ? 1 : 0;
+        ++count;
+      }
+    for (const auto& [t, hc] : held)
+      if (hc.second > 0)
+        s += "  " + std::to_string(t) + " thread(s): per-op held-out " + pct(hc.first / static_cast<double>(hc.second)) +
+             " (n=" + std::to_string(hc.second) + ")" +
+             (steps_in.count(t) && steps_in[t].second > 0
+                  ? ", whole steps " + pct(steps_in[t].first / static_cast<double>(steps_in[t].second)) + " (n=" +
+                        std::to_string(steps_in[t].second) + ")"
+                  : std::string()) +
+             "\n";
+    s += "whole steps, validation configurations: " + pct(sum->get_double("step_within_10pct")) +
+         " within +/-10%, R2 " + fmt("%.4f", sum->get_double("step_r2")) + " (n=" +
+         std::to_string(sum->get_int("step_count")) + ")\n";
+  }
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// CostModel
+
+Result<CostModel> CostModel::fit(const Profile& p, const SelectOptions& options, FitReport* report) {
+  ET_ASSIGN_OR_RETURN(std::vector<GroupFit> fits, fit_groups(p.kernels, options));
+  return fit(p, fits, options, report);
+}
+
+Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& fits, const SelectOptions& options,
+                                 FitReport* report) {
+  CostModel m;
+  for (const KernelSample& s : p.kernels)
+    if (std::find(m.threads_.begin(), m.threads_.end(), s.threads) == m.threads_.end()) m.threads_.push_back(s.threads);
+  if (m.threads_.empty()) return invalid_argument("cost model: the profile has no kernel samples");
+  std::sort(m.threads_.begin(), m.threads_.end());
+  m.per_threads_.resize(m.threads_.size());
+  for (size_t t = 0; t < m.threads_.size(); ++t) {
+    PerThreads& pt = m.per_threads_[t];
+    pt.models.resize(kOpClassCount);
+    pt.present.assign(kOpClassCount, false);
+    pt.corrections.resize(kOpClassCount);
+    pt.corrected.assign(kOpClassCount, false);
+    std::vector<FeatureRow> x;
+    std::vector<double> y;
+    for (const KernelSample& s : p.kernels)
+      if (!s.holdout && s.threads == m.threads_[t]) x.push_back(s.row), y.push_back(s.seconds);
+    if (!x.empty()) {
+      ET_ASSIGN_OR_RETURN(pt.fallback, Regressor::fit(RegressorKind::kRoofline, x, y));
+    }
+  }
+  for (const GroupFit& gf : fits) {
+    const size_t t = static_cast<size_t>(std::find(m.threads_.begin(), m.threads_.end(), gf.threads) - m.threads_.begin());
+    m.per_threads_[t].models[static_cast<size_t>(gf.op_class)] = gf.selection.model;
+    m.per_threads_[t].present[static_cast<size_t>(gf.op_class)] = true;
+  }
+
+  // Stage 2: in-step corrections from the calibration steps' per-node times.
+  struct Calibration {
+    std::vector<FeatureRow> x;
+    std::vector<double> ratio;
+  };
+  std::map<std::pair<int, int>, Calibration> calib;  // (class, threads)
+  // Per calibration step: its nodes' features and times, and the ratio of its summed in-step
+  // times to its summed isolated predictions. A step that another process slowed down shows a
+  // ratio far above its thread count's median; it is left out (interference is transient, the
+  // cache effects this stage learns are not).
+  struct CalibrationStep {
+    int threads;
+    std::vector<NodeFeatures> f;
+    std::vector<double> alone, inside;
+    double ratio;
+  };
+  std::vector<CalibrationStep> csteps;
+  for (const StepSample& s : p.steps) {
+    if (s.validation) continue;
+    Result<Graph> g = build_step_graph(s.config);
+    if (!g.is_ok() || s.node_seconds.size() != g->nodes.size()) continue;
+    CalibrationStep cs{s.threads, {}, {}, {}, 0};
+    double sum_alone = 0, sum_inside = 0;
+    const std::vector<int> repeats = node_repeats(*g);
+    for (size_t i = 0; i < g->nodes.size(); ++i) {
+      const NodeFeatures f = node_features(*g, g->nodes[i]);
+      if (!m.has_class(f.op_class, s.threads)) continue;
+      // run_profiled sums a node's repetitions: one call's time is the share.
+      const double alone = m.predict_isolated_seconds(f, s.threads), inside = s.node_seconds[i] / repeats[i];
+      // Nodes that return at once (nothing to compute) say nothing about caches.
+      if (!(alone > 0) || !(inside > 2e-8)) continue;
+      cs.f.push_back(f);
+      cs.alone.push_back(alone);
+      cs.inside.push_back(inside);
+      sum_alone += alone;
+      sum_inside += inside;
+    }
+    if (cs.f.empty()) continue;
+    cs.ratio = sum_inside / sum_alone;
+    csteps.push_back(std::move(cs));
+  }
+  int dropped_steps = 0;
+  for (int t : m.threads_) {
+    std::vector<double> ratios;
+    for (const CalibrationStep& cs : csteps)
+      if (cs.threads == t) ratios.push_back(cs.ratio);
+    if (ratios.empty()) continue;
+    std::sort(ratios.begin(), ratios.end());
+    const double median = ratios[ratios.size() / 2];
+    for (const CalibrationStep& cs : csteps) {
+      if (cs.threads != t) continue;
+      if (cs.ratio > 1.3 * median || cs.ratio < median / 1.3) {
+        ++dropped_steps;
+        continue;
+      }
+      for (size_t i = 0; i < cs.f.size(); ++i) {
+        Calibration& c = calib[{static_cast<int>(cs.f[i].op_class), t}];
+        c.x.push_back(cs.f[i].row);
+        c.ratio.push_back(std::clamp(cs.inside[i] / cs.alone[i], kMinCorrection, kMaxCorrection));
+      }
+    }
+  }
+  std::map<std::pair<int, int>, std::pair<int, CandidateScore>> calib_report;
+  for (auto& [key, c] : calib) {
+    if (c.x.size() < 8) continue;  // too few to say more than noise
+    Result<Selection> sel = select_regressor(c.x, c.ratio, options);
+    if (!sel.is_ok()) return sel.status();
+    const size_t t = static_cast<size_t>(std::find(m.threads_.begin(), m.threads_.end(), key.second) - m.threads_.begin());
+    if (t >= m.threads_.size()) continue;
+    m.per_threads_[t].corrections[static_cast<size_t>(key.first)] = sel->model;
+    m.per_threads_[t].corrected[static_cast<size_t>(key.first)] = true;
+    calib_report[key] = {static_cast<int>(c.x.size()), sel->candidates[static_cast<size_t>(sel->chosen)]};
+  }
+  if (report == nullptr) return m;
+
+  // Held-out kernel samples, per group and pooled.
+  *report = FitReport{};
+  report->calibration_steps = static_cast<int>(csteps.size()) - dropped_steps;
+  report->calibration_steps_dropped = dropped_steps;
+  std::vector<double> all_pred, all_meas;
+  for (const GroupFit& gf : fits) {
+    ClassReport c;
+    c.op_class = gf.op_class;
+    c.threads = gf.threads;
+    c.fit_samples = static_cast<int>(gf.samples.size());
+    c.candidates = gf.selection.candidates;
+    c.chosen = gf.selection.candidates[static_cast<size_t>(gf.selection.chosen)].kind;
+    std::vector<double> pred, meas;
+    for (const KernelSample& s : p.kernels)
+      if (s.holdout && s.op_class == gf.op_class && s.threads == gf.threads) {
+        pred.push_back(gf.selection.model.predict(s.row));
+        meas.push_back(s.seconds);
+      }
+    if (auto it = calib_report.find({static_cast<int>(gf.op_class), gf.threads}); it != calib_report.end()) {
+      c.calibration_samples = it->second.first;
+      c.correction = it->second.second.kind;
+      c.correction_cv_within = it->second.second.cv_within;
+    }
+    c.holdout_samples = static_cast<int>(pred.size());
+    c.holdout_within = within_share(pred, meas);
+    c.holdout_r2 = r_squared(pred, meas);
+    all_pred.insert(all_pred.end(), pred.begin(), pred.end());
+    all_meas.insert(all_meas.end(), meas.begin(), meas.end());
+    report->classes.push_back(std::move(c));
+  }
+  for (int t : m.threads_) {
+    std::vector<double> second, first;
+    for (const RepeatSample& r : p.repeats)
+      if (r.threads == t) second.push_back(r.second), first.push_back(r.first);
+    if (!first.empty()) report->repeatability.push_back({t, static_cast<int>(first.size()), within_share(second, first)});
+  }
+  report->op_holdout_count = static_cast<int>(all_pred.size());
+  report->op_holdout_within = within_share(all_pred, all_meas);
+  report->op_holdout_r2 = r_squared(all_pred, all_meas);
+
+  // Whole steps and their nodes.
+  std::vector<double> step_pred, step_meas, node_pred, node_meas;
+  std::map<std::pair<int, int>, std::pair<int, int>> instep;  // (class, threads) -> (hits, count)
+  for (const StepSample& s : p.steps) {
+    Result<Graph> g = build_step_graph(s.config);
+    if (!g.is_ok()) return Status(g.status().code(), "rebuilding step " + s.config.describe() + ": " + g.status().message());
+    StepReport r;
+    r.config = s.config.describe();
+    r.threads = s.threads;
+    r.validation = s.validation;
+    r.measured = s.seconds;
+    r.predicted = m.predict_step_seconds(*g, s.threads);
+    report->steps.push_back(r);
+    if (!s.validation) continue;
+    step_pred.push_back(r.predicted);
+    step_meas.push_back(r.measured);
+    if (s.node_seconds.size() != g->nodes.size()) continue;
+    const std::vector<int> repeats = node_repeats(*g);
+    for (size_t i = 0; i < g->nodes.size(); ++i) {
+      const NodeFeatures f = node_features(*g, g->nodes[i]);
+      const double pr = m.predict_seconds(f, s.threads), me = s.node_seconds[i] / repeats[i];
+      node_pred.push_back(pr);
+      node_meas.push_back(me);
+      auto& [hits, count] = instep[{static_cast<int>(f.op_class), s.threads}];
+      ++count;
+      if (std::fabs(pr - me) <= 0.10 * me) ++hits;
+    }
+  }
+  for (ClassReport& c : report->classes) {
+    auto it = instep.find({static_cast<int>(c.op_class), c.threads});
+    if (it == instep.end()) continue;
+    c.instep_count = it->second.second;
+    c.instep_within = static_cast<double>(it->second.first) / it->second.second;
+  }
+  report->step_count = static_cast<int>(step_pred.size());
+  report->step_within = within_share(step_pred, step_meas);
+  report->step_r2 = r_squared(step_pred, step_meas);
+  report->op_instep_count = static_cast<int>(node_pred.size());
+  report->op_instep_within = within_share(node_pred, node_meas);
+  report->op_instep_r2 = r_squared(node_pred, node_meas);
+  return m;
+}
+
+JsonValue CostModel::to_json() const {
+  JsonValue j = JsonValue::array();
+  for (size_t t = 0; t < threads_.size(); ++t) {
+    const PerThreads& pt = per_threads_[t];
+    JsonValue e = JsonValue::object();
+    e.set("threads", threads_[t]);
+    JsonValue classes = JsonValue::object();
+    for (int c = 0; c < kOpClassCount; ++c)
+      if (pt.present[static_cast<size_t>(c)])
+        classes.set(op_class_name(static_cast<OpClass>(c)), pt.models[static_cast<size_t>(c)].to_json());
+    e.set("classes", std::move(classes));
+    JsonValue corrections = JsonValue::object();
+    for (int c = 0; c < kOpClassCount; ++c)
+      if (pt.corrected[static_cast<size_t>(c)])
+        corrections.set(op_class_name(static_cast<OpClass>(c)), pt.corrections[static_cast<size_t>(c)].to_json());
+    e.set("corrections", std::move(corrections));
+    e.set("fallback", pt.fallback.to_json());
+    j.push_back(std::move(e));
+  }
+  JsonValue root = JsonValue::object();
+  root.set("per_threads", std::move(j));
+  return root;
+}
+
+Result<CostModel> CostModel::from_json(const JsonValue& models) {
+  const JsonValue* list = models.get_array("per_threads");
+  if (list == nullptr || list->size() == 0) return corrupt_data("cost model: no 'per_threads' models");
+  std::vector<std::pair<int, PerThreads>> entries;
+  for (const JsonValue& e : list->items()) {
+    const int threads = static_cast<int>(e.get_int("threads", 0));
+    if (threads < 1) return corrupt_data("cost model: a model set without a thread count");
+    PerThreads pt;
+    pt.models.resize(kOpClassCount);
+    pt.present.assign(kOpClassCount, false);
+    pt.corrections.resize(kOpClassCount);
+    pt.corrected.assign(kOpClassCount, false);
+    if (const JsonValue* corrections = e.get_object("corrections")) {
+      for (const JsonMember& mem : corrections->members()) {
+        OpClass c;
+        if (!parse_op_class(mem.key, &c)) return corrupt_data("cost model: unknown op class '" + mem.key + "'");
+        Result<Regressor> r = Regressor::from_json(mem.value);
+        if (!r.is_ok()) return corrupt_data("cost model: correction " + mem.key + ": " + r.status().message());
+        pt.corrections[static_cast<size_t>(c)] = std::move(*r);
+        pt.corrected[static_cast<size_t>(c)] = true;
+      }
+    }
+    if (const JsonValue* classes = e.get_object("classes")) {
+      for (const JsonMember& mem : classes->members()) {
+        OpClass c;
+        if (!parse_op_class(mem.key, &c)) return corrupt_data("cost model: unknown op class '" + mem.key + "'");
+        Result<Regressor> r = Regressor::from_json(mem.value);
+        if (!r.is_ok()) return corrupt_data("cost model: class " + mem.key + ": " + r.status().message());
+        pt.models[static_cast<size_t>(c)] = std::move(*r);
+        pt.present[static_cast<size_t>(c)] = true;
+      }
+    }
+    if (const JsonValue* fb = e.find("fallback")) {
+      Result<Regressor> r = Regressor::from_json(*fb);
+      if (!r.is_ok()) return corrupt_data("cost model: fallback: " + r.status().message());
+      pt.fallback = std::move(*r);
+    }
+    entries.emplace_back(threads, std::move(pt));
+  }
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  CostModel m;
+  for (auto& [t, pt] : entries) {
+    if (!m.threads_.empty() && m.threads_.back() == t)
+      return corrupt_data("cost model: two model sets for " + std::to_string(t) + " threads");
+    m.threads_.push_back(t);
+    m.per_threads_.push_back(std::move(pt));
+  }
+  return m;
+}
+
+Result<CostModel> CostModel::load(const std::string& path, bool allow_other_machine) {
+  ET_ASSIGN_OR_RETURN(Profile p, load_profile(path));
+  Status machine = check_machine(p.machine, current_machine());
+  if (!machine.is_ok() && !allow_other_machine) return Status(machine.code(), "profile '" + path + "': " + machine.message());
+  Result<CostModel> m = from_json(p.models);
+  if (!m.is_ok()) return Status(m.status().code(), "profile '" + path + "': " + m.status().message());
+  if (!machine.is_ok()) m->warning_ = "warning: " + machine.message();
+  return m;
+}
+
+const CostModel::PerThreads& CostModel::for_threads(int threads) const {
+  size_t best = 0;
+  for (size_t i = 0; i < threads_.size(); ++i)
+    if (threads_[i] <= threads) best = i;
+  return per_threads_[best];
+}
+
+bool CostModel::has_class(OpClass c, int threads) const {
+  if (per_threads_.empty() || c == OpClass::kCount) return false;
+  return for_threads(threads).present[static_cast<size_t>(c)];
+}
+
+double CostModel::predict_isolated_seconds(const NodeFeatures& f, int threads) const {
+  if (per_threads_.empty()) return 0.0;
+  const PerThreads& pt = for_threads(threads);
+  if (f.op_class != OpClass::kCount && pt.present[static_cast<size_t>(f.op_class)])
+    return pt.models[static_cast<size_t>(f.op_class)].predict(f.row);
+  return pt.fallback.predict(f.row);
+}
+
+double CostModel::predict_seconds(const NodeFeatures& f, int threads) const {
+  const double alone = predict_isolated_seconds(f, threads);
+  if (per_threads_.empty() || f.op_class == OpClass::kCount) return alone;
+  const PerThreads& pt = for_threads(threads);
+  const size_t c = static_cast<size_t>(f.op_class);
+  if (!pt.corrected[c]) return alone;
+  return alone * std::clamp(pt.corrections[c].predict(f.row), kMinCorrection, kMaxCorrection);
+}
+
+double CostModel::predict_node_seconds(const Graph& g, const Node& n, int threads) const {
+  return predict_seconds(node_features(g, n), threads);
+}
+
+std::function<double(const Graph&, const Node&)> CostModel::node_predictor(int threads) const {
+  auto self = std::make_shared<const CostModel>(*this);
+  return [self, threads](const Graph& g, const Node& n) { return self->predict_node_seconds(g, n, threads); };
+}
+
+double CostModel::predict_step_seconds(const Graph& g, int threads) const {
+  // A micro-batched schedule runs its body (the nodes before the first update) once per
+  // micro-batch, then the updates once.
+  const int k = std::max(1, g.micro_batches);
+  double s = 0;
+  bool body = true;
+  for (const Node& n : g.nodes) {
+    body = body && n.phase != Phase::kUpdate;
+    s += (body ? k : 1) * predict_node_seconds(g, n, threads);
+  }
+  return s;
+}
+
+}  // namespace edgetrain

@@ -1,0 +1,148 @@
+// The cost model the planner asks for step times: one fitted regressor per (op class, thread
+// count), chosen per class among the kinds of planner/regressors.h by cross-validated accuracy.
+//
+//   Result<CostModel> m = CostModel::load(profile_path(default_cache_dir()));
+//   double step = m->predict_step_seconds(training_graph, /*threads=*/2);
+//
+// A node's prediction has two stages: the op class's model of the kernel timed alone (fitted to
+// the profiler's single-kernel samples), times the class's in-step correction (fitted to the
+// ratio of per-node times inside real training steps to that prediction: caches make a kernel
+// slower inside a step than alone). A step's time is the sum of its nodes' predictions (the
+// executor runs nodes one after the other, each using all threads). A prediction is a feature extraction and one small model
+// evaluation, well under a microsecond per node, so a planner can score thousands of candidate
+// schedules per second. Thread counts that were not profiled use the nearest profiled one below
+// (or the smallest); classes without samples (an op added after the profile) use a roofline fit
+// over all samples of that thread count.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "planner/features.h"
+#include "planner/profile_store.h"
+#include "planner/regressors.h"
+#include "runtime/graph.h"
+#include "runtime/json.h"
+#include "runtime/status.h"
+
+namespace edgetrain {
+
+// The fitting samples of one (class, thread count) and the model selection made on them.
+struct GroupFit {
+  OpClass op_class = OpClass::kCount;
+  int threads = 1;
+  std::vector<size_t> samples;  // indices into the profile's kernels (never held-out ones)
+  Selection selection;          // selection.out_of_fold[k] predicts kernels[samples[k]]
+};
+
+// Groups the non-holdout samples by (class, threads) and selects a regressor for each.
+Result<std::vector<GroupFit>> fit_groups(const std::vector<KernelSample>& kernels, const SelectOptions& options);
+
+// Accuracy of the fitted models, per class and overall. Shares are of predictions within +/-10%.
+struct ClassReport {
+  OpClass op_class = OpClass::kCount;
+  int threads = 1;
+  int fit_samples = 0;
+  int holdout_samples = 0;
+  std::vector<CandidateScore> candidates;
+  RegressorKind chosen = RegressorKind::kRoofline;
+  double holdout_within = 0, holdout_r2 = 0;  // on held-out kernel samples
+  // The in-step correction: nodes of calibration steps it was fitted to, its kind and its
+  // cross-validated share within 10% (of in-step node times).
+  int calibration_samples = 0;
+  RegressorKind correction = RegressorKind::kRoofline;
+  double correction_cv_within = 0;
+  int instep_count = 0;                        // nodes of validation steps
+  double instep_within = 0;
+};
+
+struct StepReport {
+  std::string config;
+  int threads = 1;
+  bool validation = true;
+  double measured = 0, predicted = 0;
+};
+
+struct FitReport {
+  std::vector<ClassReport> classes;
+  // Calibration steps used for the in-step corrections, and those left out because their
+  // in-step / isolated ratio was more than 1.3x off their thread count's median (a step another
+  // process slowed down).
+  int calibration_steps = 0;
+  int calibration_steps_dropped = 0;
+  // All held-out kernel samples together.
+  int op_holdout_count = 0;
+  double op_holdout_within = 0, op_holdout_r2 = 0;
+  // Every node of the validation steps, timed inside the step (configurations not used in
+  // fitting; includes sub-10-microsecond nodes whose in-step timing is itself noisy).
+  int op_instep_count = 0;
+  double op_instep_within = 0, op_instep_r2 = 0;
+  // Kernel timings repeated later (Profile::repeats), per thread count: the share within 10% of
+  // the first timing is the noise floor of the per-op numbers.
+  struct Repeatability {
+    int threads = 1;
+    int count = 0;
+    double within = 0;
+  };
+  std::vector<Repeatability> repeatability;
+  // Whole validation steps: measured vs the sum of node predictions.
+  std::vector<StepReport> steps;
+  int step_count = 0;
+  double step_within = 0, step_r2 = 0;
+
+  JsonValue to_json() const;
+};
+
+// A human-readable report from FitReport::to_json() (as stored in a profile).
+std::string report_text(const JsonValue& report);
+
+class CostModel {
+ public:
+  // Fits every (class, threads) group of p's non-holdout kernel samples and, when `report` is
+  // given, measures accuracy on the held-out samples and on p's validation steps.
+  static Result<CostModel> fit(const Profile& p, const SelectOptions& options, FitReport* report);
+  // The same with the kernel-model selection already made (fit_groups on p.kernels).
+  static Result<CostModel> fit(const Profile& p, const std::vector<GroupFit>& fits, const SelectOptions& options,
+                               FitReport* report);
+  // The models of a stored profile (Profile::models).
+  static Result<CostModel> from_json(const JsonValue& models);
+  // Loads the profile at `path` and its models. A profile measured on another CPU or BLAS core
+  // fails (check_machine) unless allow_other_machine, which loads it and sets warning().
+  static Result<CostModel> load(const std::string& path, bool allow_other_machine = false);
+
+  JsonValue to_json() const;
+
+  double predict_node_seconds(const Graph& g, const Node& n, int threads) const;
+  // Sum over the graph's nodes, each as often as the executor runs it (a micro-batched
+  // schedule runs the nodes before its first update once per micro-batch).
+  double predict_step_seconds(const Graph& g, int threads) const;
+  double predict_seconds(const NodeFeatures& f, int threads) const;
+  // The first stage only: the kernel timed alone (what the profiler's kernel samples measure).
+  double predict_isolated_seconds(const NodeFeatures& f, int threads) const;
+  // predict_node_seconds at a fixed thread count as a plain function (planner/search.h's
+  // NodeTimePredictor); it holds its own copy of the models.
+  std::function<double(const Graph&, const Node&)> node_predictor(int threads) const;
+
+  const std::vector<int>& threads() const { return threads_; }
+  bool has_class(OpClass c, int threads) const;
+  const std::string& warning() const { return warning_; }
+
+ private:
+  struct PerThreads {
+    std::vector<Regressor> models;  // per OpClass
+    std::vector<bool> present;
+    std::vector<Regressor> corrections;  // per OpClass: in-step time / isolated prediction
+    std::vector<bool> corrected;
+    Regressor fallback;
+  };
+  // Bounds of a correction factor: a badly extrapolated ratio must not wreck a step's sum.
+  static constexpr double kMinCorrection = 0.25, kMaxCorrection = 4.0;
+  const PerThreads& for_threads(int threads) const;
+
+  std::vector<int> threads_;        // ascending
+  std::vector<PerThreads> per_threads_;
+  std::string warning_;
+};
+
+}  // namespace edgetrain

@@ -1,0 +1,81 @@
+// What the cost model knows about one node of a training graph: its op class (kernel identity
+// plus the coarse class that decides which code path runs, e.g. depthwise conv forward vs 1x1
+// conv weight gradient) and a fixed row of numeric features that the regressors use.
+//
+// Classes are finer than OpKind because one op runs very different code for different shapes
+// (ops/conv2d.cc picks depthwise loops, one GEMM, or im2col + GEMM), and a model per code path
+// is far more accurate than one model that must learn the switch.
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+#include "planner/regressors.h"
+#include "runtime/graph.h"
+
+namespace edgetrain {
+
+enum class OpClass : uint8_t {
+  kConvDepthwise,            // groups == C == Cout: direct loops over channels
+  kConvDepthwiseBackwardData,
+  kConvDepthwiseBackwardWeight,
+  kConvPointwise,            // 1x1, stride 1, no padding: one GEMM over N*H*W rows
+  kConvPointwiseBackwardData,
+  kConvPointwiseBackwardWeight,
+  kConvGemm,                 // everything else: im2col per image, then a GEMM
+  kConvGemmBackwardData,
+  kConvGemmBackwardWeight,
+  kConvBackwardBias,         // weight gradient not needed (frozen weight), only the bias sum
+  kBatchNormTrain,
+  kBatchNormEval,
+  kBatchNormBackwardTrain,
+  kBatchNormBackwardEval,
+  kRelu,
+  kReluBackward,
+  kRelu6,
+  kRelu6Backward,
+  kAdd,
+  kGradCopy,
+  kFlatten,
+  kMaxPool,
+  kMaxPoolBackward,
+  kAvgPool,
+  kAvgPoolBackward,
+  kGlobalAvgPool,
+  kGlobalAvgPoolBackward,
+  kLinear,
+  kLinearBackwardData,
+  kLinearBackwardWeight,
+  kLinearBackwardBias,
+  kSoftmaxCrossEntropy,
+  kSoftmaxCrossEntropyBackward,
+  kSgdUpdate,                // no momentum buffer
+  kSgdMomentumUpdate,
+  kAdamWUpdate,
+  kPackSparse,               // BitTrain storage: bitmap + packed nonzeros of a saved activation
+  kUnpackSparse,
+  kPackMask,                 // 1-bit ReLU mask
+  kReluBackwardMask,         // ReLU/ReLU6 backward from the mask
+  kDropout,
+  kDropoutBackward,
+  kCount,
+};
+constexpr int kOpClassCount = static_cast<int>(OpClass::kCount);
+
+// "conv.depthwise.fwd", "batch_norm.train", ... (stable: stored in profiles).
+const char* op_class_name(OpClass c);
+// The class of a stored name; false when unknown (a profile from a newer edgetrain).
+bool parse_op_class(const std::string& name, OpClass* out);
+
+struct NodeFeatures {
+  OpClass op_class = OpClass::kCount;
+  FeatureRow row;
+};
+
+// The class and features of one node. FLOPs and bytes are planner/op_flops.h's node_work (one
+// definition for every report); the other features are the shapes that decide a kernel's speed.
+// Nodes with an op this file does not know (an OpKind added after it) get OpClass::kCount and
+// still carry FLOPs and bytes (the cost model's fallback uses them).
+NodeFeatures node_features(const Graph& g, const Node& n);
+
+}  // namespace edgetrain

@@ -1,0 +1,96 @@
+// The profile: what `edgetrain profile` measured on this machine (single-kernel samples and whole
+// training steps), the cost models fitted to it and their accuracy report, stored as one
+// versioned JSON file in the cache directory.
+//
+// A profile is only valid for the machine it was measured on: the CPU model and the OpenBLAS
+// core decide every kernel's speed. load_profile() reads any profile of the current format;
+// check_machine() says whether it fits this machine (CostModel::load runs it).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "planner/features.h"
+#include "planner/step_config.h"
+#include "runtime/json.h"
+#include "runtime/status.h"
+
+namespace edgetrain {
+
+// Bump when the meaning of stored samples or models changes (features, classes, model kinds):
+// an old file then fails to load with a message that says to re-run `edgetrain profile`.
+constexpr int kProfileFormatVersion = 1;
+
+struct MachineInfo {
+  std::string cpu_model;     // /proc/cpuinfo "model name"
+  std::string blas_core;     // the OpenBLAS core kernels ran on ("SkylakeX", "Haswell", ...)
+  std::string blas_config;   // openblas_get_config()
+  int hardware_threads = 0;
+};
+MachineInfo current_machine();
+// Ok when `stored` was measured on a machine like `current` (same CPU model and BLAS core);
+// otherwise kInvalidArgument naming both, and what to do about it.
+Status check_machine(const MachineInfo& stored, const MachineInfo& current);
+
+// One kernel timed in isolation: the median wall time of one call.
+struct KernelSample {
+  OpClass op_class = OpClass::kCount;
+  int threads = 1;
+  FeatureRow row;
+  double seconds = 0;
+  bool holdout = false;   // never used for fitting, selection or resampling: the accuracy report
+  int round = 0;          // 0: the initial grid; 1+: added near a badly predicted sample
+  std::string config;     // the training configuration it came from ("mobilenet_v2 w0.5 ...")
+  std::string layer;      // the node's layer in that configuration
+};
+
+// One whole training step timed through the executor.
+struct StepSample {
+  StepConfig config;
+  int threads = 1;
+  double seconds = 0;        // median wall time of a step
+  bool validation = false;   // a configuration none of the kernel samples came from
+  // Per-node wall times inside one step (Executor::run_profiled), in schedule order: the
+  // per-op accuracy on configurations not used in fitting (features come from rebuilding the
+  // graph of `config`).
+  std::vector<double> node_seconds;
+};
+
+// A kernel sample timed a second time, later: how repeatable a timing is on this machine (the
+// noise floor no model can beat).
+struct RepeatSample {
+  int threads = 1;
+  double first = 0, second = 0;
+};
+
+struct Profile {
+  int format_version = kProfileFormatVersion;
+  MachineInfo machine;
+  std::string created;        // UTC, "2024-05-01T12:00:00Z"
+  bool quick = false;
+  std::vector<int> threads;   // thread counts measured
+  double profile_seconds = 0; // wall time of the profiling run
+  std::vector<KernelSample> kernels;
+  std::vector<StepSample> steps;
+  std::vector<RepeatSample> repeats;
+  // How quiet the machine was: samples thrown away and steps measured again because other
+  // processes were busy (planner/profiler.cc's quiet gate).
+  JsonValue measurement;
+  JsonValue models;           // CostModel::to_json(): the fitted models
+  JsonValue report;           // the accuracy report (cost_model.h: FitReport::to_json())
+};
+
+// $XDG_CACHE_HOME/edgetrain, else $HOME/.cache/edgetrain; "" when neither is set.
+std::string default_cache_dir();
+// DIR/profile-v<version>.json
+std::string profile_path(const std::string& cache_dir);
+
+JsonValue profile_to_json(const Profile& p);
+Result<Profile> profile_from_json(const JsonValue& j);
+// Writes atomically (a temporary file renamed over the old one), creating the directory.
+Status save_profile(const Profile& p, const std::string& path);
+// Reads and validates a profile file; a missing file is kNotFound with a hint to run
+// `edgetrain profile`, another format version kInvalidArgument saying so.
+Result<Profile> load_profile(const std::string& path);
+
+}  // namespace edgetrain

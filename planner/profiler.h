@@ -1,0 +1,101 @@
+// The profiler: measures kernel run times on this machine for the cost models.
+//
+// Kernel samples. Shapes come from the real training schedules of MobileNetV2 (widths
+// 0.35..1.0), ResNet-18 and the small CNN at inputs 32..224 and batches 1..64 (half from that
+// grid, half randomly perturbed off it), with every node a training step has under every
+// m-hyperparameter (forward, backward, updates, frozen variants, recompute, pack/unpack, masks,
+// micro-batches). Each chosen node runs alone through the op table's fast kernel on buffers
+// allocated once, at every thread count, and its time is the fastest of several repetitions
+// (tiny kernels are timed in groups of calls so the clock's resolution does not matter). Every
+// class gets samples in turn until the time budget is spent; a fifth are held out for the
+// accuracy report.
+//
+// Why the fastest and not the median: interference (other processes, interrupts, a thread of
+// the pool descheduled) only ever adds time, so the fastest repetition is the most repeatable
+// estimate of a kernel's own cost, and the planner wants the cost on a quiet device. Steps are
+// timed the same way, so predictions and measurements agree in kind. What is left is reported
+// as a noise floor: the share of kernel timings that a second measurement, later, puts within
+// 10% of the first.
+//
+// The quiet gate. Samples are measured in batches of at least 150 ms; a batch during which other
+// processes (or the virtual machine's host) kept more than a quarter of a core busy is thrown
+// away and measuring resumes once the machine is quiet; a disturbed step is measured again.
+// The profile records how much was thrown away (Profile::measurement). On a machine that stays
+// busy, and in a quick profile (which has no time to wait), disturbed samples are kept and
+// counted instead.
+//
+// Error-driven resampling. After a first fit, fitting samples whose cross-validated prediction
+// is off by more than 10% get new samples near them: the same layer in a slightly perturbed
+// configuration (batch, input size, width).
+//
+// Calibration steps. A kernel alone, called again and again on the same buffers, runs faster
+// than inside a training step, where its weights, optimizer state and output buffers come cold
+// from memory. Whole steps of random configurations of the sampling space are timed per node
+// (Executor::run_profiled); the cost model learns the in-step / alone ratio per op class.
+//
+// Validation steps. Whole training steps of configurations that no sample came from (another
+// ResNet depth, widths, input sizes and batches off the grid, and every m-hyperparameter) are
+// timed through the Trainer, for step-level validation of the summed predictions.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "planner/profile_store.h"
+#include "planner/step_config.h"
+#include "runtime/graph.h"
+#include "runtime/status.h"
+#include "runtime/thread_pool.h"
+
+namespace edgetrain {
+
+struct ProfileOptions {
+  bool quick = false;                 // ~30 s instead of ~5 minutes
+  std::vector<int> threads = {1, 2};
+  // Time budgets in seconds; 0 picks the default of the mode (quick / full).
+  double kernel_seconds = 0;
+  double resample_seconds = 0;
+  double calibration_seconds = 0;  // whole steps whose per-node times calibrate the models
+  double step_seconds = 0;         // whole steps of the validation configurations
+  uint64_t seed = 1;
+  // Progress lines ("force" for lines that must not be dropped); may be empty.
+  std::function<void(const std::string& line, bool force)> progress;
+};
+
+// Measures, fits (CostModel::fit) and returns the complete profile, models and report included.
+Result<Profile> run_profile(const ProfileOptions& options);
+
+// The fixed configurations whose whole steps validate the cost model (none of them is ever
+// sampled for kernels). quick: a subset.
+std::vector<StepConfig> validation_configs(bool quick);
+
+// Runs single nodes of a graph alone, on buffers it owns (grown as needed, filled once with
+// benign random data), at each of its thread counts.
+class KernelTimer {
+ public:
+  explicit KernelTimer(const std::vector<int>& threads, uint64_t seed = 1);
+  ~KernelTimer();
+  KernelTimer(const KernelTimer&) = delete;
+  KernelTimer& operator=(const KernelTimer&) = delete;
+
+  // Bytes of buffers node n needs (inputs, outputs, workspace).
+  static size_t node_bytes(const Graph& g, const Node& n);
+  // Seconds of one call of node n at each thread count (in the order given to the
+  // constructor): the fastest of several timings (at least 3, 2 for calls over 0.2 s) spending
+  // about budget_seconds per thread count. Fails for a node larger than max_bytes.
+  Result<std::vector<double>> time_node(const Graph& g, const Node& n, double budget_seconds,
+                                        size_t max_bytes);
+
+ private:
+  struct Pool;
+  static constexpr int kInputPools = 4;  // signed, positive, zero, post-ReLU-like data
+  std::vector<int> threads_;
+  std::vector<std::unique_ptr<ThreadPool>> pools_;
+  std::unique_ptr<Pool> inputs_[kInputPools];
+  std::unique_ptr<Pool> outputs_;
+};
+
+}  // namespace edgetrain

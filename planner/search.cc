@@ -1,0 +1,275 @@
+#include "planner/search.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include "planner/op_flops.h"
+#include "runtime/freezing.h"
+
+namespace edgetrain {
+
+const char* plan_objective_name(PlanObjective o) {
+  switch (o) {
+    case PlanObjective::kCapacityPerSecond: return "capacity-per-second";
+    case PlanObjective::kFastest: return "fastest";
+    case PlanObjective::kMostAccurate: return "most-accurate";
+  }
+  return "?";
+}
+
+Result<PlanObjective> parse_plan_objective(const std::string& s) {
+  for (PlanObjective o : {PlanObjective::kCapacityPerSecond, PlanObjective::kFastest, PlanObjective::kMostAccurate})
+    if (s == plan_objective_name(o)) return o;
+  return invalid_argument("unknown objective '" + s + "' (valid: capacity-per-second, fastest, most-accurate)");
+}
+
+NodeTimePredictor roofline_predictor(double gflops, double gbytes_per_s) {
+  return [gflops, gbytes_per_s](const Graph& g, const Node& n) {
+    NodeWork w = node_work(g, n);
+    return static_cast<double>(w.flops) / (gflops * 1e9) + static_cast<double>(w.bytes) / (gbytes_per_s * 1e9);
+  };
+}
+
+std::string describe_config(const TrainConfig& c, int layer_count) {
+  std::string s = "micro " + std::to_string(c.micro_batches);
+  if (c.freeze.mode != FreezeMode::kNone) s += std::string(", ") + freeze_mode_name(c.freeze.mode);
+  else if (c.freeze.frozen_prefix_layers > 0)
+    s += ", freeze " + std::to_string(c.freeze.frozen_prefix_layers) + "/" + std::to_string(layer_count) + " layers";
+  else s += ", train all";
+  switch (c.checkpoint.mode) {
+    case CheckpointMode::kNone: break;
+    case CheckpointMode::kSqrtBytes: s += ", ckpt sqrt"; break;
+    case CheckpointMode::kManual: s += ", ckpt manual"; break;
+    case CheckpointMode::kBudget: s += ", ckpt fitted"; break;
+  }
+  if (c.compression.relu_masks) s += ", masks";
+  if (c.compression.sparse_activations) {
+    char buf[48];
+    std::snprintf(buf, sizeof buf, ", sparse(%.2f)", c.compression.capacity);
+    s += buf;
+  }
+  return s;
+}
+
+namespace {
+
+struct Combo {
+  TrainConfig config;  // micro_batches decided by the search
+  double best_score = 0;
+  bool batch_statistics = true;  // some batch norm trains on batch statistics
+};
+
+// Predicted step seconds of `config` with k micro-batches: k passes of the micro-batch's forward
+// and backward plus one of the updates, from the k = 1 schedule at the micro-batch size.
+Result<double> predict_seconds(const PlanRequest& r, const TrainConfig& config, int k, int64_t* trainable,
+                               bool* batch_statistics = nullptr) {
+  TrainConfig one = config;
+  one.micro_batches = 1;
+  // Budget checkpointing before its budget is known (a combination's upper bound): sqrt segments.
+  if (one.checkpoint.mode == CheckpointMode::kBudget && one.checkpoint.budget_bytes <= 0)
+    one.checkpoint.mode = CheckpointMode::kSqrtBytes;
+  Result<TrainingSchedule> built = make_training_schedule(r.factory, r.base.batch / k, one);
+  if (!built.is_ok() && one.checkpoint.mode == CheckpointMode::kBudget) {
+    one.checkpoint.mode = CheckpointMode::kSqrtBytes;
+    built = make_training_schedule(r.factory, r.base.batch / k, one);
+  }
+  ET_ASSIGN_OR_RETURN(TrainingSchedule s, std::move(built));
+  double passes = 0, updates = 0;
+  for (const Node& n : s.graph.nodes) (n.phase == Phase::kUpdate ? updates : passes) += r.predict(s.graph, n);
+  if (batch_statistics) {
+    *batch_statistics = false;
+    for (const Node& n : s.graph.nodes) *batch_statistics |= n.op == OpKind::kBatchNorm && n.attrs.norm.training;
+  }
+  *trainable = 0;
+  for (size_t i = 0; i < s.graph.params.size(); ++i)
+    if (s.trainable[i]) *trainable += s.graph.params[i].shape.numel();
+  return k * passes + updates;
+}
+
+double score_of(PlanObjective o, int64_t trainable, double seconds) {
+  switch (o) {
+    case PlanObjective::kCapacityPerSecond: return static_cast<double>(trainable) / std::max(seconds, 1e-9);
+    case PlanObjective::kFastest: return 1.0 / std::max(seconds, 1e-9);
+    case PlanObjective::kMostAccurate: return static_cast<double>(trainable) + 1e-3 / std::max(seconds, 1e-9);
+  }
+  return 0;
+}
+
+}  // namespace
+
+Result<Plan> plan_training(const PlanRequest& r) {
+  auto t0 = std::chrono::steady_clock::now();
+  if (!r.predict) return invalid_argument("plan_training needs a step-time predictor");
+  if (r.budget_bytes == 0) return invalid_argument("the memory budget must be positive");
+  if (r.base.batch <= 0) return invalid_argument("the batch must be positive");
+  ET_ASSIGN_OR_RETURN(Graph forward, r.factory(r.base.batch, true));
+  int layers = forward.layer_count;
+
+  // The candidate dimensions.
+  std::vector<int> micro;
+  for (int k = 1; k <= std::min<int64_t>(r.max_micro_batches, r.base.batch); k *= 2)
+    if (r.base.batch % k == 0) micro.push_back(k);
+  // Micro-batch sizes a configuration may use: the minimum applies only where a batch norm
+  // trains on batch statistics (frozen norms use running statistics).
+  auto micro_for = [&](bool batch_statistics) {
+    std::vector<int> m;
+    for (int k : micro)
+      if (k == 1 || !batch_statistics || r.base.batch / k >= r.min_micro_batch) m.push_back(k);
+    return m;
+  };
+  std::vector<FreezeConfig> freezes(1);
+  if (r.allow_freezing) {
+    for (int pct : {25, 50, 75}) {
+      FreezeConfig f;
+      f.frozen_prefix_layers = layers * pct / 100;
+      if (f.frozen_prefix_layers > 0) freezes.push_back(f);
+    }
+    for (FreezeMode m : {FreezeMode::kBiasOnly, FreezeMode::kNormOnly, FreezeMode::kClassifierOnly}) {
+      FreezeConfig f;
+      f.mode = m;
+      freezes.push_back(f);
+    }
+  }
+  std::vector<CompressionConfig> compressions(1);
+  {
+    CompressionConfig masks;
+    masks.relu_masks = true;
+    compressions.push_back(masks);
+    if (r.activation_density > 0 && r.activation_density + r.capacity_margin < 0.9) {
+      CompressionConfig sparse = masks;
+      sparse.sparse_activations = true;
+      sparse.capacity = static_cast<float>(std::min(1.0, r.activation_density + r.capacity_margin));
+      compressions.push_back(sparse);
+    }
+  }
+  // Checkpointing: none, byte-balanced sqrt segments, and the cheapest recompute whose exact arena
+  // fits what the budget leaves for it (the dynamic program of memory/checkpointing.h).
+  std::vector<CheckpointConfig> checkpoints(3);
+  checkpoints[1].mode = CheckpointMode::kSqrtBytes;
+  checkpoints[2].mode = CheckpointMode::kBudget;
+  if (!r.allow_fitted_checkpoints) checkpoints.pop_back();
+
+  std::vector<Combo> combos;
+  for (const FreezeConfig& f : freezes)
+    for (const CheckpointConfig& c : checkpoints)
+      for (const CompressionConfig& z : compressions) {
+        // The budget mode plans one arena; a sparse fallback schedule would need its own.
+        if (c.mode == CheckpointMode::kBudget && z.sparse_activations) continue;
+        Combo combo;
+        combo.config.optimizer = r.base.config.optimizer;
+        combo.config.freeze = f;
+        combo.config.checkpoint = c;
+        combo.config.compression = z;
+        int64_t trainable = 0;
+        Result<double> secs = predict_seconds(r, combo.config, 1, &trainable, &combo.batch_statistics);
+        if (!secs.is_ok()) continue;  // e.g. a freeze mode this model has nothing for
+        combo.best_score = score_of(r.objective, trainable, *secs);
+        combos.push_back(combo);
+      }
+  if (combos.empty()) return invalid_argument("no configuration of this model can be trained");
+  std::stable_sort(combos.begin(), combos.end(), [](const Combo& a, const Combo& b) { return a.best_score > b.best_score; });
+
+  Plan plan;
+  plan.smallest_peak = UINT64_MAX;
+  auto evaluate = [&](const TrainConfig& cfg_in, PlanCandidate* out) -> Status {
+    TrainerOptions o = r.base;
+    TrainConfig cfg = cfg_in;
+    if (cfg.checkpoint.mode == CheckpointMode::kBudget) {
+      // The arena gets what the budget leaves after parameters, optimizer state, the evaluation
+      // arena and the reserve (those do not depend on checkpointing: read them off a plain design).
+      TrainerOptions plain = r.base;
+      plain.config = cfg;
+      plain.config.checkpoint = CheckpointConfig{};
+      plain.eval_batch = std::min<int64_t>(r.base.eval_batch > 0 ? r.base.eval_batch : r.base.batch,
+                                           r.base.batch / cfg.micro_batches);
+      ET_ASSIGN_OR_RETURN(TrainerBlueprint p0, design_trainer(r.factory, plain));
+      int64_t fixed = static_cast<int64_t>(p0.memory.total() - p0.memory.train_arena_bytes + r.reserve_bytes);
+      // The block adds alignment slack to the layout's size.
+      int64_t arena_budget = static_cast<int64_t>(r.budget_bytes) - fixed - 2 * static_cast<int64_t>(kArenaSlackBytes);
+      if (arena_budget <= 0) return out_of_memory("nothing left of the budget for the training arena");
+      cfg.checkpoint.budget_bytes = arena_budget;
+    }
+    o.config = cfg;
+    // Evaluation runs at most one micro-batch at a time: its arena stays within the plan.
+    int64_t micro_batch = r.base.batch / cfg.micro_batches;
+    o.eval_batch = std::min<int64_t>(r.base.eval_batch > 0 ? r.base.eval_batch : r.base.batch, micro_batch);
+    ET_ASSIGN_OR_RETURN(TrainerBlueprint b, design_trainer(r.factory, o));
+    ++plan.evaluated;
+    out->config = cfg;
+    out->memory = b.memory;
+    out->predicted_peak = b.memory.total() + r.reserve_bytes;
+    out->label = describe_config(cfg, layers);
+    if (out->predicted_peak < plan.smallest_peak) {
+      plan.smallest_peak = out->predicted_peak;
+      plan.smallest_label = out->label;
+    }
+    return Status::ok();
+  };
+
+  // The floor first: the least-memory configuration. If it does not fit, nothing does.
+  {
+    TrainConfig floor_cfg;
+    floor_cfg.optimizer = r.base.config.optimizer;
+    if (r.allow_freezing) floor_cfg.freeze.mode = FreezeMode::kClassifierOnly;
+    floor_cfg.checkpoint.mode = CheckpointMode::kSqrtBytes;
+    floor_cfg.compression = compressions.back();
+    // The most micro-batches that still build (tiny micro-batches can fail, e.g. a batch norm
+    // over a single value per channel).
+    PlanCandidate floor;
+    Status built = invalid_argument("no micro-batch size builds");
+    std::vector<int> floor_micro = micro_for(!r.allow_freezing);
+    for (size_t i = floor_micro.size(); i-- > 0 && !built.is_ok();) {
+      floor_cfg.micro_batches = floor_micro[i];
+      built = evaluate(floor_cfg, &floor);
+    }
+    ET_RETURN_IF_ERROR(built);
+    if (floor.predicted_peak > r.budget_bytes)
+      return out_of_memory("no configuration fits the budget of " + std::to_string(r.budget_bytes) +
+                           " bytes: the smallest needs " + std::to_string(floor.predicted_peak) + " bytes (" + floor.label +
+                           "); give at least that much");
+  }
+
+  std::vector<PlanCandidate> feasible;
+  for (const Combo& combo : combos) {
+    if (static_cast<int>(feasible.size()) >= r.keep && combo.best_score < feasible[static_cast<size_t>(r.keep) - 1].score) break;
+    // Fewest micro-batches that fit: memory falls with k, so binary search over the list.
+    std::vector<int> ks = micro_for(combo.batch_statistics);
+    int lo = 0, hi = static_cast<int>(ks.size()) - 1, found = -1;
+    PlanCandidate best_here;
+    while (lo <= hi) {
+      int mid = (lo + hi) / 2;
+      TrainConfig cfg = combo.config;
+      cfg.micro_batches = ks[static_cast<size_t>(mid)];
+      PlanCandidate c;
+      Status s = evaluate(cfg, &c);
+      if (!s.is_ok() || c.predicted_peak <= r.budget_bytes) {
+        // Fits, or does not build at this many micro-batches (too small): look at fewer.
+        if (s.is_ok()) {
+          found = mid;
+          best_here = c;
+        }
+        hi = mid - 1;
+      } else {
+        lo = mid + 1;
+      }
+    }
+    if (found < 0) continue;
+    Result<double> secs = predict_seconds(r, best_here.config, ks[static_cast<size_t>(found)], &best_here.trainable_params);
+    if (!secs.is_ok()) continue;
+    best_here.predicted_step_seconds = *secs;
+    best_here.score = score_of(r.objective, best_here.trainable_params, *secs);
+    feasible.push_back(best_here);
+    std::stable_sort(feasible.begin(), feasible.end(), [](const PlanCandidate& a, const PlanCandidate& b) { return a.score > b.score; });
+  }
+  if (feasible.empty())
+    return out_of_memory("no configuration fits the budget of " + std::to_string(r.budget_bytes) + " bytes; the smallest needs " +
+                         std::to_string(plan.smallest_peak) + " bytes (" + plan.smallest_label + ")");
+  if (static_cast<int>(feasible.size()) > r.keep) feasible.resize(static_cast<size_t>(r.keep));
+  plan.ranked = std::move(feasible);
+  plan.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return plan;
+}
+
+}  // namespace edgetrain

@@ -1,0 +1,83 @@
+// The m-hyperparameter search: which TrainConfig (micro-batches, freezing, checkpointing,
+// activation compression) to train with under a memory budget. Every candidate's memory is the
+// exact number its Trainer would allocate (runtime/trainer.h design_trainer: the same schedules,
+// laid out, nothing allocated); its step time comes from a per-node predictor (the cost models
+// of planner/cost_model.h, or a roofline estimate). Candidates over the budget are dropped; the
+// rest are ranked by an objective.
+//
+// Search order keeps planning fast: memory falls as micro-batches grow and the predicted time
+// of a configuration can only grow with them, so each (freezing, checkpointing, compression)
+// combination is searched for its fewest feasible micro-batches, combinations in order of their
+// best possible score, stopping once no remaining one can enter the top `keep`.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "runtime/status.h"
+#include "runtime/trainer.h"
+
+namespace edgetrain {
+
+enum class PlanObjective : uint8_t {
+  kCapacityPerSecond,  // trainable parameters per predicted second of step time (default)
+  kFastest,            // shortest predicted step
+  kMostAccurate,       // most trainable parameters (then fastest)
+};
+const char* plan_objective_name(PlanObjective o);
+Result<PlanObjective> parse_plan_objective(const std::string& s);
+
+// Predicted seconds of one node of a training schedule.
+using NodeTimePredictor = std::function<double(const Graph& schedule, const Node& node)>;
+// A crude fallback when no profile exists: FLOPs at `gflops` plus bytes at `gbytes_per_s`.
+NodeTimePredictor roofline_predictor(double gflops = 40.0, double gbytes_per_s = 8.0);
+
+struct PlanRequest {
+  GraphFactory factory;
+  TrainerOptions base;            // batch (the effective batch), eval batch, threads, optimizer
+  uint64_t budget_bytes = 0;      // everything the trainer allocates + reserve_bytes must fit
+  uint64_t reserve_bytes = 0;     // process overhead beside the planned blocks (see retrain)
+  PlanObjective objective = PlanObjective::kCapacityPerSecond;
+  // Fraction of nonzeros in saved post-ReLU tensors, measured on a probe batch; sparse storage
+  // is only considered when known (its slots are sized from it).
+  double activation_density = -1.0;
+  double capacity_margin = 0.10;  // slot capacity = density + margin
+  bool allow_freezing = true;     // false: every candidate trains all parameters
+  bool allow_fitted_checkpoints = true;  // checkpoint mode kBudget (the DP) with what is left
+  NodeTimePredictor predict;      // required
+  int keep = 8;                   // feasible candidates to return, best first
+  int max_micro_batches = 32;
+  // Smallest micro-batch considered: batch-norm statistics of a few images are noise, and a
+  // model trained on them evaluates badly (measured here: micro-batches of 8 images took the
+  // domain-shift retraining of MobileNetV2 at 32x32 from 57.6% to 38.6%, micro-batches of 16
+  // images with some layers frozen reached 48%). Models without batch norm may go lower.
+  int min_micro_batch = 16;
+};
+
+struct PlanCandidate {
+  TrainConfig config;
+  std::string label;              // "micro 4, freeze 0/52, ckpt sqrt, masks+sparse(0.60)"
+  TrainerMemory memory;
+  uint64_t predicted_peak = 0;    // memory.total() + reserve
+  double predicted_step_seconds = 0;
+  int64_t trainable_params = 0;
+  double score = 0;
+};
+
+struct Plan {
+  std::vector<PlanCandidate> ranked;  // feasible, best first; ranked[0] is the choice
+  int evaluated = 0;                  // configurations whose memory was laid out exactly
+  double seconds = 0;                 // planning time
+  // The least memory any configuration needs (when none fits: the smallest budget that works).
+  uint64_t smallest_peak = 0;
+  std::string smallest_label;
+};
+
+// Fails with kOutOfMemory naming the smallest budget that would work when nothing fits.
+Result<Plan> plan_training(const PlanRequest& request);
+
+std::string describe_config(const TrainConfig& c, int layer_count);
+
+}  // namespace edgetrain

@@ -1,0 +1,595 @@
+// The cost-model machinery without timing anything: regressors on synthetic data with known
+// answers, model selection, the accuracy metrics, node features, the profile store (round trip,
+// version and machine checks) and CostModel's predictions.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "models/model_zoo.h"
+#include "planner/cost_model.h"
+#include "planner/features.h"
+#include "planner/profile_store.h"
+#include "planner/profiler.h"
+#include "planner/regressors.h"
+#include "planner/step_config.h"
+#include "runtime/parameter_store.h"
+
+namespace edgetrain {
+namespace {
+
+// Rows with independent random FLOPs and bytes over several decades, and random log features.
+std::vector<FeatureRow> random_rows(int n, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<FeatureRow> rows(static_cast<size_t>(n));
+  for (FeatureRow& r : rows) {
+    r.flops = std::exp(10 + 10 * rng.uniform());
+    r.bytes = std::exp(8 + 8 * rng.uniform());
+    r.z[0] = std::log(r.flops + 1);
+    r.z[1] = std::log(r.bytes + 1);
+    for (int f = 2; f < kLogFeatureCount; ++f) r.z[static_cast<size_t>(f)] = 4 * rng.uniform();
+  }
+  return rows;
+}
+
+double max_relative_error(const Regressor& m, const std::vector<FeatureRow>& x, const std::vector<double>& y) {
+  double worst = 0;
+  for (size_t i = 0; i < x.size(); ++i) worst = std::max(worst, std::fabs(m.predict(x[i]) - y[i]) / y[i]);
+  return worst;
+}
+
+double linear_time(const FeatureRow& r) { return 2e-11 * r.flops + 5e-10 * r.bytes + 3e-6; }
+double power_time(const FeatureRow& r) { return 1e-6 * std::exp(0.8 * r.z[2] + 1.2 * r.z[4] - 0.5 * r.z[6]); }
+double step_time(const FeatureRow& r) { return r.z[3] < 2.0 ? 1e-3 : 5e-3; }
+double quadratic_log_time(const FeatureRow& r) {
+  return 1e-5 * std::exp(0.3 * r.z[2] + 0.25 * r.z[2] * r.z[3] - 0.1 * r.z[5] * r.z[5]);
+}
+
+template <typename F>
+std::vector<double> times(const std::vector<FeatureRow>& x, F f) {
+  std::vector<double> y;
+  for (const FeatureRow& r : x) y.push_back(f(r));
+  return y;
+}
+
+TEST(Regressors, RooflineRecoversALinearFunctionOfFlopsAndBytes) {
+  auto x = random_rows(80, 1);
+  auto y = times(x, linear_time);
+  Result<Regressor> m = Regressor::fit(RegressorKind::kRoofline, x, y);
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  auto test = random_rows(50, 2);
+  EXPECT_LT(max_relative_error(*m, test, times(test, linear_time)), 1e-6);
+}
+
+TEST(Regressors, RooflineKeepsCoefficientsNonNegative) {
+  // t = 1e-10 * bytes - 1e-4 would need a negative intercept: NNLS drops it instead, so no
+  // prediction is ever negative.
+  auto x = random_rows(60, 3);
+  std::vector<double> y;
+  for (const FeatureRow& r : x) y.push_back(std::max(1e-7, 1e-10 * r.bytes - 1e-6));
+  Result<Regressor> m = Regressor::fit(RegressorKind::kRoofline, x, y);
+  ASSERT_TRUE(m.is_ok());
+  FeatureRow zero;
+  EXPECT_GE(m->predict(zero), 0.0);
+  JsonValue j = m->to_json();
+  for (const JsonValue& c : j.get_array("coef")->items()) EXPECT_GE(c.as_double(), 0.0);
+}
+
+TEST(Regressors, LogPolyRecoversAPowerLaw) {
+  auto x = random_rows(80, 4);
+  auto y = times(x, power_time);
+  Result<Regressor> m = Regressor::fit(RegressorKind::kLogPoly, x, y);
+  ASSERT_TRUE(m.is_ok());
+  auto test = random_rows(50, 5);
+  EXPECT_LT(max_relative_error(*m, test, times(test, power_time)), 0.01);
+}
+
+TEST(Regressors, LogPolyExtrapolatesLinearlyInLogSpace) {
+  // Fitted on z in [0, 4], asked at z = 8: the power law continues (the quadratic part is
+  // frozen at the edge of the data, the fit here has none to freeze).
+  auto x = random_rows(80, 6);
+  auto y = times(x, power_time);
+  Result<Regressor> m = Regressor::fit(RegressorKind::kLogPoly, x, y);
+  ASSERT_TRUE(m.is_ok());
+  FeatureRow far = x[0];
+  far.z[2] = 8;
+  EXPECT_NEAR(m->predict(far) / power_time(far), 1.0, 0.05);
+}
+
+TEST(Regressors, BoostedTreesRecoverAStepFunction) {
+  auto x = random_rows(200, 7);
+  auto y = times(x, step_time);
+  Result<Regressor> m = Regressor::fit(RegressorKind::kBoostedTrees, x, y);
+  ASSERT_TRUE(m.is_ok());
+  // Away from the step (the trees put their threshold between the nearest samples).
+  auto test = random_rows(200, 8);
+  std::vector<double> pred, meas;
+  for (const FeatureRow& r : test) {
+    if (std::fabs(r.z[3] - 2.0) < 0.1) continue;
+    pred.push_back(m->predict(r));
+    meas.push_back(step_time(r));
+  }
+  EXPECT_GE(within_share(pred, meas, 0.05), 0.97);
+  // The smooth models cannot follow the step.
+  Result<Regressor> poly = Regressor::fit(RegressorKind::kLogPoly, x, y);
+  ASSERT_TRUE(poly.is_ok());
+  std::vector<double> poly_pred;
+  for (const FeatureRow& r : test)
+    if (std::fabs(r.z[3] - 2.0) >= 0.1) poly_pred.push_back(poly->predict(r));
+  EXPECT_LT(within_share(poly_pred, meas, 0.05), 0.8);
+}
+
+TEST(Regressors, FitRejectsBadData) {
+  auto x = random_rows(5, 9);
+  EXPECT_FALSE(Regressor::fit(RegressorKind::kRoofline, {}, {}).is_ok());
+  EXPECT_FALSE(Regressor::fit(RegressorKind::kLogPoly, x, {1, 2, 3}).is_ok());
+  EXPECT_FALSE(Regressor::fit(RegressorKind::kBoostedTrees, x, {1, 2, 0, 4, 5}).is_ok());
+  Result<Regressor> r = Regressor::fit(RegressorKind::kLogPoly, x, {1, 2, -1, 4, 5});
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("positive"), std::string::npos);
+}
+
+TEST(Regressors, JsonRoundTripGivesIdenticalPredictions) {
+  auto x = random_rows(60, 10);
+  auto y = times(x, quadratic_log_time);
+  auto test = random_rows(20, 11);
+  for (int k = 0; k < kRegressorKindCount; ++k) {
+    Result<Regressor> m = Regressor::fit(static_cast<RegressorKind>(k), x, y);
+    ASSERT_TRUE(m.is_ok());
+    Result<JsonValue> j = parse_json(to_json(m->to_json()));
+    ASSERT_TRUE(j.is_ok());
+    Result<Regressor> back = Regressor::from_json(*j);
+    ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+    EXPECT_EQ(back->kind(), m->kind());
+    for (const FeatureRow& r : test) EXPECT_EQ(back->predict(r), m->predict(r)) << regressor_kind_name(m->kind());
+  }
+}
+
+TEST(Regressors, FromJsonRejectsMalformedTrees) {
+  auto x = random_rows(30, 12);
+  Result<Regressor> m = Regressor::fit(RegressorKind::kBoostedTrees, x, times(x, step_time));
+  ASSERT_TRUE(m.is_ok());
+  JsonValue j = m->to_json();
+  // A child pointing back at its parent would loop forever in predict().
+  JsonValue* trees = j.find("trees");
+  JsonValue left = JsonValue::array();
+  for (size_t i = 0; i < trees->get_array("left")->size(); ++i) left.push_back(0);
+  trees->set("left", left);
+  Result<Regressor> bad = Regressor::from_json(j);
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kCorruptData);
+  EXPECT_FALSE(Regressor::from_json(JsonValue("roofline")).is_ok());
+  JsonValue unknown = JsonValue::object();
+  unknown.set("kind", "neural_net");
+  EXPECT_FALSE(Regressor::from_json(unknown).is_ok());
+}
+
+TEST(Metrics, WithinShareCountsPredictionsWithinTheTolerance) {
+  // Errors of 5%, 10% (counts: the boundary is inclusive), 15%, -9%.
+  std::vector<double> measured = {1.0, 10.0, 4.0, 10.0};
+  std::vector<double> predicted = {1.05, 11.0, 4.6, 9.1};
+  EXPECT_DOUBLE_EQ(within_share(predicted, measured, 0.10), 0.75);
+  EXPECT_DOUBLE_EQ(within_share(predicted, measured, 0.20), 1.0);
+  EXPECT_DOUBLE_EQ(within_share({}, {}, 0.1), 0.0);
+  EXPECT_DOUBLE_EQ(within_share({1.0}, {1.0, 2.0}, 0.1), 0.0);
+}
+
+TEST(Metrics, RSquaredMatchesTheDefinition) {
+  std::vector<double> measured = {1, 2, 3, 4};
+  EXPECT_DOUBLE_EQ(r_squared(measured, measured), 1.0);
+  // Predicting the mean everywhere explains nothing.
+  EXPECT_DOUBLE_EQ(r_squared({2.5, 2.5, 2.5, 2.5}, measured), 0.0);
+  // SSres = 0.25 * 4 = 1, SStot = 5: R2 = 0.8.
+  EXPECT_DOUBLE_EQ(r_squared({1.5, 2.5, 3.5, 4.5}, measured), 0.8);
+}
+
+TEST(Selection, PicksTheModelThatMatchesTheData) {
+  SelectOptions o;
+  o.max_predict_ns = 1e9;  // no cost limit: this test is about accuracy
+  struct Case {
+    const char* what;
+    double (*f)(const FeatureRow&);
+    RegressorKind expected;
+  } cases[] = {
+      {"linear in flops and bytes", linear_time, RegressorKind::kRoofline},
+      {"quadratic in log features", quadratic_log_time, RegressorKind::kLogPoly},
+      {"step", step_time, RegressorKind::kBoostedTrees},
+  };
+  for (const Case& c : cases) {
+    auto x = random_rows(160, 13);
+    auto y = times(x, c.f);
+    Result<Selection> s = select_regressor(x, y, o);
+    ASSERT_TRUE(s.is_ok());
+    EXPECT_EQ(s->candidates[static_cast<size_t>(s->chosen)].kind, c.expected) << c.what;
+    EXPECT_EQ(s->model.kind(), c.expected) << c.what;
+    ASSERT_EQ(s->out_of_fold.size(), x.size());
+    EXPECT_GE(within_share(s->out_of_fold, y), 0.9) << c.what;
+  }
+}
+
+TEST(Selection, PrefersAccuracyThenRSquaredWithinTheCostLimit) {
+  std::vector<CandidateScore> c(3);
+  c[0] = {RegressorKind::kRoofline, 0.80, 0.99, 5, true};
+  c[1] = {RegressorKind::kLogPoly, 0.92, 0.95, 40, true};
+  c[2] = {RegressorKind::kBoostedTrees, 0.92, 0.97, 400, true};
+  EXPECT_EQ(choose_candidate(c), 2);  // tie on the share: the higher R^2
+  c[2].within_cost_limit = false;
+  EXPECT_EQ(choose_candidate(c), 1);  // the most accurate is too slow to predict
+  for (CandidateScore& k : c) k.within_cost_limit = false;
+  EXPECT_EQ(choose_candidate(c), 0);  // none is cheap enough: the cheapest
+}
+
+// --- features ------------------------------------------------------------------------------------
+
+Graph training_graph(Architecture arch, float width, int input, int64_t batch) {
+  StepConfig c;
+  c.model.arch = arch;
+  c.model.width_mult = width;
+  c.model.input_size = input;
+  c.batch = batch;
+  Result<Graph> g = build_step_graph(c);
+  EXPECT_TRUE(g.is_ok()) << g.status().to_string();
+  return g.is_ok() ? std::move(*g) : Graph{};
+}
+
+TEST(Features, ClassesFollowTheConvolutionCodePaths) {
+  Graph g = training_graph(Architecture::kMobileNetV2, 0.35f, 32, 2);
+  int depthwise = 0, pointwise = 0, gemm = 0, unknown = 0;
+  for (const Node& n : g.nodes) {
+    NodeFeatures f = node_features(g, n);
+    if (f.op_class == OpClass::kCount) ++unknown;
+    if (n.op != OpKind::kConv2d) continue;
+    const ConvAttrs& a = n.attrs.conv;
+    const int64_t cin = g.value(n.inputs[0]).shape.c();
+    if (a.groups > 1 && a.groups == cin) {
+      EXPECT_EQ(f.op_class, OpClass::kConvDepthwise) << n.layer;
+      ++depthwise;
+    } else if (a.kernel_h == 1 && a.stride_h == 1) {
+      EXPECT_EQ(f.op_class, OpClass::kConvPointwise) << n.layer;
+      ++pointwise;
+    } else {
+      EXPECT_EQ(f.op_class, OpClass::kConvGemm) << n.layer;
+      ++gemm;
+    }
+  }
+  EXPECT_EQ(unknown, 0);
+  EXPECT_EQ(depthwise, 17);  // one per inverted-residual block
+  EXPECT_GT(pointwise, 30);
+  EXPECT_EQ(gemm, 1);  // the 3x3 stem
+}
+
+TEST(Features, ConvFlopsAreTwiceTheMultiplyAdds) {
+  Graph g = training_graph(Architecture::kResNet18, 1.0f, 32, 2);
+  const Node* stem = nullptr;
+  for (const Node& n : g.nodes)
+    if (n.op == OpKind::kConv2d) {
+      stem = &n;
+      break;
+    }
+  ASSERT_NE(stem, nullptr);
+  // 7x7 stride 2 conv, 3 -> 64 channels, 32x32 -> 16x16, batch 2.
+  NodeFeatures f = node_features(g, *stem);
+  EXPECT_EQ(f.op_class, OpClass::kConvGemm);
+  EXPECT_DOUBLE_EQ(f.row.flops, 2.0 * 2 * 16 * 16 * 64 * 7 * 7 * 3);
+  EXPECT_DOUBLE_EQ(f.row.z[2], std::log(2.0));
+  EXPECT_DOUBLE_EQ(f.row.z[6], std::log(49.0));
+}
+
+TEST(Features, OpClassNamesRoundTrip) {
+  for (int i = 0; i < kOpClassCount; ++i) {
+    OpClass c;
+    ASSERT_TRUE(parse_op_class(op_class_name(static_cast<OpClass>(i)), &c));
+    EXPECT_EQ(static_cast<int>(c), i);
+  }
+  OpClass c;
+  EXPECT_FALSE(parse_op_class("conv.winograd", &c));
+}
+
+// --- profile store -------------------------------------------------------------------------------
+
+// A profile whose kernel times follow known laws, so fitting it is quick and exact enough.
+Profile synthetic_profile() {
+  Profile p;
+  p.machine = current_machine();
+  p.created = "2024-01-01T00:00:00Z";
+  p.threads = {1, 2};
+  for (int t : p.threads) {
+    for (int c = 0; c < kOpClassCount; ++c) {
+      auto rows = random_rows(24, static_cast<uint64_t>(100 + c));
+      for (size_t i = 0; i < rows.size(); ++i) {
+        KernelSample s;
+        s.op_class = static_cast<OpClass>(c);
+        s.threads = t;
+        s.row = rows[i];
+        s.seconds = linear_time(rows[i]) / t;
+        s.holdout = i % 5 == 0;
+        s.config = "synthetic";
+        s.layer = "layer" + std::to_string(i);
+        p.kernels.push_back(s);
+      }
+    }
+  }
+  StepSample step;
+  step.config.model.arch = Architecture::kSmallCnn;
+  step.config.model.input_size = 16;
+  step.config.batch = 4;
+  step.threads = 2;
+  step.seconds = 1e-3;
+  step.validation = true;
+  step.node_seconds = {1e-5, 2e-5};
+  p.steps.push_back(step);
+  return p;
+}
+
+std::string temp_dir(const std::string& name) {
+  std::string d = std::filesystem::temp_directory_path().string() + "/edgetrain_test_" + name + "_" +
+                  std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + std::to_string(getpid());
+  std::filesystem::remove_all(d);
+  return d;
+}
+
+TEST(ProfileStore, SaveThenLoadGivesTheSameProfile) {
+  Profile p = synthetic_profile();
+  SelectOptions o;
+  o.fit.trees = 10;
+  FitReport report;
+  Result<CostModel> m = CostModel::fit(p, o, &report);
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  p.models = m->to_json();
+  p.report = report.to_json();
+  const std::string dir = temp_dir("store");
+  const std::string path = profile_path(dir);
+  ASSERT_TRUE(save_profile(p, path).is_ok());  // creates the directory
+  Result<Profile> back = load_profile(path);
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_EQ(back->machine.cpu_model, p.machine.cpu_model);
+  EXPECT_EQ(back->machine.blas_core, p.machine.blas_core);
+  EXPECT_EQ(back->created, p.created);
+  EXPECT_EQ(back->threads, p.threads);
+  ASSERT_EQ(back->kernels.size(), p.kernels.size());
+  for (size_t i = 0; i < p.kernels.size(); ++i) {
+    EXPECT_EQ(back->kernels[i].op_class, p.kernels[i].op_class);
+    EXPECT_EQ(back->kernels[i].seconds, p.kernels[i].seconds);
+    EXPECT_EQ(back->kernels[i].row.z, p.kernels[i].row.z);
+    EXPECT_EQ(back->kernels[i].holdout, p.kernels[i].holdout);
+  }
+  ASSERT_EQ(back->steps.size(), 1u);
+  EXPECT_TRUE(back->steps[0].config == p.steps[0].config);
+  EXPECT_EQ(back->steps[0].node_seconds, p.steps[0].node_seconds);
+  EXPECT_TRUE(back->models == p.models);
+  EXPECT_TRUE(back->report == p.report);
+  EXPECT_TRUE(to_json(profile_to_json(*back)) == to_json(profile_to_json(p)));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ProfileStore, AnotherFormatVersionFailsWithAHint) {
+  Profile p = synthetic_profile();
+  JsonValue j = profile_to_json(p);
+  j.set("format_version", kProfileFormatVersion + 1);
+  const std::string dir = temp_dir("version");
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/profile.json";
+  std::ofstream(path) << to_json(j);
+  Result<Profile> back = load_profile(path);
+  ASSERT_FALSE(back.is_ok());
+  EXPECT_EQ(back.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(back.status().message().find("format version"), std::string::npos) << back.status().message();
+  EXPECT_NE(back.status().message().find("edgetrain profile"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ProfileStore, MissingAndCorruptFilesFailCleanly) {
+  const std::string dir = temp_dir("corrupt");
+  Result<Profile> missing = load_profile(dir + "/none.json");
+  ASSERT_FALSE(missing.is_ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/bad.json") << "{\"format\": \"edgetrain-profile\", ";
+  Result<Profile> bad = load_profile(dir + "/bad.json");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kCorruptData);
+  std::ofstream(dir + "/other.json") << "{\"hello\": 1}";
+  EXPECT_FALSE(load_profile(dir + "/other.json").is_ok());
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ProfileStore, DetectsAnotherCpuOrBlasCore) {
+  MachineInfo here = current_machine();
+  EXPECT_TRUE(check_machine(here, here).is_ok());
+  MachineInfo other = here;
+  other.cpu_model = "Imaginary CPU 9000";
+  Status s = check_machine(other, here);
+  ASSERT_FALSE(s.is_ok());
+  EXPECT_NE(s.message().find("Imaginary CPU 9000"), std::string::npos);
+  EXPECT_NE(s.message().find(here.cpu_model), std::string::npos);
+  other = here;
+  other.blas_core = "Prescott";
+  s = check_machine(other, here);
+  ASSERT_FALSE(s.is_ok());
+  EXPECT_NE(s.message().find("Prescott"), std::string::npos);
+}
+
+TEST(ProfileStore, CostModelLoadRefusesAForeignProfileUnlessAllowed) {
+  Profile p = synthetic_profile();
+  SelectOptions o;
+  o.fit.trees = 5;
+  Result<CostModel> m = CostModel::fit(p, o, nullptr);
+  ASSERT_TRUE(m.is_ok());
+  p.models = m->to_json();
+  p.machine.cpu_model = "Imaginary CPU 9000";
+  const std::string dir = temp_dir("foreign");
+  const std::string path = profile_path(dir);
+  ASSERT_TRUE(save_profile(p, path).is_ok());
+  Result<CostModel> refused = CostModel::load(path);
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_NE(refused.status().message().find("Imaginary CPU 9000"), std::string::npos);
+  Result<CostModel> allowed = CostModel::load(path, /*allow_other_machine=*/true);
+  ASSERT_TRUE(allowed.is_ok()) << allowed.status().to_string();
+  EXPECT_NE(allowed->warning().find("Imaginary CPU 9000"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ProfileStore, CacheDirectoryFollowsXdg) {
+  const char* old = std::getenv("XDG_CACHE_HOME");
+  std::string saved = old ? old : "";
+  setenv("XDG_CACHE_HOME", "/tmp/xdg-test", 1);
+  EXPECT_EQ(default_cache_dir(), "/tmp/xdg-test/edgetrain");
+  EXPECT_EQ(profile_path("/c"), "/c/profile-v" + std::to_string(kProfileFormatVersion) + ".json");
+  if (old) setenv("XDG_CACHE_HOME", saved.c_str(), 1);
+  else unsetenv("XDG_CACHE_HOME");
+}
+
+// --- cost model ----------------------------------------------------------------------------------
+
+TEST(CostModel, StepPredictionIsTheSumOfNodePredictions) {
+  Profile p = synthetic_profile();
+  SelectOptions o;
+  o.fit.trees = 10;
+  FitReport report;
+  Result<CostModel> m = CostModel::fit(p, o, &report);
+  ASSERT_TRUE(m.is_ok());
+  Graph g = training_graph(Architecture::kMobileNetV2, 0.5f, 32, 4);
+  double sum = 0;
+  for (const Node& n : g.nodes) {
+    const double t = m->predict_node_seconds(g, n, 2);
+    EXPECT_GT(t, 0.0) << op_name(n.op);
+    sum += t;
+  }
+  EXPECT_DOUBLE_EQ(m->predict_step_seconds(g, 2), sum);
+  auto predictor = m->node_predictor(2);
+  EXPECT_EQ(predictor(g, g.nodes[0]), m->predict_node_seconds(g, g.nodes[0], 2));
+  // The synthetic law is exact for every class: held-out samples are all within 10%.
+  EXPECT_EQ(report.op_holdout_within, 1.0);
+  EXPECT_EQ(report.classes.size(), static_cast<size_t>(2 * kOpClassCount));
+  ASSERT_EQ(report.steps.size(), 1u);
+  EXPECT_GT(report.steps[0].predicted, 0.0);
+}
+
+TEST(CostModel, MicroBatchedStepsCountTheBodyOncePerMicroBatch) {
+  Profile p = synthetic_profile();
+  SelectOptions o;
+  o.fit.trees = 5;
+  Result<CostModel> m = CostModel::fit(p, o, nullptr);
+  ASSERT_TRUE(m.is_ok());
+  StepConfig c;
+  c.model.arch = Architecture::kSmallCnn;
+  c.model.input_size = 16;
+  c.batch = 8;
+  c.micro_batches = 4;
+  Result<Graph> g = build_step_graph(c);
+  ASSERT_TRUE(g.is_ok()) << g.status().to_string();
+  ASSERT_EQ(g->micro_batches, 4);
+  double body = 0, updates = 0;
+  bool in_body = true;
+  for (const Node& n : g->nodes) {
+    in_body = in_body && n.phase != Phase::kUpdate;
+    (in_body ? body : updates) += m->predict_node_seconds(*g, n, 1);
+  }
+  EXPECT_GT(updates, 0.0);
+  EXPECT_NEAR(m->predict_step_seconds(*g, 1), 4 * body + updates, 1e-12);
+}
+
+TEST(CostModel, JsonRoundTripAndThreadLookup) {
+  Profile p = synthetic_profile();
+  SelectOptions o;
+  o.fit.trees = 10;
+  Result<CostModel> m = CostModel::fit(p, o, nullptr);
+  ASSERT_TRUE(m.is_ok());
+  Result<CostModel> back = CostModel::from_json(m->to_json());
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_EQ(back->threads(), (std::vector<int>{1, 2}));
+  Graph g = training_graph(Architecture::kResNet18, 1.0f, 32, 2);
+  for (int t : {1, 2, 4}) EXPECT_EQ(back->predict_step_seconds(g, t), m->predict_step_seconds(g, t));
+  // 4 threads were not profiled: the 2-thread models answer. The synthetic 2-thread law is half
+  // the 1-thread one.
+  EXPECT_EQ(m->predict_step_seconds(g, 4), m->predict_step_seconds(g, 2));
+  EXPECT_NEAR(m->predict_step_seconds(g, 2) / m->predict_step_seconds(g, 1), 0.5, 0.05);
+  EXPECT_TRUE(m->has_class(OpClass::kConvDepthwise, 1));
+  EXPECT_FALSE(CostModel::from_json(JsonValue::object()).is_ok());
+}
+
+TEST(CostModel, ClassesWithoutSamplesUseTheFallback) {
+  Profile p = synthetic_profile();
+  std::erase_if(p.kernels, [](const KernelSample& s) { return s.op_class == OpClass::kAdamWUpdate; });
+  SelectOptions o;
+  o.fit.trees = 5;
+  Result<CostModel> m = CostModel::fit(p, o, nullptr);
+  ASSERT_TRUE(m.is_ok());
+  EXPECT_FALSE(m->has_class(OpClass::kAdamWUpdate, 1));
+  NodeFeatures f;
+  f.op_class = OpClass::kAdamWUpdate;
+  f.row = random_rows(1, 42)[0];
+  // The fallback is a roofline over every class's samples, which all follow linear_time here.
+  EXPECT_NEAR(m->predict_seconds(f, 1) / linear_time(f.row), 1.0, 0.01);
+}
+
+// --- profiler pieces that need no timing accuracy --------------------------------------------
+
+TEST(Profiler, ValidationConfigurationsBuildAndAreOffTheSamplingGrid) {
+  auto on_grid = [](const StepConfig& c) {
+    const bool width = c.model.arch != Architecture::kMobileNetV2 ||
+                       c.model.width_mult == 0.35f || c.model.width_mult == 0.5f ||
+                       c.model.width_mult == 0.75f || c.model.width_mult == 1.0f;
+    const bool input = c.model.input_size % 32 == 0 && c.model.input_size <= 224;
+    const bool batch = (c.batch & (c.batch - 1)) == 0 && c.batch <= 64;
+    return width && input && batch;
+  };
+  for (const StepConfig& c : validation_configs(false)) {
+    Result<Graph> g = build_step_graph(c);
+    EXPECT_TRUE(g.is_ok()) << c.describe() << ": " << g.status().to_string();
+    EXPECT_FALSE(on_grid(c)) << c.describe() << " lies on the kernel-sampling grid";
+  }
+  EXPECT_LT(validation_configs(true).size(), validation_configs(false).size());
+}
+
+TEST(Profiler, KernelTimerRunsEveryNodeOfACompressedCheckpointedStep) {
+  StepConfig c;
+  c.model.arch = Architecture::kSmallCnn;
+  c.model.input_size = 16;
+  c.batch = 4;
+  c.optimizer = OptimizerKind::kAdamW;
+  c.checkpoint_segments = 1;
+  c.sparse_activations = true;
+  c.relu_masks = true;
+  c.micro_batches = 2;
+  Result<Graph> built = build_step_graph(c);
+  ASSERT_TRUE(built.is_ok()) << built.status().to_string();
+  const Graph& g = *built;
+  bool unpack = false;
+  for (const Node& n : g.nodes) unpack |= n.op == OpKind::kUnpackSparse;
+  EXPECT_TRUE(unpack) << "the configuration should have sparse activations to unpack";
+  KernelTimer timer({1, 2});
+  for (const Node& n : g.nodes) {
+    Result<std::vector<double>> t = timer.time_node(g, n, 1e-4, size_t{1} << 30);
+    ASSERT_TRUE(t.is_ok()) << op_name(n.op) << ": " << t.status().to_string();
+    ASSERT_EQ(t->size(), 2u);
+    EXPECT_GT((*t)[0], 0.0);
+    EXPECT_GT((*t)[1], 0.0);
+  }
+  // Too large for the limit: a clean error, nothing allocated.
+  Result<std::vector<double>> big = timer.time_node(g, g.nodes[0], 1e-4, 16);
+  ASSERT_FALSE(big.is_ok());
+  EXPECT_EQ(big.status().code(), StatusCode::kUnsupported);
+}
+
+TEST(StepConfig, JsonRoundTrip) {
+  StepConfig c;
+  c.model.arch = Architecture::kMobileNetV2;
+  c.model.width_mult = 0.6f;
+  c.model.input_size = 72;
+  c.batch = 12;
+  c.optimizer = OptimizerKind::kAdamW;
+  c.freeze = FreezeMode::kBiasOnly;
+  c.frozen_prefix_layers = 3;
+  Result<StepConfig> back = step_config_from_json(step_config_to_json(c));
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_TRUE(*back == c) << back->describe() << " vs " << c.describe();
+  JsonValue bad = step_config_to_json(c);
+  bad.set("optimizer", "lion");
+  EXPECT_FALSE(step_config_from_json(bad).is_ok());
+}
+
+}  // namespace
+}  // namespace edgetrain

@@ -1,0 +1,145 @@
+// The m-hyperparameter search: never over budget, fails fast with the smallest budget that
+// works, and finds the same optimum as an exhaustive evaluation of its candidate space.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "models/model_zoo.h"
+#include "planner/search.h"
+#include "runtime/freezing.h"
+
+namespace edgetrain {
+namespace {
+
+GraphFactory small_cnn() {
+  return [](int64_t b, bool training) {
+    ModelSpec s;
+    s.arch = Architecture::kSmallCnn;
+    s.input_size = 16;
+    return build_model(s, b, training);
+  };
+}
+
+PlanRequest request(uint64_t budget, PlanObjective objective) {
+  PlanRequest r;
+  r.factory = small_cnn();
+  r.base.batch = 16;
+  r.base.eval_batch = 16;
+  r.base.config.optimizer.attrs.momentum = 0.9f;
+  r.budget_bytes = budget;
+  r.reserve_bytes = 4096;
+  r.objective = objective;
+  r.predict = roofline_predictor();
+  r.min_micro_batch = 1;  // the small CNN trains fine on tiny micro-batches in this test
+  r.keep = 100;
+  return r;
+}
+
+uint64_t plain_peak() {
+  PlanRequest r = request(1, PlanObjective::kFastest);
+  TrainerOptions o = r.base;
+  Result<TrainerBlueprint> b = design_trainer(r.factory, o);
+  EXPECT_TRUE(b.is_ok());
+  return b->memory.total() + r.reserve_bytes;
+}
+
+TEST(PlanSearch, NeverReturnsAConfigurationOverTheBudget) {
+  uint64_t plain = plain_peak();
+  for (double f : {2.0, 1.0, 0.8, 0.6, 0.5}) {
+    PlanRequest r = request(static_cast<uint64_t>(plain * f), PlanObjective::kCapacityPerSecond);
+    Result<Plan> p = plan_training(r);
+    if (!p.is_ok()) {
+      EXPECT_EQ(p.status().code(), StatusCode::kOutOfMemory) << f;
+      continue;
+    }
+    for (const PlanCandidate& c : p->ranked) {
+      EXPECT_LE(c.predicted_peak, r.budget_bytes) << c.label;
+      // What the trainer would allocate is exactly what the plan said.
+      TrainerOptions o = r.base;
+      o.config = c.config;
+      o.eval_batch = std::min<int64_t>(r.base.eval_batch, r.base.batch / c.config.micro_batches);
+      Result<TrainerBlueprint> b = design_trainer(r.factory, o);
+      ASSERT_TRUE(b.is_ok());
+      EXPECT_EQ(b->memory.total() + r.reserve_bytes, c.predicted_peak) << c.label;
+    }
+  }
+}
+
+TEST(PlanSearch, AnImpossibleBudgetNamesTheSmallestThatWorks) {
+  PlanRequest r = request(1024, PlanObjective::kCapacityPerSecond);
+  Result<Plan> p = plan_training(r);
+  ASSERT_FALSE(p.is_ok());
+  EXPECT_EQ(p.status().code(), StatusCode::kOutOfMemory);
+  EXPECT_NE(p.status().message().find("smallest needs"), std::string::npos);
+  // That smallest budget then works.
+  std::string m = p.status().message();
+  size_t at = m.find("smallest needs ") + 15;
+  uint64_t smallest = std::stoull(m.substr(at));
+  r.budget_bytes = smallest;
+  EXPECT_TRUE(plan_training(r).is_ok());
+}
+
+// Exhaustive evaluation of the same space (without budget-fitted checkpoints, whose arena budget
+// depends on the request): the search's first choice has the best feasible score.
+TEST(PlanSearch, FindsTheExhaustiveOptimum) {
+  uint64_t plain = plain_peak();
+  for (PlanObjective objective : {PlanObjective::kCapacityPerSecond, PlanObjective::kFastest, PlanObjective::kMostAccurate}) {
+    for (double f : {1.5, 0.9, 0.7}) {
+      PlanRequest r = request(static_cast<uint64_t>(plain * f), objective);
+      r.allow_fitted_checkpoints = false;
+      Result<Plan> p = plan_training(r);
+      Result<Graph> fwd = r.factory(r.base.batch, true);
+      ASSERT_TRUE(fwd.is_ok());
+      int layers = fwd->layer_count;
+      std::vector<FreezeConfig> freezes(1);
+      for (int pct : {25, 50, 75}) {
+        FreezeConfig fz;
+        fz.frozen_prefix_layers = layers * pct / 100;
+        if (fz.frozen_prefix_layers > 0) freezes.push_back(fz);
+      }
+      for (FreezeMode m : {FreezeMode::kBiasOnly, FreezeMode::kNormOnly, FreezeMode::kClassifierOnly}) {
+        FreezeConfig fz;
+        fz.mode = m;
+        freezes.push_back(fz);
+      }
+      double best = -1;
+      for (const FreezeConfig& fz : freezes)
+        for (CheckpointMode ck : {CheckpointMode::kNone, CheckpointMode::kSqrtBytes})
+          for (bool masks : {false, true})
+            for (int k : {1, 2, 4, 8, 16}) {
+              TrainerOptions o = r.base;
+              o.config.freeze = fz;
+              o.config.checkpoint.mode = ck;
+              o.config.compression.relu_masks = masks;
+              o.config.micro_batches = k;
+              o.eval_batch = std::min<int64_t>(r.base.eval_batch, r.base.batch / k);
+              Result<TrainerBlueprint> b = design_trainer(r.factory, o);
+              if (!b.is_ok() || b->memory.total() + r.reserve_bytes > r.budget_bytes) continue;
+              // Score as the search defines it.
+              TrainConfig one = o.config;
+              one.micro_batches = 1;
+              Result<TrainingSchedule> s = make_training_schedule(r.factory, r.base.batch / k, one);
+              ASSERT_TRUE(s.is_ok());
+              double passes = 0, updates = 0;
+              for (const Node& n : s->graph.nodes) (n.phase == Phase::kUpdate ? updates : passes) += r.predict(s->graph, n);
+              double secs = k * passes + updates;
+              int64_t trainable = 0;
+              for (size_t i = 0; i < s->graph.params.size(); ++i)
+                if (s->trainable[i]) trainable += s->graph.params[i].shape.numel();
+              double score = objective == PlanObjective::kFastest ? 1.0 / secs
+                             : objective == PlanObjective::kMostAccurate ? trainable + 1e-3 / secs
+                                                                          : trainable / secs;
+              best = std::max(best, score);
+            }
+      if (best < 0) {
+        EXPECT_FALSE(p.is_ok());
+        continue;
+      }
+      ASSERT_TRUE(p.is_ok()) << p.status().to_string();
+      EXPECT_NEAR(p->ranked[0].score, best, 1e-9 * std::fabs(best)) << plan_objective_name(objective) << " at " << f;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace edgetrain

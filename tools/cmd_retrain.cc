@@ -1,0 +1,336 @@
+// `edgetrain plan` and `edgetrain retrain`: choose the m-hyperparameters under a memory budget,
+// then (retrain) train with them and save the weights atomically.
+//
+// What the budget covers: every byte the retraining adds to the process after the data and
+// the program are loaded: parameters, optimizer state, the training and evaluation arenas (all
+// planned exactly), the probe and the trials (each smaller than the chosen configuration), and
+// a reserve for the process's own growth while training (thread stacks, allocator bookkeeping,
+// code pages first touched by backward kernels; --reserve). retrain measures it from outside the
+// plan: peak RSS (VmHWM) minus RSS after the density probe (which warms the program up).
+#include <malloc.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "models/weights.h"
+#include "planner/cost_model.h"
+#include "planner/memory_chart.h"
+#include "planner/profile_store.h"
+#include "runtime/blas_env.h"
+#include "tools/commands.h"
+#include "tools/planning.h"
+#include "tools/setup.h"
+#include "tools/training_loop.h"
+
+namespace edgetrain::cli {
+
+void add_plan_options(ArgParser& p) {
+  p.option("budget", "BYTES", "", "memory budget for retraining, e.g. 64MiB (required)");
+  p.option("objective", "NAME", "capacity-per-second",
+           "rank feasible configurations by capacity-per-second (trainable parameters per predicted second), "
+           "fastest, or most-accurate (most trainable parameters)");
+  p.option("trials", "N", "0", "train the best N candidates a few steps each and pick by loss decrease per second");
+  p.option("trial-steps", "S", "8", "steps per trial");
+  p.option("reserve", "BYTES", "4MiB", "process overhead beside the planned blocks, counted in the budget");
+  p.flag("no-freezing", "only consider configurations that train every parameter");
+  p.option("min-micro-batch", "N", "16", "smallest micro-batch the planner considers (batch-norm statistics need a few images)");
+  p.option("svg", "FILE", "", "write the chosen configuration's memory timeline as SVG");
+  p.option("cache-dir", "DIR", "", "where `edgetrain profile` stored its cost models (default ~/.cache/edgetrain)");
+}
+
+namespace {
+
+struct Planned {
+  std::string predictor;
+  PlanRequest request;
+  Plan plan;
+  size_t chosen = 0;
+  double density = -1;
+  std::vector<TrialResult> trials;
+};
+
+// The step-time predictor: this device's cost models (edgetrain profile), else a roofline guess.
+// Loaded before the retraining baseline: the models are program state, like its code.
+struct Predictor {
+  std::shared_ptr<CostModel> cost_model;  // kept alive: the predictor refers to it
+  NodeTimePredictor predict;
+  std::string description;
+};
+
+Predictor load_predictor(const ArgParser& p, int threads) {
+  Predictor out;
+  std::string cache = p.str("cache-dir").empty() ? default_cache_dir() : p.str("cache-dir");
+  Result<CostModel> cost = CostModel::load(profile_path(cache));
+  if (cost.is_ok()) {
+    out.cost_model = std::make_shared<CostModel>(std::move(*cost));
+    out.predict = out.cost_model->node_predictor(threads);
+    out.description = "cost models from " + profile_path(cache);
+  } else {
+    out.predict = roofline_predictor();
+    out.description = "roofline estimate (no profile: run `edgetrain profile` for measured cost models; " +
+                      cost.status().message() + ")";
+  }
+  return out;
+}
+
+Result<Planned> plan_for(const ArgParser& p, const ModelSpec& spec, const Dataset& data, const Preprocess& pre,
+                         double density, const Predictor& predictor) {
+  Planned out;
+  if (p.str("budget").empty()) return invalid_argument("--budget is required (e.g. --budget 64MiB)");
+  ET_ASSIGN_OR_RETURN(uint64_t budget, p.bytes("budget"));
+  ET_ASSIGN_OR_RETURN(uint64_t reserve, p.bytes("reserve"));
+  ET_ASSIGN_OR_RETURN(PlanObjective objective, parse_plan_objective(p.str("objective")));
+  ET_ASSIGN_OR_RETURN(TrainerOptions base, trainer_options(p));
+  PlanRequest& r = out.request;
+  r.factory = graph_factory(spec);
+  r.base = base;
+  r.base.config.freeze = FreezeConfig{};  // the planner chooses
+  r.budget_bytes = budget;
+  r.reserve_bytes = reserve;
+  r.objective = objective;
+  r.allow_freezing = !p.has("no-freezing");
+  ET_ASSIGN_OR_RETURN(int64_t min_micro, p.integer("min-micro-batch"));
+  if (min_micro < 1) return invalid_argument("--min-micro-batch must be >= 1");
+  r.min_micro_batch = static_cast<int>(min_micro);
+  r.predict = predictor.predict;
+  out.predictor = predictor.description;
+  out.density = density;
+  r.activation_density = density;
+  ET_ASSIGN_OR_RETURN(out.plan, plan_training(r));
+  ET_ASSIGN_OR_RETURN(int64_t trials, p.integer("trials"));
+  if (trials > 0) {
+    TrialOptions to;
+    to.candidates = static_cast<int>(trials);
+    ET_ASSIGN_OR_RETURN(int64_t steps, p.integer("trial-steps"));
+    to.steps = static_cast<int>(std::max<int64_t>(2, steps));
+    ET_ASSIGN_OR_RETURN(double lr, p.number("lr"));
+    to.learning_rate = static_cast<float>(lr);
+    std::fprintf(stderr, "emulated trials of the best %d candidates, %d steps each:\n", to.candidates, to.steps);
+    ET_ASSIGN_OR_RETURN(out.trials, run_trials(r, out.plan, p.str("weights"), p.has("skip-classifier"), data, pre, to));
+    if (!out.trials.empty()) out.chosen = static_cast<size_t>(out.trials.front().candidate);
+  }
+  return out;
+}
+
+JsonValue plan_json(const Planned& pl) {
+  JsonValue j = JsonValue::object();
+  j.set("budget_bytes", static_cast<int64_t>(pl.request.budget_bytes));
+  j.set("reserve_bytes", static_cast<int64_t>(pl.request.reserve_bytes));
+  j.set("objective", plan_objective_name(pl.request.objective));
+  j.set("activation_density", pl.density);
+  j.set("planning_seconds", pl.plan.seconds);
+  j.set("step_time_predictor", pl.predictor);
+  j.set("configurations_laid_out", pl.plan.evaluated);
+  j.set("chosen", candidate_json(pl.plan.ranked[pl.chosen]));
+  JsonValue all = JsonValue::array();
+  for (const PlanCandidate& c : pl.plan.ranked) all.push_back(candidate_json(c));
+  j.set("ranked", std::move(all));
+  if (!pl.trials.empty()) {
+    JsonValue t = JsonValue::array();
+    for (const TrialResult& r : pl.trials) {
+      JsonValue x = JsonValue::object();
+      x.set("config", pl.plan.ranked[static_cast<size_t>(r.candidate)].label);
+      x.set("first_loss", r.first_loss);
+      x.set("last_loss", r.last_loss);
+      x.set("seconds", r.seconds);
+      x.set("loss_drop_per_second", r.loss_drop_per_second);
+      t.push_back(std::move(x));
+    }
+    j.set("trials", std::move(t));
+  }
+  return j;
+}
+
+void print_plan(const Planned& pl) {
+  std::fprintf(stderr, "plan: %d configurations laid out exactly in %.2f s; budget %s (reserve %s); objective %s; "
+               "post-ReLU density %.2f\n",
+               pl.plan.evaluated, pl.plan.seconds, format_bytes(static_cast<double>(pl.request.budget_bytes)).c_str(),
+               format_bytes(static_cast<double>(pl.request.reserve_bytes)).c_str(), plan_objective_name(pl.request.objective),
+               pl.density);
+  std::fprintf(stderr, "step times: %s\n", pl.predictor.c_str());
+  std::fprintf(stderr, "%s", plan_table(pl.plan).c_str());
+  std::fprintf(stderr, "chosen: #%zu %s%s\n", pl.chosen + 1, pl.plan.ranked[pl.chosen].label.c_str(),
+               pl.trials.empty() ? " (best predicted score)" : " (largest loss decrease per second in the trials)");
+}
+
+Status write_svg(const ArgParser& p, const Planned& pl, const ModelSpec& spec) {
+  std::string path = p.str("svg");
+  if (path.empty()) return Status::ok();
+  TrainerOptions o = pl.request.base;
+  o.config = pl.plan.ranked[pl.chosen].config;
+  ET_ASSIGN_OR_RETURN(TrainingSchedule s, make_training_schedule(pl.request.factory, o.batch, o.config));
+  ET_ASSIGN_OR_RETURN(ArenaLayout layout, layout_arena(s.graph));
+  MemoryTimeline t = simulate_memory(s.graph, layout);
+  ChartOptions co;
+  co.title = model_name(spec) + ", batch " + std::to_string(o.batch);
+  co.subtitle = pl.plan.ranked[pl.chosen].label;
+  std::string svg = memory_timeline_svg(s.graph, t, co);
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) return io_error("cannot write " + path);
+  bool ok = std::fwrite(svg.data(), 1, svg.size(), f) == svg.size();
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok) return io_error("writing " + path + " failed");
+  std::fprintf(stderr, "memory timeline: %s\n", path.c_str());
+  return Status::ok();
+}
+
+}  // namespace
+
+int run_retrain(const ArgParser& p, const Dataset& train, const Dataset* test, const Preprocess& pre,
+                const Preprocess& eval_pre, JsonValue* summary_out) {
+  int size = static_cast<int>(output_height(train, pre));
+  Result<ModelSpec> spec = model_spec(p, train.num_classes(), size, pre.out_channels);
+  if (!spec.is_ok()) return fail(spec.status());
+  Result<LrSchedule> schedule = lr_schedule(p);
+  if (!schedule.is_ok()) return fail(schedule.status());
+  Result<int64_t> epochs = p.integer("epochs");
+  if (!epochs.is_ok()) return fail(epochs.status());
+
+  // The probe runs first: besides measuring the data's activation density, it is the process's
+  // first forward pass, which maps the kernels' code pages and OpenBLAS's packing buffers. Those
+  // belong to the program, not to retraining, so the baseline is taken after it (all the
+  // probe's own allocations are freed by then).
+  Result<double> density = probe_activation_density(graph_factory(*spec), p.str("weights"), train, pre);
+  if (!density.is_ok()) return fail(density.status());
+  Result<int64_t> threads = p.integer("threads");
+  if (!threads.is_ok()) return fail(threads.status());
+  Predictor predictor = load_predictor(p, static_cast<int>(*threads));
+  // Give freed heap memory back to the system first: otherwise the trainer could reuse pages the
+  // set-up freed and the measurement below would miss them.
+  malloc_trim(0);
+  // Everything from here on counts against the budget.
+  uint64_t rss_before = process_memory().rss;
+  reset_peak_rss();
+  Result<Planned> pl = plan_for(p, *spec, train, pre, *density, predictor);
+  if (!pl.is_ok()) return fail(pl.status());
+  print_plan(*pl);
+  if (Status s = write_svg(p, *pl, *spec); !s.is_ok()) return fail(s);
+  const PlanCandidate& chosen = pl->plan.ranked[pl->chosen];
+  uint64_t planning_peak = process_memory().peak_rss - std::min(process_memory().peak_rss, rss_before);
+  malloc_trim(0);  // the candidates' schedules are gone: hand their pages back before training
+
+  TrainerOptions o = pl->request.base;
+  o.config = chosen.config;
+  o.eval_batch = std::min<int64_t>(o.batch / o.config.micro_batches, o.eval_batch > 0 ? o.eval_batch : o.batch);
+  Result<std::unique_ptr<Trainer>> trainer = Trainer::create(pl->request.factory, o);
+  if (!trainer.is_ok()) return fail(trainer.status());
+  Trainer& t = **trainer;
+  if (Status s = load_initial_weights(p, t); !s.is_ok()) return fail(s);
+  LoopOptions lo;
+  lo.epochs = *epochs;
+  lo.seed = o.init_seed;
+  lo.label = "retrain";
+  LrSchedule sched = *schedule;
+  lo.learning_rate = [sched](int64_t step, int64_t total) { return learning_rate_at(sched, step, total); };
+  Result<TrainReport> tr = train_epochs(t, train, pre, lo);
+  if (!tr.is_ok()) return fail(tr.status());
+  JsonValue& summary = *summary_out;
+  summary = JsonValue::object();
+  summary.set("model", model_name(*spec));
+  summary.set("plan", plan_json(*pl));
+  if (test != nullptr && test->size() > 0) {
+    Result<EvalReport> ev = evaluate(t, *test, eval_pre, "test");
+    if (!ev.is_ok()) return fail(ev.status());
+    JsonValue e = JsonValue::object();
+    e.set("accuracy", ev->accuracy);
+    e.set("mean_loss", ev->mean_loss);
+    e.set("images", ev->images);
+    summary.set("test", std::move(e));
+    std::fprintf(stderr, "test accuracy %.4f (%lld images)\n", ev->accuracy, static_cast<long long>(ev->images));
+  }
+  uint64_t used = process_memory().peak_rss - std::min(process_memory().peak_rss, rss_before);
+  bool within = used <= pl->request.budget_bytes;
+  std::fprintf(stderr,
+               "retrained %lld steps in %s: median step %.1f ms (predicted %.1f), fallback steps %lld; memory: planned %s, "
+               "measured peak RSS increase %s, budget %s: %s\n",
+               static_cast<long long>(tr->steps), format_seconds(tr->seconds).c_str(), tr->median_step_ms,
+               chosen.predicted_step_seconds * 1e3, static_cast<long long>(t.fallback_steps()),
+               format_bytes(static_cast<double>(chosen.predicted_peak)).c_str(), format_bytes(static_cast<double>(used)).c_str(),
+               format_bytes(static_cast<double>(pl->request.budget_bytes)).c_str(), within ? "within" : "EXCEEDED");
+  JsonValue m = JsonValue::object();
+  m.set("planning_peak_rss_increase_bytes", static_cast<int64_t>(planning_peak));
+  m.set("planned_peak_bytes", static_cast<int64_t>(chosen.predicted_peak));
+  m.set("measured_peak_rss_increase_bytes", static_cast<int64_t>(used));
+  m.set("budget_bytes", static_cast<int64_t>(pl->request.budget_bytes));
+  m.set("within_budget", within);
+  summary.set("memory", std::move(m));
+  JsonValue tj = JsonValue::object();
+  tj.set("steps", tr->steps);
+  tj.set("seconds", tr->seconds);
+  tj.set("median_step_ms", tr->median_step_ms);
+  tj.set("predicted_step_ms", chosen.predicted_step_seconds * 1e3);
+  tj.set("fallback_steps", t.fallback_steps());
+  summary.set("train", std::move(tj));
+  std::string out = p.str("out");
+  if (!out.empty()) {
+    std::map<std::string, std::string> meta{{"model", model_name(*spec)}, {"producer", "edgetrain retrain"},
+                                            {"config", chosen.label}};
+    if (Status s = save_weights(out, t.params(), meta); !s.is_ok()) return fail(s);
+    std::fprintf(stderr, "saved weights to %s\n", out.c_str());
+    summary.set("weights", out);
+  }
+  return within ? 0 : 3;
+}
+
+void add_retrain_command_options(ArgParser& p) {
+  add_model_options(p);
+  add_data_options(p);
+  add_training_options(p);
+  add_plan_options(p);
+  p.option("out", "FILE", "", "write the retrained weights here (atomically)");
+  p.flag("json", "print a JSON summary on stdout at the end");
+}
+
+int cmd_retrain(int argc, char** argv) {
+  ArgParser p("retrain",
+              "Load weights, choose the m-hyperparameters under --budget, retrain on new data and save the weights.\n"
+              "The budget covers everything retraining adds to the process (see the README); a budget no\n"
+              "configuration fits fails at once with the smallest budget that would work. The planner chooses\n"
+              "micro-batches, freezing, checkpointing and compression; --batch is the effective batch.");
+  add_retrain_command_options(p);
+  if (Status s = p.parse(argc, argv, 1); !s.is_ok()) return fail(s);
+  if (p.help_requested()) {
+    std::printf("%s", p.help_text().c_str());
+    return 0;
+  }
+  Result<DataChoice> data = load_data(p, /*need_train=*/true);
+  if (!data.is_ok()) return fail(data.status());
+  JsonValue summary;
+  int rc = run_retrain(p, data->train, &data->test, data->train_pre, data->eval_pre, &summary);
+  if ((rc == 0 || rc == 3) && p.has("json")) std::printf("%s\n", to_json_pretty(summary).c_str());
+  return rc;
+}
+
+int cmd_plan(int argc, char** argv) {
+  ArgParser p("plan",
+              "Choose the m-hyperparameters for retraining a model under a memory budget and show the choice, the\n"
+              "runners-up and their predicted peak memory and step time (with --trials: short emulated runs).");
+  add_model_options(p);
+  add_data_options(p);
+  add_training_options(p);
+  add_plan_options(p);
+  p.flag("json", "print the plan as JSON on stdout");
+  if (Status s = p.parse(argc, argv, 1); !s.is_ok()) return fail(s);
+  if (p.help_requested()) {
+    std::printf("%s", p.help_text().c_str());
+    return 0;
+  }
+  Result<DataChoice> data = load_data(p, /*need_train=*/true);
+  if (!data.is_ok()) return fail(data.status());
+  int size = static_cast<int>(output_height(data->train, data->train_pre));
+  Result<ModelSpec> spec = model_spec(p, data->train.num_classes(), size, data->train_pre.out_channels);
+  if (!spec.is_ok()) return fail(spec.status());
+  Result<double> density = probe_activation_density(graph_factory(*spec), p.str("weights"), data->train, data->train_pre);
+  if (!density.is_ok()) return fail(density.status());
+  Result<int64_t> threads = p.integer("threads");
+  if (!threads.is_ok()) return fail(threads.status());
+  Predictor predictor = load_predictor(p, static_cast<int>(*threads));
+  Result<Planned> pl = plan_for(p, *spec, data->train, data->train_pre, *density, predictor);
+  if (!pl.is_ok()) return fail(pl.status());
+  print_plan(*pl);
+  if (Status s = write_svg(p, *pl, *spec); !s.is_ok()) return fail(s);
+  if (p.has("json")) std::printf("%s\n", to_json_pretty(plan_json(*pl)).c_str());
+  return 0;
+}
+
+}  // namespace edgetrain::cli

@@ -1,0 +1,52 @@
+// Planning a retraining run for the CLI: measure the new data's activation density on a probe
+// batch, search configurations under the budget (planner/search.h), optionally run short
+// emulated trials of the best candidates, and report the choice.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "data/dataset.h"
+#include "data/transforms.h"
+#include "planner/search.h"
+#include "runtime/json.h"
+#include "tools/cli_common.h"
+
+namespace edgetrain::cli {
+
+// Process memory beside the blocks a Trainer plans: OpenBLAS packing buffers, thread stacks,
+// allocator bookkeeping (measured here at ~2 MiB for MobileNetV2 and ResNet-18; 4 MiB is kept).
+constexpr uint64_t kDefaultReserveBytes = 4ull << 20;
+
+// Fraction of nonzeros in the post-ReLU/ReLU6 outputs of the model (training-mode batch norm,
+// weights from `weights` when non-empty) on up to 4 images of `data`. Small: it runs before the
+// budgeted training and allocates only a forward pass at batch 4.
+Result<double> probe_activation_density(const GraphFactory& factory, const std::string& weights,
+                                        const Dataset& data, const Preprocess& pre);
+
+struct TrialOptions {
+  int candidates = 3;     // the best candidates to try
+  int steps = 8;          // training steps each
+  float learning_rate = 0.01f;
+  uint64_t seed = 7;
+};
+
+struct TrialResult {
+  int candidate = 0;      // index into Plan::ranked
+  double first_loss = 0;  // mean of the first two steps
+  double last_loss = 0;   // mean of the last two steps
+  double seconds = 0;
+  double loss_drop_per_second = 0;
+};
+
+// Trains each of the top candidates for a few steps from the same weights on a sample of
+// `data` and ranks them by loss decrease per second (MPOptimizer's accuracy side). Each trial
+// allocates exactly its candidate's planned memory, one at a time.
+Result<std::vector<TrialResult>> run_trials(const PlanRequest& request, const Plan& plan, const std::string& weights,
+                                            bool skip_classifier, const Dataset& data, const Preprocess& pre,
+                                            const TrialOptions& options);
+
+JsonValue candidate_json(const PlanCandidate& c);
+std::string plan_table(const Plan& plan);
+
+}  // namespace edgetrain::cli
