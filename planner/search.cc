@@ -32,6 +32,13 @@ NodeTimePredictor roofline_predictor(double gflops, double gbytes_per_s) {
   };
 }
 
+TrainerOptions candidate_options(const TrainerOptions& base, const TrainConfig& config) {
+  TrainerOptions o = base;
+  o.config = config;
+  o.eval_batch = std::min<int64_t>(base.eval_batch > 0 ? base.eval_batch : base.batch, base.batch / config.micro_batches);
+  return o;
+}
+
 std::string describe_config(const TrainConfig& c, int layer_count) {
   std::string s = "micro " + std::to_string(c.micro_batches);
   if (c.freeze.mode != FreezeMode::kNone) s += std::string(", ") + freeze_mode_name(c.freeze.mode);
@@ -174,28 +181,20 @@ Result<Plan> plan_training(const PlanRequest& r) {
   Plan plan;
   plan.smallest_peak = UINT64_MAX;
   auto evaluate = [&](const TrainConfig& cfg_in, PlanCandidate* out) -> Status {
-    TrainerOptions o = r.base;
     TrainConfig cfg = cfg_in;
     if (cfg.checkpoint.mode == CheckpointMode::kBudget) {
       // The arena gets what the budget leaves after parameters, optimizer state, the evaluation
       // arena and the reserve (those do not depend on checkpointing: read them off a plain design).
-      TrainerOptions plain = r.base;
-      plain.config = cfg;
-      plain.config.checkpoint = CheckpointConfig{};
-      plain.eval_batch = std::min<int64_t>(r.base.eval_batch > 0 ? r.base.eval_batch : r.base.batch,
-                                           r.base.batch / cfg.micro_batches);
-      ET_ASSIGN_OR_RETURN(TrainerBlueprint p0, design_trainer(r.factory, plain));
+      TrainConfig plain = cfg;
+      plain.checkpoint = CheckpointConfig{};
+      ET_ASSIGN_OR_RETURN(TrainerBlueprint p0, design_trainer(r.factory, candidate_options(r.base, plain)));
       int64_t fixed = static_cast<int64_t>(p0.memory.total() - p0.memory.train_arena_bytes + r.reserve_bytes);
       // The block adds alignment slack to the layout's size.
       int64_t arena_budget = static_cast<int64_t>(r.budget_bytes) - fixed - 2 * static_cast<int64_t>(kArenaSlackBytes);
       if (arena_budget <= 0) return out_of_memory("nothing left of the budget for the training arena");
       cfg.checkpoint.budget_bytes = arena_budget;
     }
-    o.config = cfg;
-    // Evaluation runs at most one micro-batch at a time: its arena stays within the plan.
-    int64_t micro_batch = r.base.batch / cfg.micro_batches;
-    o.eval_batch = std::min<int64_t>(r.base.eval_batch > 0 ? r.base.eval_batch : r.base.batch, micro_batch);
-    ET_ASSIGN_OR_RETURN(TrainerBlueprint b, design_trainer(r.factory, o));
+    ET_ASSIGN_OR_RETURN(TrainerBlueprint b, design_trainer(r.factory, candidate_options(r.base, cfg)));
     ++plan.evaluated;
     out->config = cfg;
     out->memory = b.memory;

@@ -75,6 +75,10 @@ struct Plan {
   std::string smallest_label;
 };
 
+// The trainer options a candidate runs with: `base` with `config`, and an evaluation batch of
+// at most one micro-batch, so the evaluation arena stays within what the plan counted.
+TrainerOptions candidate_options(const TrainerOptions& base, const TrainConfig& config);
+
 // Fails with kOutOfMemory naming the smallest budget that would work when nothing fits.
 Result<Plan> plan_training(const PlanRequest& request);
 

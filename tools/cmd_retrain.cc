@@ -209,9 +209,7 @@ int run_retrain(const ArgParser& p, const Dataset& train, const Dataset* test, c
   uint64_t planning_peak = process_memory().peak_rss - std::min(process_memory().peak_rss, rss_before);
   malloc_trim(0);  // the candidates' schedules are gone: hand their pages back before training
 
-  TrainerOptions o = pl->request.base;
-  o.config = chosen.config;
-  o.eval_batch = std::min<int64_t>(o.batch / o.config.micro_batches, o.eval_batch > 0 ? o.eval_batch : o.batch);
+  TrainerOptions o = candidate_options(pl->request.base, chosen.config);
   Result<std::unique_ptr<Trainer>> trainer = Trainer::create(pl->request.factory, o);
   if (!trainer.is_ok()) return fail(trainer.status());
   Trainer& t = **trainer;

@@ -55,9 +55,7 @@ Result<std::vector<TrialResult>> run_trials(const PlanRequest& request, const Pl
   std::vector<TrialResult> results;
   int n = std::min<int>(options.candidates, static_cast<int>(plan.ranked.size()));
   for (int c = 0; c < n; ++c) {
-    TrainerOptions o = request.base;
-    o.config = plan.ranked[static_cast<size_t>(c)].config;
-    o.eval_batch = std::min<int64_t>(o.batch / o.config.micro_batches, o.eval_batch > 0 ? o.eval_batch : o.batch);
+    TrainerOptions o = candidate_options(request.base, plan.ranked[static_cast<size_t>(c)].config);
     ET_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> t, Trainer::create(request.factory, o));
     if (!weights.empty()) {
       WeightsLoadOptions wo;
