@@ -1,6 +1,8 @@
 // Fast conv2d kernels on real MobileNetV2 layer shapes (32x32 input, batch 32), in GFLOP/s
 // (2 * multiply-adds per second; the bias gradient is not counted). Forward runs without bias
 // and backward weight without db, as in MobileNetV2 where batch norm follows every conv.
+// ResNet-18's dense 3x3 stride-1 convs (224x224 batch 8, 32x32 batch 32) run three ways each:
+// im2col, Winograd F(2x2, 3x3) and F(4x4, 3x3), GFLOP/s in the direct conv's nominal FLOPs.
 //   OPENBLAS_CORETYPE=Haswell build/bench/bench_conv2d
 // EDGETRAIN_THREADS sets the kernels' thread pool size (default 2, the target's core count).
 #include <benchmark/benchmark.h>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "ops/conv2d.h"
+#include "ops/conv2d_winograd.h"
 #include "runtime/thread_pool.h"
 
 namespace edgetrain {
@@ -24,6 +27,15 @@ struct Layer {
 constexpr Layer kProject96to24{32, 8, 8, 96, 24, 1, 1, 0, 1};          // block 2 project conv
 constexpr Layer kDepthwise144{32, 8, 8, 144, 144, 3, 1, 1, 144};       // block 3 depthwise
 constexpr Layer kStem{32, 32, 32, 3, 32, 3, 2, 1, 1};                  // features.0
+// ResNet-18 basic-block 3x3 convs (stride 1): 224x224 input, batch 8 ...
+constexpr Layer kR18_56{8, 56, 56, 64, 64, 3, 1, 1, 1};
+constexpr Layer kR18_28{8, 28, 28, 128, 128, 3, 1, 1, 1};
+constexpr Layer kR18_14{8, 14, 14, 256, 256, 3, 1, 1, 1};
+constexpr Layer kR18_7{8, 7, 7, 512, 512, 3, 1, 1, 1};
+// ... and 32x32 input, batch 32.
+constexpr Layer kR18s_8{32, 8, 8, 64, 64, 3, 1, 1, 1};
+constexpr Layer kR18s_4{32, 4, 4, 128, 128, 3, 1, 1, 1};
+constexpr Layer kR18s_2{32, 2, 2, 256, 256, 3, 1, 1, 1};
 
 std::vector<float> random_buffer(int64_t n, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -33,7 +45,9 @@ std::vector<float> random_buffer(int64_t n, uint32_t seed) {
   return v;
 }
 
-void run_layer(benchmark::State& state, const Layer& l, OpKind op) {
+void run_layer(benchmark::State& state, const Layer& l, OpKind op,
+               WinogradPolicy policy = WinogradPolicy::kAuto) {
+  set_winograd_policy(policy);  // before the workspace is sized
   Attrs attrs;
   attrs.conv.kernel_h = attrs.conv.kernel_w = l.k;
   attrs.conv.stride_h = attrs.conv.stride_w = l.stride;
@@ -76,6 +90,7 @@ void run_layer(benchmark::State& state, const Layer& l, OpKind op) {
     info.fast(call);
     benchmark::ClobberMemory();
   }
+  set_winograd_policy(WinogradPolicy::kAuto);
   const double flops = 2.0 * ys.numel() * l.k * l.k * (l.c / l.groups);
   // Wall time (UseRealTime below): the kernels and OpenBLAS run on several threads.
   state.counters["FLOPS"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
@@ -90,6 +105,22 @@ BENCHMARK_CAPTURE(run_layer, dw144_s1_8x8_bwd_weight, kDepthwise144, OpKind::kCo
 BENCHMARK_CAPTURE(run_layer, stem3to32_s2_32x32_fwd, kStem, OpKind::kConv2d)->UseRealTime();
 BENCHMARK_CAPTURE(run_layer, stem3to32_s2_32x32_bwd_data, kStem, OpKind::kConv2dBackwardData)->UseRealTime();
 BENCHMARK_CAPTURE(run_layer, stem3to32_s2_32x32_bwd_weight, kStem, OpKind::kConv2dBackwardWeight)->UseRealTime();
+
+#define ET_BENCH_3WAYS(name, layer, op, dir)                                                      \
+  BENCHMARK_CAPTURE(run_layer, name##_##dir##_im2col, layer, op, WinogradPolicy::kOff)->UseRealTime()->MeasureProcessCPUTime(); \
+  BENCHMARK_CAPTURE(run_layer, name##_##dir##_f2, layer, op, WinogradPolicy::kF2)->UseRealTime()->MeasureProcessCPUTime();      \
+  BENCHMARK_CAPTURE(run_layer, name##_##dir##_f4, layer, op, WinogradPolicy::kF4)->UseRealTime()->MeasureProcessCPUTime()
+#define ET_BENCH_LAYER(name, layer)                                \
+  ET_BENCH_3WAYS(name, layer, OpKind::kConv2d, fwd);               \
+  ET_BENCH_3WAYS(name, layer, OpKind::kConv2dBackwardData, bwd_data)
+
+ET_BENCH_LAYER(r18_b8_56x56x64, kR18_56);
+ET_BENCH_LAYER(r18_b8_28x28x128, kR18_28);
+ET_BENCH_LAYER(r18_b8_14x14x256, kR18_14);
+ET_BENCH_LAYER(r18_b8_7x7x512, kR18_7);
+ET_BENCH_LAYER(r18_b32_8x8x64, kR18s_8);
+ET_BENCH_LAYER(r18_b32_4x4x128, kR18s_4);
+ET_BENCH_LAYER(r18_b32_2x2x256, kR18s_2);
 
 }  // namespace
 }  // namespace edgetrain

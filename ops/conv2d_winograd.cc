@@ -17,7 +17,6 @@
 #include <atomic>
 #include <cstring>
 
-#include "ops/gemm.h"
 #include "runtime/status.h"
 
 namespace edgetrain {
@@ -115,41 +114,47 @@ struct F4 {
 };
 
 // ---------------------------------------------------------------------------------------------
-// The problem: in [n][in_h][in_w][in_c] -> out [n][out_h][out_w][out_c], out(oy, ox) reading
+// The problem: in [n][in_h][in_w][K] -> out [n][out_h][out_w][N], out(oy, ox) reading
 // in(oy - pad_h + ky, ox - pad_w + kx) for ky, kx in 0..2. pad may be negative (backward data
-// of a conv padded by more than 2). Weights are the conv's OHWI tensor: forward, its O is out_c;
-// backward, its O is in_c and the taps are read rotated.
+// of a conv padded by more than 2). Weights are the conv's OHWI tensor: forward, its O is N;
+// backward, its O is K and the taps are read rotated by 180 degrees.
 
 struct Problem {
-  int64_t n, in_h, in_w, in_c, out_h, out_w, out_c, pad_h, pad_w;
+  int64_t n, in_h, in_w, k, out_h, out_w, out_n, pad_h, pad_w;
   bool backward;
   int m;                              // output tile size
   int64_t tiles_h, tiles_w, tiles;    // output tiles per column, per row, in the batch
-  int64_t block;                      // output channels per weight block
-  int64_t chunk;                      // tiles per chunk
+  int64_t block;                      // output channels per weight block (a multiple of 16, or all)
+  int64_t chunk;                      // tiles per chunk (a multiple of kRowBlock, or all)
 };
 
-// Workspace knobs. The transformed weights of a block: at most kWeightBlockFloats (a whole
-// layer's up to 512 x 512 channels would need 36 * 512 * 512 floats = 38 MB at m = 4). A chunk
-// of tiles: about kChunkFloats of V and M, more (up to 4x) where that is too few GEMM rows.
+// Rows (tiles) of one register block of the products kernel, and the panel width of the packed
+// transformed weights (two vectors).
+constexpr int kRowBlock = 8;
+constexpr int64_t kPanel = 2 * kLanes;
+
+// Workspace knobs. The transformed weights of a block of output channels: at most about
+// kWeightBlockFloats (a whole 512 x 512 layer would need 36 * 512 * 512 floats = 38 MB at m = 4);
+// more blocks cost one more input transform each, cheap next to their products. A chunk of
+// tiles: its transformed inputs and products, about kChunkFloats, so that each thread's rows
+// stay in its L2 cache between the transforms and the products.
 constexpr int64_t kWeightBlockFloats = int64_t{1} << 20;
-constexpr int64_t kChunkFloats = int64_t{1} << 20;
-constexpr int64_t kMinChunkTiles = 64;
-// gemm() runs problems of at most 100^3 multiply-adds in a plain loop (ops/gemm.cc: OpenBLAS's
-// small-matrix path allocates); a chunk tries to give each GEMM more than that.
-constexpr int64_t kMinGemmMacs = 100 * 100 * 100 + 1;
+constexpr int64_t kChunkFloats = int64_t{1} << 16;
+constexpr int64_t kMaxChunkTiles = 256;
+
+int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
 
 Problem make_problem(const ConvGeometry& g, int m, bool backward) {
   Problem p;
   p.n = g.n;
   p.backward = backward;
   if (!backward) {
-    p.in_h = g.h, p.in_w = g.w, p.in_c = g.c;
-    p.out_h = g.out_h, p.out_w = g.out_w, p.out_c = g.out_c;
+    p.in_h = g.h, p.in_w = g.w, p.k = g.c;
+    p.out_h = g.out_h, p.out_w = g.out_w, p.out_n = g.out_c;
     p.pad_h = g.ph, p.pad_w = g.pw;
   } else {
-    p.in_h = g.out_h, p.in_w = g.out_w, p.in_c = g.out_c;
-    p.out_h = g.h, p.out_w = g.w, p.out_c = g.c;
+    p.in_h = g.out_h, p.in_w = g.out_w, p.k = g.out_c;
+    p.out_h = g.h, p.out_w = g.w, p.out_n = g.c;
     p.pad_h = g.kh - 1 - g.ph, p.pad_w = g.kw - 1 - g.pw;
   }
   p.m = m;
@@ -157,31 +162,60 @@ Problem make_problem(const ConvGeometry& g, int m, bool backward) {
   p.tiles_h = (p.out_h + m - 1) / m;
   p.tiles_w = (p.out_w + m - 1) / m;
   p.tiles = p.n * p.tiles_h * p.tiles_w;
-  // Whole blocks of 16 channels keep the transforms' full vectors.
-  const int64_t fit = kWeightBlockFloats / std::max<int64_t>(1, alpha2 * p.in_c) / kLanes * kLanes;
-  p.block = std::min(p.out_c, std::max(kLanes, fit));
-  const int64_t by_budget = kChunkFloats / (alpha2 * (p.in_c + p.block));
-  const int64_t by_gemm = (kMinGemmMacs + p.in_c * p.block - 1) / (p.in_c * p.block);
-  // The GEMM minimum may exceed the budget (few channels), but not by more than 4x.
-  p.chunk = std::min(p.tiles, std::max(kMinChunkTiles, std::min(4 * by_budget, std::max(by_budget, by_gemm))));
+  const int64_t fit = kWeightBlockFloats / (alpha2 * p.k) / kLanes * kLanes;
+  p.block = fit >= p.out_n ? p.out_n : std::max(kLanes, fit);
+  const int64_t per_tile = alpha2 * (p.k + round_up(p.block, kLanes));
+  const int64_t chunk = std::clamp<int64_t>(kChunkFloats / per_tile, 2 * kRowBlock, kMaxChunkTiles);
+  p.chunk = std::min(p.tiles, round_up(chunk, 2 * kRowBlock));
   return p;
 }
 
-int64_t workspace_floats(const Problem& p) {
-  const int64_t alpha2 = int64_t{p.m + 2} * (p.m + 2);
-  return alpha2 * (p.block * p.in_c + p.chunk * p.in_c + p.chunk * p.block);
+// The workspace: the packed weights U of a block, [a][K x block]; the transformed inputs V and
+// the products M of a chunk, [tile][a][channels], so that one tile's alpha^2 values lie
+// together (as [a][tile][channels], a tile's transforms touched alpha^2 pages: measured ~2x
+// slower transforms, TLB misses); forward also keeps its block of weights transposed. U's a
+// stretches are one cache line longer than their data so that they do not all start in the
+// same cache set (K x block is often a multiple of 4 KiB).
+struct Layout {
+  int64_t u_stride;         // floats from one a to the next in U
+  int64_t v_row, m_row;     // floats from one tile to the next in V, M
+  int64_t u, v, m, transposed, total;    // offsets in floats
+};
+
+Layout layout_of(const Problem& p) {
+  const int64_t alpha2 = int64_t{p.m + 2} * (p.m + 2), bp = round_up(p.block, kLanes);
+  Layout l;
+  l.u_stride = p.k * bp + kLanes;
+  l.v_row = alpha2 * p.k;
+  l.m_row = alpha2 * bp;
+  l.u = 0;
+  l.v = l.u + alpha2 * l.u_stride;
+  l.m = l.v + p.chunk * l.v_row;
+  l.transposed = l.m + p.chunk * l.m_row;
+  l.total = l.transposed + (p.backward ? 0 : 9 * p.k * bp);  // forward's weights, [tap][k][n]
+  return l;
 }
+
+int64_t workspace_floats(const Problem& p) { return layout_of(p).total; }
 
 // Smallest share of a parallel loop worth handing to another thread: about 16K floats of work.
 int64_t min_chunk_for(int64_t floats_per_item) {
   return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, floats_per_item));
 }
 
+// Runs fn.template operator()<V>(offset) over [0, count) in vectors of 16, then single floats.
+template <class Fn>
+inline void for_channels(int64_t count, Fn&& fn) {
+  int64_t c = 0;
+  for (; c + kLanes <= count; c += kLanes) fn.template operator()<Vec>(c);
+  for (; c < count; ++c) fn.template operator()<float>(c);
+}
+
 // ---------------------------------------------------------------------------------------------
-// Per-tile work on one vector (or one float) of channels at offset c.
+// Transforms of one tile, on one vector (or one float) of channels.
 
 // v[a * a_stride] = (B^T d B)[a] for the patch whose top-left input pixel is (iy0, ix0) of
-// image img; pixels outside the image (padding) read as zero.
+// image img, channel offset c; pixels outside the image (padding) read as zero.
 template <class T, class V>
 inline void input_tile(const Problem& p, const float* img, int64_t iy0, int64_t ix0, int64_t c,
                        float* v, int64_t a_stride) {
@@ -196,7 +230,7 @@ inline void input_tile(const Problem& p, const float* img, int64_t iy0, int64_t 
     const bool inside = j >= j0 && j < j1;
     for (int i = 0; i < A; ++i)
       col[i] = (inside && i >= i0 && i < i1)
-                   ? load<V>(img + ((iy0 + i) * p.in_w + ix0 + j) * p.in_c + c)
+                   ? load<V>(img + ((iy0 + i) * p.in_w + ix0 + j) * p.k + c)
                    : V{};
     V r[A];
     T::input(col, r);
@@ -209,8 +243,8 @@ inline void input_tile(const Problem& p, const float* img, int64_t iy0, int64_t 
   }
 }
 
-// The m x m outputs of one tile for channel offset c of the block (global channel oc): from the
-// products s[a * a_stride], A^T s A, plus bias, written (or added) where inside the image.
+// The m x m outputs of one tile for output channel oc: from the products s[a * a_stride],
+// A^T s A, plus bias, written (or added) where inside the image.
 template <class T, class V>
 inline void output_tile(const Problem& p, const float* s, int64_t a_stride, const float* bias,
                         float* img, int64_t oy0, int64_t ox0, int64_t oc, bool accumulate) {
@@ -230,119 +264,221 @@ inline void output_tile(const Problem& p, const float* s, int64_t a_stride, cons
     V r[M];
     T::output(tmp[i], r);
     for (int j = 0; j < cols; ++j) {
-      float* dst = img + ((oy0 + i) * p.out_w + ox0 + j) * p.out_c + oc;
+      float* dst = img + ((oy0 + i) * p.out_w + ox0 + j) * p.out_n + oc;
       store(dst, accumulate ? r[j] + b + load<V>(dst) : r[j] + b);
     }
   }
 }
 
-// u[a * a_stride] = (G g G^T)[a] for the 3x3 kernel g(ky, kx) = at[(ky * 3 + kx) * tap_stride]
-// (tap order already rotated by the caller when rotate is set).
+// u[a] = (G g G^T)[a] for the 3x3 kernel g[ky * 3 + kx].
 template <class T, class V>
-inline void weight_tile(const float* at, int64_t tap_stride, bool rotate, float* u, int64_t a_stride) {
+inline void weight_tile(const V* g, V* u) {
   constexpr int A = T::alpha;
   V tmp[A][3];  // G g
   for (int kx = 0; kx < 3; ++kx) {
-    V col[3];
-    for (int ky = 0; ky < 3; ++ky) {
-      const int tap = rotate ? (2 - ky) * 3 + (2 - kx) : ky * 3 + kx;
-      col[ky] = load<V>(at + tap * tap_stride);
-    }
+    const V col[3] = {g[kx], g[3 + kx], g[6 + kx]};
     V r[A];
     T::weight(col, r);
     for (int i = 0; i < A; ++i) tmp[i][kx] = r[i];
   }
-  for (int i = 0; i < A; ++i) {
-    V r[A];
-    T::weight(tmp[i], r);
-    for (int j = 0; j < A; ++j) store(u + (i * A + j) * a_stride, r[j]);
+  for (int i = 0; i < A; ++i) T::weight(tmp[i], u + i * A);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Products: for each a, M[row][n] = sum_k V[row][k] * U[k][n] over the rows of a chunk.
+// U is packed in panels of kPanel output channels (the last one may be 16 wide), each panel
+// [k][its width], so a register block reads one contiguous stretch per k; V rows are read in
+// place, one broadcast per (row, k). Accumulators: kRowBlock rows x two vectors, 16 registers.
+
+// The sum over k runs in stretches of kSumBlock, each from zero, added to the result at its
+// end: a float sum of n terms rounds ~n x eps in the worst case, so at 512 channels this rounds
+// like 32 + 16 terms, not 512 (measured at 256 channels, F(4x4): max error 1.9e-5 of the output
+// RMS with one running sum, 5.6e-6 in stretches of 32; see tests/ops/test_conv2d_winograd.cc).
+constexpr int64_t kSumBlock = 32;
+
+template <int R, int NV>
+inline void product_block(int64_t k_count, const float* v, int64_t ldv, const float* u, float* m,
+                          int64_t ldm) {
+  Vec total[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < NV; ++j) total[r][j] = Vec{};
+  for (int64_t k0 = 0; k0 < k_count; k0 += kSumBlock) {
+    Vec acc[R][NV];
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < NV; ++j) acc[r][j] = Vec{};
+    const int64_t k1 = std::min(k_count, k0 + kSumBlock);
+    for (int64_t k = k0; k < k1; ++k) {
+      Vec b[NV];
+      for (int j = 0; j < NV; ++j) b[j] = load<Vec>(u + k * NV * kLanes + j * kLanes);
+      for (int r = 0; r < R; ++r) {
+        const float a = v[r * ldv + k];
+        for (int j = 0; j < NV; ++j) acc[r][j] += a * b[j];
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < NV; ++j) total[r][j] += acc[r][j];
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < NV; ++j) store(m + r * ldm + j * kLanes, total[r][j]);
+}
+
+template <int NV>
+void product_rows(int64_t rows, int64_t k_count, const float* v, int64_t ldv, const float* u,
+                  float* m, int64_t ldm) {
+  int64_t r = 0;
+  for (; r + kRowBlock <= rows; r += kRowBlock)
+    product_block<kRowBlock, NV>(k_count, v + r * ldv, ldv, u, m + r * ldm, ldm);
+  v += r * ldv, m += r * ldm;
+  switch (rows - r) {
+    case 1: return product_block<1, NV>(k_count, v, ldv, u, m, ldm);
+    case 2: return product_block<2, NV>(k_count, v, ldv, u, m, ldm);
+    case 3: return product_block<3, NV>(k_count, v, ldv, u, m, ldm);
+    case 4: return product_block<4, NV>(k_count, v, ldv, u, m, ldm);
+    case 5: return product_block<5, NV>(k_count, v, ldv, u, m, ldm);
+    case 6: return product_block<6, NV>(k_count, v, ldv, u, m, ldm);
+    case 7: return product_block<7, NV>(k_count, v, ldv, u, m, ldm);
+    default: return;
   }
 }
 
-// Runs fn.template operator()<V>(offset) over [0, count) in vectors of 16, then single floats.
-template <class Fn>
-inline void for_channels(int64_t count, Fn&& fn) {
-  int64_t c = 0;
-  for (; c + kLanes <= count; c += kLanes) fn.template operator()<Vec>(c);
-  for (; c < count; ++c) fn.template operator()<float>(c);
+// m[row * ldm + 0..bp) for `rows` rows of v (ldv apart); u packed for bp (a multiple of 16)
+// output channels.
+void products(int64_t rows, int64_t k_count, const float* v, int64_t ldv, const float* u,
+              int64_t bp, float* m, int64_t ldm) {
+  for (int64_t n0 = 0; n0 < bp; n0 += kPanel) {
+    const float* panel = u + n0 * k_count;
+    if (bp - n0 >= kPanel) product_rows<2>(rows, k_count, v, ldv, panel, m + n0, ldm);
+    else product_rows<1>(rows, k_count, v, ldv, panel, m + n0, ldm);
+  }
+}
+
+// Offset of U[k][n] in one a's packed weights (see products).
+inline int64_t packed_offset(int64_t k, int64_t n, int64_t k_count, int64_t bp) {
+  const int64_t n0 = n / kPanel * kPanel, width = std::min(kPanel, bp - n0);
+  return n0 * k_count + k * width + (n - n0);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Phases.
 
-// Transformed weights of output channels [o0, o0 + bc) into u (per a: block * in_c floats).
-// Forward: u[a][o - o0][i] (the GEMM reads it transposed). Backward: u[a][i][o - o0].
+// Transformed, packed weights of output channels [o0, o0 + bc): u[a][packed (k, n)], zero for
+// n in [bc, bp). The transform runs vectorised over n, so forward first transposes its block of
+// the OHWI weights, [n][tap][k], to [tap][k][n]; backward's taps already are [k][tap][n].
+// transposed[t][k][n] = w[o0 + n][t][k] for n < bc, 0 up to bp. Through 16 x 16 squares: the
+// rows of w are 9 K floats apart, often a multiple of 4 KiB, so reading one float from each of
+// many rows would thrash a cache set; a square reads 16 whole cache lines instead.
+void transpose_weights(const Parallel& par, const Problem& p, const float* w, int64_t o0,
+                       int64_t bc, float* transposed) {
+  const int64_t K = p.k, bp = round_up(bc, kLanes), k_squares = (K + kLanes - 1) / kLanes;
+  par.for_each(k_squares, min_chunk_for(9 * kLanes * bp), [&](int64_t s0, int64_t s1) {
+    float square[kLanes][kLanes];
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t k0 = s * kLanes, kc = std::min(kLanes, K - k0);
+      for (int64_t t = 0; t < 9; ++t)
+        for (int64_t n0 = 0; n0 < bp; n0 += kLanes) {
+          for (int64_t i = 0; i < kLanes; ++i)  // square[n][k]: row n0 + i of w
+            for (int64_t j = 0; j < kLanes; ++j)
+              square[i][j] = n0 + i < bc && j < kc ? w[((o0 + n0 + i) * 9 + t) * K + k0 + j] : 0.0f;
+          for (int64_t j = 0; j < kc; ++j)
+            for (int64_t i = 0; i < kLanes; ++i) transposed[(t * K + k0 + j) * bp + n0 + i] = square[i][j];
+        }
+    }
+  });
+}
+
 template <class T>
-void transform_weights(const Parallel& par, const Problem& p, const float* w, int64_t o0,
-                       int64_t bc, float* u) {
+void pack_weights(const Parallel& par, const Problem& p, const Layout& l, const float* w,
+                  int64_t o0, int64_t bc, float* ws) {
   constexpr int A2 = T::alpha * T::alpha;
-  const int64_t a_stride = p.block * p.in_c;
+  const int64_t K = p.k, bp = round_up(bc, kLanes), a_stride = l.u_stride;
+  float* u = ws + l.u;
+  const float* src = w;  // tap t of (k, n) at src[k * k_stride + t * t_stride + n]
+  int64_t k_stride, t_stride;
   if (!p.backward) {
-    // w[o][ky][kx][i]: contiguous over the input channels.
-    par.for_each(bc, min_chunk_for(A2 * p.in_c), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r)
-        for_channels(p.in_c, [&]<class V>(int64_t i) {
-          weight_tile<T, V>(w + (o0 + r) * 9 * p.in_c + i, p.in_c, false, u + r * p.in_c + i, a_stride);
-        });
-    });
+    transpose_weights(par, p, w, o0, bc, ws + l.transposed);
+    src = ws + l.transposed, k_stride = bp, t_stride = K * bp;
   } else {
-    // The conv's w[i][ky][kx][o] (its out channels are this problem's in channels): contiguous
-    // over this problem's out channels.
-    par.for_each(p.in_c, min_chunk_for(A2 * bc), [&](int64_t r0, int64_t r1) {
-      for (int64_t i = r0; i < r1; ++i)
-        for_channels(bc, [&]<class V>(int64_t o) {
-          weight_tile<T, V>(w + i * 9 * p.out_c + o0 + o, p.out_c, true, u + i * bc + o, a_stride);
-        });
-    });
+    src = w + o0, k_stride = 9 * p.out_n, t_stride = p.out_n;
+  }
+  par.for_each(K, min_chunk_for(A2 * bp), [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      for_channels(bc, [&]<class V>(int64_t n) {
+        V g[9], r[A2];
+        for (int t = 0; t < 9; ++t)  // backward: the kernel rotated by 180 degrees
+          g[t] = load<V>(src + k * k_stride + (p.backward ? 8 - t : t) * t_stride + n);
+        weight_tile<T, V>(g, r);
+        for (int a = 0; a < A2; ++a) store(u + a * a_stride + packed_offset(k, n, K, bp), r[a]);
+      });
+      for (int64_t n = bc; n < bp; ++n)
+        for (int a = 0; a < A2; ++a) u[a * a_stride + packed_offset(k, n, K, bp)] = 0.0f;
+    }
+  });
+}
+
+// Input patches come from memory: overlapping 6-row windows over images far larger than the
+// caches, which the hardware prefetchers follow poorly (measured: the input transform waited on
+// its loads for most of its time at 56 x 56 x 64). Prefetch the patch kPrefetchTiles ahead.
+constexpr int64_t kPrefetchTiles = 2;
+
+template <class T>
+inline void prefetch_patch(const Problem& p, const float* in, int64_t t) {
+  if (t >= p.tiles) return;
+  constexpr int A = T::alpha, M = T::m;
+  const int64_t per_image = p.tiles_h * p.tiles_w, n = t / per_image;
+  const int64_t iy0 = (t % per_image) / p.tiles_w * M - p.pad_h, ix0 = t % p.tiles_w * M - p.pad_w;
+  const int64_t x0 = std::max<int64_t>(0, ix0), x1 = std::min(p.in_w, ix0 + A);
+  if (x0 >= x1) return;
+  for (int64_t iy = std::max<int64_t>(0, iy0); iy < std::min(p.in_h, iy0 + A); ++iy) {
+    const char* row = reinterpret_cast<const char*>(in + ((n * p.in_h + iy) * p.in_w + x0) * p.k);
+    for (int64_t byte = 0; byte < (x1 - x0) * p.k * int64_t{sizeof(float)}; byte += 64)
+      __builtin_prefetch(row + byte);
   }
 }
 
 template <class T>
 void run(const Parallel& par, const Problem& p, const float* in, const float* w, const float* bias,
          float* out, bool accumulate, float* ws) {
-  constexpr int A = T::alpha, A2 = A * A, M = T::m;
-  float* u = ws;                          // [A2][block * in_c]
-  float* v = u + A2 * p.block * p.in_c;   // [A2][chunk][in_c]
-  float* prod = v + A2 * p.chunk * p.in_c;  // [A2][chunk][bc]
-  const bool one_block = p.block >= p.out_c;
-  if (one_block) transform_weights<T>(par, p, w, 0, p.out_c, u);
+  constexpr int A2 = T::alpha * T::alpha, M = T::m;
+  const int64_t K = p.k;
+  const Layout l = layout_of(p);
+  const float* u = ws + l.u;  // [A2][packed K x bp]
+  float* v = ws + l.v;        // [chunk][A2][K]
+  float* prod = ws + l.m;     // [chunk][A2][bp]
   const int64_t per_image = p.tiles_h * p.tiles_w;
-  auto tile_origin = [&](int64_t t, int64_t* n, int64_t* ty, int64_t* tx) {
-    *n = t / per_image;
-    *ty = (t % per_image) / p.tiles_w;
-    *tx = t % p.tiles_w;
-  };
-  for (int64_t t0 = 0; t0 < p.tiles; t0 += p.chunk) {
-    const int64_t tc = std::min(p.chunk, p.tiles - t0);
-    const int64_t v_stride = p.chunk * p.in_c;
-    par.for_each(tc, min_chunk_for(A2 * p.in_c), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        int64_t n, ty, tx;
-        tile_origin(t0 + r, &n, &ty, &tx);
-        const float* img = in + n * p.in_h * p.in_w * p.in_c;
-        const int64_t iy0 = ty * M - p.pad_h, ix0 = tx * M - p.pad_w;
-        for_channels(p.in_c, [&]<class V>(int64_t c) {
-          input_tile<T, V>(p, img, iy0, ix0, c, v + r * p.in_c, v_stride);
-        });
-      }
-    });
-    for (int64_t o0 = 0; o0 < p.out_c; o0 += p.block) {
-      const int64_t bc = std::min(p.block, p.out_c - o0);
-      if (!one_block) transform_weights<T>(par, p, w, o0, bc, u);
-      const int64_t m_stride = p.chunk * bc;
-      par.for_each(A2, 1, [&](int64_t a0, int64_t a1) {
-        for (int64_t a = a0; a < a1; ++a)
-          gemm(Parallel{}, false, !p.backward, tc, bc, p.in_c, 1.0f, v + a * v_stride, p.in_c,
-               u + a * p.block * p.in_c, p.backward ? bc : p.in_c, 0.0f, prod + a * m_stride, bc);
-      });
-      par.for_each(tc, min_chunk_for(A2 * bc), [&](int64_t r0, int64_t r1) {
+  // Chunks of equal size (multiples of two row blocks), so that the last is not a sliver.
+  const int64_t chunks = (p.tiles + p.chunk - 1) / p.chunk;
+  const int64_t chunk = std::min(p.chunk, round_up((p.tiles + chunks - 1) / chunks, 2 * kRowBlock));
+  for (int64_t o0 = 0; o0 < p.out_n; o0 += p.block) {
+    const int64_t bc = std::min(p.block, p.out_n - o0), bp = round_up(bc, kLanes);
+    pack_weights<T>(par, p, l, w, o0, bc, ws);
+    // With one chunk, the later blocks reuse its transformed inputs; with several, each block
+    // transforms them again (cheaper than transforming every block's weights once per chunk).
+    const bool transform_inputs = o0 == 0 || chunks > 1;
+    for (int64_t t0 = 0; t0 < p.tiles; t0 += chunk) {
+      const int64_t tc = std::min(chunk, p.tiles - t0);
+      // Each thread takes whole register blocks of rows through all three steps.
+      const int64_t row_blocks = (tc + kRowBlock - 1) / kRowBlock;
+      par.for_each(row_blocks, 1, [&](int64_t b0, int64_t b1) {
+        const int64_t r0 = b0 * kRowBlock, r1 = std::min(tc, b1 * kRowBlock);
+        for (int64_t r = r0; r < r1 && transform_inputs; ++r) {
+          const int64_t t = t0 + r, n = t / per_image;
+          const int64_t ty = (t % per_image) / p.tiles_w, tx = t % p.tiles_w;
+          const float* img = in + n * p.in_h * p.in_w * K;
+          prefetch_patch<T>(p, in, t + kPrefetchTiles);
+          for_channels(K, [&]<class V>(int64_t c) {
+            input_tile<T, V>(p, img, ty * M - p.pad_h, tx * M - p.pad_w, c, v + r * l.v_row, K);
+          });
+        }
+        for (int a = 0; a < A2; ++a)
+          products(r1 - r0, K, v + r0 * l.v_row + a * K, l.v_row, u + a * l.u_stride, bp,
+                   prod + r0 * l.m_row + a * bp, l.m_row);
         for (int64_t r = r0; r < r1; ++r) {
-          int64_t n, ty, tx;
-          tile_origin(t0 + r, &n, &ty, &tx);
-          float* img = out + n * p.out_h * p.out_w * p.out_c;
+          const int64_t t = t0 + r, n = t / per_image;
+          const int64_t ty = (t % per_image) / p.tiles_w, tx = t % p.tiles_w;
+          float* img = out + n * p.out_h * p.out_w * p.out_n;
           for_channels(bc, [&]<class V>(int64_t c) {
-            output_tile<T, V>(p, prod + r * bc + c, m_stride, bias, img,
-                              ty * M, tx * M, o0 + c, accumulate);
+            output_tile<T, V>(p, prod + r * l.m_row + c, bp, bias, img, ty * M, tx * M,
+                              o0 + c, accumulate);
           });
         }
       });
