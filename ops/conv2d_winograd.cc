@@ -125,7 +125,7 @@ struct Problem {
   int m;                              // output tile size
   int64_t tiles_h, tiles_w, tiles;    // output tiles per column, per row, in the batch
   int64_t block;                      // output channels per weight block (a multiple of 16, or all)
-  int64_t chunk;                      // tiles per chunk (a multiple of kRowBlock, or all)
+  int64_t rows;                       // tiles a slot transforms and multiplies at a time
 };
 
 // Rows (tiles) of one register block of the products kernel, and the panel width of the packed
@@ -135,12 +135,20 @@ constexpr int64_t kPanel = 2 * kLanes;
 
 // Workspace knobs. The transformed weights of a block of output channels: at most about
 // kWeightBlockFloats (a whole 512 x 512 layer would need 36 * 512 * 512 floats = 38 MB at m = 4);
-// more blocks cost one more input transform each, cheap next to their products. A chunk of
-// tiles: its transformed inputs and products, about kChunkFloats, so that each thread's rows
-// stay in its L2 cache between the transforms and the products.
+// more blocks cost one more input transform each, cheap next to their products.
+// The tiles are split into kSlots contiguous ranges, one per thread, each with its own stretch
+// of workspace for the transformed inputs and the products of `rows` tiles at a time: about
+// kSlotFloats, so that they stay in the thread's L2 cache between the three steps; or, when a
+// slot has at most kMaxSlotRows tiles, all of them (one pass: each a's weights are read once
+// per thread, not once per few rows, which matters when they come from L3, and later blocks
+// reuse the transformed inputs). One parallel region per block, however many tiles (a region
+// per small chunk of tiles cost ~20% at 2 threads on a loaded machine).
+// Workspaces are planned without knowing the thread count: kSlots = 2, the target's cores.
+// With more threads, these convs still run on 2 (a thread-aware plan would lift that).
 constexpr int64_t kWeightBlockFloats = int64_t{1} << 20;
-constexpr int64_t kChunkFloats = int64_t{1} << 16;
-constexpr int64_t kMaxChunkTiles = 256;
+constexpr int64_t kSlots = 2;
+constexpr int64_t kSlotFloats = int64_t{1} << 16;
+constexpr int64_t kMaxSlotRows = 32;
 
 int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
 
@@ -165,21 +173,23 @@ Problem make_problem(const ConvGeometry& g, int m, bool backward) {
   const int64_t fit = kWeightBlockFloats / (alpha2 * p.k) / kLanes * kLanes;
   p.block = fit >= p.out_n ? p.out_n : std::max(kLanes, fit);
   const int64_t per_tile = alpha2 * (p.k + round_up(p.block, kLanes));
-  const int64_t chunk = std::clamp<int64_t>(kChunkFloats / per_tile, 2 * kRowBlock, kMaxChunkTiles);
-  p.chunk = std::min(p.tiles, round_up(chunk, 2 * kRowBlock));
+  const int64_t per_slot = (p.tiles + kSlots - 1) / kSlots;
+  const int64_t rows = std::clamp<int64_t>(kSlotFloats / per_tile / kRowBlock * kRowBlock, kRowBlock, kMaxSlotRows);
+  p.rows = per_slot <= kMaxSlotRows ? per_slot : rows;
   return p;
 }
 
-// The workspace: the packed weights U of a block, [a][K x block]; the transformed inputs V and
-// the products M of a chunk, [tile][a][channels], so that one tile's alpha^2 values lie
-// together (as [a][tile][channels], a tile's transforms touched alpha^2 pages: measured ~2x
-// slower transforms, TLB misses); forward also keeps its block of weights transposed. U's a
-// stretches are one cache line longer than their data so that they do not all start in the
-// same cache set (K x block is often a multiple of 4 KiB).
+// The workspace: the packed weights U of a block, [a][K x block]; per slot, the transformed
+// inputs V and the products M of its rows, [tile][a][channels], so that one tile's alpha^2
+// values lie together (as [a][tile][channels], a tile's transforms touched alpha^2 pages:
+// measured ~2x slower transforms, TLB misses); forward also keeps its block of weights
+// transposed. U's a stretches are one cache line longer than their data so that they do not
+// all start in the same cache set (K x block is often a multiple of 4 KiB).
 struct Layout {
   int64_t u_stride;         // floats from one a to the next in U
   int64_t v_row, m_row;     // floats from one tile to the next in V, M
-  int64_t u, v, m, transposed, total;    // offsets in floats
+  int64_t slot;             // floats from one slot to the next
+  int64_t u, v, m, transposed, total;    // offsets in floats (v, m: of slot 0)
 };
 
 Layout layout_of(const Problem& p) {
@@ -188,10 +198,11 @@ Layout layout_of(const Problem& p) {
   l.u_stride = p.k * bp + kLanes;
   l.v_row = alpha2 * p.k;
   l.m_row = alpha2 * bp;
+  l.slot = p.rows * (l.v_row + l.m_row);
   l.u = 0;
   l.v = l.u + alpha2 * l.u_stride;
-  l.m = l.v + p.chunk * l.v_row;
-  l.transposed = l.m + p.chunk * l.m_row;
+  l.m = l.v + p.rows * l.v_row;
+  l.transposed = l.u + alpha2 * l.u_stride + kSlots * l.slot;
   l.total = l.transposed + (p.backward ? 0 : 9 * p.k * bp);  // forward's weights, [tap][k][n]
   return l;
 }
@@ -322,22 +333,13 @@ inline void product_block(int64_t k_count, const float* v, int64_t ldv, const fl
     for (int j = 0; j < NV; ++j) store(m + r * ldm + j * kLanes, total[r][j]);
 }
 
-template <int NV>
-void product_rows(int64_t rows, int64_t k_count, const float* v, int64_t ldv, const float* u,
-                  float* m, int64_t ldm) {
-  int64_t r = 0;
-  for (; r + kRowBlock <= rows; r += kRowBlock)
-    product_block<kRowBlock, NV>(k_count, v + r * ldv, ldv, u, m + r * ldm, ldm);
-  v += r * ldv, m += r * ldm;
-  switch (rows - r) {
-    case 1: return product_block<1, NV>(k_count, v, ldv, u, m, ldm);
-    case 2: return product_block<2, NV>(k_count, v, ldv, u, m, ldm);
-    case 3: return product_block<3, NV>(k_count, v, ldv, u, m, ldm);
-    case 4: return product_block<4, NV>(k_count, v, ldv, u, m, ldm);
-    case 5: return product_block<5, NV>(k_count, v, ldv, u, m, ldm);
-    case 6: return product_block<6, NV>(k_count, v, ldv, u, m, ldm);
-    case 7: return product_block<7, NV>(k_count, v, ldv, u, m, ldm);
-    default: return;
+// One block of R rows across every panel: the rows' V stays in L1 while the panels stream by.
+template <int R>
+void product_panels(int64_t k_count, const float* v, int64_t ldv, const float* u, int64_t bp,
+                    float* m, int64_t ldm) {
+  for (int64_t n0 = 0; n0 < bp; n0 += kPanel) {
+    if (bp - n0 >= kPanel) product_block<R, 2>(k_count, v, ldv, u + n0 * k_count, m + n0, ldm);
+    else product_block<R, 1>(k_count, v, ldv, u + n0 * k_count, m + n0, ldm);
   }
 }
 
@@ -345,25 +347,51 @@ void product_rows(int64_t rows, int64_t k_count, const float* v, int64_t ldv, co
 // output channels.
 void products(int64_t rows, int64_t k_count, const float* v, int64_t ldv, const float* u,
               int64_t bp, float* m, int64_t ldm) {
-  for (int64_t n0 = 0; n0 < bp; n0 += kPanel) {
-    const float* panel = u + n0 * k_count;
-    if (bp - n0 >= kPanel) product_rows<2>(rows, k_count, v, ldv, panel, m + n0, ldm);
-    else product_rows<1>(rows, k_count, v, ldv, panel, m + n0, ldm);
+  int64_t r = 0;
+  for (; r + kRowBlock <= rows; r += kRowBlock)
+    product_panels<kRowBlock>(k_count, v + r * ldv, ldv, u, bp, m + r * ldm, ldm);
+  v += r * ldv, m += r * ldm;
+  switch (rows - r) {
+    case 1: return product_panels<1>(k_count, v, ldv, u, bp, m, ldm);
+    case 2: return product_panels<2>(k_count, v, ldv, u, bp, m, ldm);
+    case 3: return product_panels<3>(k_count, v, ldv, u, bp, m, ldm);
+    case 4: return product_panels<4>(k_count, v, ldv, u, bp, m, ldm);
+    case 5: return product_panels<5>(k_count, v, ldv, u, bp, m, ldm);
+    case 6: return product_panels<6>(k_count, v, ldv, u, bp, m, ldm);
+    case 7: return product_panels<7>(k_count, v, ldv, u, bp, m, ldm);
+    default: return;
   }
-}
-
-// Offset of U[k][n] in one a's packed weights (see products).
-inline int64_t packed_offset(int64_t k, int64_t n, int64_t k_count, int64_t bp) {
-  const int64_t n0 = n / kPanel * kPanel, width = std::min(kPanel, bp - n0);
-  return n0 * k_count + k * width + (n - n0);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Phases.
 
-// Transformed, packed weights of output channels [o0, o0 + bc): u[a][packed (k, n)], zero for
-// n in [bc, bp). The transform runs vectorised over n, so forward first transposes its block of
-// the OHWI weights, [n][tap][k], to [tap][k][n]; backward's taps already are [k][tap][n].
+// A 16 x 16 transpose in registers: four rounds, each swapping the off-diagonal b x b blocks of
+// every 2b x 2b block (b = 8, 4, 2, 1), one two-source shuffle per output row.
+typedef int IVec __attribute__((vector_size(64)));
+
+template <int B>
+inline void swap_blocks(Vec* r) {
+  constexpr IVec lo = B == 8 ? IVec{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}
+                    : B == 4 ? IVec{0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27}
+                    : B == 2 ? IVec{0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29}
+                             : IVec{0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30};
+  constexpr IVec hi = lo + B;
+  for (int i = 0; i < 16; ++i) {
+    if (i & B) continue;
+    const Vec a = r[i], b = r[i + B];
+    r[i] = __builtin_shuffle(a, b, lo);
+    r[i + B] = __builtin_shuffle(a, b, hi);
+  }
+}
+
+inline void transpose16(Vec* r) {
+  swap_blocks<8>(r);
+  swap_blocks<4>(r);
+  swap_blocks<2>(r);
+  swap_blocks<1>(r);
+}
+
 // transposed[t][k][n] = w[o0 + n][t][k] for n < bc, 0 up to bp. Through 16 x 16 squares: the
 // rows of w are 9 K floats apart, often a multiple of 4 KiB, so reading one float from each of
 // many rows would thrash a cache set; a square reads 16 whole cache lines instead.
@@ -371,26 +399,42 @@ void transpose_weights(const Parallel& par, const Problem& p, const float* w, in
                        int64_t bc, float* transposed) {
   const int64_t K = p.k, bp = round_up(bc, kLanes), k_squares = (K + kLanes - 1) / kLanes;
   par.for_each(k_squares, min_chunk_for(9 * kLanes * bp), [&](int64_t s0, int64_t s1) {
-    float square[kLanes][kLanes];
     for (int64_t s = s0; s < s1; ++s) {
       const int64_t k0 = s * kLanes, kc = std::min(kLanes, K - k0);
       for (int64_t t = 0; t < 9; ++t)
         for (int64_t n0 = 0; n0 < bp; n0 += kLanes) {
-          for (int64_t i = 0; i < kLanes; ++i)  // square[n][k]: row n0 + i of w
-            for (int64_t j = 0; j < kLanes; ++j)
-              square[i][j] = n0 + i < bc && j < kc ? w[((o0 + n0 + i) * 9 + t) * K + k0 + j] : 0.0f;
-          for (int64_t j = 0; j < kc; ++j)
-            for (int64_t i = 0; i < kLanes; ++i) transposed[(t * K + k0 + j) * bp + n0 + i] = square[i][j];
+          Vec r[kLanes];  // r[i] = row n0 + i of w at taps t, channels k0..: zero past bc, K
+          for (int64_t i = 0; i < kLanes; ++i) {
+            const float* row = w + ((o0 + n0 + i) * 9 + t) * K + k0;
+            __builtin_prefetch(row + kLanes);  // the next square's line of this row: strided
+                                               // rows the hardware prefetchers do not follow
+            if (n0 + i >= bc) r[i] = Vec{};
+            else if (kc == kLanes) r[i] = load<Vec>(row);
+            else {
+              r[i] = Vec{};
+              for (int64_t j = 0; j < kc; ++j) r[i][j] = row[j];
+            }
+          }
+          transpose16(r);
+          for (int64_t j = 0; j < kc; ++j) store(transposed + (t * K + k0 + j) * bp + n0, r[j]);
         }
     }
   });
 }
 
+// Transformed, packed weights of output channels [o0, o0 + bc): u[a][packed (k, n)], zero for
+// n in [bc, bp). The transform runs vectorised over n, so forward first transposes its block of
+// the OHWI weights, [n][tap][k], to [tap][k][n]; backward's taps already are [k][tap][n].
+// Work items are (panel, kPackRows rows of k): their alpha^2 results gather in a local buffer
+// and go out as one contiguous stretch per a. (Storing each transform's alpha^2 vectors
+// straight to alpha^2 distant places ran ~4x slower: a page and a cache miss per store.)
+constexpr int64_t kPackRows = 8;
+
 template <class T>
 void pack_weights(const Parallel& par, const Problem& p, const Layout& l, const float* w,
                   int64_t o0, int64_t bc, float* ws) {
   constexpr int A2 = T::alpha * T::alpha;
-  const int64_t K = p.k, bp = round_up(bc, kLanes), a_stride = l.u_stride;
+  const int64_t K = p.k, bp = round_up(bc, kLanes);
   float* u = ws + l.u;
   const float* src = w;  // tap t of (k, n) at src[k * k_stride + t * t_stride + n]
   int64_t k_stride, t_stride;
@@ -400,17 +444,43 @@ void pack_weights(const Parallel& par, const Problem& p, const Layout& l, const 
   } else {
     src = w + o0, k_stride = 9 * p.out_n, t_stride = p.out_n;
   }
-  par.for_each(K, min_chunk_for(A2 * bp), [&](int64_t k0, int64_t k1) {
-    for (int64_t k = k0; k < k1; ++k) {
-      for_channels(bc, [&]<class V>(int64_t n) {
-        V g[9], r[A2];
-        for (int t = 0; t < 9; ++t)  // backward: the kernel rotated by 180 degrees
-          g[t] = load<V>(src + k * k_stride + (p.backward ? 8 - t : t) * t_stride + n);
-        weight_tile<T, V>(g, r);
-        for (int a = 0; a < A2; ++a) store(u + a * a_stride + packed_offset(k, n, K, bp), r[a]);
-      });
-      for (int64_t n = bc; n < bp; ++n)
-        for (int a = 0; a < A2; ++a) u[a * a_stride + packed_offset(k, n, K, bp)] = 0.0f;
+  const int64_t panels = (bp + kPanel - 1) / kPanel, k_blocks = (K + kPackRows - 1) / kPackRows;
+  par.for_each(panels * k_blocks, min_chunk_for(A2 * kPackRows * kPanel), [&](int64_t i0, int64_t i1) {
+    alignas(64) float buf[A2][kPackRows][kPanel];
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t n0 = item / k_blocks * kPanel, width = std::min(kPanel, bp - n0);
+      const int64_t k0 = item % k_blocks * kPackRows, kc = std::min(kPackRows, K - k0);
+      for (int64_t k = k0; k < k0 + kc; ++k) {
+        // Backward reads the conv's weights in place, rows 9 N floats apart (measured: half of
+        // the packing time waited on these loads): fetch the next item's rows ahead.
+        if (k + kPackRows < K)
+          for (int t = 0; t < 9; ++t)
+            for (int64_t n = n0; n < n0 + width; n += kLanes)
+              __builtin_prefetch(src + (k + kPackRows) * k_stride + t * t_stride + n);
+        for (int64_t n = n0; n < n0 + width; n += kLanes) {
+          auto transform = [&]<class V>(int64_t c, int64_t lane) {
+            V g[9], r[A2];
+            for (int t = 0; t < 9; ++t)  // backward: the kernel rotated by 180 degrees
+              g[t] = load<V>(src + k * k_stride + (p.backward ? 8 - t : t) * t_stride + c);
+            weight_tile<T, V>(g, r);
+            for (int a = 0; a < A2; ++a) store(&buf[a][k - k0][n - n0 + lane], r[a]);
+          };
+          if (n + kLanes <= bc) {
+            transform.template operator()<Vec>(n, 0);
+          } else {
+            for (int64_t lane = 0; lane < kLanes; ++lane) {
+              if (n + lane < bc) transform.template operator()<float>(n + lane, lane);
+              else
+                for (int a = 0; a < A2; ++a) buf[a][k - k0][n - n0 + lane] = 0.0f;
+            }
+          }
+        }
+      }
+      for (int a = 0; a < A2; ++a) {
+        float* dst = u + a * l.u_stride + n0 * K + k0 * width;
+        for (int64_t k = 0; k < kc; ++k)
+          for (int64_t j = 0; j < width; j += kLanes) store(dst + k * width + j, load<Vec>(&buf[a][k][j]));
+      }
     }
   });
 }
@@ -442,47 +512,44 @@ void run(const Parallel& par, const Problem& p, const float* in, const float* w,
   const int64_t K = p.k;
   const Layout l = layout_of(p);
   const float* u = ws + l.u;  // [A2][packed K x bp]
-  float* v = ws + l.v;        // [chunk][A2][K]
-  float* prod = ws + l.m;     // [chunk][A2][bp]
   const int64_t per_image = p.tiles_h * p.tiles_w;
-  // Chunks of equal size (multiples of two row blocks), so that the last is not a sliver.
-  const int64_t chunks = (p.tiles + p.chunk - 1) / p.chunk;
-  const int64_t chunk = std::min(p.chunk, round_up((p.tiles + chunks - 1) / chunks, 2 * kRowBlock));
+  // Always kSlots slots (fewer threads run them in turn), so that one pass stays one pass.
+  const int64_t slots = std::min(kSlots, p.tiles);
+  // When every slot's tiles fit its rows at once, later blocks reuse the transformed inputs.
+  const bool one_pass = (p.tiles + slots - 1) / slots <= p.rows;
   for (int64_t o0 = 0; o0 < p.out_n; o0 += p.block) {
     const int64_t bc = std::min(p.block, p.out_n - o0), bp = round_up(bc, kLanes);
     pack_weights<T>(par, p, l, w, o0, bc, ws);
-    // With one chunk, the later blocks reuse its transformed inputs; with several, each block
-    // transforms them again (cheaper than transforming every block's weights once per chunk).
-    const bool transform_inputs = o0 == 0 || chunks > 1;
-    for (int64_t t0 = 0; t0 < p.tiles; t0 += chunk) {
-      const int64_t tc = std::min(chunk, p.tiles - t0);
-      // Each thread takes whole register blocks of rows through all three steps.
-      const int64_t row_blocks = (tc + kRowBlock - 1) / kRowBlock;
-      par.for_each(row_blocks, 1, [&](int64_t b0, int64_t b1) {
-        const int64_t r0 = b0 * kRowBlock, r1 = std::min(tc, b1 * kRowBlock);
-        for (int64_t r = r0; r < r1 && transform_inputs; ++r) {
-          const int64_t t = t0 + r, n = t / per_image;
-          const int64_t ty = (t % per_image) / p.tiles_w, tx = t % p.tiles_w;
-          const float* img = in + n * p.in_h * p.in_w * K;
-          prefetch_patch<T>(p, in, t + kPrefetchTiles);
-          for_channels(K, [&]<class V>(int64_t c) {
-            input_tile<T, V>(p, img, ty * M - p.pad_h, tx * M - p.pad_w, c, v + r * l.v_row, K);
-          });
+    par.for_each(slots, 1, [&](int64_t s0, int64_t s1) {
+      for (int64_t slot = s0; slot < s1; ++slot) {
+        float* v = ws + l.v + slot * l.slot;  // [rows][A2][K]
+        float* prod = ws + l.m + slot * l.slot;  // [rows][A2][bp]
+        const int64_t t_end = (slot + 1) * p.tiles / slots;
+        for (int64_t t0 = slot * p.tiles / slots; t0 < t_end; t0 += p.rows) {
+          const int64_t rows = std::min(p.rows, t_end - t0);
+          for (int64_t r = 0; r < rows && (o0 == 0 || !one_pass); ++r) {
+            const int64_t t = t0 + r, n = t / per_image;
+            const int64_t ty = (t % per_image) / p.tiles_w, tx = t % p.tiles_w;
+            const float* img = in + n * p.in_h * p.in_w * K;
+            prefetch_patch<T>(p, in, t + kPrefetchTiles);
+            for_channels(K, [&]<class V>(int64_t c) {
+              input_tile<T, V>(p, img, ty * M - p.pad_h, tx * M - p.pad_w, c, v + r * l.v_row, K);
+            });
+          }
+          for (int a = 0; a < A2; ++a)
+            products(rows, K, v + a * K, l.v_row, u + a * l.u_stride, bp, prod + a * bp, l.m_row);
+          for (int64_t r = 0; r < rows; ++r) {
+            const int64_t t = t0 + r, n = t / per_image;
+            const int64_t ty = (t % per_image) / p.tiles_w, tx = t % p.tiles_w;
+            float* img = out + n * p.out_h * p.out_w * p.out_n;
+            for_channels(bc, [&]<class V>(int64_t c) {
+              output_tile<T, V>(p, prod + r * l.m_row + c, bp, bias, img, ty * M, tx * M,
+                                o0 + c, accumulate);
+            });
+          }
         }
-        for (int a = 0; a < A2; ++a)
-          products(r1 - r0, K, v + r0 * l.v_row + a * K, l.v_row, u + a * l.u_stride, bp,
-                   prod + r0 * l.m_row + a * bp, l.m_row);
-        for (int64_t r = r0; r < r1; ++r) {
-          const int64_t t = t0 + r, n = t / per_image;
-          const int64_t ty = (t % per_image) / p.tiles_w, tx = t % p.tiles_w;
-          float* img = out + n * p.out_h * p.out_w * p.out_n;
-          for_channels(bc, [&]<class V>(int64_t c) {
-            output_tile<T, V>(p, prod + r * l.m_row + c, bp, bias, img, ty * M, tx * M,
-                              o0 + c, accumulate);
-          });
-        }
-      });
-    }
+      }
+    });
   }
 }
 

@@ -56,7 +56,8 @@ const std::vector<Case> kCases = {
     {"5x5_p3", 1, 5, 5, 4, 6, 3},  // backward data pads by -1
     {"14x14_c48_to_40", 2, 14, 14, 48, 40, 1},
     {"blocks_c288_to_256", 1, 6, 6, 288, 256, 1},  // more than one block of output channels
-    {"chunks_32x32_c64", 4, 32, 32, 64, 64, 1},   // more than one chunk of tiles at both tiles
+    {"chunks_32x32_c64", 4, 32, 32, 64, 64, 1},   // several passes over each thread's tiles
+    {"blocks_and_passes_c192", 17, 6, 6, 192, 192, 1},  // F(4x4): several blocks and passes
 };
 
 ConvGeometry geometry_of(const Case& k) {
