@@ -191,6 +191,8 @@ TEST(Conv2dWinograd, ChoosesTileOnlyForDense3x3Stride1) {
   EXPECT_EQ(tile({8, 56, 56, 64}, 64, 5, 1, 2, 1), 0);     // 5x5
   EXPECT_EQ(tile({8, 1, 1, 512}, 512, 3, 1, 1, 1), 0);     // tiny images: im2col
   EXPECT_EQ(tile({8, 2, 2, 256}, 256, 3, 1, 1, 1), 0);
+  EXPECT_EQ(tile({8, 28, 28, 1}, 8, 3, 1, 1, 1), 0);       // few channels: im2col
+  EXPECT_EQ(tile({8, 28, 28, 64}, 8, 3, 1, 1, 1), 0);
 }
 
 TEST(Conv2dWinograd, OpDispatchMatchesReference) {
