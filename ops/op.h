@@ -45,6 +45,12 @@
 //   kDropoutBackward         in {dy, mask}                              out {dx}
 //   kSgdUpdate               in {param, grad, momentum_buffer?}         out {}  (in place)
 //   kAdamWUpdate             in {param, grad, m, v}                     out {}  (in place)
+//   kSgdMomentumDecay        in {param, momentum_buffer}                out {}  (in place)
+//                            buf = momentum * buf + weight_decay * param (buf = wd * param on
+//                            the first step); the gradient is then accumulated into buf by its
+//                            producer (optimizer/momentum_fusion.h)
+//   kSgdApplyMomentum        in {param, momentum_buffer}                out {}  (in place)
+//                            param -= lr * buf
 //   kPackSparse              in {x}                          out {packed u64[packed_bytes(n, cap)/8]}
 //                            cap = sparse.capacity; overflow sets a flag in the packed header
 //   kUnpackSparse            in {packed}                                out {x}
@@ -92,6 +98,8 @@ enum class OpKind : uint8_t {
   kReluBackwardMask,
   kDropout,
   kDropoutBackward,
+  kSgdMomentumDecay,
+  kSgdApplyMomentum,
   kCount,
 };
 constexpr int kOpCount = static_cast<int>(OpKind::kCount);
