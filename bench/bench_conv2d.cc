@@ -24,6 +24,8 @@ struct Layer {
 constexpr Layer kProject96to24{32, 8, 8, 96, 24, 1, 1, 0, 1};          // block 2 project conv
 constexpr Layer kDepthwise144{32, 8, 8, 144, 144, 3, 1, 1, 144};       // block 3 depthwise
 constexpr Layer kStem{32, 32, 32, 3, 32, 3, 2, 1, 1};                  // features.0
+constexpr Layer kResNetStem32{32, 32, 32, 3, 64, 7, 2, 3, 1};           // ResNet-18 conv1, 32x32 b32
+constexpr Layer kResNetStem224{8, 224, 224, 3, 64, 7, 2, 3, 1};         // ResNet-18 conv1, 224x224 b8
 
 std::vector<float> random_buffer(int64_t n, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -89,6 +91,8 @@ BENCHMARK_CAPTURE(run_layer, dw144_s1_8x8_bwd_data, kDepthwise144, OpKind::kConv
 BENCHMARK_CAPTURE(run_layer, dw144_s1_8x8_bwd_weight, kDepthwise144, OpKind::kConv2dBackwardWeight)->UseRealTime();
 BENCHMARK_CAPTURE(run_layer, stem3to32_s2_32x32_fwd, kStem, OpKind::kConv2d)->UseRealTime();
 BENCHMARK_CAPTURE(run_layer, stem3to32_s2_32x32_bwd_data, kStem, OpKind::kConv2dBackwardData)->UseRealTime();
+BENCHMARK_CAPTURE(run_layer, resnet_stem7x7_s2_32x32_b32_fwd, kResNetStem32, OpKind::kConv2d)->UseRealTime();
+BENCHMARK_CAPTURE(run_layer, resnet_stem7x7_s2_224x224_b8_fwd, kResNetStem224, OpKind::kConv2d)->UseRealTime();
 BENCHMARK_CAPTURE(run_layer, stem3to32_s2_32x32_bwd_weight, kStem, OpKind::kConv2dBackwardWeight)->UseRealTime();
 
 }  // namespace
