@@ -17,7 +17,8 @@
 //   kConv2dBackwardWeight    in {dy, x}                                 out {dw?, db?}
 //   kBatchNorm (training)    in {x, gamma, beta, running_mean, running_var}
 //                            out {y, saved_mean[C], saved_invstd[C]}
-//                            updates running_mean/var in place when norm.update_running_stats
+//                            updates running_mean/var in place when norm.update_running_stats;
+//                            with norm.activation, y = relu(bn(x)) or relu6(bn(x))
 //   kBatchNorm (eval)        in {x, gamma, beta, running_mean, running_var} out {y}
 //   kBatchNormBackward       training: in {dy, x, gamma, saved_mean, saved_invstd}
 //                            eval:     in {dy, x, gamma, running_mean, running_var}
@@ -117,11 +118,16 @@ struct PoolAttrs {
   int pad = 0;  // max pool pads with -inf; avg pool counts padding (torch's count_include_pad)
 };
 
+// An activation fused into the op that produces its input (runtime/fusion.h): the op writes
+// the activation's output and its own output never exists.
+enum class FusedActivation : uint8_t { kNone, kRelu, kRelu6 };
+
 struct NormAttrs {
   float eps = 1e-5f;
   float momentum = 0.1f;            // torch convention: running = (1-m)*running + m*batch
   bool training = true;             // batch statistics (true) or running statistics (false)
   bool update_running_stats = true; // only with training; recompute passes turn it off
+  FusedActivation activation = FusedActivation::kNone;  // y = act(normalised x)
 };
 
 struct LossAttrs {
