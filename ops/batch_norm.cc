@@ -144,7 +144,7 @@ void batch_norm_forward_reference(const KernelCall& call) {
                                   call.in_f(1), call.in_f(2), call.in_f(3), call.in_f(4),
                                   call.out_f(0), training ? call.out_f(1) : nullptr,
                                   training ? call.out_f(2) : nullptr);
-  const FusedActivation act = call.attrs->norm.activation;
+  const FusedActivation act = call.attrs->activation;
   float* y = call.out_f(0);
   if (act == FusedActivation::kNone || y == nullptr) return;
   const float lo = activation_low(act), hi = activation_high(act);
@@ -281,7 +281,7 @@ void batch_norm_forward(const KernelCall& call) {
   if (!y) return;
   // (x - mean) * scale + beta rather than x * scale + shift: no cancellation when |mean| >> std.
   // A fused ReLU/ReLU6 clamps in the same pass (lo = -inf, hi = inf without one).
-  const float lo = activation_low(a.activation), hi = activation_high(a.activation);
+  const float lo = activation_low(call.attrs->activation), hi = activation_high(call.attrs->activation);
   call.parallel.for_each(rows, row_grain(c), [&](int64_t r0, int64_t r1) {
     const float* __restrict mu = mean_f;
     const float* __restrict sc = scale_f;

@@ -18,14 +18,14 @@
 //   kBatchNorm (training)    in {x, gamma, beta, running_mean, running_var}
 //                            out {y, saved_mean[C], saved_invstd[C]}
 //                            updates running_mean/var in place when norm.update_running_stats;
-//                            with norm.activation, y = relu(bn(x)) or relu6(bn(x))
+//                            with attrs.activation, y = relu(bn(x)) or relu6(bn(x))
 //   kBatchNorm (eval)        in {x, gamma, beta, running_mean, running_var} out {y}
 //   kBatchNormBackward       training: in {dy, x, gamma, saved_mean, saved_invstd}
 //                            eval:     in {dy, x, gamma, running_mean, running_var}
 //                            out {dx?, dgamma?, dbeta?}
 //   kRelu, kRelu6            in {x}                                     out {y}
 //   kReluBackward, kRelu6Backward in {dy, y}                            out {dx}
-//   kAdd                     in {a, b}                                  out {y}
+//   kAdd                     in {a, b}                                  out {y}  (y = act(a + b) with attrs.activation)
 //   kGradCopy                in {dy}                                    out {dx}   (same numel)
 //   kFlatten                 in {x[N,...]}                              out {y[N,K]} (a copy)
 //   kMaxPool                 in {x}                                     out {y}
@@ -127,7 +127,6 @@ struct NormAttrs {
   float momentum = 0.1f;            // torch convention: running = (1-m)*running + m*batch
   bool training = true;             // batch statistics (true) or running statistics (false)
   bool update_running_stats = true; // only with training; recompute passes turn it off
-  FusedActivation activation = FusedActivation::kNone;  // y = act(normalised x)
 };
 
 struct LossAttrs {
@@ -165,6 +164,8 @@ struct Attrs {
   SparseAttrs sparse;
   DropoutAttrs dropout;
   uint32_t accumulate_mask = 0;  // bit i: add into output i instead of overwriting it
+  // kBatchNorm and kAdd: output 0 is act(result) (runtime/fusion.h).
+  FusedActivation activation = FusedActivation::kNone;
   bool accumulates(int output) const { return (accumulate_mask >> output) & 1u; }
 };
 

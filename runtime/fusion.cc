@@ -4,7 +4,7 @@
 
 namespace edgetrain {
 
-int fuse_norm_activations(Graph& g) {
+int fuse_activations(Graph& g) {
   const size_t nv = g.values.size();
   std::vector<int> readers(nv, 0), reader_node(nv, -1);
   for (size_t i = 0; i < g.nodes.size(); ++i)
@@ -16,23 +16,24 @@ int fuse_norm_activations(Graph& g) {
   std::vector<bool> drop(g.nodes.size(), false);
   int fused = 0;
   for (size_t i = 0; i < g.nodes.size(); ++i) {
-    Node& norm = g.nodes[i];
-    if (norm.op != OpKind::kBatchNorm || norm.attrs.norm.activation != FusedActivation::kNone) continue;
-    if (norm.outputs.empty() || norm.outputs[0] == kNoValue) continue;
-    const ValueId y = norm.outputs[0];
+    Node& producer = g.nodes[i];  // the producer: a batch norm or an add
+    if (producer.op != OpKind::kBatchNorm && producer.op != OpKind::kAdd) continue;
+    if (producer.attrs.activation != FusedActivation::kNone || producer.attrs.accumulate_mask != 0) continue;
+    if (producer.outputs.empty() || producer.outputs[0] == kNoValue) continue;
+    const ValueId y = producer.outputs[0];
     const Value& yv = g.value(y);
     if (readers[static_cast<size_t>(y)] != 1 || yv.keep || yv.alias_of != kNoValue) continue;
     if (y == g.logits || y == g.loss) continue;
     const int r = reader_node[static_cast<size_t>(y)];
     Node& act = g.nodes[static_cast<size_t>(r)];
     if (act.op != OpKind::kRelu && act.op != OpKind::kRelu6) continue;
-    if (act.phase != norm.phase || act.outputs.empty() || act.outputs[0] == kNoValue) continue;
+    if (act.phase != producer.phase || act.outputs.empty() || act.outputs[0] == kNoValue) continue;
     // Views of y elsewhere would see the activation's values instead of the norm's.
     bool viewed = false;
     for (const Value& v : g.values) viewed = viewed || v.alias_of == y;
     if (viewed) continue;
-    norm.attrs.norm.activation = act.op == OpKind::kRelu ? FusedActivation::kRelu : FusedActivation::kRelu6;
-    norm.outputs[0] = act.outputs[0];
+    producer.attrs.activation = act.op == OpKind::kRelu ? FusedActivation::kRelu : FusedActivation::kRelu6;
+    producer.outputs[0] = act.outputs[0];
     drop[static_cast<size_t>(r)] = true;
     ++fused;
   }

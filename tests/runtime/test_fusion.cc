@@ -28,7 +28,7 @@ TEST(NormActivationFusion, FusedKernelEqualsNormThenActivationBitForBit) {
         plain.norm.training = training;
         plain.norm.update_running_stats = false;
         Attrs fused = plain;
-        fused.norm.activation = act;
+        fused.activation = act;
         // Values around 0 and 6 so that both clamps bite.
         std::vector<HostTensor> in = {random_tensor(x, 1, -8.0f, 8.0f), random_tensor(c, 2, 0.5f, 3.0f),
                                       random_tensor(c, 3, -1.0f, 4.0f), random_tensor(c, 4), random_tensor(c, 5, 0.5f, 2.0f)};
@@ -45,6 +45,22 @@ TEST(NormActivationFusion, FusedKernelEqualsNormThenActivationBitForBit) {
         for (float v : both[0].data) clamped += v == 0.0f || v == 6.0f;
         EXPECT_GT(clamped, 0);
       }
+}
+
+TEST(NormActivationFusion, FusedAddEqualsAddThenActivationBitForBit) {
+  const Shape x{3, 4, 4, 20};
+  for (FusedActivation act : {FusedActivation::kRelu, FusedActivation::kRelu6})
+    for (bool reference : {false, true}) {
+      Attrs fused;
+      fused.activation = act;
+      std::vector<HostTensor> in = {random_tensor(x, 6, -5.0f, 5.0f), random_tensor(x, 7, -5.0f, 5.0f)};
+      auto sum = run_op(OpKind::kAdd, Attrs{}, in, {HostTensor{x, {}}}, reference);
+      auto both = run_op(OpKind::kAdd, fused, in, {HostTensor{x, {}}}, reference);
+      const OpKind act_op = act == FusedActivation::kRelu ? OpKind::kRelu : OpKind::kRelu6;
+      auto activated = run_op(act_op, Attrs{}, {sum[0]}, {HostTensor{x, {}}}, reference);
+      EXPECT_TRUE(std::equal(both[0].data.begin(), both[0].data.end(), activated[0].data.begin()))
+          << "relu6=" << (act == FusedActivation::kRelu6) << " reference=" << reference;
+    }
 }
 
 GraphFactory mobilenet() {
@@ -67,13 +83,23 @@ TEST(NormActivationFusion, FusesEveryNormActivationPairOfMobileNetV2InTrainingAn
     ASSERT_TRUE(g.is_ok());
     const int relu6 = count(*g, OpKind::kRelu6);
     ASSERT_GT(relu6, 0);
-    EXPECT_EQ(fuse_norm_activations(*g), relu6) << "every ReLU6 of MobileNetV2 follows a batch norm";
+    EXPECT_EQ(fuse_activations(*g), relu6) << "every ReLU6 of MobileNetV2 follows a batch norm";
     EXPECT_EQ(count(*g, OpKind::kRelu6), 0);
     int fused = 0;
-    for (const Node& n : g->nodes) fused += n.op == OpKind::kBatchNorm && n.attrs.norm.activation == FusedActivation::kRelu6;
+    for (const Node& n : g->nodes) fused += n.op == OpKind::kBatchNorm && n.attrs.activation == FusedActivation::kRelu6;
     EXPECT_EQ(fused, relu6);
-    EXPECT_EQ(fuse_norm_activations(*g), 0) << "fusing twice changes nothing";
+    EXPECT_EQ(fuse_activations(*g), 0) << "fusing twice changes nothing";
   }
+}
+
+TEST(NormActivationFusion, FusesEveryReluOfResNet18IntoItsNormOrResidualAdd) {
+  Result<Graph> g = build_model(ModelSpec{Architecture::kResNet18}, 2, true);
+  ASSERT_TRUE(g.is_ok());
+  const int relus = count(*g, OpKind::kRelu);
+  EXPECT_EQ(fuse_activations(*g), relus);
+  int adds = 0;
+  for (const Node& n : g->nodes) adds += n.op == OpKind::kAdd && n.attrs.activation == FusedActivation::kRelu;
+  EXPECT_EQ(adds, 8) << "one per basic block";
 }
 
 TEST(NormActivationFusion, LeavesANormWhoseOutputHasOtherReadersAlone) {
@@ -84,7 +110,7 @@ TEST(NormActivationFusion, LeavesANormWhoseOutputHasOtherReadersAlone) {
   b.softmax_cross_entropy(b.linear(b.flatten(s), "fc", 3));
   Result<Graph> g = b.finish();
   ASSERT_TRUE(g.is_ok()) << g.status().to_string();
-  EXPECT_EQ(fuse_norm_activations(*g), 0);
+  EXPECT_EQ(fuse_activations(*g), 0);
   EXPECT_EQ(count(*g, OpKind::kRelu), 1);
 }
 
