@@ -36,6 +36,8 @@ constexpr Layer kR18_7{8, 7, 7, 512, 512, 3, 1, 1, 1};
 constexpr Layer kR18s_8{32, 8, 8, 64, 64, 3, 1, 1, 1};
 constexpr Layer kR18s_4{32, 4, 4, 128, 128, 3, 1, 1, 1};
 constexpr Layer kR18s_2{32, 2, 2, 256, 256, 3, 1, 1, 1};
+constexpr Layer kResNetStem32{32, 32, 32, 3, 64, 7, 2, 3, 1};           // ResNet-18 conv1, 32x32 b32
+constexpr Layer kResNetStem224{8, 224, 224, 3, 64, 7, 2, 3, 1};         // ResNet-18 conv1, 224x224 b8
 
 std::vector<float> random_buffer(int64_t n, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -104,6 +106,8 @@ BENCHMARK_CAPTURE(run_layer, dw144_s1_8x8_bwd_data, kDepthwise144, OpKind::kConv
 BENCHMARK_CAPTURE(run_layer, dw144_s1_8x8_bwd_weight, kDepthwise144, OpKind::kConv2dBackwardWeight)->UseRealTime();
 BENCHMARK_CAPTURE(run_layer, stem3to32_s2_32x32_fwd, kStem, OpKind::kConv2d)->UseRealTime();
 BENCHMARK_CAPTURE(run_layer, stem3to32_s2_32x32_bwd_data, kStem, OpKind::kConv2dBackwardData)->UseRealTime();
+BENCHMARK_CAPTURE(run_layer, resnet_stem7x7_s2_32x32_b32_fwd, kResNetStem32, OpKind::kConv2d)->UseRealTime();
+BENCHMARK_CAPTURE(run_layer, resnet_stem7x7_s2_224x224_b8_fwd, kResNetStem224, OpKind::kConv2d)->UseRealTime();
 BENCHMARK_CAPTURE(run_layer, stem3to32_s2_32x32_bwd_weight, kStem, OpKind::kConv2dBackwardWeight)->UseRealTime();
 
 #define ET_BENCH_3WAYS(name, layer, op, dir)                                                      \

@@ -12,13 +12,10 @@ ArenaPlan plan_arena(const std::vector<UsageRecord>& records, size_t alignment) 
   plan.offsets.assign(records.size(), 0);
   std::vector<size_t> order(records.size());
   std::iota(order.begin(), order.end(), size_t{0});
-  // Largest first; ties by earlier start, then by index, so the plan is deterministic. Not
-  // std::stable_sort: its buffer comes from a nothrow allocation whose failure it silently
-  // survives, which the allocation-failure tests (tests/capi) cannot tell from a lost error.
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+  // Largest first; ties by earlier start, then by index, so the plan is deterministic.
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
     if (records[a].bytes != records[b].bytes) return records[a].bytes > records[b].bytes;
-    if (records[a].first != records[b].first) return records[a].first < records[b].first;
-    return a < b;
+    return records[a].first < records[b].first;
   });
   struct Placed {
     size_t begin, end;

@@ -9,7 +9,14 @@
 namespace edgetrain {
 namespace {
 
-bool is_relu(OpKind op) { return op == OpKind::kRelu || op == OpKind::kRelu6; }
+// Whether a node's main output is a ReLU or ReLU6 output (a ReLU node, or a batch norm or add
+// with the activation fused in: runtime/fusion.h), and the activation's upper bound.
+bool makes_post_relu(const Node& n, float* hi) {
+  const bool relu6 = n.op == OpKind::kRelu6 || n.attrs.activation == FusedActivation::kRelu6;
+  const bool relu = n.op == OpKind::kRelu || n.attrs.activation == FusedActivation::kRelu;
+  *hi = relu6 ? 6.0f : std::numeric_limits<float>::infinity();
+  return relu || relu6;
+}
 
 }  // namespace
 
@@ -38,13 +45,13 @@ Result<Graph> apply_compression(const Graph& g, const CompressionConfig& config)
   std::vector<Node> nodes = g.nodes;
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const Node& f = g.nodes[i];
-    if (f.phase != Phase::kForward || !is_relu(f.op)) continue;
+    float hi = 0;
+    if (f.phase != Phase::kForward || !makes_post_relu(f, &hi)) continue;
     ValueId y = f.outputs[0];
     size_t yi = static_cast<size_t>(y);
     if (first_later[yi] < 0) continue;  // backward does not need it
     const Value& yv = g.value(y);
     int64_t n = yv.shape.numel();
-    float hi = f.op == OpKind::kRelu6 ? 6.0f : std::numeric_limits<float>::infinity();
     bool other_readers = false;
     if (config.relu_masks) {
       ValueId bits = kNoValue;

@@ -131,6 +131,12 @@ int64_t rows_of(const Shape& x) {
 
 }  // namespace
 
+namespace {
+// The fused activation's bounds: y = min(max(v, lo), hi).
+float activation_low(FusedActivation a) { return a == FusedActivation::kNone ? -INFINITY : 0.0f; }
+float activation_high(FusedActivation a) { return a == FusedActivation::kRelu6 ? 6.0f : INFINITY; }
+}  // namespace
+
 void batch_norm_forward_reference(const KernelCall& call) {
   const Shape& xs = call.in_shape[0];
   const bool training = call.attrs->norm.training;
@@ -138,6 +144,11 @@ void batch_norm_forward_reference(const KernelCall& call) {
                                   call.in_f(1), call.in_f(2), call.in_f(3), call.in_f(4),
                                   call.out_f(0), training ? call.out_f(1) : nullptr,
                                   training ? call.out_f(2) : nullptr);
+  const FusedActivation act = call.attrs->activation;
+  float* y = call.out_f(0);
+  if (act == FusedActivation::kNone || y == nullptr) return;
+  const float lo = activation_low(act), hi = activation_high(act);
+  for (int64_t i = 0, n = xs.numel(); i < n; ++i) y[i] = std::min(std::max(y[i], lo), hi);
 }
 
 void batch_norm_backward_reference(const KernelCall& call) {
@@ -269,6 +280,8 @@ void batch_norm_forward(const KernelCall& call) {
   }
   if (!y) return;
   // (x - mean) * scale + beta rather than x * scale + shift: no cancellation when |mean| >> std.
+  // A fused ReLU/ReLU6 clamps in the same pass (lo = -inf, hi = inf without one).
+  const float lo = activation_low(call.attrs->activation), hi = activation_high(call.attrs->activation);
   call.parallel.for_each(rows, row_grain(c), [&](int64_t r0, int64_t r1) {
     const float* __restrict mu = mean_f;
     const float* __restrict sc = scale_f;
@@ -276,7 +289,7 @@ void batch_norm_forward(const KernelCall& call) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* __restrict xr = x + r * c;
       float* __restrict yr = y + r * c;
-      for (int64_t k = 0; k < c; ++k) yr[k] = (xr[k] - mu[k]) * sc[k] + be[k];
+      for (int64_t k = 0; k < c; ++k) yr[k] = std::min(std::max((xr[k] - mu[k]) * sc[k] + be[k], lo), hi);
     }
   });
 }

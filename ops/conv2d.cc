@@ -1,7 +1,7 @@
 // 2-D convolution: shape rule, naive reference kernels (float and double) and the fast kernels.
 // Layouts: x, y NHWC; w OHWI = [Cout][kh][kw][Cin/groups]; b [Cout].
 //
-// The fast kernels pick one of three paths (conv_path below):
+// The fast kernels pick one of four paths (conv_path below, then the direct stem kernel):
 //   depthwise  groups == Cin == Cout: direct loops whose inner loop runs over the contiguous
 //              channel dimension (auto-vectorised); weights are transposed once per call to
 //              [kh][kw][C] in the workspace so that they are contiguous over channels too.
@@ -11,12 +11,14 @@
 //   im2col     everything else: per image and group, im2col into the workspace
 //              ([Ho*Wo][kh*kw*Cin/groups], same (ky, kx, ci) order as an OHWI weight row), then
 //              sgemm. Backward data runs the sgemm into the columns and folds them back (col2im).
+//   direct     forward of dense convs with at most 4 input channels (the stems): ops/conv2d_direct.h.
 // Before these, forward and backward data of dense 3x3 stride-1 convs go to Winograd
 // (ops/conv2d_winograd.h) wherever winograd_tile() says it pays.
 #include "ops/conv2d.h"
 
 #include <cblas.h>
 
+#include "ops/conv2d_direct.h"
 #include "ops/conv2d_winograd.h"
 #include "ops/gemm.h"
 
@@ -494,6 +496,8 @@ void conv2d_forward(const KernelCall& call) {
     return winograd_forward(call.parallel, g, m, x, w, b, y, call.workspace, call.workspace_bytes);
   const ConvPath path = conv_path(g);
   if (path == ConvPath::kDepthwise) return depthwise_forward(call, g, x, w, b, y);
+  if (conv2d_direct_forward_applies(g))
+    return conv2d_direct_forward(call.parallel, g, x, w, b, y, static_cast<float*>(call.workspace));
 
   const int64_t cpg = g.c_per_group(), opg = g.out_c_per_group();
   const int64_t kg = g.kh * g.kw * cpg;  // length of one weight row (one output channel)
@@ -628,6 +632,9 @@ int64_t winograd_bytes_for(const Shape& x, const Shape& w, const ConvAttrs& a, b
 size_t conv2d_forward_workspace(const Attrs& a, const Shape* in, int n_in, const Shape*, int) {
   if (n_in < 2) return 0;
   if (int64_t bytes = winograd_bytes_for(in[0], in[1], a.conv, false); bytes >= 0) return bytes;
+  const ConvGeometry g = conv2d_geometry(in[0], in[1], a.conv);
+  if (conv_path(g) != ConvPath::kDepthwise && conv2d_direct_forward_applies(g))
+    return static_cast<size_t>(conv2d_direct_forward_workspace_floats(g)) * sizeof(float);
   return workspace_bytes_for(in[0], in[1], a.conv);
 }
 

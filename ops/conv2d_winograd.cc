@@ -15,7 +15,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "runtime/status.h"
 
@@ -561,7 +563,18 @@ void run_problem(const Parallel& par, const Problem& p, const float* in, const f
   else run<F2>(par, p, in, w, bias, out, accumulate, ws);
 }
 
-std::atomic<WinogradPolicy> g_policy{WinogradPolicy::kAuto};
+// EDGETRAIN_WINOGRAD=off|f2|f4 (anything else: auto) sets the starting policy, so that one
+// binary can time whole training steps with and without Winograd, interleaved.
+WinogradPolicy policy_from_environment() {
+  const char* v = std::getenv("EDGETRAIN_WINOGRAD");
+  const std::string s = v ? v : "";
+  if (s == "off") return WinogradPolicy::kOff;
+  if (s == "f2") return WinogradPolicy::kF2;
+  if (s == "f4") return WinogradPolicy::kF4;
+  return WinogradPolicy::kAuto;
+}
+
+std::atomic<WinogradPolicy> g_policy{policy_from_environment()};
 
 }  // namespace
 

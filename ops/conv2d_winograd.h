@@ -24,7 +24,8 @@ int winograd_tile(const ConvGeometry& g);
 
 // Benchmarks and A/B timings only: kAuto is winograd_tile's choice, kOff always im2col, kF2 /
 // kF4 force that tile wherever Winograd applies. Workspaces depend on it: set it before
-// planning, never while a plan built under another policy runs.
+// planning, never while a plan built under another policy runs. The environment variable
+// EDGETRAIN_WINOGRAD=off|f2|f4 sets the policy a process starts with (default auto).
 enum class WinogradPolicy { kAuto, kOff, kF2, kF4 };
 void set_winograd_policy(WinogradPolicy policy);
 

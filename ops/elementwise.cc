@@ -2,6 +2,8 @@
 // tensor is big enough for the split to pay.
 #include "ops/elementwise.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -33,22 +35,37 @@ Result<Shape> flatten_output_shape(const Shape& x) {
   return Shape{x[0], k};
 }
 
+// y = a + b, clamped to [lo, hi] by a fused activation (runtime/fusion.h).
 void add_forward(const KernelCall& call) {
   check_same_numel(call, 2);
   const float* a = call.in_f(0);
   const float* b = call.in_f(1);
   float* y = call.out_f(0);
   if (y == nullptr) return;
-  call.parallel.for_each(call.in_shape[0].numel(), kMinChunk, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) y[i] = a[i] + b[i];
+  const FusedActivation act = call.attrs->activation;
+  const float lo = act == FusedActivation::kNone ? -INFINITY : 0.0f;
+  const float hi = act == FusedActivation::kRelu6 ? 6.0f : INFINITY;
+  call.parallel.for_each(call.in_shape[0].numel(), kMinChunk, [&](int64_t i0, int64_t i1) {
+    if (act == FusedActivation::kNone) {
+      for (int64_t i = i0; i < i1; ++i) y[i] = a[i] + b[i];
+    } else {
+      for (int64_t i = i0; i < i1; ++i) y[i] = std::min(std::max(a[i] + b[i], lo), hi);
+    }
   });
 }
 
 void add_forward_reference(const KernelCall& call) {
   check_same_numel(call, 2);
-  if (call.out_f(0) == nullptr) return;
+  float* y = call.out_f(0);
+  if (y == nullptr) return;
+  const FusedActivation act = call.attrs->activation;
   const int64_t n = call.in_shape[0].numel();
-  for (int64_t i = 0; i < n; ++i) call.out_f(0)[i] = call.in_f(0)[i] + call.in_f(1)[i];
+  for (int64_t i = 0; i < n; ++i) {
+    float v = call.in_f(0)[i] + call.in_f(1)[i];
+    if (act != FusedActivation::kNone) v = std::max(v, 0.0f);
+    if (act == FusedActivation::kRelu6) v = std::min(v, 6.0f);
+    y[i] = v;
+  }
 }
 
 void grad_copy(const KernelCall& call) {

@@ -17,14 +17,15 @@
 //   kConv2dBackwardWeight    in {dy, x}                                 out {dw?, db?}
 //   kBatchNorm (training)    in {x, gamma, beta, running_mean, running_var}
 //                            out {y, saved_mean[C], saved_invstd[C]}
-//                            updates running_mean/var in place when norm.update_running_stats
+//                            updates running_mean/var in place when norm.update_running_stats;
+//                            with attrs.activation, y = relu(bn(x)) or relu6(bn(x))
 //   kBatchNorm (eval)        in {x, gamma, beta, running_mean, running_var} out {y}
 //   kBatchNormBackward       training: in {dy, x, gamma, saved_mean, saved_invstd}
 //                            eval:     in {dy, x, gamma, running_mean, running_var}
 //                            out {dx?, dgamma?, dbeta?}
 //   kRelu, kRelu6            in {x}                                     out {y}
 //   kReluBackward, kRelu6Backward in {dy, y}                            out {dx}
-//   kAdd                     in {a, b}                                  out {y}
+//   kAdd                     in {a, b}                                  out {y}  (y = act(a + b) with attrs.activation)
 //   kGradCopy                in {dy}                                    out {dx}   (same numel)
 //   kFlatten                 in {x[N,...]}                              out {y[N,K]} (a copy)
 //   kMaxPool                 in {x}                                     out {y}
@@ -45,6 +46,12 @@
 //   kDropoutBackward         in {dy, mask}                              out {dx}
 //   kSgdUpdate               in {param, grad, momentum_buffer?}         out {}  (in place)
 //   kAdamWUpdate             in {param, grad, m, v}                     out {}  (in place)
+//   kSgdMomentumDecay        in {param, momentum_buffer}                out {}  (in place)
+//                            buf = momentum * buf + weight_decay * param (buf = wd * param on
+//                            the first step); the gradient is then accumulated into buf by its
+//                            producer (optimizer/momentum_fusion.h)
+//   kSgdApplyMomentum        in {param, momentum_buffer}                out {}  (in place)
+//                            param -= lr * buf
 //   kPackSparse              in {x}                          out {packed u64[packed_bytes(n, cap)/8]}
 //                            cap = sparse.capacity; overflow sets a flag in the packed header
 //   kUnpackSparse            in {packed}                                out {x}
@@ -92,6 +99,8 @@ enum class OpKind : uint8_t {
   kReluBackwardMask,
   kDropout,
   kDropoutBackward,
+  kSgdMomentumDecay,
+  kSgdApplyMomentum,
   kCount,
 };
 constexpr int kOpCount = static_cast<int>(OpKind::kCount);
@@ -108,6 +117,10 @@ struct PoolAttrs {
   int stride = 2;
   int pad = 0;  // max pool pads with -inf; avg pool counts padding (torch's count_include_pad)
 };
+
+// An activation fused into the op that produces its input (runtime/fusion.h): the op writes
+// the activation's output and its own output never exists.
+enum class FusedActivation : uint8_t { kNone, kRelu, kRelu6 };
 
 struct NormAttrs {
   float eps = 1e-5f;
@@ -151,6 +164,8 @@ struct Attrs {
   SparseAttrs sparse;
   DropoutAttrs dropout;
   uint32_t accumulate_mask = 0;  // bit i: add into output i instead of overwriting it
+  // kBatchNorm and kAdd: output 0 is act(result) (runtime/fusion.h).
+  FusedActivation activation = FusedActivation::kNone;
   bool accumulates(int output) const { return (accumulate_mask >> output) & 1u; }
 };
 

@@ -55,6 +55,21 @@ void sgd_update_naive(int64_t n, const OptimAttrs& a, float lr, float* param, co
   }
 }
 
+void sgd_momentum_decay_naive(int64_t n, const OptimAttrs& a, const float* param, float* momentum_buffer,
+                              bool first_step) {
+  const float wd = a.weight_decay, mu = a.momentum;
+  float* buf = momentum_buffer;
+  if (first_step) {  // the buffer holds no state yet (it may hold anything)
+    for (int64_t i = 0; i < n; ++i) buf[i] = wd * param[i];
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) buf[i] = mu * buf[i] + wd * param[i];
+}
+
+void sgd_apply_momentum_naive(int64_t n, float lr, float* param, const float* momentum_buffer) {
+  for (int64_t i = 0; i < n; ++i) param[i] -= lr * momentum_buffer[i];
+}
+
 void adamw_update_naive(int64_t n, const OptimAttrs& a, float lr, int64_t step, float* param,
                         const float* grad, float* m, float* v) {
   ET_CHECK(step >= 1);
@@ -96,6 +111,38 @@ void sgd_update_reference(const KernelCall& call) {
   ET_CHECK(call.n_in >= 2);
   sgd_update_naive(call.in_shape[0].numel(), call.attrs->optim, learning_rate(call), call.in_f(0),
                    call.in_f(1), call.in_f(2), call.step->optimizer_step == 1);
+}
+
+void sgd_momentum_decay(const KernelCall& call) {
+  ET_CHECK(call.n_in >= 2);
+  const OptimAttrs& a = call.attrs->optim;
+  const bool first = call.step->optimizer_step == 1;
+  const float* p = call.in_f(0);
+  float* buf = call.in_f(1);
+  call.parallel.for_each(call.in_shape[0].numel(), kMinChunk, [&](int64_t b, int64_t e) {
+    sgd_momentum_decay_naive(e - b, a, p + b, buf + b, first);
+  });
+}
+
+void sgd_momentum_decay_reference(const KernelCall& call) {
+  ET_CHECK(call.n_in >= 2);
+  sgd_momentum_decay_naive(call.in_shape[0].numel(), call.attrs->optim, call.in_f(0), call.in_f(1),
+                           call.step->optimizer_step == 1);
+}
+
+void sgd_apply_momentum(const KernelCall& call) {
+  ET_CHECK(call.n_in >= 2);
+  const float lr = learning_rate(call);
+  float* p = call.in_f(0);
+  const float* buf = call.in_f(1);
+  call.parallel.for_each(call.in_shape[0].numel(), kMinChunk, [&](int64_t b, int64_t e) {
+    sgd_apply_momentum_naive(e - b, lr, p + b, buf + b);
+  });
+}
+
+void sgd_apply_momentum_reference(const KernelCall& call) {
+  ET_CHECK(call.n_in >= 2);
+  sgd_apply_momentum_naive(call.in_shape[0].numel(), learning_rate(call), call.in_f(0), call.in_f(1));
 }
 
 void adamw_update(const KernelCall& call) {

@@ -20,8 +20,20 @@ void sgd_update_naive(int64_t n, const OptimAttrs& a, float lr, float* param, co
 void adamw_update_naive(int64_t n, const OptimAttrs& a, float lr, int64_t step, float* param,
                         const float* grad, float* m, float* v);
 
+// SGD momentum split in two around the gradient (optimizer/momentum_fusion.h): the decay
+// prepares buf = momentum * buf + weight_decay * param (buf = weight_decay * param on the first
+// step), the gradient's producer adds the gradient into buf, the apply does param -= lr * buf.
+// Together: torch's SGD step without dampening and Nesterov, up to float summation order.
+void sgd_momentum_decay_naive(int64_t n, const OptimAttrs& a, const float* param, float* momentum_buffer,
+                              bool first_step);
+void sgd_apply_momentum_naive(int64_t n, float lr, float* param, const float* momentum_buffer);
+
 void sgd_update(const KernelCall& call);
 void sgd_update_reference(const KernelCall& call);
+void sgd_momentum_decay(const KernelCall& call);
+void sgd_momentum_decay_reference(const KernelCall& call);
+void sgd_apply_momentum(const KernelCall& call);
+void sgd_apply_momentum_reference(const KernelCall& call);
 void adamw_update(const KernelCall& call);
 void adamw_update_reference(const KernelCall& call);
 

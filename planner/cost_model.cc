@@ -8,19 +8,6 @@
 
 namespace edgetrain {
 
-namespace {
-
-// How many times the executor runs node i of g per step: a micro-batched schedule runs its body
-// (the nodes before the first update) once per micro-batch (runtime/executor.cc).
-std::vector<int> node_repeats(const Graph& g) {
-  std::vector<int> r(g.nodes.size(), 1);
-  if (g.micro_batches <= 1) return r;
-  for (size_t i = 0; i < g.nodes.size() && g.nodes[i].phase != Phase::kUpdate; ++i) r[i] = g.micro_batches;
-  return r;
-}
-
-}  // namespace
-
 Result<std::vector<GroupFit>> fit_groups(const std::vector<KernelSample>& kernels, const SelectOptions& options) {
   std::map<std::pair<int, int>, std::vector<size_t>> groups;  // (class, threads) -> samples
   for (size_t i = 0; i < kernels.size(); ++i)
@@ -539,15 +526,10 @@ std::function<double(const Graph&, const Node&)> CostModel::node_predictor(int t
 }
 
 double CostModel::predict_step_seconds(const Graph& g, int threads) const {
-  // A micro-batched schedule runs its body (the nodes before the first update) once per
-  // micro-batch, then the updates once.
-  const int k = std::max(1, g.micro_batches);
+  // A micro-batched schedule runs its body once per micro-batch (node_repeats).
+  std::vector<int> repeats = node_repeats(g);
   double s = 0;
-  bool body = true;
-  for (const Node& n : g.nodes) {
-    body = body && n.phase != Phase::kUpdate;
-    s += (body ? k : 1) * predict_node_seconds(g, n, threads);
-  }
+  for (size_t i = 0; i < g.nodes.size(); ++i) s += repeats[i] * predict_node_seconds(g, g.nodes[i], threads);
   return s;
 }
 

@@ -24,7 +24,7 @@ constexpr const char* kClassNames[] = {
     "softmax_xent.bwd",       "update.sgd",              "update.sgd_momentum",
     "update.adamw",           "pack_sparse",             "unpack_sparse",
     "pack_mask",              "relu.bwd_mask",           "dropout",
-    "dropout.bwd",
+    "dropout.bwd",            "update.sgd_momentum_decay", "update.sgd_apply_momentum",
 };
 static_assert(sizeof(kClassNames) / sizeof(kClassNames[0]) == kOpClassCount,
               "every OpClass needs a name");
@@ -177,6 +177,12 @@ OpClass classify(const Graph& g, const Node& n, Dims* d) {
     case OpKind::kReluBackwardMask: return OpClass::kReluBackwardMask;
     case OpKind::kDropout: return OpClass::kDropout;
     case OpKind::kDropoutBackward: return OpClass::kDropoutBackward;
+    case OpKind::kSgdMomentumDecay:
+      *d = Dims{1, numel_of(in0), 1, 1, 1, 1, 0};
+      return OpClass::kSgdMomentumDecay;
+    case OpKind::kSgdApplyMomentum:
+      *d = Dims{1, numel_of(in0), 1, 1, 1, 1, 0};
+      return OpClass::kSgdApplyMomentum;
     default: return OpClass::kCount;  // an op added after this file
   }
 }

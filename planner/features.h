@@ -58,6 +58,8 @@ enum class OpClass : uint8_t {
   kReluBackwardMask,         // ReLU/ReLU6 backward from the mask
   kDropout,
   kDropoutBackward,
+  kSgdMomentumDecay,         // fused SGD momentum (optimizer/momentum_fusion.h): buf = m * buf + wd * p
+  kSgdApplyMomentum,         // p -= lr * buf
   kCount,
 };
 constexpr int kOpClassCount = static_cast<int>(OpClass::kCount);

@@ -43,13 +43,14 @@ const char* category_color(MemoryCategory c) {
   return "#000000";
 }
 
-constexpr int kPhaseCount = 4;
-constexpr std::array<Phase, kPhaseCount> kPhases = {Phase::kForward, Phase::kBackward, Phase::kRecompute,
-                                                      Phase::kUpdate};
+constexpr int kPhaseCount = 5;
+constexpr std::array<Phase, kPhaseCount> kPhases = {Phase::kPrepare, Phase::kForward, Phase::kBackward,
+                                                      Phase::kRecompute, Phase::kUpdate};
 // Background tints light enough that the stacked areas keep their colours, and label colours
 // from the same hue.
 const char* phase_tint(Phase p) {
   switch (p) {
+    case Phase::kPrepare: return "#eeeeee";
     case Phase::kForward: return "#e8f0fa";
     case Phase::kBackward: return "#fcefe3";
     case Phase::kRecompute: return "#f1e8fa";
@@ -59,6 +60,7 @@ const char* phase_tint(Phase p) {
 }
 const char* phase_ink(Phase p) {
   switch (p) {
+    case Phase::kPrepare: return "#666666";
     case Phase::kForward: return "#3a6ea5";
     case Phase::kBackward: return "#b8641f";
     case Phase::kRecompute: return "#7d4fb0";

@@ -125,17 +125,23 @@ void count_update(const Graph& g, const Node& n, NodeWork& w) {
   const OptimAttrs& o = n.attrs.optim;
   int64_t e = numel(g, n.inputs[0]);
   int64_t per = 0;
-  if (n.op == OpKind::kSgdUpdate) {
+  if (n.op == OpKind::kSgdApplyMomentum) {
+    per = kSgdPerElement;
+  } else if (n.op == OpKind::kSgdMomentumDecay) {
+    per = kMomentumPerElement;
+  } else if (n.op == OpKind::kSgdUpdate) {
     per = kSgdPerElement;
     if (has(n.inputs, 2) && o.momentum != 0.0f) per += kMomentumPerElement + (o.nesterov ? kNesterovPerElement : 0);
   } else {
     per = kAdamPerElement;
   }
-  if (o.weight_decay != 0.0f) per += kWeightDecayPerElement;
+  if (o.weight_decay != 0.0f && n.op != OpKind::kSgdApplyMomentum) per += kWeightDecayPerElement;
   w.flops = e * per;
   // In place: the parameter and every state tensor (all inputs but the gradient) are written back.
+  // (The fused momentum kinds have no gradient input: {param, buffer}, one of them written.)
+  const bool fused = n.op == OpKind::kSgdMomentumDecay || n.op == OpKind::kSgdApplyMomentum;
   for (size_t i = 0; i < n.inputs.size(); ++i)
-    if (i != 1) w.bytes += bytes_of(g, at(n.inputs, i));
+    if (fused || i != 1) w.bytes += bytes_of(g, at(n.inputs, i));
 }
 
 PassKind pass_of(const Node& n) {
@@ -145,6 +151,8 @@ PassKind pass_of(const Node& n) {
       return PassKind::kBackwardWeight;
     case OpKind::kSgdUpdate:
     case OpKind::kAdamWUpdate:
+    case OpKind::kSgdMomentumDecay:
+    case OpKind::kSgdApplyMomentum:
       return PassKind::kUpdate;
     default:
       break;
@@ -222,6 +230,8 @@ NodeWork node_work(const Graph& g, const Node& n) {
       break;
     case OpKind::kSgdUpdate:
     case OpKind::kAdamWUpdate:
+    case OpKind::kSgdMomentumDecay:
+    case OpKind::kSgdApplyMomentum:
       count_update(g, n, w);
       break;
     case OpKind::kAdd:  // one add per output element (an accumulating add reads its output too)

@@ -98,18 +98,23 @@ Result<std::unique_ptr<Executor>> Executor::create(Graph g, ParameterStore* para
     ex->checks_overflow_.push_back(n.op == OpKind::kPackSparse ? 1 : 0);
   }
   // Micro-batching: the body ends at the first update; patch the views and accumulate bits.
-  ex->body_end_ = graph.nodes.size();
   ex->micro_batches_ = std::max(1, graph.micro_batches);
-  for (size_t i = 0; i < graph.nodes.size(); ++i)
+  while (ex->body_begin_ < graph.nodes.size() && graph.nodes[ex->body_begin_].phase == Phase::kPrepare)
+    ++ex->body_begin_;
+  ex->body_end_ = graph.nodes.size();
+  for (size_t i = ex->body_begin_; i < graph.nodes.size(); ++i) {
+    if (graph.nodes[i].phase == Phase::kPrepare)
+      return internal_error("prepare nodes must come first in a schedule");
     if (graph.nodes[i].phase == Phase::kUpdate) {
       ex->body_end_ = i;
       break;
     }
+  }
   if (ex->micro_batches_ > 1) {
     for (size_t i = ex->body_end_; i < graph.nodes.size(); ++i)
       if (graph.nodes[i].phase != Phase::kUpdate)
         return internal_error("a micro-batched schedule must end with all its updates");
-    for (size_t i = 0; i < ex->body_end_; ++i) {
+    for (size_t i = ex->body_begin_; i < ex->body_end_; ++i) {
       const Node& n = graph.nodes[i];
       for (int k = 0; k < static_cast<int>(n.inputs.size()); ++k) {
         ValueId v = n.inputs[static_cast<size_t>(k)];
@@ -153,6 +158,7 @@ bool Executor::run_profiled(const StepScalars& step, double* node_seconds) {
   step_ = step;
   loss_ = 0;
   const float* loss = graph_.loss == kNoValue ? nullptr : static_cast<const float*>(ptr(graph_.loss));
+  if (!run_body(0, body_begin_, node_seconds)) return false;
   for (int r = 0; r < micro_batches_; ++r) {
     if (micro_batches_ > 1) {
       // Point the body at slice r of the batch; after the first repetition, accumulate.
@@ -164,7 +170,7 @@ bool Executor::run_profiled(const StepScalars& step, double* node_seconds) {
         for (auto& [call, attrs] : accumulate_attrs_) calls_[call].attrs = &attrs;
       step_.seed = step.seed + static_cast<uint64_t>(r) * 0xd1b54a32d192ed03ull;  // own dropout masks
     }
-    bool ok = run_body(0, body_end_, node_seconds);
+    bool ok = run_body(body_begin_, body_end_, node_seconds);
     if (micro_batches_ > 1 && (r == micro_batches_ - 1 || !ok))
       for (auto& [call, attrs] : accumulate_attrs_) calls_[call].attrs = &graph_.nodes[call].attrs;
     if (!ok) return false;

@@ -76,7 +76,9 @@ class Executor {
   size_t arena_alloc_bytes_ = 0;
   bool owns_arena_ = true;
   std::vector<uint8_t> checks_overflow_;  // per node: a sparse pack whose slot may overflow
-  // Micro-batching: nodes [0, body_end_) run micro_batches times, then the updates once.
+  // Prepare nodes [0, body_begin_) run once, the body [body_begin_, body_end_) micro_batches
+  // times, then the updates once.
+  size_t body_begin_ = 0;
   size_t body_end_ = 0;
   int micro_batches_ = 1;
   struct ViewPatch {

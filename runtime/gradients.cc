@@ -158,6 +158,8 @@ constexpr GradRule kRules[] = {
     nullptr,                     // kReluBackwardMask
     dropout_grad,                // kDropout
     nullptr,                     // kDropoutBackward
+    nullptr,                     // kSgdMomentumDecay
+    nullptr,                     // kSgdApplyMomentum
 };
 static_assert(sizeof(kRules) / sizeof(kRules[0]) == kOpCount, "every OpKind needs a gradient-rule row");
 

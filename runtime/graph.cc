@@ -30,6 +30,7 @@ bool value_role_is_persistent(ValueRole role) {
 
 const char* phase_name(Phase phase) {
   switch (phase) {
+    case Phase::kPrepare: return "prepare";
     case Phase::kForward: return "forward";
     case Phase::kBackward: return "backward";
     case Phase::kRecompute: return "recompute";
@@ -73,6 +74,14 @@ std::string Graph::to_string() const {
     s += ")\n";
   }
   return s;
+}
+
+std::vector<int> node_repeats(const Graph& g) {
+  std::vector<int> r(g.nodes.size(), 1);
+  if (g.micro_batches <= 1) return r;
+  for (size_t i = 0; i < g.nodes.size() && g.nodes[i].phase != Phase::kUpdate; ++i)
+    if (g.nodes[i].phase != Phase::kPrepare) r[i] = g.micro_batches;
+  return r;
 }
 
 }  // namespace edgetrain

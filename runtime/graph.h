@@ -47,7 +47,9 @@ struct Value {
 };
 
 // Which part of the training step a node belongs to (for reports and the memory chart).
-enum class Phase : uint8_t { kForward, kBackward, kRecompute, kUpdate };
+// kPrepare: optimizer work that runs once per step before the forward (not once per
+// micro-batch), such as decaying momentum buffers that gradients then accumulate into.
+enum class Phase : uint8_t { kPrepare, kForward, kBackward, kRecompute, kUpdate };
 const char* phase_name(Phase phase);
 
 struct Node {
@@ -115,5 +117,9 @@ struct Graph {
   // A human-readable listing of the nodes, one per line, for debugging and reports.
   std::string to_string() const;
 };
+
+// How many times the executor runs each node in one step: prepare nodes once, the body (up to
+// the first update) once per micro-batch, the updates once (runtime/executor.cc).
+std::vector<int> node_repeats(const Graph& g);
 
 }  // namespace edgetrain

@@ -54,6 +54,8 @@ constexpr OpInfo kOps[] = {
     {"relu_backward_mask", relu_backward_mask, relu_backward_mask_reference, nullptr, false},
     {"dropout", dropout_forward, dropout_forward_reference, nullptr, true},
     {"dropout_backward", dropout_backward, dropout_backward_reference, nullptr, false},
+    {"sgd_momentum_decay", sgd_momentum_decay, sgd_momentum_decay_reference, nullptr, false},
+    {"sgd_apply_momentum", sgd_apply_momentum, sgd_apply_momentum_reference, nullptr, false},
 };
 static_assert(sizeof(kOps) / sizeof(kOps[0]) == kOpCount,
               "every OpKind needs a row in kOps, in enum order");

@@ -73,6 +73,9 @@ struct TrainConfig {
   // Parameter gradients keep their memory for the whole step so they can be read after it
   // (tests against PyTorch); normally each dies right after its update.
   bool retain_parameter_gradients = false;
+  // SGD with momentum: parameter gradients accumulate straight into the momentum buffers, so
+  // they need no memory of their own (optimizer/momentum_fusion.h says when it applies).
+  bool fuse_momentum = true;
 };
 
 }  // namespace edgetrain

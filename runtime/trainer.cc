@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "runtime/fusion.h"
 #include "runtime/schedule.h"
 
 namespace edgetrain {
@@ -24,6 +25,7 @@ Result<TrainerBlueprint> design_trainer(const GraphFactory& factory, const Train
   b.eval_batch = options.eval_batch > 0 ? options.eval_batch : options.batch;
   ET_ASSIGN_OR_RETURN(b.primary, make_training_schedule(factory, options.batch, options.config));
   ET_ASSIGN_OR_RETURN(b.eval, factory(b.eval_batch, /*training=*/false));
+  fuse_activations(b.eval);
   ET_RETURN_IF_ERROR(finalize_schedule(b.eval));
   const Graph& training = b.primary.graph;
 

@@ -9,8 +9,10 @@
 #include "memory/compression.h"
 #include "memory/liveness.h"
 #include "memory/micro_batching.h"
+#include "optimizer/momentum_fusion.h"
 #include "runtime/autodiff.h"
 #include "runtime/freezing.h"
+#include "runtime/fusion.h"
 #include "runtime/schedule.h"
 
 namespace edgetrain {
@@ -29,12 +31,14 @@ Result<std::vector<int>> checkpoint_boundaries(const Graph& g, const CheckpointC
   return internal_error("unknown checkpoint mode");
 }
 
-// Checkpointing, micro-batch unrolling and final placement of one candidate.
+// Checkpointing, compression, micro-batch looping, momentum fusion and final placement of one
+// candidate.
 Result<Graph> finish_schedule(const Graph& training, const std::vector<int>& boundaries, int micro_batches,
-                              const CompressionConfig& compression) {
+                              const CompressionConfig& compression, bool fuse_momentum) {
   ET_ASSIGN_OR_RETURN(Graph g, apply_checkpointing(training, boundaries));
   ET_ASSIGN_OR_RETURN(g, apply_compression(g, compression));
   ET_ASSIGN_OR_RETURN(g, loop_micro_batches(g, micro_batches));
+  if (fuse_momentum) ET_RETURN_IF_ERROR(fuse_gradients_into_momentum(g));
   ET_RETURN_IF_ERROR(finalize_schedule(g));
   return g;
 }
@@ -51,14 +55,16 @@ namespace {
 
 class BudgetSearch {
  public:
-  BudgetSearch(const Graph& training, int micro_batches, const CompressionConfig& compression, int64_t budget)
-      : training_(training), micro_batches_(micro_batches), compression_(compression), budget_(budget) {}
+  BudgetSearch(const Graph& training, int micro_batches, const CompressionConfig& compression, bool fuse_momentum,
+               int64_t budget)
+      : training_(training), micro_batches_(micro_batches), compression_(compression), fuse_momentum_(fuse_momentum),
+        budget_(budget) {}
 
   // The exact arena of a boundary set (laid out once per set); keeps the cheapest fit so far.
   Result<size_t> arena_of(const std::vector<int>& b) {
     for (const auto& [seen, arena] : tried_)
       if (seen == b) return arena;
-    ET_ASSIGN_OR_RETURN(Graph g, finish_schedule(training_, b, micro_batches_, compression_));
+    ET_ASSIGN_OR_RETURN(Graph g, finish_schedule(training_, b, micro_batches_, compression_, fuse_momentum_));
     ET_ASSIGN_OR_RETURN(ArenaLayout layout, layout_arena(g));
     tried_.emplace_back(b, layout.arena_bytes);
     smallest_ = std::min(smallest_, layout.arena_bytes);
@@ -144,6 +150,7 @@ class BudgetSearch {
   const Graph& training_;
   int micro_batches_;
   const CompressionConfig& compression_;
+  bool fuse_momentum_;
   int64_t budget_;
   std::vector<std::pair<std::vector<int>, size_t>> tried_;  // boundary set, exact arena
   size_t smallest_ = SIZE_MAX;
@@ -156,15 +163,15 @@ class BudgetSearch {
 }  // namespace
 
 Result<Graph> fit_checkpoints_to_budget(const Graph& training, int micro_batches, const CompressionConfig& compression,
-                                        int64_t budget) {
+                                        bool fuse_momentum, int64_t budget) {
   if (budget <= 0) return invalid_argument("checkpoint budget must be positive");
-  BudgetSearch search(training, micro_batches, compression, budget);
-  ET_ASSIGN_OR_RETURN(Graph plain, finish_schedule(training, {}, micro_batches, compression));
+  BudgetSearch search(training, micro_batches, compression, fuse_momentum, budget);
+  ET_ASSIGN_OR_RETURN(Graph plain, finish_schedule(training, {}, micro_batches, compression, fuse_momentum));
   ET_ASSIGN_OR_RETURN(ArenaLayout plain_layout, layout_arena(plain));
   if (static_cast<int64_t>(plain_layout.arena_bytes) <= budget) return plain;
   CheckpointChain chain;
   if (compression.sparse_activations || compression.relu_masks) {
-    ET_ASSIGN_OR_RETURN(Graph dense, finish_schedule(training, {}, micro_batches, CompressionConfig{}));
+    ET_ASSIGN_OR_RETURN(Graph dense, finish_schedule(training, {}, micro_batches, CompressionConfig{}, fuse_momentum));
     ET_ASSIGN_OR_RETURN(ArenaLayout dense_layout, layout_arena(dense));
     chain = checkpoint_chain(training, plain, plain_layout, dense, dense_layout);
   } else {
@@ -196,12 +203,14 @@ Result<TrainingSchedule> make_training_schedule(const GraphFactory& factory, int
   TrainingSchedule s;
   ET_ASSIGN_OR_RETURN(s.trainable, resolve_trainable(forward, config.freeze));
   ET_ASSIGN_OR_RETURN(Graph g, build_training_graph(forward, s.trainable, config));
+  fuse_activations(g);  // before checkpointing and compression, which see the fused graph
   if (config.checkpoint.mode == CheckpointMode::kBudget) {
-    ET_ASSIGN_OR_RETURN(s.graph, fit_checkpoints_to_budget(g, k, config.compression, config.checkpoint.budget_bytes));
+    ET_ASSIGN_OR_RETURN(s.graph, fit_checkpoints_to_budget(g, k, config.compression, momentum_fusion_applies(config),
+                                                           config.checkpoint.budget_bytes));
     return s;
   }
   ET_ASSIGN_OR_RETURN(std::vector<int> boundaries, checkpoint_boundaries(g, config.checkpoint));
-  ET_ASSIGN_OR_RETURN(s.graph, finish_schedule(g, boundaries, k, config.compression));
+  ET_ASSIGN_OR_RETURN(s.graph, finish_schedule(g, boundaries, k, config.compression, momentum_fusion_applies(config)));
   return s;
 }
 

@@ -19,6 +19,8 @@
 #include <thread>
 #include <vector>
 
+#include <sys/resource.h>
+
 #include "models/model_zoo.h"
 #include "ops/gemm.h"
 #include "planner/op_flops.h"
@@ -57,6 +59,13 @@ Stats stats_of(std::vector<double> v) {
 // The best GFLOP/s of a 1024^3 sgemm: one thread calls OpenBLAS directly (pinned to one thread,
 // as the executor runs it); more threads split it over our pool with ops/gemm.h, the way conv and
 // linear kernels do. The best of a few repetitions, after one warm-up.
+// Minor page faults of the whole process so far (all threads).
+int64_t minor_page_faults() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<int64_t>(u.ru_minflt);
+}
+
 double sgemm_peak_gflops(int threads) {
   constexpr int64_t kN = 1024;
   constexpr int kReps = 5;
@@ -283,7 +292,11 @@ int cmd_bench(int argc, char** argv) {
   bool hwm_reset = reset_peak_rss();  // VmHWM from here on = the peak during the steps
   float loss_first = 0, loss_last = 0;
   std::vector<double> step_ms;
+  // Page faults: the arena is written once at creation, so timed steps should take none (a
+  // fault per first touch of a page would cost time and show memory the plan does not know).
+  int64_t faults_start = minor_page_faults(), faults_timed_start = faults_start;
   for (int64_t i = 0; i < *warmup + *steps; ++i) {
+    if (i == *warmup) faults_timed_start = minor_page_faults();
     Stopwatch sw;
     Result<StepResult> r = t.train_step(static_cast<float>(*lr));
     double ms = sw.seconds() * 1e3;
@@ -292,6 +305,8 @@ int cmd_bench(int argc, char** argv) {
     loss_last = r->loss;
     if (i >= *warmup) step_ms.push_back(ms);
   }
+  const int64_t faults_warmup = faults_timed_start - faults_start;
+  const int64_t faults_timed = minor_page_faults() - faults_timed_start;
   ProcessMemory after = process_memory();
   Stats st = stats_of(step_ms);
   std::fprintf(stderr, "step: median %.2f ms, mean %.2f, min %.2f, max %.2f (%.1f images/s); loss %.4f -> %.4f\n",
@@ -301,6 +316,9 @@ int cmd_bench(int argc, char** argv) {
                format_bytes(static_cast<double>(after.peak_rss)).c_str(),
                format_bytes(static_cast<double>(after.peak_rss) - static_cast<double>(rss_before_train)).c_str(),
                hwm_reset ? "" : " (VmHWM could not be reset: the peak includes set-up)");
+  std::fprintf(stderr, "page faults: %lld minor during the warm-up steps, %lld during the timed steps (%.1f per step)\n",
+               static_cast<long long>(faults_warmup), static_cast<long long>(faults_timed),
+               static_cast<double>(faults_timed) / static_cast<double>(std::max<int64_t>(1, *steps)));
 
   JsonValue j = JsonValue::object();
   j.set("model", model_name(*spec));
@@ -329,6 +347,8 @@ int cmd_bench(int argc, char** argv) {
   j.set("peak_rss_increase_bytes", static_cast<int64_t>(after.peak_rss) - static_cast<int64_t>(rss_before_train));
   j.set("rss_after_train_bytes", static_cast<int64_t>(after.rss));
   j.set("hwm_reset_ok", hwm_reset);
+  j.set("minor_page_faults_warmup", faults_warmup);
+  j.set("minor_page_faults_timed", faults_timed);
   j.set("trainable_params", t.trainable_param_count());
   j.set("memory", memory_json(t));
   j.set("cpu", cpu_model());

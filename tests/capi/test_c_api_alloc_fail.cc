@@ -45,20 +45,11 @@ void* operator new(size_t n) { return allocate(n, 0); }
 void* operator new[](size_t n) { return allocate(n, 0); }
 void* operator new(size_t n, std::align_val_t a) { return allocate(n, static_cast<size_t>(a)); }
 void* operator new[](size_t n, std::align_val_t a) { return allocate(n, static_cast<size_t>(a)); }
-void* operator new(size_t n, const std::nothrow_t&) noexcept {
-  try {
-    return allocate(n, 0);
-  } catch (...) {
-    return nullptr;
-  }
-}
-void* operator new[](size_t n, const std::nothrow_t&) noexcept {
-  try {
-    return allocate(n, 0);
-  } catch (...) {
-    return nullptr;
-  }
-}
+// nothrow allocations are not failed on purpose: their callers may legitimately carry on
+// without the memory (std::stable_sort's temporary buffer, in the arena planner, falls back to
+// an in-place merge), so a failure there need not make the call fail.
+void* operator new(size_t n, const std::nothrow_t&) noexcept { return std::malloc(n == 0 ? 1 : n); }
+void* operator new[](size_t n, const std::nothrow_t&) noexcept { return std::malloc(n == 0 ? 1 : n); }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, size_t) noexcept { std::free(p); }

@@ -1,0 +1,114 @@
+#include "ops/conv2d_direct.h"
+
+#include <algorithm>
+
+namespace edgetrain {
+
+bool conv2d_direct_forward_applies(const ConvGeometry& g) {
+  return g.groups == 1 && g.c <= kDirectConvMaxInputChannels;
+}
+
+int64_t conv2d_direct_forward_workspace_floats(const ConvGeometry& g) { return g.kh * g.kw * g.c * g.out_c; }
+
+namespace {
+
+// kPixels adjacent output pixels of one row, output channels [co0, co0 + kBlock): the
+// accumulators stay in registers (kPixels * kBlock / 16 AVX-512 or / 8 AVX2 vectors) and every
+// weight row loaded serves all kPixels pixels. All pixels must share the valid taps
+// [ky0, ky1) x [kx0, kx1).
+template <int kBlock, int kPixels>
+inline void pixels_block(const ConvGeometry& g, const float* __restrict x_img, const float* __restrict wt,
+                         const float* __restrict b, int64_t oy, int64_t ox, int64_t ky0, int64_t ky1, int64_t kx0,
+                         int64_t kx1, int64_t co0, float* __restrict out) {
+  float acc[kPixels][kBlock];
+  for (int p = 0; p < kPixels; ++p)
+    for (int j = 0; j < kBlock; ++j) acc[p][j] = b ? b[co0 + j] : 0.0f;
+  const int64_t iy0 = oy * g.sh - g.ph, ix0 = ox * g.sw - g.pw;
+  const int64_t pixel_step = g.sw * g.c;  // input distance between adjacent output pixels
+  for (int64_t ky = ky0; ky < ky1; ++ky)
+    for (int64_t kx = kx0; kx < kx1; ++kx) {
+      const float* __restrict xp = x_img + ((iy0 + ky) * g.w + (ix0 + kx)) * g.c;
+      const float* __restrict wp = wt + (ky * g.kw + kx) * g.c * g.out_c + co0;
+      for (int64_t ci = 0; ci < g.c; ++ci) {
+        const float* __restrict wr = wp + ci * g.out_c;
+        for (int p = 0; p < kPixels; ++p) {
+          const float xv = xp[p * pixel_step + ci];
+          for (int j = 0; j < kBlock; ++j) acc[p][j] += xv * wr[j];
+        }
+      }
+    }
+  for (int p = 0; p < kPixels; ++p)
+    for (int j = 0; j < kBlock; ++j) out[p * g.out_c + co0 + j] = acc[p][j];
+}
+
+// The remaining output channels (fewer than 16), one at a time.
+inline void pixel_tail(const ConvGeometry& g, const float* x_img, const float* wt, const float* b, int64_t oy,
+                       int64_t ox, int64_t ky0, int64_t ky1, int64_t kx0, int64_t kx1, int64_t co0, float* out) {
+  const int64_t iy0 = oy * g.sh - g.ph, ix0 = ox * g.sw - g.pw;
+  for (int64_t co = co0; co < g.out_c; ++co) {
+    float acc = b ? b[co] : 0.0f;
+    for (int64_t ky = ky0; ky < ky1; ++ky)
+      for (int64_t kx = kx0; kx < kx1; ++kx) {
+        const float* xp = x_img + ((iy0 + ky) * g.w + (ix0 + kx)) * g.c;
+        const float* wp = wt + (ky * g.kw + kx) * g.c * g.out_c + co;
+        for (int64_t ci = 0; ci < g.c; ++ci) acc += xp[ci] * wp[ci * g.out_c];
+      }
+    out[co] = acc;
+  }
+}
+
+// kPixels pixels' channels in blocks of 64 and 16, then the tail one channel at a time.
+template <int kPixels>
+inline void pixels_all_channels(const ConvGeometry& g, const float* x_img, const float* wt, const float* b,
+                                int64_t oy, int64_t ox, int64_t ky0, int64_t ky1, int64_t kx0, int64_t kx1,
+                                float* out) {
+  int64_t co = 0;
+  for (; co + 64 <= g.out_c; co += 64)
+    pixels_block<64, kPixels>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, co, out);
+  for (; co + 16 <= g.out_c; co += 16)
+    pixels_block<16, kPixels>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, co, out);
+  if (co < g.out_c)
+    for (int p = 0; p < kPixels; ++p)
+      pixel_tail(g, x_img, wt, b, oy, ox + p, ky0, ky1, kx0, kx1, co, out + p * g.out_c);
+}
+
+}  // namespace
+
+void conv2d_direct_forward(const Parallel& parallel, const ConvGeometry& g, const float* x, const float* w,
+                           const float* b, float* y, float* wt) {
+  // OHWI -> [kh][kw][ci][Cout].
+  const int64_t taps = g.kh * g.kw * g.c;
+  for (int64_t co = 0; co < g.out_c; ++co)
+    for (int64_t t = 0; t < taps; ++t) wt[t * g.out_c + co] = w[co * taps + t];
+
+  const int64_t rows = g.n * g.out_h;
+  const int64_t work_per_row = std::max<int64_t>(1, g.out_w * taps * g.out_c);
+  parallel.for_each(rows, std::max<int64_t>(1, (int64_t{1} << 16) / work_per_row), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / g.out_h, oy = r % g.out_h;
+      const float* x_img = x + n * g.h * g.w * g.c;
+      // Valid kernel rows for this output row, valid kernel columns per output column: taps in
+      // the padding are skipped, not multiplied by zero.
+      const int64_t iy0 = oy * g.sh - g.ph;
+      const int64_t ky0 = std::clamp<int64_t>(-iy0, 0, g.kh), ky1 = std::clamp<int64_t>(g.h - iy0, ky0, g.kh);
+      for (int64_t ox = 0; ox < g.out_w; ++ox) {
+        const int64_t ix0 = ox * g.sw - g.pw;
+        const int64_t kx0 = std::clamp<int64_t>(-ix0, 0, g.kw), kx1 = std::clamp<int64_t>(g.w - ix0, kx0, g.kw);
+        float* out = y + (r * g.out_w + ox) * g.out_c;
+        // Two pixels at once where the next one has the same valid columns (the interior).
+        if (ox + 1 < g.out_w) {
+          const int64_t nx0 = ix0 + g.sw;
+          const int64_t nkx0 = std::clamp<int64_t>(-nx0, 0, g.kw), nkx1 = std::clamp<int64_t>(g.w - nx0, nkx0, g.kw);
+          if (nkx0 == kx0 && nkx1 == kx1) {
+            pixels_all_channels<2>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, out);
+            ++ox;
+            continue;
+          }
+        }
+        pixels_all_channels<1>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, out);
+      }
+    }
+  });
+}
+
+}  // namespace edgetrain

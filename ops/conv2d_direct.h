@@ -1,0 +1,25 @@
+// Direct convolution for layers with very few input channels (the 3-channel stem of MobileNetV2
+// and ResNet): im2col + GEMM there has a reduction of only kh*kw*3 (27 for a 3x3 stem), too short
+// for GEMM kernels (measured: MobileNetV2's stem ran at ~10 GFLOP/s, 12% of a 32x32 step) and
+// the columns are kh*kw times the input. The direct kernel keeps a block of output channels in
+// registers per output pixel and streams over the valid taps only (padding costs nothing).
+#pragma once
+
+#include <cstdint>
+
+#include "ops/conv2d.h"
+#include "ops/op.h"
+
+namespace edgetrain {
+
+// Dense (groups == 1) convs with at most this many input channels take the direct forward.
+constexpr int64_t kDirectConvMaxInputChannels = 4;
+
+bool conv2d_direct_forward_applies(const ConvGeometry& g);
+// Floats of workspace: the weights reordered to [kh][kw][ci][Cout] (output channels contiguous).
+int64_t conv2d_direct_forward_workspace_floats(const ConvGeometry& g);
+// y = conv(x, w) + b (b may be null); workspace as above.
+void conv2d_direct_forward(const Parallel& parallel, const ConvGeometry& g, const float* x, const float* w,
+                           const float* b, float* y, float* workspace);
+
+}  // namespace edgetrain
