@@ -135,50 +135,37 @@ struct Problem {
 constexpr int kRowBlock = 8;
 constexpr int64_t kPanel = 2 * kLanes;
 
-// Workspace knobs. The transformed weights of a block of output channels: at most about
-// kWeightBlockFloats (a whole 512 x 512 layer would need 36 * 512 * 512 floats = 38 MB at m = 4);
-// more blocks cost one more input transform each, cheap next to their products.
+// The workspace is bounded by max(kMinWorkspaceFloats, 2 x the im2col workspace this conv would
+// otherwise get), so that Winograd never moves a memory plan by much (measured: with the
+// transformed weights of a whole layer, ResNet-18 32x32's arena grew 3.6 -> 6.1 MiB). Within
+// it, in order of preference:
+//  - one pass: the transformed inputs of all tiles stay in the workspace while blocks of output
+//    channels (as many as fit, multiples of 16) have their weights transformed and multiplied
+//    in turn; each a's weights are read once per thread for all its tiles (few tiles, many
+//    channels: the weights come from L3 and dominate);
+//  - else passes of `rows` tiles per thread, sized for its L2 cache (kSlotFloats), with all the
+//    transformed weights at once; if even those do not fit, blocks again, each transforming
+//    the inputs anew.
 // The tiles are split into kSlots contiguous ranges, one per thread, each with its own stretch
-// of workspace for the transformed inputs and the products of `rows` tiles at a time: about
-// kSlotFloats, so that they stay in the thread's L2 cache between the three steps; or, when a
-// slot has at most kMaxSlotRows tiles, all of them (one pass: each a's weights are read once
-// per thread, not once per few rows, which matters when they come from L3, and later blocks
-// reuse the transformed inputs). One parallel region per block, however many tiles (a region
-// per small chunk of tiles cost ~20% at 2 threads on a loaded machine).
-// Workspaces are planned without knowing the thread count: kSlots = 2, the target's cores.
-// With more threads, these convs still run on 2 (a thread-aware plan would lift that).
-constexpr int64_t kWeightBlockFloats = int64_t{1} << 20;
+// of workspace: one parallel region per block, however many tiles (a region per small chunk of
+// tiles cost ~20% at 2 threads on a loaded machine). Workspaces are planned without knowing
+// the thread count: kSlots = 2, the target's cores; with more threads these convs still run
+// on 2 (a thread-aware plan would lift that).
+constexpr int64_t kMinWorkspaceFloats = int64_t{1} << 18;
 constexpr int64_t kSlots = 2;
 constexpr int64_t kSlotFloats = int64_t{1} << 16;
-constexpr int64_t kMaxSlotRows = 32;
+constexpr int64_t kMaxSlotRows = 64;
 
 int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
 
-Problem make_problem(const ConvGeometry& g, int m, bool backward) {
-  Problem p;
-  p.n = g.n;
-  p.backward = backward;
-  if (!backward) {
-    p.in_h = g.h, p.in_w = g.w, p.k = g.c;
-    p.out_h = g.out_h, p.out_w = g.out_w, p.out_n = g.out_c;
-    p.pad_h = g.ph, p.pad_w = g.pw;
-  } else {
-    p.in_h = g.out_h, p.in_w = g.out_w, p.k = g.out_c;
-    p.out_h = g.h, p.out_w = g.w, p.out_n = g.c;
-    p.pad_h = g.kh - 1 - g.ph, p.pad_w = g.kw - 1 - g.pw;
-  }
-  p.m = m;
-  const int64_t alpha2 = int64_t{m + 2} * (m + 2);
-  p.tiles_h = (p.out_h + m - 1) / m;
-  p.tiles_w = (p.out_w + m - 1) / m;
-  p.tiles = p.n * p.tiles_h * p.tiles_w;
-  const int64_t fit = kWeightBlockFloats / (alpha2 * p.k) / kLanes * kLanes;
-  p.block = fit >= p.out_n ? p.out_n : std::max(kLanes, fit);
-  const int64_t per_tile = alpha2 * (p.k + round_up(p.block, kLanes));
-  const int64_t per_slot = (p.tiles + kSlots - 1) / kSlots;
-  const int64_t rows = std::clamp<int64_t>(kSlotFloats / per_tile / kRowBlock * kRowBlock, kRowBlock, kMaxSlotRows);
-  p.rows = per_slot <= kMaxSlotRows ? per_slot : rows;
-  return p;
+std::atomic<int64_t> g_budget_for_testing{0};
+
+// The im2col path's workspace for this conv (ops/conv2d.cc: the columns of a chunk of images
+// with at least 256 output rows).
+int64_t im2col_floats(const ConvGeometry& g) {
+  const int64_t pixels = std::max<int64_t>(1, g.out_h * g.out_w);
+  const int64_t images = std::clamp<int64_t>((256 + pixels - 1) / pixels, 1, std::max<int64_t>(1, g.n));
+  return images * pixels * g.kh * g.kw * g.c_per_group();
 }
 
 // The workspace: the packed weights U of a block, [a][K x block]; per slot, the transformed
@@ -210,6 +197,53 @@ Layout layout_of(const Problem& p) {
 }
 
 int64_t workspace_floats(const Problem& p) { return layout_of(p).total; }
+
+Problem make_problem(const ConvGeometry& g, int m, bool backward) {
+  Problem p;
+  p.n = g.n;
+  p.backward = backward;
+  if (!backward) {
+    p.in_h = g.h, p.in_w = g.w, p.k = g.c;
+    p.out_h = g.out_h, p.out_w = g.out_w, p.out_n = g.out_c;
+    p.pad_h = g.ph, p.pad_w = g.pw;
+  } else {
+    p.in_h = g.out_h, p.in_w = g.out_w, p.k = g.out_c;
+    p.out_h = g.h, p.out_w = g.w, p.out_n = g.c;
+    p.pad_h = g.kh - 1 - g.ph, p.pad_w = g.kw - 1 - g.pw;
+  }
+  p.m = m;
+  const int64_t alpha2 = int64_t{m + 2} * (m + 2);
+  p.tiles_h = (p.out_h + m - 1) / m;
+  p.tiles_w = (p.out_w + m - 1) / m;
+  p.tiles = p.n * p.tiles_h * p.tiles_w;
+  const int64_t test_budget = g_budget_for_testing.load(std::memory_order_relaxed);
+  const int64_t budget = test_budget > 0 ? test_budget : std::max(kMinWorkspaceFloats, 2 * im2col_floats(g));
+  // The widest block (all channels, or a multiple of 16) whose workspace fits, or 16.
+  auto widest_block = [&]() {
+    p.block = p.out_n;
+    if (workspace_floats(p) <= budget) return;
+    p.block = kLanes;
+    while (p.block + kLanes < p.out_n) {
+      p.block += kLanes;
+      if (workspace_floats(p) > budget) {
+        p.block -= kLanes;
+        return;
+      }
+    }
+  };
+  p.rows = (p.tiles + kSlots - 1) / kSlots;  // one pass
+  p.block = std::min<int64_t>(kLanes, p.out_n);
+  if (workspace_floats(p) <= budget) {
+    widest_block();
+    return p;
+  }
+  const int64_t per_tile = alpha2 * (p.k + p.out_n);
+  p.rows = std::min(p.rows, std::clamp<int64_t>(kSlotFloats / per_tile / kRowBlock * kRowBlock,
+                                                kRowBlock, kMaxSlotRows));
+  widest_block();
+  return p;
+}
+
 
 // Smallest share of a parallel loop worth handing to another thread: about 16K floats of work.
 int64_t min_chunk_for(int64_t floats_per_item) {
@@ -596,6 +630,10 @@ int winograd_tile(const ConvGeometry& g) {
 }
 
 void set_winograd_policy(WinogradPolicy policy) { g_policy.store(policy, std::memory_order_relaxed); }
+
+void set_winograd_budget_for_testing(int64_t floats) {
+  g_budget_for_testing.store(floats, std::memory_order_relaxed);
+}
 
 size_t winograd_forward_workspace_bytes(const ConvGeometry& g, int m) {
   return static_cast<size_t>(workspace_floats(make_problem(g, m, false))) * sizeof(float);

@@ -29,6 +29,11 @@ int winograd_tile(const ConvGeometry& g);
 enum class WinogradPolicy { kAuto, kOff, kF2, kF4 };
 void set_winograd_policy(WinogradPolicy policy);
 
+// Tests only: replaces the workspace budget (in floats; 0 restores the rule in the .cc) so that
+// small convs take the routes big ones do (several blocks of output channels, several passes).
+// Like the policy, set it before planning.
+void set_winograd_budget_for_testing(int64_t floats);
+
 // Workspace bytes for tile m: the transformed weights of one block of output channels, and the
 // transformed inputs and products of one chunk of tiles (bounded whatever the batch size).
 size_t winograd_forward_workspace_bytes(const ConvGeometry& g, int m);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -137,11 +138,52 @@ TEST(Conv2dWinograd, F4MatchesReference) {
   for (const Case& k : kCases) check_case(k, 4, 2);
 }
 
+// Big convs split their work (blocks of output channels, several passes over the tiles, both at
+// once) where small ones need not: a small budget sends small convs down those routes.
+TEST(Conv2dWinograd, MatchesReferenceWithBlocksAndPasses) {
+  for (int64_t budget : {int64_t{20000}, int64_t{60000}, int64_t{150000}}) {
+    set_winograd_budget_for_testing(budget);
+    for (const char* name : {"9x6_c17_to_19", "14x14_c48_to_40", "chunks_32x32_c64", "blocks_c288_to_256"})
+      for (const Case& k : kCases)
+        if (k.name == std::string(name))
+          for (int m : {2, 4}) check_case(k, m, 2);
+  }
+  set_winograd_budget_for_testing(0);
+}
+
 TEST(Conv2dWinograd, OneAndThreeThreadsMatchReference) {
   for (const char* name : {"9x6_c17_to_19", "blocks_c288_to_256", "chunks_32x32_c64"})
     for (const Case& k : kCases)
       if (k.name == std::string(name))
         for (int threads : {1, 3}) check_case(k, 4, threads);
+}
+
+// Whatever the workspace held before (a step's arena is reused by other nodes), the results are
+// the same bit for bit, and they do not depend on the number of threads either.
+TEST(Conv2dWinograd, ResultsDependOnNeitherWorkspaceContentsNorThreads) {
+  for (int m : {2, 4})
+    for (const Case& k : kCases) {
+      const ConvGeometry g = geometry_of(k);
+      const auto x = random_floats(g.n * g.h * g.w * g.c, 1), w = random_floats(g.out_c * 9 * g.c, 2);
+      const auto b = random_floats(g.out_c, 3), dy = random_floats(g.n * g.out_h * g.out_w * g.out_c, 4);
+      std::vector<float> y[3], dx[3];
+      for (int run = 0; run < 3; ++run) {
+        ThreadPool pool(run == 2 ? 1 : 2);
+        const float junk = run == 0 ? 0.0f : NAN;
+        std::vector<float> wsf(winograd_forward_workspace_bytes(g, m) / sizeof(float), junk);
+        y[run].assign(static_cast<size_t>(g.n * g.out_h * g.out_w * g.out_c), 0.0f);
+        winograd_forward(pool.parallel(), g, m, x.data(), w.data(), b.data(), y[run].data(), wsf.data(),
+                         wsf.size() * sizeof(float));
+        std::vector<float> wsb(winograd_backward_data_workspace_bytes(g, m) / sizeof(float), junk);
+        dx[run].assign(static_cast<size_t>(g.n * g.h * g.w * g.c), 0.0f);
+        winograd_backward_data(pool.parallel(), g, m, dy.data(), w.data(), dx[run].data(), false, wsb.data(),
+                               wsb.size() * sizeof(float));
+      }
+      for (int run = 1; run < 3; ++run) {
+        EXPECT_EQ(std::memcmp(y[run].data(), y[0].data(), y[0].size() * sizeof(float)), 0) << k.name << " m=" << m << " run " << run;
+        EXPECT_EQ(std::memcmp(dx[run].data(), dx[0].data(), dx[0].size() * sizeof(float)), 0) << k.name << " m=" << m << " run " << run;
+      }
+    }
 }
 
 // The chunk and block cases above must really exercise several chunks and blocks: the workspace
