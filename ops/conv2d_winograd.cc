@@ -630,6 +630,7 @@ int winograd_tile(const ConvGeometry& g) {
 }
 
 void set_winograd_policy(WinogradPolicy policy) { g_policy.store(policy, std::memory_order_relaxed); }
+WinogradPolicy winograd_policy() { return g_policy.load(std::memory_order_relaxed); }
 
 void set_winograd_budget_for_testing(int64_t floats) {
   g_budget_for_testing.store(floats, std::memory_order_relaxed);

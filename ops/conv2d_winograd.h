@@ -28,6 +28,7 @@ int winograd_tile(const ConvGeometry& g);
 // EDGETRAIN_WINOGRAD=off|f2|f4 sets the policy a process starts with (default auto).
 enum class WinogradPolicy { kAuto, kOff, kF2, kF4 };
 void set_winograd_policy(WinogradPolicy policy);
+WinogradPolicy winograd_policy();
 
 // Tests only: replaces the workspace budget (in floats; 0 restores the rule in the .cc) so that
 // small convs take the routes big ones do (several blocks of output channels, several passes).
