@@ -2,7 +2,8 @@
 // (2 * multiply-adds per second; the bias gradient is not counted). Forward runs without bias
 // and backward weight without db, as in MobileNetV2 where batch norm follows every conv.
 // ResNet-18's dense 3x3 stride-1 convs (224x224 batch 8, 32x32 batch 32) run three ways each:
-// im2col, Winograd F(2x2, 3x3) and F(4x4, 3x3), GFLOP/s in the direct conv's nominal FLOPs.
+// im2col, Winograd F(2x2, 3x3) and F(4x4, 3x3) (backward weight: F(3x3, 2x2), F(3x3, 4x4)),
+// GFLOP/s in the direct conv's nominal FLOPs.
 //   OPENBLAS_CORETYPE=Haswell build/bench/bench_conv2d
 // EDGETRAIN_THREADS sets the kernels' thread pool size (default 2, the target's core count).
 #include <benchmark/benchmark.h>
@@ -116,7 +117,8 @@ BENCHMARK_CAPTURE(run_layer, stem3to32_s2_32x32_bwd_weight, kStem, OpKind::kConv
   BENCHMARK_CAPTURE(run_layer, name##_##dir##_f4, layer, op, WinogradPolicy::kF4)->UseRealTime()->MeasureProcessCPUTime()
 #define ET_BENCH_LAYER(name, layer)                                \
   ET_BENCH_3WAYS(name, layer, OpKind::kConv2d, fwd);               \
-  ET_BENCH_3WAYS(name, layer, OpKind::kConv2dBackwardData, bwd_data)
+  ET_BENCH_3WAYS(name, layer, OpKind::kConv2dBackwardData, bwd_data); \
+  ET_BENCH_3WAYS(name, layer, OpKind::kConv2dBackwardWeight, bwd_weight)
 
 ET_BENCH_LAYER(r18_b8_56x56x64, kR18_56);
 ET_BENCH_LAYER(r18_b8_28x28x128, kR18_28);

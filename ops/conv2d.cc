@@ -12,7 +12,7 @@
 //              ([Ho*Wo][kh*kw*Cin/groups], same (ky, kx, ci) order as an OHWI weight row), then
 //              sgemm. Backward data runs the sgemm into the columns and folds them back (col2im).
 //   direct     forward of dense convs with at most 4 input channels (the stems): ops/conv2d_direct.h.
-// Before these, forward and backward data of dense 3x3 stride-1 convs go to Winograd
+// Before these, every direction of dense 3x3 stride-1 convs goes to Winograd
 // (ops/conv2d_winograd.h) wherever winograd_tile() says it pays.
 #include "ops/conv2d.h"
 
@@ -582,6 +582,9 @@ void conv2d_backward_weight(const KernelCall& call) {
   const int64_t pixels = g.out_h * g.out_w;
   if (db) bias_gradient(call.parallel, dy, g.n * pixels, g.out_c, db, acc_db);
   if (dw == nullptr) return;
+  if (const int m = winograd_tile(g))
+    return winograd_backward_weight(call.parallel, g, m, dy, x, dw, acc_dw, call.workspace,
+                                    call.workspace_bytes);
   const int64_t cpg = g.c_per_group(), opg = g.out_c_per_group();
   const int64_t kg = g.kh * g.kw * cpg;
   if (path == ConvPath::kPointwise) {
@@ -618,20 +621,22 @@ size_t workspace_bytes_for(const Shape& x, const Shape& w, const ConvAttrs& a) {
   return static_cast<size_t>(workspace_floats(conv2d_geometry(x, w, a))) * sizeof(float);
 }
 
-// Winograd's workspace for forward (or backward data), or -1 when the conv does not use it.
-int64_t winograd_bytes_for(const Shape& x, const Shape& w, const ConvAttrs& a, bool backward_data) {
+// Winograd's workspace for one direction, or -1 when the conv does not use it.
+enum class Direction { kForward, kData, kWeight };
+int64_t winograd_bytes_for(const Shape& x, const Shape& w, const ConvAttrs& a, Direction d) {
   if (!conv2d_output_shape(x, w, a).is_ok()) return -1;
   const ConvGeometry g = conv2d_geometry(x, w, a);
   const int m = winograd_tile(g);
   if (m == 0) return -1;
-  return static_cast<int64_t>(backward_data ? winograd_backward_data_workspace_bytes(g, m)
-                                            : winograd_forward_workspace_bytes(g, m));
+  return static_cast<int64_t>(d == Direction::kForward ? winograd_forward_workspace_bytes(g, m)
+                              : d == Direction::kData  ? winograd_backward_data_workspace_bytes(g, m)
+                                                       : winograd_backward_weight_workspace_bytes(g, m));
 }
 }  // namespace
 
 size_t conv2d_forward_workspace(const Attrs& a, const Shape* in, int n_in, const Shape*, int) {
   if (n_in < 2) return 0;
-  if (int64_t bytes = winograd_bytes_for(in[0], in[1], a.conv, false); bytes >= 0) return bytes;
+  if (int64_t bytes = winograd_bytes_for(in[0], in[1], a.conv, Direction::kForward); bytes >= 0) return bytes;
   const ConvGeometry g = conv2d_geometry(in[0], in[1], a.conv);
   if (conv_path(g) != ConvPath::kDepthwise && conv2d_direct_forward_applies(g))
     return static_cast<size_t>(conv2d_direct_forward_workspace_floats(g)) * sizeof(float);
@@ -641,14 +646,16 @@ size_t conv2d_forward_workspace(const Attrs& a, const Shape* in, int n_in, const
 size_t conv2d_backward_data_workspace(const Attrs& a, const Shape* in, int n_in, const Shape* out,
                                       int n_out) {
   if (n_in < 2 || n_out < 1) return 0;
-  if (int64_t bytes = winograd_bytes_for(out[0], in[1], a.conv, true); bytes >= 0) return bytes;
+  if (int64_t bytes = winograd_bytes_for(out[0], in[1], a.conv, Direction::kData); bytes >= 0) return bytes;
   return workspace_bytes_for(out[0], in[1], a.conv);
 }
 
 size_t conv2d_backward_weight_workspace(const Attrs& a, const Shape* in, int n_in, const Shape*,
                                         int) {
   if (n_in < 2 || in[0].rank != 4 || in[1].rank != 4) return 0;
-  return workspace_bytes_for(in[1], weight_shape_for_backward_weight(in[0], in[1], a.conv), a.conv);
+  const Shape w = weight_shape_for_backward_weight(in[0], in[1], a.conv);
+  if (int64_t bytes = winograd_bytes_for(in[1], w, a.conv, Direction::kWeight); bytes >= 0) return bytes;
+  return workspace_bytes_for(in[1], w, a.conv);
 }
 
 }  // namespace edgetrain

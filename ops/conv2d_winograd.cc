@@ -22,101 +22,14 @@
 #include <cstring>
 #include <string>
 
+#include "ops/winograd_tiles.h"
 #include "runtime/status.h"
 
 namespace edgetrain {
 
 namespace {
 
-// ---------------------------------------------------------------------------------------------
-// Tile transforms, written once for a lane vector (16 channels) and for one float (channel
-// counts that are not a multiple of 16). GCC vector extensions: V * float broadcasts.
-
-typedef float Vec __attribute__((vector_size(64)));
-constexpr int64_t kLanes = 16;
-
-template <class V> inline V load(const float* p);
-template <> inline float load<float>(const float* p) { return *p; }
-template <> inline Vec load<Vec>(const float* p) {
-  Vec v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-inline void store(float* p, float v) { *p = v; }
-inline void store(float* p, const Vec& v) { std::memcpy(p, &v, sizeof v); }
-
-// F(2, 3), interpolation points 0, 1, -1, infinity.
-struct F2 {
-  static constexpr int m = 2, alpha = 4;
-  template <class V> static void input(const V* d, V* r) {  // r = B^T d
-    r[0] = d[0] - d[2];
-    r[1] = d[1] + d[2];
-    r[2] = d[2] - d[1];
-    r[3] = d[1] - d[3];
-  }
-  template <class V> static void weight(const V* g, V* u) {  // u = G g
-    const V s = 0.5f * (g[0] + g[2]), h = 0.5f * g[1];
-    u[0] = g[0];
-    u[1] = s + h;
-    u[2] = s - h;
-    u[3] = g[2];
-  }
-  template <class V> static void output(const V* s, V* o) {  // o = A^T s
-    o[0] = s[0] + s[1] + s[2];
-    o[1] = s[1] - s[2] - s[3];
-  }
-};
-
-// F(4, 3), interpolation points 0, -1, 1, 1/2, -2, infinity. Not Lavin's 0, +-1, +-2: the same
-// multiplies, but with 1/2 for 2 the transformed values span a smaller range and the result
-// rounds ~2.5x less (measured: max error / output RMS 1.3e-5 instead of 6.6e-5 at 256 channels;
-// the float direct sum: 5.7e-6). Matrices from the Toom-Cook construction (evaluation at the
-// points, interpolation through the inverse Vandermonde), G's rows divided by prod(p_j - p_l).
-struct F4 {
-  static constexpr int m = 4, alpha = 6;
-  // B^T = [1 -3/2   -2  3/2   1 0]
-  //       [0    1 -5/2  1/2   1 0]
-  //       [0   -1  1/2  5/2   1 0]
-  //       [0   -2   -1    2   1 0]
-  //       [0  1/2   -1 -1/2   1 0]
-  //       [0    1 -3/2   -2 3/2 1]
-  template <class V> static void input(const V* d, V* r) {
-    const V q = d[4] - d[2], s = d[3] - d[1];
-    const V h = q + 1.5f * d[3], k = d[1] - 1.5f * d[2] - d[3];
-    r[0] = d[0] - d[2] + q + 1.5f * s;
-    r[1] = h + k;
-    r[2] = h - k;
-    r[3] = q + 2.0f * s;
-    r[4] = q - 0.5f * s;
-    r[5] = d[5] + d[1] - 2.0f * d[3] + 1.5f * q;
-  }
-  // G = [    1      0      0]
-  //     [ -1/3    1/3   -1/3]
-  //     [  1/3    1/3    1/3]
-  //     [-16/15 -8/15  -4/15]
-  //     [ 1/15  -2/15   4/15]
-  //     [    0      0      1]
-  template <class V> static void weight(const V* g, V* u) {
-    const V e = g[0] + g[2];
-    u[0] = g[0];
-    u[1] = (1.0f / 3) * (g[1] - e);
-    u[2] = (1.0f / 3) * (g[1] + e);
-    u[3] = (-4.0f / 15) * (4.0f * g[0] + 2.0f * g[1] + g[2]);
-    u[4] = (1.0f / 15) * (g[0] - 2.0f * g[1] + 4.0f * g[2]);
-    u[5] = g[2];
-  }
-  // A^T = [1  1 1   1  1 0]
-  //       [0 -1 1 1/2 -2 0]
-  //       [0  1 1 1/4  4 0]
-  //       [0 -1 1 1/8 -8 1]
-  template <class V> static void output(const V* s, V* o) {
-    const V a = s[2] + s[1], b = s[2] - s[1];
-    o[0] = s[0] + a + s[3] + s[4];
-    o[1] = b + 0.5f * s[3] - 2.0f * s[4];
-    o[2] = a + 0.25f * s[3] + 4.0f * s[4];
-    o[3] = b + 0.125f * s[3] - 8.0f * s[4] + s[5];
-  }
-};
+using namespace winograd;
 
 // ---------------------------------------------------------------------------------------------
 // The problem: in [n][in_h][in_w][K] -> out [n][out_h][out_w][N], out(oy, ox) reading
@@ -247,51 +160,13 @@ Problem make_problem(const ConvGeometry& g, int m, bool backward) {
   return p;
 }
 
-
 // Smallest share of a parallel loop worth handing to another thread: about 16K floats of work.
 int64_t min_chunk_for(int64_t floats_per_item) {
   return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, floats_per_item));
 }
 
-// Runs fn.template operator()<V>(offset) over [0, count) in vectors of 16, then single floats.
-template <class Fn>
-inline void for_channels(int64_t count, Fn&& fn) {
-  int64_t c = 0;
-  for (; c + kLanes <= count; c += kLanes) fn.template operator()<Vec>(c);
-  for (; c < count; ++c) fn.template operator()<float>(c);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Transforms of one tile, on one vector (or one float) of channels.
-
-// v[a * a_stride] = (B^T d B)[a] for the patch whose top-left input pixel is (iy0, ix0) of
-// image img, channel offset c; pixels outside the image (padding) read as zero.
-template <class T, class V>
-inline void input_tile(const Problem& p, const float* img, int64_t iy0, int64_t ix0, int64_t c,
-                       float* v, int64_t a_stride) {
-  constexpr int A = T::alpha;
-  const int i0 = static_cast<int>(std::clamp<int64_t>(-iy0, 0, A));
-  const int i1 = static_cast<int>(std::clamp<int64_t>(p.in_h - iy0, i0, A));
-  const int j0 = static_cast<int>(std::clamp<int64_t>(-ix0, 0, A));
-  const int j1 = static_cast<int>(std::clamp<int64_t>(p.in_w - ix0, j0, A));
-  V tmp[A][A];  // tmp = B^T d, one column at a time
-  for (int j = 0; j < A; ++j) {
-    V col[A];
-    const bool inside = j >= j0 && j < j1;
-    for (int i = 0; i < A; ++i)
-      col[i] = (inside && i >= i0 && i < i1)
-                   ? load<V>(img + ((iy0 + i) * p.in_w + ix0 + j) * p.k + c)
-                   : V{};
-    V r[A];
-    T::input(col, r);
-    for (int i = 0; i < A; ++i) tmp[i][j] = r[i];
-  }
-  for (int i = 0; i < A; ++i) {  // rows of (B^T d) B
-    V r[A];
-    T::input(tmp[i], r);
-    for (int j = 0; j < A; ++j) store(v + (i * A + j) * a_stride + c, r[j]);
-  }
-}
 
 // The m x m outputs of one tile for output channel oc: from the products s[a * a_stride],
 // A^T s A, plus bias, written (or added) where inside the image.
@@ -573,7 +448,7 @@ void run(const Parallel& par, const Problem& p, const float* in, const float* w,
             const float* img = in + n * p.in_h * p.in_w * K;
             prefetch_patch<T>(p, in, t + kPrefetchTiles);
             for_channels(K, [&]<class V>(int64_t c) {
-              input_tile<T, V>(p, img, ty * M - p.pad_h, tx * M - p.pad_w, c, v + r * l.v_row, K);
+              input_tile<T, V>(p.in_h, p.in_w, K, img, ty * M - p.pad_h, tx * M - p.pad_w, c, v + r * l.v_row, K);
             });
           }
           for (int a = 0; a < A2; ++a)

@@ -1,7 +1,8 @@
 // Winograd convolution F(m x m, 3x3) for dense (groups == 1) 3x3 stride-1 convs, forward and
 // backward data (a stride-1 3x3 conv's backward data is itself a 3x3 conv: weights rotated by
-// 180 degrees, input and output channels swapped, padding 2 - p). Backward weight stays on
-// im2col. ops/conv2d.cc dispatches here when winograd_tile() is nonzero.
+// 180 degrees, input and output channels swapped, padding 2 - p), and F(3x3, m x m) for the
+// weight gradient (ops/conv2d_winograd_weight.cc; the bias gradient stays in ops/conv2d.cc).
+// ops/conv2d.cc dispatches here when winograd_tile() is nonzero.
 //
 // A tile of m x m outputs is computed from an (m+2) x (m+2) input patch as
 //   Y = A^T [ (G g G^T) .* (B^T d B) ] A,
@@ -39,6 +40,7 @@ void set_winograd_budget_for_testing(int64_t floats);
 // transformed inputs and products of one chunk of tiles (bounded whatever the batch size).
 size_t winograd_forward_workspace_bytes(const ConvGeometry& g, int m);
 size_t winograd_backward_data_workspace_bytes(const ConvGeometry& g, int m);
+size_t winograd_backward_weight_workspace_bytes(const ConvGeometry& g, int m);
 
 // y = conv(x, w) + b (b may be null). x NHWC, w OHWI, as conv2d_forward.
 void winograd_forward(const Parallel& par, const ConvGeometry& g, int m, const float* x,
@@ -48,5 +50,9 @@ void winograd_forward(const Parallel& par, const ConvGeometry& g, int m, const f
 void winograd_backward_data(const Parallel& par, const ConvGeometry& g, int m, const float* dy,
                             const float* w, float* dx, bool accumulate, void* workspace,
                             size_t workspace_bytes);
+// dw (+)= the gradient of sum(conv(x, w) * dy) with respect to w (OHWI).
+void winograd_backward_weight(const Parallel& par, const ConvGeometry& g, int m, const float* dy,
+                              const float* x, float* dw, bool accumulate, void* workspace,
+                              size_t workspace_bytes);
 
 }  // namespace edgetrain

@@ -1,4 +1,5 @@
-// Winograd conv2d (ops/conv2d_winograd.h): both tiles, forward and backward data, against the
+// Winograd conv2d (ops/conv2d_winograd.h): both tiles, forward, backward data and backward
+// weight, against the
 // naive reference on awkward shapes (odd sizes, sizes not a multiple of the tile, padding 0..3,
 // channels not a multiple of 16, several chunks of tiles, several weight blocks), with bias and
 // accumulation; the dispatch from the conv2d op; and its rounding error against double.
@@ -105,6 +106,17 @@ std::vector<float> winograd_dx(const ConvGeometry& g, int m, const std::vector<f
   return dx;
 }
 
+std::vector<float> winograd_dw(const ConvGeometry& g, int m, const std::vector<float>& dy,
+                               const std::vector<float>& x, std::vector<float> dw, bool accumulate,
+                               int threads) {
+  ThreadPool pool(threads);
+  Workspace ws(winograd_backward_weight_workspace_bytes(g, m));
+  winograd_backward_weight(pool.parallel(), g, m, dy.data(), x.data(), dw.data(), accumulate,
+                           ws.floats.data(), ws.bytes);
+  EXPECT_TRUE(ws.intact()) << "wrote past its workspace";
+  return dw;
+}
+
 void check_case(const Case& k, int m, int threads) {
   const ConvGeometry g = geometry_of(k);
   const std::string what = std::string(k.name) + " m=" + std::to_string(m) +
@@ -127,6 +139,14 @@ void check_case(const Case& k, int m, int threads) {
     conv2d_backward_data_naive<float>(g, dy.data(), w.data(), ref.data(), accumulate);
     EXPECT_LT(max_error_vs_scale(winograd_dx(g, m, dy, w, dx0, accumulate, threads), ref), kTol)
         << what << " backward data accumulate=" << accumulate;
+  }
+  for (bool accumulate : {false, true}) {
+    std::vector<float> dw0 = accumulate ? random_floats(g.out_c * 9 * g.c, 6)
+                                        : std::vector<float>(static_cast<size_t>(g.out_c * 9 * g.c), NAN);
+    std::vector<float> ref = dw0;
+    conv2d_backward_weight_naive<float>(g, dy.data(), x.data(), ref.data(), nullptr, accumulate, false);
+    EXPECT_LT(max_error_vs_scale(winograd_dw(g, m, dy, x, dw0, accumulate, threads), ref), kTol)
+        << what << " backward weight accumulate=" << accumulate;
   }
 }
 
@@ -166,7 +186,7 @@ TEST(Conv2dWinograd, ResultsDependOnNeitherWorkspaceContentsNorThreads) {
       const ConvGeometry g = geometry_of(k);
       const auto x = random_floats(g.n * g.h * g.w * g.c, 1), w = random_floats(g.out_c * 9 * g.c, 2);
       const auto b = random_floats(g.out_c, 3), dy = random_floats(g.n * g.out_h * g.out_w * g.out_c, 4);
-      std::vector<float> y[3], dx[3];
+      std::vector<float> y[3], dx[3], dw[3];
       for (int run = 0; run < 3; ++run) {
         ThreadPool pool(run == 2 ? 1 : 2);
         const float junk = run == 0 ? 0.0f : NAN;
@@ -178,10 +198,15 @@ TEST(Conv2dWinograd, ResultsDependOnNeitherWorkspaceContentsNorThreads) {
         dx[run].assign(static_cast<size_t>(g.n * g.h * g.w * g.c), 0.0f);
         winograd_backward_data(pool.parallel(), g, m, dy.data(), w.data(), dx[run].data(), false, wsb.data(),
                                wsb.size() * sizeof(float));
+        std::vector<float> wsw(winograd_backward_weight_workspace_bytes(g, m) / sizeof(float), junk);
+        dw[run].assign(static_cast<size_t>(g.out_c * 9 * g.c), 0.0f);
+        winograd_backward_weight(pool.parallel(), g, m, dy.data(), x.data(), dw[run].data(), false,
+                                 wsw.data(), wsw.size() * sizeof(float));
       }
       for (int run = 1; run < 3; ++run) {
         EXPECT_EQ(std::memcmp(y[run].data(), y[0].data(), y[0].size() * sizeof(float)), 0) << k.name << " m=" << m << " run " << run;
         EXPECT_EQ(std::memcmp(dx[run].data(), dx[0].data(), dx[0].size() * sizeof(float)), 0) << k.name << " m=" << m << " run " << run;
+        EXPECT_EQ(std::memcmp(dw[run].data(), dw[0].data(), dw[0].size() * sizeof(float)), 0) << k.name << " m=" << m << " run " << run;
       }
     }
 }
