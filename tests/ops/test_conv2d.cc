@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ops/conv2d.h"
+#include "ops/conv2d_im2col.h"
 #include "tests/support/op_harness.h"
 
 namespace edgetrain {
@@ -60,6 +61,51 @@ const std::vector<ConvCase> kLarge = {
     {"1x1_64_96", 2, 14, 14, 64, 96, 1, 1, 1, 1, 0, 0, 1},
     {"groups4_3x3", 2, 14, 14, 32, 32, 3, 3, 1, 1, 1, 1, 4},
 };
+
+// Small feature maps where many kernel taps read only padding (ResNet-18 on 32x32 images has
+// 8x8, 4x4, 2x2 and 1x1 maps): every tap-pruning plan of the im2col path, every class of output
+// pixel (corners, edges, interior, pixels that see only padding), views of the input instead of
+// columns, several chunks of images, groups, odd channel counts.
+const std::vector<ConvCase> kPadded = {
+    {"1x1map_3x3_p1", 3, 1, 1, 20, 12, 3, 3, 1, 1, 1, 1, 1},
+    {"2x2map_3x3_p1", 3, 2, 2, 20, 12, 3, 3, 1, 1, 1, 1, 1},
+    {"3x3map_3x3_p1", 2, 3, 3, 20, 12, 3, 3, 1, 1, 1, 1, 1},
+    {"4x4map_3x3_p1", 2, 4, 4, 20, 12, 3, 3, 1, 1, 1, 1, 1},
+    {"8x8map_3x3_p1", 2, 8, 8, 5, 7, 3, 3, 1, 1, 1, 1, 1},
+    {"4x4to2x2_s2", 3, 4, 4, 20, 24, 3, 3, 2, 2, 1, 1, 1},
+    {"2x2to1x1_s2", 3, 2, 2, 20, 24, 3, 3, 2, 2, 1, 1, 1},
+    {"8x8to4x4_s2", 2, 8, 8, 6, 9, 3, 3, 2, 2, 1, 1, 1},
+    {"stem_7x7_s2_p3", 2, 12, 11, 3, 8, 7, 7, 2, 2, 3, 3, 1},
+    {"7x7_p3_on_2x2", 2, 2, 2, 5, 6, 7, 7, 1, 1, 3, 3, 1},
+    {"1x1_s2_on_2x2", 3, 2, 2, 20, 24, 1, 1, 2, 2, 0, 0, 1},
+    {"1x1_p1_border_sees_padding", 2, 3, 3, 5, 6, 1, 1, 1, 1, 1, 1, 1},
+    {"3x3_p2_on_1x1", 2, 1, 1, 4, 5, 3, 3, 1, 1, 2, 2, 1},
+    {"batch1_2x2map", 1, 2, 2, 20, 12, 3, 3, 1, 1, 1, 1, 1},
+    {"1x5map", 2, 1, 5, 6, 7, 3, 3, 1, 1, 1, 1, 1},
+    {"5x1map_3x1_s2", 2, 5, 1, 6, 7, 3, 1, 2, 1, 1, 0, 1},
+    {"3x5map_5x3_p2x1", 2, 3, 5, 4, 5, 5, 3, 1, 1, 2, 1, 1},
+    {"groups2_2x2map", 3, 2, 2, 8, 6, 3, 3, 1, 1, 1, 1, 2},
+    {"groups2_1x1map", 3, 1, 1, 8, 6, 3, 3, 1, 1, 1, 1, 2},
+    {"groups2_4x4to2x2_s2", 2, 4, 4, 6, 4, 3, 3, 2, 2, 1, 1, 2},
+    {"1x1map_300_images", 300, 1, 1, 4, 5, 3, 3, 1, 1, 1, 1, 1},  // several chunks
+    {"2x2map_300_images", 300, 2, 2, 3, 4, 3, 3, 1, 1, 1, 1, 1},
+};
+
+// Forces a tap-pruning plan for the lifetime of the guard.
+struct ForcePruning {
+  explicit ForcePruning(TapPruning mode) { set_tap_pruning_for_testing(mode); }
+  ~ForcePruning() { set_tap_pruning_for_testing(TapPruning::kAuto); }
+};
+
+const char* pruning_name(TapPruning mode) {
+  switch (mode) {
+    case TapPruning::kAuto: return "auto";
+    case TapPruning::kNone: return "none";
+    case TapPruning::kGlobal: return "global";
+    case TapPruning::kClasses: return "classes";
+  }
+  return "?";
+}
 
 const ConvCase& large_case(const std::string& name) {
   for (const ConvCase& k : kLarge)
@@ -184,6 +230,23 @@ TEST(Conv2dFast, MatchesReferenceOnSmallCases) {
 
 TEST(Conv2dFast, MatchesReferenceOnLayerSizedCases) {
   for (const ConvCase& k : kLarge) check_all_directions(k);
+}
+
+TEST(Conv2dFast, EveryTapPruningPlanMatchesReferenceOnPaddedSmallMaps) {
+  for (TapPruning mode : {TapPruning::kAuto, TapPruning::kNone, TapPruning::kGlobal, TapPruning::kClasses}) {
+    ForcePruning force(mode);
+    SCOPED_TRACE(pruning_name(mode));
+    for (const ConvCase& k : kPadded) check_all_directions(k);
+  }
+}
+
+TEST(Conv2dFast, EveryTapPruningPlanMatchesReferenceOnSmallAndLayerSizedCases) {
+  for (TapPruning mode : {TapPruning::kNone, TapPruning::kGlobal, TapPruning::kClasses}) {
+    ForcePruning force(mode);
+    SCOPED_TRACE(pruning_name(mode));
+    for (const ConvCase& k : kSmall) check_all_directions(k);
+    for (const ConvCase& k : kLarge) check_all_directions(k);
+  }
 }
 
 TEST(Conv2dFast, ReferenceBackwardWeightOverwritesWhenNotAccumulating) {
