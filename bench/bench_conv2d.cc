@@ -1,15 +1,20 @@
-// Fast conv2d kernels on real MobileNetV2 layer shapes (32x32 input, batch 32), in GFLOP/s
-// (2 * multiply-adds per second; the bias gradient is not counted). Forward runs without bias
-// and backward weight without db, as in MobileNetV2 where batch norm follows every conv.
-//   OPENBLAS_CORETYPE=Haswell build/bench/bench_conv2d
+// Fast conv2d kernels on real MobileNetV2 and ResNet-18 layer shapes (32x32 input, batch 32), in
+// GFLOP/s (2 * multiply-adds per second of the full conv, padding taps included, so pruned plans
+// show as higher rates; the bias gradient is not counted). Forward runs without bias and backward
+// weight without db, as in both models where batch norm follows every conv.
+// The ResNet-18 layers run once per tap-pruning plan of the im2col path (.../none is the plain
+// im2col, .../auto what the kernels pick), next to each other so that A/B pairs share conditions.
+//   OPENBLAS_CORETYPE=Haswell build/bench/bench_conv2d --benchmark_filter=r18
 // EDGETRAIN_THREADS sets the kernels' thread pool size (default 2, the target's core count).
 #include <benchmark/benchmark.h>
 
 #include <random>
+#include <string>
 #include <cstdlib>
 #include <vector>
 
 #include "ops/conv2d.h"
+#include "ops/conv2d_im2col.h"
 #include "runtime/thread_pool.h"
 
 namespace edgetrain {
@@ -27,6 +32,25 @@ constexpr Layer kStem{32, 32, 32, 3, 32, 3, 2, 1, 1};                  // featur
 constexpr Layer kResNetStem32{32, 32, 32, 3, 64, 7, 2, 3, 1};           // ResNet-18 conv1, 32x32 b32
 constexpr Layer kResNetStem224{8, 224, 224, 3, 64, 7, 2, 3, 1};         // ResNet-18 conv1, 224x224 b8
 
+// ResNet-18 on 32x32 images: the stem, then 8x8, 4x4, 2x2 and 1x1 maps in layer1..layer4.
+struct NamedLayer {
+  const char* name;
+  Layer layer;
+};
+constexpr NamedLayer kResNet18[] = {
+    {"r18_stem7x7_s2_32x32", {32, 32, 32, 3, 64, 7, 2, 3, 1}},
+    {"r18_l1_3x3_8x8", {32, 8, 8, 64, 64, 3, 1, 1, 1}},
+    {"r18_l2_3x3_s2_8x8", {32, 8, 8, 64, 128, 3, 2, 1, 1}},
+    {"r18_l2_3x3_4x4", {32, 4, 4, 128, 128, 3, 1, 1, 1}},
+    {"r18_l2_down1x1_s2_8x8", {32, 8, 8, 64, 128, 1, 2, 0, 1}},
+    {"r18_l3_3x3_s2_4x4", {32, 4, 4, 128, 256, 3, 2, 1, 1}},
+    {"r18_l3_3x3_2x2", {32, 2, 2, 256, 256, 3, 1, 1, 1}},
+    {"r18_l3_down1x1_s2_4x4", {32, 4, 4, 128, 256, 1, 2, 0, 1}},
+    {"r18_l4_3x3_s2_2x2", {32, 2, 2, 256, 512, 3, 2, 1, 1}},
+    {"r18_l4_3x3_1x1", {32, 1, 1, 512, 512, 3, 1, 1, 1}},
+    {"r18_l4_down1x1_s2_2x2", {32, 2, 2, 256, 512, 1, 2, 0, 1}},
+};
+
 std::vector<float> random_buffer(int64_t n, uint32_t seed) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
@@ -35,7 +59,9 @@ std::vector<float> random_buffer(int64_t n, uint32_t seed) {
   return v;
 }
 
-void run_layer(benchmark::State& state, const Layer& l, OpKind op) {
+void run_layer(benchmark::State& state, const Layer& l, OpKind op,
+               TapPruning pruning = TapPruning::kAuto) {
+  set_tap_pruning_for_testing(pruning);  // before the workspace is sized
   Attrs attrs;
   attrs.conv.kernel_h = attrs.conv.kernel_w = l.k;
   attrs.conv.stride_h = attrs.conv.stride_w = l.stride;
@@ -81,6 +107,32 @@ void run_layer(benchmark::State& state, const Layer& l, OpKind op) {
   const double flops = 2.0 * ys.numel() * l.k * l.k * (l.c / l.groups);
   // Wall time (UseRealTime below): the kernels and OpenBLAS run on several threads.
   state.counters["FLOPS"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+  set_tap_pruning_for_testing(TapPruning::kAuto);
+}
+
+void register_resnet18() {
+  const struct {
+    const char* name;
+    OpKind op;
+  } dirs[] = {{"fwd", OpKind::kConv2d},
+              {"bwd_data", OpKind::kConv2dBackwardData},
+              {"bwd_weight", OpKind::kConv2dBackwardWeight}};
+  const struct {
+    const char* name;
+    TapPruning mode;
+  } plans[] = {{"none", TapPruning::kNone}, {"global", TapPruning::kGlobal},
+               {"classes", TapPruning::kClasses}, {"auto", TapPruning::kAuto}};
+  for (const NamedLayer& nl : kResNet18)
+    for (const auto& d : dirs)
+      for (const auto& p : plans) {
+        const std::string name = std::string(nl.name) + "_" + d.name + "/" + p.name;
+        const Layer l = nl.layer;
+        const OpKind op = d.op;
+        const TapPruning mode = p.mode;
+        benchmark::RegisterBenchmark(name.c_str(), [l, op, mode](benchmark::State& st) {
+          run_layer(st, l, op, mode);
+        })->UseRealTime();
+      }
 }
 
 BENCHMARK_CAPTURE(run_layer, pw96to24_8x8_fwd, kProject96to24, OpKind::kConv2d)->UseRealTime();
@@ -98,4 +150,11 @@ BENCHMARK_CAPTURE(run_layer, stem3to32_s2_32x32_bwd_weight, kStem, OpKind::kConv
 }  // namespace
 }  // namespace edgetrain
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  edgetrain::register_resnet18();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -123,9 +123,11 @@ struct Block {
 struct Plan {
   int n = 0;
   Block block[kMaxBlocks];
-  int64_t chunk = 1;           // images per chunk
-  int64_t cols_floats = 0;     // columns of the largest block, one chunk
-  int64_t scratch_floats = 0;  // y / dy rows of the largest block whose rows are unevenly spaced
+  int64_t chunk = 1;  // images per chunk
+  // Workspace for one chunk: every block's columns, then every block's scratch rows (y or dy
+  // rows when they are unevenly spaced), each block's part at chunk * its per-image offset.
+  int64_t cols_floats = 0, scratch_floats = 0;
+  int64_t cols_at[kMaxBlocks], scratch_at[kMaxBlocks];
 };
 
 // Whether a block's rows can be unevenly spaced in y (see even_stride): anything but one pixel
@@ -182,9 +184,10 @@ Plan make_plan(const ConvGeometry& g) {
   int64_t cols_per_image = 0, scratch_per_image = 0, min_pixels = pixels;
   for (int i = 0; i < p.n; ++i) {
     const Block& b = p.block[i];
+    p.cols_at[i] = cols_per_image, p.scratch_at[i] = scratch_per_image;
     if (b.taps() == 0) continue;
-    cols_per_image = std::max(cols_per_image, b.pixels() * b.taps() * cg);
-    if (may_need_scratch(g, b)) scratch_per_image = std::max(scratch_per_image, b.pixels() * opg);
+    cols_per_image += b.pixels() * b.taps() * cg;
+    if (may_need_scratch(g, b)) scratch_per_image += b.pixels() * opg;
     min_pixels = std::min(min_pixels, b.pixels());
   }
   p.chunk = plain_chunk;
@@ -256,186 +259,256 @@ bool input_view(const ConvGeometry& g, const Block& b, int64_t cg, int64_t count
   return true;
 }
 
-// --- columns ---------------------------------------------------------------------------------
+// --- phase 1: columns and gathered dy rows --------------------------------------------------------
 
-// cols[r][(ky - ky0) * nkx + (kx - kx0)][ci] = x[pixel of row r, shifted by the tap][c0 + ci],
-// zero where the tap is in the padding, for a chunk of `count` images starting at x_chunk.
-void im2col(const Parallel& par, const ConvGeometry& g, const Block& b, const float* x_chunk,
-            int64_t count, int64_t c0, int64_t cg, float* cols) {
-  const int64_t nkx = b.kx1 - b.kx0, k = b.taps() * cg;
+// Columns of the block's row t (t = image * rows + (oy - oy0)) of the chunk at x_chunk:
+// cols[(t * cols + (ox - ox0)) * K + ((ky - ky0) * nkx + (kx - kx0)) * cg + ci] = the input value
+// the tap reads (channel c0 + ci), zero where it is padding. K = taps * cg.
+void im2col_row(const ConvGeometry& g, const Block& b, const float* x_chunk, int64_t t, int64_t c0,
+                float* cols) {
+  const int64_t cg = g.c_per_group(), nkx = b.kx1 - b.kx0, k = b.taps() * cg;
   const bool contiguous_taps = cg == g.c;  // adjacent taps of a kernel row read adjacent memory
-  par.for_each(count * b.rows(), min_chunk_for(b.cols() * k), [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {  // t = image * rows + (oy - oy0)
-      const int64_t i = t / b.rows(), oy = b.oy0 + t % b.rows();
-      const float* x_img = x_chunk + i * g.h * g.w * g.c;
-      for (int64_t ox = b.ox0; ox < b.ox1; ++ox) {
-        float* col = cols + (t * b.cols() + (ox - b.ox0)) * k;
-        const int64_t ix_start = ox * g.sw - g.pw;
-        const int64_t vx0 = std::clamp<int64_t>(-ix_start, b.kx0, b.kx1);
-        const int64_t vx1 = std::clamp<int64_t>(g.w - ix_start, vx0, b.kx1);
-        for (int64_t ky = b.ky0; ky < b.ky1; ++ky) {
-          float* dst = col + (ky - b.ky0) * nkx * cg;
-          const int64_t iy = oy * g.sh - g.ph + ky;
-          if (iy < 0 || iy >= g.h || vx0 == vx1) {
-            std::memset(dst, 0, sizeof(float) * nkx * cg);
-            continue;
-          }
-          std::memset(dst, 0, sizeof(float) * (vx0 - b.kx0) * cg);
-          std::memset(dst + (vx1 - b.kx0) * cg, 0, sizeof(float) * (b.kx1 - vx1) * cg);
-          const float* src = x_img + (iy * g.w + ix_start + vx0) * g.c + c0;  // tap vx0
-          float* d = dst + (vx0 - b.kx0) * cg;
-          if (contiguous_taps) {
-            std::memcpy(d, src, sizeof(float) * (vx1 - vx0) * cg);
-          } else {
-            for (int64_t kx = vx0; kx < vx1; ++kx)
-              std::memcpy(d + (kx - vx0) * cg, src + (kx - vx0) * g.c, sizeof(float) * cg);
-          }
-        }
+  const int64_t i = t / b.rows(), oy = b.oy0 + t % b.rows();
+  const float* x_img = x_chunk + i * g.h * g.w * g.c;
+  for (int64_t ox = b.ox0; ox < b.ox1; ++ox) {
+    float* col = cols + (t * b.cols() + (ox - b.ox0)) * k;
+    const int64_t ix_start = ox * g.sw - g.pw;
+    const int64_t vx0 = std::clamp<int64_t>(-ix_start, b.kx0, b.kx1);
+    const int64_t vx1 = std::clamp<int64_t>(g.w - ix_start, vx0, b.kx1);
+    for (int64_t ky = b.ky0; ky < b.ky1; ++ky) {
+      float* dst = col + (ky - b.ky0) * nkx * cg;
+      const int64_t iy = oy * g.sh - g.ph + ky;
+      if (iy < 0 || iy >= g.h || vx0 == vx1) {
+        std::memset(dst, 0, sizeof(float) * nkx * cg);
+        continue;
+      }
+      std::memset(dst, 0, sizeof(float) * (vx0 - b.kx0) * cg);
+      std::memset(dst + (vx1 - b.kx0) * cg, 0, sizeof(float) * (b.kx1 - vx1) * cg);
+      const float* src = x_img + (iy * g.w + ix_start + vx0) * g.c + c0;  // tap vx0
+      float* d = dst + (vx0 - b.kx0) * cg;
+      if (contiguous_taps) {
+        std::memcpy(d, src, sizeof(float) * (vx1 - vx0) * cg);
+      } else {
+        for (int64_t kx = vx0; kx < vx1; ++kx)
+          std::memcpy(d + (kx - vx0) * cg, src + (kx - vx0) * g.c, sizeof(float) * cg);
+      }
+    }
+  }
+}
+
+// scratch rows of the block's row t = the matching dy rows (group columns from o0).
+void gather_row(const ConvGeometry& g, const Block& b, const float* dy_chunk, int64_t t, int64_t o0,
+                float* scratch) {
+  const int64_t opg = g.out_c_per_group();
+  const int64_t i = t / b.rows(), oy = b.oy0 + t % b.rows();
+  for (int64_t ox = b.ox0; ox < b.ox1; ++ox)
+    std::memcpy(scratch + (t * b.cols() + (ox - b.ox0)) * opg,
+                dy_chunk + ((i * g.out_h + oy) * g.out_w + ox) * g.out_c + o0, sizeof(float) * opg);
+}
+
+// What phase 1 builds for one block: its columns (at cols) and/or its gathered dy rows (at
+// scratch).
+struct Prep {
+  bool cols = false, gather = false;
+  float* cols_at = nullptr;
+  float* scratch_at = nullptr;
+};
+
+// Phase 1 of a chunk and group: every block's im2col and dy gathering in one parallel region
+// over (block, image, output row).
+void prepare(const Parallel& par, const ConvGeometry& g, const Plan& p, const Prep* prep,
+             int64_t count, const float* x_chunk, const float* dy_chunk, int64_t c0, int64_t o0) {
+  int64_t start[kMaxBlocks + 1];
+  start[0] = 0;
+  int64_t floats = 0;
+  for (int bi = 0; bi < p.n; ++bi) {
+    const Block& b = p.block[bi];
+    const int64_t rows = count * b.rows();
+    start[bi + 1] = start[bi] + (prep[bi].cols ? rows : 0) + (prep[bi].gather ? rows : 0);
+    if (prep[bi].cols) floats += rows * b.cols() * b.taps() * g.c_per_group();
+    if (prep[bi].gather) floats += rows * b.cols() * g.out_c_per_group();
+  }
+  const int64_t items = start[p.n];
+  if (items == 0) return;
+  par.for_each(items, min_chunk_for(floats / items), [&](int64_t i0, int64_t i1) {
+    int bi = 0;
+    for (int64_t i = i0; i < i1; ++i) {
+      while (i >= start[bi + 1]) ++bi;
+      const Block& b = p.block[bi];
+      const int64_t rows = count * b.rows();
+      const int64_t t = i - start[bi];
+      if (prep[bi].cols && t < rows) {
+        im2col_row(g, b, x_chunk, t, c0, prep[bi].cols_at);
+      } else {
+        gather_row(g, b, dy_chunk, prep[bi].cols ? t - rows : t, o0, prep[bi].scratch_at);
       }
     }
   });
 }
 
-// dx_chunk[...][c0 + ci] += every column entry that im2col would have copied from there. Gathers
-// per input row (rather than scattering per output row) so that threads never write the same
-// element.
-void col2im_add(const Parallel& par, const ConvGeometry& g, const Block& b, const float* cols,
-                int64_t count, int64_t c0, int64_t cg, float* dx_chunk) {
-  const int64_t nkx = b.kx1 - b.kx0, k = b.taps() * cg;
-  // Input rows the block's taps can reach.
-  const int64_t iy_lo = std::max<int64_t>(0, b.oy0 * g.sh - g.ph + b.ky0);
-  const int64_t iy_hi = std::min<int64_t>(g.h, (b.oy1 - 1) * g.sh - g.ph + b.ky1);
-  const int64_t span = iy_hi - iy_lo;
-  if (span <= 0) return;
-  par.for_each(count * span, min_chunk_for(g.w * cg * (b.ky1 - b.ky0)), [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t i = t / span, iy = iy_lo + t % span;
-      float* dx_row = dx_chunk + (i * g.h + iy) * g.w * g.c + c0;
-      for (int64_t ky = b.ky0; ky < b.ky1; ++ky) {
-        const int64_t u = iy + g.ph - ky;
-        if (u < 0 || u % g.sh != 0) continue;
-        const int64_t oy = u / g.sh;
-        if (oy < b.oy0 || oy >= b.oy1) continue;
-        const float* col_row = cols + ((i * b.rows() + (oy - b.oy0)) * b.cols()) * k + (ky - b.ky0) * nkx * cg;
-        for (int64_t ox = b.ox0; ox < b.ox1; ++ox) {
-          const float* col = col_row + (ox - b.ox0) * k;
-          const int64_t ix_start = ox * g.sw - g.pw;
-          const int64_t vx0 = std::clamp<int64_t>(-ix_start, b.kx0, b.kx1);
-          const int64_t vx1 = std::clamp<int64_t>(g.w - ix_start, vx0, b.kx1);
-          for (int64_t kx = vx0; kx < vx1; ++kx)
-            add_to(dx_row + (ix_start + kx) * g.c, col + (kx - b.kx0) * cg, cg);
-        }
-      }
-    }
+// --- phase 2: the GEMMs, one parallel region ---------------------------------------------------
+// Every thread runs single-threaded GEMMs on its share of every block, so that a chunk costs one
+// parallel region however many blocks and kernel rows it has (one region per GEMM cost more than
+// the GEMMs themselves on small maps, worse when the cores are shared).
+
+const Parallel kSerial{};
+constexpr int64_t kTile = 16;                 // shares are whole tiles of 16 rows or columns
+constexpr int64_t kMinSplitWork = 1 << 18;    // multiply-adds below which a GEMM is not split
+
+// Runs body(t, shares) for t in [0, shares) in one parallel region, one share per thread.
+template <typename Body>
+void for_each_share(const Parallel& par, Body&& body) {
+  const int64_t shares = std::max(1, par.threads);
+  par.for_each(shares, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) body(t, shares);
   });
 }
 
-// --- GEMMs of one block -------------------------------------------------------------------------
-// w_g points at the group's first weight row (kg = kh * kw * cg floats per output channel). The
-// block's taps of one kernel row ky are weight columns [(ky * kw + kx0) * cg, + nkx * cg); with
-// whole kernel rows (nkx == kw) all its taps are one contiguous range and one GEMM does.
-
-// c[rows][opg] = beta * c + a[rows][taps * cg] * W_block^T
-void block_forward_gemm(const Parallel& par, const ConvGeometry& g, const Block& b, int64_t rows,
-                        const float* a, int64_t lda, const float* w_g, float beta, float* c,
-                        int64_t ldc) {
-  const int64_t cg = g.c_per_group(), opg = g.out_c_per_group(), kg = g.kh * g.kw * cg;
-  const int64_t nky = b.ky1 - b.ky0, nkx = b.kx1 - b.kx0;
-  if (nkx == g.kw) {
-    gemm(par, false, true, rows, opg, nky * nkx * cg, 1.0f, a, lda, w_g + b.ky0 * g.kw * cg, kg,
-         beta, c, ldc);
-    return;
-  }
-  for (int64_t ky = b.ky0; ky < b.ky1; ++ky)
-    gemm(par, false, true, rows, opg, nkx * cg, 1.0f, a + (ky - b.ky0) * nkx * cg, lda,
-         w_g + (ky * g.kw + b.kx0) * cg, kg, ky == b.ky0 ? beta : 1.0f, c, ldc);
+// Share t of [0, n) in whole tiles.
+inline void share_of(int64_t n, int64_t t, int64_t shares, int64_t* lo, int64_t* hi) {
+  const int64_t tiles = (n + kTile - 1) / kTile;
+  *lo = std::min(n, tiles * t / shares * kTile);
+  *hi = std::min(n, tiles * (t + 1) / shares * kTile);
 }
 
-// d[rows][taps * cg] = beta * d + dy[rows][opg] * W_block
-void block_backward_data_gemm(const Parallel& par, const ConvGeometry& g, const Block& b,
-                              int64_t rows, const float* dy, int64_t ld_dy, const float* w_g,
-                              float beta, float* d, int64_t ldd) {
-  const int64_t cg = g.c_per_group(), opg = g.out_c_per_group(), kg = g.kh * g.kw * cg;
-  const int64_t nky = b.ky1 - b.ky0, nkx = b.kx1 - b.kx0;
-  if (nkx == g.kw) {
-    gemm(par, false, false, rows, nky * nkx * cg, opg, 1.0f, dy, ld_dy, w_g + b.ky0 * g.kw * cg,
-         kg, beta, d, ldd);
-    return;
+// A share's rectangle [m0, m1) x [n0, n1) of a block's C.
+struct Part {
+  int64_t m0, m1, n0, n1;
+};
+
+// Share t's part of an m x n x k GEMM: split along the larger side of C (the other operand is
+// packed by every share, so the smaller one should be); a GEMM too small to split goes whole to
+// share `owner % shares`. False when the share has nothing to do.
+bool part_of(int64_t m, int64_t n, int64_t k, int owner, int64_t t, int64_t shares, Part* part) {
+  if (m * n * k < kMinSplitWork) {
+    *part = Part{0, m, 0, n};
+    return t == owner % shares && m > 0 && n > 0;
   }
-  for (int64_t ky = b.ky0; ky < b.ky1; ++ky)
-    gemm(par, false, false, rows, nkx * cg, opg, 1.0f, dy, ld_dy, w_g + (ky * g.kw + b.kx0) * cg,
-         kg, beta, d + (ky - b.ky0) * nkx * cg, ldd);
+  int64_t lo, hi;
+  if (m >= n) {
+    share_of(m, t, shares, &lo, &hi);
+    *part = Part{lo, hi, 0, n};
+  } else {
+    share_of(n, t, shares, &lo, &hi);
+    *part = Part{0, m, lo, hi};
+  }
+  return part->m0 < part->m1 && part->n0 < part->n1;
 }
 
-// dW_block = beta * dW_block + dy[rows][opg]^T * cols[rows][taps * cg]
-void block_backward_weight_gemm(const Parallel& par, const ConvGeometry& g, const Block& b,
-                                int64_t rows, const float* dy, int64_t ld_dy, const float* cols,
-                                int64_t ld_cols, float beta, float* dw_g) {
-  const int64_t cg = g.c_per_group(), opg = g.out_c_per_group(), kg = g.kh * g.kw * cg;
-  const int64_t nky = b.ky1 - b.ky0, nkx = b.kx1 - b.kx0;
+// The block's compact tap columns (its K: taps * cg, in (ky, kx, ci) order) against a weight row
+// (kg = kh * kw * cg): calls fn(s0, s1, w0) for each piece [s0, s1) of [n0, n1) that is
+// contiguous in the weight row, starting at weight column w0. With whole kernel rows
+// (nkx == kw) that is one piece; otherwise one per kernel row ky.
+template <typename Fn>
+void for_each_segment(const ConvGeometry& g, const Block& b, int64_t n0, int64_t n1, Fn&& fn) {
+  const int64_t cg = g.c_per_group(), nkx = b.kx1 - b.kx0;
   if (nkx == g.kw) {
-    gemm(par, true, false, opg, nky * nkx * cg, rows, 1.0f, dy, ld_dy, cols, ld_cols, beta,
-         dw_g + b.ky0 * g.kw * cg, kg);
+    if (n0 < n1) fn(n0, n1, b.ky0 * g.kw * cg + n0);
     return;
   }
-  for (int64_t ky = b.ky0; ky < b.ky1; ++ky)
-    gemm(par, true, false, opg, nkx * cg, rows, 1.0f, dy, ld_dy, cols + (ky - b.ky0) * nkx * cg,
-         ld_cols, beta, dw_g + (ky * g.kw + b.kx0) * cg, kg);
+  const int64_t seg = nkx * cg;
+  for (int64_t ky = b.ky0; ky < b.ky1; ++ky) {
+    const int64_t s = (ky - b.ky0) * seg;
+    const int64_t s0 = std::max(n0, s), s1 = std::min(n1, s + seg);
+    if (s0 < s1) fn(s0, s1, (ky * g.kw + b.kx0) * cg + (s0 - s));
+  }
 }
 
-// --- scratch rows ------------------------------------------------------------------------------
-
-// y_chunk rows of the block (group columns [o0, o0 + opg)) = beta * y + scratch rows.
-void scatter_rows(const Parallel& par, const ConvGeometry& g, const Block& b, int64_t rows,
-                  const float* scratch, int64_t o0, float beta, float* y_chunk) {
-  const int64_t opg = g.out_c_per_group();
-  par.for_each(rows, min_chunk_for(opg), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      float* __restrict dst = y_chunk + out_pixel(g, b, r) * g.out_c + o0;
-      const float* __restrict src = scratch + r * opg;
-      if (beta == 0.0f) std::memcpy(dst, src, sizeof(float) * opg);
-      else add_to(dst, src, opg);
-    }
+// c[part] = beta * c + a[rows][K] * W_block^T (the part's output channels). w_g: the group's
+// first weight row.
+void forward_part(const ConvGeometry& g, const Block& b, const Part& pt, const float* a, int64_t lda,
+                  const float* w_g, float beta, float* c, int64_t ldc) {
+  const int64_t kg = g.kh * g.kw * g.c_per_group();
+  float bk = beta;
+  for_each_segment(g, b, 0, b.taps() * g.c_per_group(), [&](int64_t s0, int64_t s1, int64_t w0) {
+    gemm(kSerial, false, true, pt.m1 - pt.m0, pt.n1 - pt.n0, s1 - s0, 1.0f, a + pt.m0 * lda + s0,
+         lda, w_g + pt.n0 * kg + w0, kg, bk, c + pt.m0 * ldc + pt.n0, ldc);
+    bk = 1.0f;
   });
 }
 
-// scratch rows = the block's dy rows (group columns [o0, o0 + opg)).
-void gather_rows(const Parallel& par, const ConvGeometry& g, const Block& b, int64_t rows,
-                 const float* dy_chunk, int64_t o0, float* scratch) {
-  const int64_t opg = g.out_c_per_group();
-  par.for_each(rows, min_chunk_for(opg), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r)
-      std::memcpy(scratch + r * opg, dy_chunk + out_pixel(g, b, r) * g.out_c + o0,
-                  sizeof(float) * opg);
+// d[part] = beta * d + dy[rows][opg] * W_block (the part's tap columns).
+void backward_data_part(const ConvGeometry& g, const Block& b, const Part& pt, const float* dy,
+                        int64_t ld_dy, const float* w_g, float beta, float* d, int64_t ldd) {
+  const int64_t kg = g.kh * g.kw * g.c_per_group();
+  for_each_segment(g, b, pt.n0, pt.n1, [&](int64_t s0, int64_t s1, int64_t w0) {
+    gemm(kSerial, false, false, pt.m1 - pt.m0, s1 - s0, g.out_c_per_group(), 1.0f,
+         dy + pt.m0 * ld_dy, ld_dy, w_g + w0, kg, beta, d + pt.m0 * ldd + s0, ldd);
   });
 }
 
-// The block's dy rows as a GEMM operand: in place when evenly spaced, else gathered.
-const float* dy_operand(const Parallel& par, const ConvGeometry& g, const Block& b, int64_t count,
-                        const float* dy_chunk, int64_t o0, float* scratch, int64_t* ld) {
-  const OutRows o = out_rows(g, b, count);
-  if (o.even) {
-    *ld = o.stride * g.out_c;
-    return dy_chunk + o.base * g.out_c + o0;
-  }
-  gather_rows(par, g, b, count * b.pixels(), dy_chunk, o0, scratch);
-  *ld = g.out_c_per_group();
-  return scratch;
+// dW_block[part] = beta * dW_block + dy[rows][part's channels]^T * cols[rows][part's taps].
+void backward_weight_part(const ConvGeometry& g, const Block& b, const Part& pt, int64_t rows,
+                          const float* dy, int64_t ld_dy, const float* cols, int64_t ld_cols,
+                          float beta, float* dw_g) {
+  const int64_t kg = g.kh * g.kw * g.c_per_group();
+  for_each_segment(g, b, pt.n0, pt.n1, [&](int64_t s0, int64_t s1, int64_t w0) {
+    gemm(kSerial, true, false, pt.m1 - pt.m0, s1 - s0, rows, 1.0f, dy + pt.m0, ld_dy,
+         cols + s0, ld_cols, beta, dw_g + pt.m0 * kg + w0, kg);
+  });
 }
 
-// The block's columns as a GEMM operand: a view of x when possible, else built by im2col.
-const float* cols_operand(const Parallel& par, const ConvGeometry& g, const Block& b, int64_t count,
-                          const float* x_chunk, int64_t c0, float* cols, int64_t* ld) {
+// y rows of the part (group columns from o0) = beta * y + scratch rows.
+void scatter_part(const ConvGeometry& g, const Block& b, const Part& pt, const float* scratch,
+                  int64_t o0, float beta, float* y_chunk) {
+  const int64_t opg = g.out_c_per_group(), n = pt.n1 - pt.n0;
+  for (int64_t r = pt.m0; r < pt.m1; ++r) {
+    float* dst = y_chunk + out_pixel(g, b, r) * g.out_c + o0 + pt.n0;
+    const float* src = scratch + r * opg + pt.n0;
+    if (beta == 0.0f) std::memcpy(dst, src, sizeof(float) * n);
+    else add_to(dst, src, n);
+  }
+}
+
+// --- phase 3 of backward data: col2im ---------------------------------------------------------
+
+// dx_chunk (group channels from c0) += every column entry of the blocks in `has_cols` that
+// im2col would have copied from there; rows first cleared (all channels) when `clear`. Gathers
+// per input row so that threads never write the same element.
+void col2im(const Parallel& par, const ConvGeometry& g, const Plan& p, const Prep* prep,
+            int64_t count, int64_t c0, bool clear, float* dx_chunk) {
   const int64_t cg = g.c_per_group();
-  int64_t base, stride;
-  if (input_view(g, b, cg, count, false, &base, &stride)) {
-    *ld = stride * g.c;
-    return x_chunk + base * g.c + c0;
-  }
-  im2col(par, g, b, x_chunk, count, c0, cg, cols);
-  *ld = b.taps() * cg;
-  return cols;
+  par.for_each(count * g.h, min_chunk_for(g.w * cg * g.kh), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {  // r = image * H + iy
+      const int64_t i = r / g.h, iy = r % g.h;
+      float* dx_row = dx_chunk + r * g.w * g.c;
+      if (clear) std::memset(dx_row, 0, sizeof(float) * g.w * g.c);
+      for (int bi = 0; bi < p.n; ++bi) {
+        if (!prep[bi].cols) continue;
+        const Block& b = p.block[bi];
+        const int64_t nkx = b.kx1 - b.kx0, k = b.taps() * cg;
+        for (int64_t ky = b.ky0; ky < b.ky1; ++ky) {
+          const int64_t u = iy + g.ph - ky;
+          if (u < 0 || u % g.sh != 0) continue;
+          const int64_t oy = u / g.sh;
+          if (oy < b.oy0 || oy >= b.oy1) continue;
+          const float* col_row = prep[bi].cols_at +
+                                 (i * b.rows() + (oy - b.oy0)) * b.cols() * k + (ky - b.ky0) * nkx * cg;
+          for (int64_t ox = b.ox0; ox < b.ox1; ++ox) {
+            const float* col = col_row + (ox - b.ox0) * k;
+            const int64_t ix_start = ox * g.sw - g.pw;
+            const int64_t vx0 = std::clamp<int64_t>(-ix_start, b.kx0, b.kx1);
+            const int64_t vx1 = std::clamp<int64_t>(g.w - ix_start, vx0, b.kx1);
+            for (int64_t kx = vx0; kx < vx1; ++kx)
+              add_to(dx_row + (ix_start + kx) * g.c + c0, col + (kx - b.kx0) * cg, cg);
+          }
+        }
+      }
+    }
+  });
 }
+
+// --- per chunk: where each block's operands are -------------------------------------------------
+
+struct Operand {
+  const float* p = nullptr;
+  int64_t ld = 0;
+};
+
+struct Target {
+  float* p = nullptr;
+  int64_t ld = 0;
+};
 
 struct Workspace {
   float* cols;
@@ -447,6 +520,28 @@ Workspace split_workspace(const KernelCall& call, const Plan& p) {
            static_cast<size_t>(p.cols_floats + p.scratch_floats) * sizeof(float));
   float* base = static_cast<float*>(call.workspace);
   return Workspace{base, base + p.cols_floats};
+}
+
+// The block's columns: a view of x when possible, else its workspace area (built in phase 1).
+Operand columns(const ConvGeometry& g, const Plan& p, int bi, const Workspace& ws, int64_t count,
+                const float* x_chunk, int64_t c0, Prep* prep) {
+  const Block& b = p.block[bi];
+  int64_t base, stride;
+  if (input_view(g, b, g.c_per_group(), count, false, &base, &stride))
+    return Operand{x_chunk + base * g.c + c0, stride * g.c};
+  prep->cols = true;
+  prep->cols_at = ws.cols + p.chunk * p.cols_at[bi];
+  return Operand{prep->cols_at, b.taps() * g.c_per_group()};
+}
+
+// The block's dy rows: in place when evenly spaced, else its scratch area (gathered in phase 1).
+Operand dy_rows(const ConvGeometry& g, const Plan& p, int bi, const Workspace& ws, int64_t count,
+                const float* dy_chunk, int64_t o0, Prep* prep) {
+  const OutRows o = out_rows(g, p.block[bi], count);
+  if (o.even) return Operand{dy_chunk + o.base * g.out_c + o0, o.stride * g.out_c};
+  prep->gather = true;
+  prep->scratch_at = ws.scratch + p.chunk * p.scratch_at[bi];
+  return Operand{prep->scratch_at, g.out_c_per_group()};
 }
 
 }  // namespace
@@ -465,33 +560,43 @@ void im2col_forward(const KernelCall& call, const ConvGeometry& g, const float* 
   const Plan p = make_plan(g);
   const Workspace ws = split_workspace(call, p);
   const int64_t cpg = g.c_per_group(), opg = g.out_c_per_group(), kg = g.kh * g.kw * cpg;
-  const int64_t pixels = g.out_h * g.out_w;
   for (int64_t n0 = 0; n0 < g.n; n0 += p.chunk) {
     const int64_t count = std::min(p.chunk, g.n - n0);
     const float* x_chunk = x + n0 * g.h * g.w * g.c;
-    float* y_chunk = y + n0 * pixels * g.out_c;  // the chunk's output rows are contiguous (NHWC)
-    for (int64_t gi = 0; gi < g.groups; ++gi)
+    float* y_chunk = y + n0 * g.out_h * g.out_w * g.out_c;  // the chunk's rows are contiguous
+    for (int64_t gi = 0; gi < g.groups; ++gi) {
+      Prep prep[kMaxBlocks];
+      Operand a[kMaxBlocks];
+      Target c[kMaxBlocks];
+      bool scatter[kMaxBlocks] = {};
       for (int bi = 0; bi < p.n; ++bi) {
         const Block& b = p.block[bi];
-        const int64_t rows = count * b.pixels();
-        if (b.taps() == 0) {  // pixels that see only padding: y = bias (already there) or 0
-          if (beta == 0.0f)
-            for (int64_t r = 0; r < rows; ++r)
-              std::memset(y_chunk + out_pixel(g, b, r) * g.out_c + gi * opg, 0, sizeof(float) * opg);
-          continue;
-        }
-        int64_t lda;
-        const float* a = cols_operand(call.parallel, g, b, count, x_chunk, gi * cpg, ws.cols, &lda);
+        if (b.taps() == 0) continue;
+        a[bi] = columns(g, p, bi, ws, count, x_chunk, gi * cpg, &prep[bi]);
         const OutRows o = out_rows(g, b, count);
-        if (o.even) {
-          block_forward_gemm(call.parallel, g, b, rows, a, lda, w + gi * opg * kg, beta,
-                             y_chunk + o.base * g.out_c + gi * opg, o.stride * g.out_c);
-        } else {
-          block_forward_gemm(call.parallel, g, b, rows, a, lda, w + gi * opg * kg, 0.0f,
-                             ws.scratch, opg);
-          scatter_rows(call.parallel, g, b, rows, ws.scratch, gi * opg, beta, y_chunk);
-        }
+        scatter[bi] = !o.even;
+        c[bi] = o.even ? Target{y_chunk + o.base * g.out_c + gi * opg, o.stride * g.out_c}
+                       : Target{ws.scratch + p.chunk * p.scratch_at[bi], opg};
       }
+      prepare(call.parallel, g, p, prep, count, x_chunk, nullptr, gi * cpg, 0);
+      for_each_share(call.parallel, [&](int64_t t, int64_t shares) {
+        for (int bi = 0; bi < p.n; ++bi) {
+          const Block& b = p.block[bi];
+          const int64_t rows = count * b.pixels();
+          if (b.taps() == 0) {  // pixels that see only padding: y = bias (already there) or 0
+            if (beta == 0.0f && t == bi % shares)
+              for (int64_t r = 0; r < rows; ++r)
+                std::memset(y_chunk + out_pixel(g, b, r) * g.out_c + gi * opg, 0, sizeof(float) * opg);
+            continue;
+          }
+          Part pt;
+          if (!part_of(rows, opg, b.taps() * cpg, bi, t, shares, &pt)) continue;
+          forward_part(g, b, pt, a[bi].p, a[bi].ld, w + gi * opg * kg, scatter[bi] ? 0.0f : beta,
+                       c[bi].p, c[bi].ld);
+          if (scatter[bi]) scatter_part(g, b, pt, c[bi].p, gi * opg, beta, y_chunk);
+        }
+      });
+    }
   }
 }
 
@@ -500,31 +605,61 @@ void im2col_backward_data(const KernelCall& call, const ConvGeometry& g, const f
   const Plan p = make_plan(g);
   const Workspace ws = split_workspace(call, p);
   const int64_t cpg = g.c_per_group(), opg = g.out_c_per_group(), kg = g.kh * g.kw * cpg;
-  const int64_t pixels = g.out_h * g.out_w;
-  // Every block adds its part into dX (through a view or col2im), so clear dX first unless the
-  // caller asked to accumulate. Input pixels no tap reads keep their zero gradient.
-  if (!accumulate) std::memset(dx, 0, sizeof(float) * g.n * g.h * g.w * g.c);
+  int with_taps = 0;
+  for (int bi = 0; bi < p.n; ++bi) with_taps += p.block[bi].taps() > 0;
   for (int64_t n0 = 0; n0 < g.n; n0 += p.chunk) {
     const int64_t count = std::min(p.chunk, g.n - n0);
-    const float* dy_chunk = dy + n0 * pixels * g.out_c;
+    const float* dy_chunk = dy + n0 * g.out_h * g.out_w * g.out_c;
     float* dx_chunk = dx + n0 * g.h * g.w * g.c;
-    for (int64_t gi = 0; gi < g.groups; ++gi)
+    for (int64_t gi = 0; gi < g.groups; ++gi) {
+      Prep prep[kMaxBlocks];
+      Operand a[kMaxBlocks];
+      Target d[kMaxBlocks];
+      bool any_cols = false;
+      float view_beta = 1.0f;
       for (int bi = 0; bi < p.n; ++bi) {
         const Block& b = p.block[bi];
         if (b.taps() == 0) continue;
-        const int64_t rows = count * b.pixels();
-        int64_t ld_dy;
-        const float* a = dy_operand(call.parallel, g, b, count, dy_chunk, gi * opg, ws.scratch, &ld_dy);
+        a[bi] = dy_rows(g, p, bi, ws, count, dy_chunk, gi * opg, &prep[bi]);
+        // Writing through a view of dx is race-free only for a single block with disjoint rows
+        // (blocks' input footprints overlap).
         int64_t base, stride;
-        if (input_view(g, b, cpg, count, true, &base, &stride)) {
-          block_backward_data_gemm(call.parallel, g, b, rows, a, ld_dy, w + gi * opg * kg, 1.0f,
-                                   dx_chunk + base * g.c + gi * cpg, stride * g.c);
+        if (with_taps == 1 && input_view(g, b, cpg, count, true, &base, &stride)) {
+          d[bi] = Target{dx_chunk + base * g.c + gi * cpg, stride * g.c};
+          // Rows that tile every input pixel overwrite dx; otherwise clear it first.
+          const bool tiles = b.taps() == stride && count * b.pixels() * stride == count * g.h * g.w;
+          if (!accumulate && tiles) view_beta = 0.0f;
+          else if (!accumulate && gi == 0) std::memset(dx_chunk, 0, sizeof(float) * count * g.h * g.w * g.c);
         } else {
-          block_backward_data_gemm(call.parallel, g, b, rows, a, ld_dy, w + gi * opg * kg, 0.0f,
-                                   ws.cols, b.taps() * cpg);
-          col2im_add(call.parallel, g, b, ws.cols, count, gi * cpg, cpg, dx_chunk);
+          prep[bi].cols = true;
+          prep[bi].cols_at = ws.cols + p.chunk * p.cols_at[bi];
+          d[bi] = Target{prep[bi].cols_at, b.taps() * cpg};
+          any_cols = true;
         }
       }
+      // Phase 1 only gathers dy rows: here prep's columns are the GEMMs' output (col2im's input).
+      Prep gather_only[kMaxBlocks];
+      for (int bi = 0; bi < p.n; ++bi) {
+        gather_only[bi].gather = prep[bi].gather;
+        gather_only[bi].scratch_at = prep[bi].scratch_at;
+      }
+      prepare(call.parallel, g, p, gather_only, count, nullptr, dy_chunk, 0, gi * opg);
+      for_each_share(call.parallel, [&](int64_t t, int64_t shares) {
+        for (int bi = 0; bi < p.n; ++bi) {
+          const Block& b = p.block[bi];
+          if (b.taps() == 0) continue;
+          Part pt;
+          if (!part_of(count * b.pixels(), b.taps() * cpg, opg, bi, t, shares, &pt)) continue;
+          backward_data_part(g, b, pt, a[bi].p, a[bi].ld, w + gi * opg * kg,
+                             prep[bi].cols ? 0.0f : view_beta, d[bi].p, d[bi].ld);
+        }
+      });
+      // Pixels no tap reads get a zero gradient: when not accumulating, col2im clears every row
+      // before the first group adds to it (views cleared dx above or overwrite it).
+      if (any_cols) col2im(call.parallel, g, p, prep, count, gi * cpg, !accumulate && gi == 0, dx_chunk);
+      if (with_taps == 0 && !accumulate && gi == 0)
+        std::memset(dx_chunk, 0, sizeof(float) * count * g.h * g.w * g.c);
+    }
   }
 }
 
@@ -533,31 +668,42 @@ void im2col_backward_weight(const KernelCall& call, const ConvGeometry& g, const
   const Plan p = make_plan(g);
   const Workspace ws = split_workspace(call, p);
   const int64_t cpg = g.c_per_group(), opg = g.out_c_per_group(), kg = g.kh * g.kw * cpg;
-  const int64_t pixels = g.out_h * g.out_w;
-  // Taps no pixel reads have a zero gradient. With one block covering every tap the first chunk
-  // overwrites dW through its GEMMs' beta instead (as OpenBLAS clears C in a separate pass for
-  // beta = 0, that is no cheaper, only one pass fewer to read).
-  float first_beta = accumulate ? 1.0f : 0.0f;
-  if (!accumulate && !(p.n == 1 && p.block[0].taps() == g.kh * g.kw)) {
-    std::memset(dw, 0, sizeof(float) * g.out_c * kg);
-    first_beta = 1.0f;
-  }
+  // Taps no pixel reads have a zero gradient. With one block of every tap the first chunk's GEMMs
+  // overwrite dW (beta 0) and may split either way; otherwise each share clears its output
+  // channels of dW first and all shares split dW by output channels, so that blocks whose taps
+  // overlap never write the same element from two threads.
+  const bool whole = p.n == 1 && p.block[0].taps() == g.kh * g.kw;
   for (int64_t n0 = 0; n0 < g.n; n0 += p.chunk) {
     const int64_t count = std::min(p.chunk, g.n - n0);
-    const float* dy_chunk = dy + n0 * pixels * g.out_c;
+    const float* dy_chunk = dy + n0 * g.out_h * g.out_w * g.out_c;
     const float* x_chunk = x + n0 * g.h * g.w * g.c;
-    const float beta = n0 == 0 ? first_beta : 1.0f;
-    for (int64_t gi = 0; gi < g.groups; ++gi)
+    const bool first = n0 == 0;
+    for (int64_t gi = 0; gi < g.groups; ++gi) {
+      Prep prep[kMaxBlocks];
+      Operand a[kMaxBlocks], cols[kMaxBlocks];
       for (int bi = 0; bi < p.n; ++bi) {
-        const Block& b = p.block[bi];
-        if (b.taps() == 0) continue;
-        const int64_t rows = count * b.pixels();
-        int64_t ld_dy, ld_cols;
-        const float* a = dy_operand(call.parallel, g, b, count, dy_chunk, gi * opg, ws.scratch, &ld_dy);
-        const float* c = cols_operand(call.parallel, g, b, count, x_chunk, gi * cpg, ws.cols, &ld_cols);
-        block_backward_weight_gemm(call.parallel, g, b, rows, a, ld_dy, c, ld_cols, beta,
-                                   dw + gi * opg * kg);
+        if (p.block[bi].taps() == 0) continue;
+        a[bi] = dy_rows(g, p, bi, ws, count, dy_chunk, gi * opg, &prep[bi]);
+        cols[bi] = columns(g, p, bi, ws, count, x_chunk, gi * cpg, &prep[bi]);
       }
+      prepare(call.parallel, g, p, prep, count, x_chunk, dy_chunk, gi * cpg, gi * opg);
+      float* dw_g = dw + gi * opg * kg;
+      for_each_share(call.parallel, [&](int64_t t, int64_t shares) {
+        int64_t lo, hi;
+        share_of(opg, t, shares, &lo, &hi);
+        if (!whole && first && !accumulate && lo < hi)
+          std::memset(dw_g + lo * kg, 0, sizeof(float) * (hi - lo) * kg);
+        const float beta = whole && first && !accumulate ? 0.0f : 1.0f;
+        for (int bi = 0; bi < p.n; ++bi) {
+          const Block& b = p.block[bi];
+          if (b.taps() == 0) continue;
+          const int64_t rows = count * b.pixels();
+          Part pt{lo, hi, 0, b.taps() * cpg};
+          if (whole ? !part_of(opg, b.taps() * cpg, rows, bi, t, shares, &pt) : lo >= hi) continue;
+          backward_weight_part(g, b, pt, rows, a[bi].p, a[bi].ld, cols[bi].p, cols[bi].ld, beta, dw_g);
+        }
+      });
+    }
   }
 }
 

@@ -89,6 +89,11 @@ const std::vector<ConvCase> kPadded = {
     {"groups2_4x4to2x2_s2", 2, 4, 4, 6, 4, 3, 3, 2, 2, 1, 1, 2},
     {"1x1map_300_images", 300, 1, 1, 4, 5, 3, 3, 1, 1, 1, 1, 1},  // several chunks
     {"2x2map_300_images", 300, 2, 2, 3, 4, 3, 3, 1, 1, 1, 1, 1},
+    // Large enough that the GEMMs of a block are split between threads: along output channels
+    // (few rows) and along rows (many rows).
+    {"2x2map_split_channels", 32, 2, 2, 64, 96, 3, 3, 1, 1, 1, 1, 1},
+    {"4x4map_split_rows", 32, 4, 4, 32, 24, 3, 3, 1, 1, 1, 1, 1},
+    {"1x1map_split", 32, 1, 1, 96, 112, 3, 3, 1, 1, 1, 1, 1},
 };
 
 // Forces a tap-pruning plan for the lifetime of the guard.
@@ -179,32 +184,33 @@ Shape y_shape(const ConvCase& k) {
   return conv2d_output_shape(x_shape(k), w_shape(k), attrs_of(k)).value();
 }
 
-void check_forward(const ConvCase& k, bool with_bias) {
+void check_forward(const ConvCase& k, bool with_bias, int threads = 2) {
   std::vector<HostTensor> in = {random_tensor(x_shape(k), 11), random_tensor(w_shape(k), 12),
                                 with_bias ? random_tensor({k.out_c}, 13) : absent({k.out_c})};
   const Attrs a = attrs_with(k);
-  auto fast = run_op(OpKind::kConv2d, a, in, {HostTensor{y_shape(k), {}}}, false);
+  auto fast = run_op(OpKind::kConv2d, a, in, {HostTensor{y_shape(k), {}}}, false, threads);
   auto ref = run_op(OpKind::kConv2d, a, in, {HostTensor{y_shape(k), {}}}, true);
   EXPECT_LT(max_rel_error(fast[0].data, ref[0].data), kTol) << k.name << " bias=" << with_bias;
 }
 
-void check_backward_data(const ConvCase& k, bool accumulate) {
+void check_backward_data(const ConvCase& k, bool accumulate, int threads = 2) {
   std::vector<HostTensor> in = {random_tensor(y_shape(k), 21), random_tensor(w_shape(k), 22)};
   HostTensor dx = accumulate ? random_tensor(x_shape(k), 23) : HostTensor{x_shape(k), {}};
   const Attrs a = attrs_with(k, accumulate ? 1u : 0u);
-  auto fast = run_op(OpKind::kConv2dBackwardData, a, in, {dx}, false);
+  auto fast = run_op(OpKind::kConv2dBackwardData, a, in, {dx}, false, threads);
   auto ref = run_op(OpKind::kConv2dBackwardData, a, in, {dx}, true);
   EXPECT_LT(max_rel_error(fast[0].data, ref[0].data), kTol) << k.name << " accumulate=" << accumulate;
 }
 
 // want_dw / want_db: whether the output is present; mask: accumulate_mask.
-void check_backward_weight(const ConvCase& k, bool want_dw, bool want_db, uint32_t mask) {
+void check_backward_weight(const ConvCase& k, bool want_dw, bool want_db, uint32_t mask,
+                           int threads = 2) {
   std::vector<HostTensor> in = {random_tensor(y_shape(k), 31), random_tensor(x_shape(k), 32)};
   // Outputs start from random values: accumulation must add to them, overwriting ignore them.
   HostTensor dw = !want_dw ? absent(w_shape(k)) : random_tensor(w_shape(k), 33);
   HostTensor db = !want_db ? absent({k.out_c}) : random_tensor({k.out_c}, 34);
   const Attrs a = attrs_with(k, mask);
-  auto fast = run_op(OpKind::kConv2dBackwardWeight, a, in, {dw, db}, false);
+  auto fast = run_op(OpKind::kConv2dBackwardWeight, a, in, {dw, db}, false, threads);
   auto ref = run_op(OpKind::kConv2dBackwardWeight, a, in, {dw, db}, true);
   const std::string what = std::string(k.name) + " dw=" + std::to_string(want_dw) +
                            " db=" + std::to_string(want_db) + " mask=" + std::to_string(mask);
@@ -246,6 +252,26 @@ TEST(Conv2dFast, EveryTapPruningPlanMatchesReferenceOnSmallAndLayerSizedCases) {
     SCOPED_TRACE(pruning_name(mode));
     for (const ConvCase& k : kSmall) check_all_directions(k);
     for (const ConvCase& k : kLarge) check_all_directions(k);
+  }
+}
+
+TEST(Conv2dFast, TapPruningPlansMatchReferenceWithOneAndThreeThreads) {
+  for (TapPruning mode : {TapPruning::kGlobal, TapPruning::kClasses}) {
+    ForcePruning force(mode);
+    SCOPED_TRACE(pruning_name(mode));
+    for (const char* name : {"2x2map_split_channels", "4x4map_split_rows", "stem_7x7_s2_p3"}) {
+      const ConvCase* k = nullptr;
+      for (const ConvCase& c : kPadded)
+        if (std::string(c.name) == name) k = &c;
+      ASSERT_NE(k, nullptr) << name;
+      for (int threads : {1, 3}) {
+        SCOPED_TRACE(threads);
+        check_forward(*k, true, threads);
+        check_backward_data(*k, false, threads);
+        check_backward_weight(*k, true, true, 0u, threads);
+        check_backward_weight(*k, true, false, 1u, threads);
+      }
+    }
   }
 }
 
