@@ -8,6 +8,7 @@
 // EDGETRAIN_THREADS sets the kernels' thread pool size (default 2, the target's core count).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <random>
 #include <string>
 #include <cstdlib>
@@ -110,7 +111,13 @@ void run_layer(benchmark::State& state, const Layer& l, OpKind op,
   set_tap_pruning_for_testing(TapPruning::kAuto);
 }
 
+// On a shared machine the minimum over many short repetitions is the most stable figure:
+//   EDGETRAIN_BENCH_ITERATIONS=5 build/bench/bench_conv2d --benchmark_filter=r18 \
+//     --benchmark_repetitions=20 --benchmark_enable_random_interleaving=true
+// (the "_min" rows; with EDGETRAIN_THREADS=1 their cpu_time is the calling thread's own).
 void register_resnet18() {
+  const char* iter_env = std::getenv("EDGETRAIN_BENCH_ITERATIONS");
+  const int64_t iterations = iter_env ? std::atoll(iter_env) : 0;
   const struct {
     const char* name;
     OpKind op;
@@ -129,9 +136,13 @@ void register_resnet18() {
         const Layer l = nl.layer;
         const OpKind op = d.op;
         const TapPruning mode = p.mode;
-        benchmark::RegisterBenchmark(name.c_str(), [l, op, mode](benchmark::State& st) {
+        auto* b = benchmark::RegisterBenchmark(name.c_str(), [l, op, mode](benchmark::State& st) {
           run_layer(st, l, op, mode);
-        })->UseRealTime();
+        });
+        b->UseRealTime()->ComputeStatistics("min", [](const std::vector<double>& v) {
+          return *std::min_element(v.begin(), v.end());
+        });
+        if (iterations > 0) b->Iterations(iterations);
       }
 }
 
