@@ -34,7 +34,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <cstdlib>
 
 #include "ops/gemm.h"
 #include "runtime/status.h"
@@ -199,7 +198,6 @@ Plan make_plan(const ConvGeometry& g) {
         std::max(kClassesWorkspaceFloats, plain_chunk * pixels * g.kh * g.kw * cg);
     const int64_t per_image = std::max<int64_t>(1, cols_per_image + scratch_per_image);
     p.chunk = std::max(plain_chunk, std::min(want, budget / per_image));
-    if (std::getenv("PC_PLAINCHUNK")) p.chunk = plain_chunk;
   }
   p.cols_floats = p.chunk * cols_per_image;
   p.scratch_floats = p.chunk * scratch_per_image;
