@@ -112,8 +112,8 @@ void run_layer(benchmark::State& state, const Layer& l, OpKind op,
 }
 
 // On a shared machine the minimum over many short repetitions is the most stable figure:
-//   EDGETRAIN_BENCH_ITERATIONS=5 build/bench/bench_conv2d --benchmark_filter=r18 \
-//     --benchmark_repetitions=20 --benchmark_enable_random_interleaving=true
+//   EDGETRAIN_BENCH_ITERATIONS=5 build/bench/bench_conv2d --benchmark_filter=r18
+//       --benchmark_repetitions=20 --benchmark_enable_random_interleaving=true
 // (the "_min" rows; with EDGETRAIN_THREADS=1 their cpu_time is the calling thread's own).
 void register_resnet18() {
   const char* iter_env = std::getenv("EDGETRAIN_BENCH_ITERATIONS");
