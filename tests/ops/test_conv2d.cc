@@ -91,9 +91,9 @@ const std::vector<ConvCase> kPadded = {
     {"2x2map_300_images", 300, 2, 2, 3, 4, 3, 3, 1, 1, 1, 1, 1},
     // Large enough that the GEMMs of a block are split between threads: along output channels
     // (few rows) and along rows (many rows).
-    {"2x2map_split_channels", 32, 2, 2, 64, 96, 3, 3, 1, 1, 1, 1, 1},
-    {"4x4map_split_rows", 32, 4, 4, 32, 24, 3, 3, 1, 1, 1, 1, 1},
-    {"1x1map_split", 32, 1, 1, 96, 112, 3, 3, 1, 1, 1, 1, 1},
+    {"2x2map_split_channels", 32, 2, 2, 128, 160, 3, 3, 1, 1, 1, 1, 1},
+    {"4x4map_split_rows", 32, 4, 4, 64, 48, 3, 3, 1, 1, 1, 1, 1},
+    {"1x1map_split", 32, 1, 1, 512, 160, 3, 3, 1, 1, 1, 1, 1},
 };
 
 // Forces a tap-pruning plan for the lifetime of the guard.
