@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <random>
 #include <string>
+#include <utility>
 #include <cstdlib>
 #include <vector>
 
@@ -50,6 +51,16 @@ constexpr NamedLayer kResNet18[] = {
     {"r18_l4_3x3_s2_2x2", {32, 2, 2, 256, 512, 3, 2, 1, 1}},
     {"r18_l4_3x3_1x1", {32, 1, 1, 512, 512, 3, 1, 1, 1}},
     {"r18_l4_down1x1_s2_2x2", {32, 2, 2, 256, 512, 1, 2, 0, 1}},
+};
+// ResNet-18 on 224x224 images, batch 8: little padding waste, the plain im2col plan (auto only).
+constexpr NamedLayer kResNet18At224[] = {
+    {"r18at224_stem7x7_s2_224x224", {8, 224, 224, 3, 64, 7, 2, 3, 1}},
+    {"r18at224_l1_3x3_56x56", {8, 56, 56, 64, 64, 3, 1, 1, 1}},
+    {"r18at224_l2_3x3_s2_56x56", {8, 56, 56, 64, 128, 3, 2, 1, 1}},
+    {"r18at224_l2_3x3_28x28", {8, 28, 28, 128, 128, 3, 1, 1, 1}},
+    {"r18at224_l3_3x3_14x14", {8, 14, 14, 256, 256, 3, 1, 1, 1}},
+    {"r18at224_l4_3x3_s2_14x14", {8, 14, 14, 256, 512, 3, 2, 1, 1}},
+    {"r18at224_l4_3x3_7x7", {8, 7, 7, 512, 512, 3, 1, 1, 1}},
 };
 
 std::vector<float> random_buffer(int64_t n, uint32_t seed) {
@@ -129,9 +140,13 @@ void register_resnet18() {
     TapPruning mode;
   } plans[] = {{"none", TapPruning::kNone}, {"global", TapPruning::kGlobal},
                {"classes", TapPruning::kClasses}, {"auto", TapPruning::kAuto}};
-  for (const NamedLayer& nl : kResNet18)
+  std::vector<std::pair<NamedLayer, bool>> layers;  // (layer, every plan)
+  for (const NamedLayer& nl : kResNet18) layers.push_back({nl, true});
+  for (const NamedLayer& nl : kResNet18At224) layers.push_back({nl, false});
+  for (const auto& [nl, every_plan] : layers)
     for (const auto& d : dirs)
       for (const auto& p : plans) {
+        if (!every_plan && p.mode != TapPruning::kAuto) continue;
         const std::string name = std::string(nl.name) + "_" + d.name + "/" + p.name;
         const Layer l = nl.layer;
         const OpKind op = d.op;
