@@ -17,6 +17,7 @@
 
 #include "ops/conv2d.h"
 #include "ops/conv2d_im2col.h"
+#include "runtime/blas_env.h"
 #include "runtime/thread_pool.h"
 
 namespace edgetrain {
@@ -177,6 +178,9 @@ BENCHMARK_CAPTURE(run_layer, stem3to32_s2_32x32_bwd_weight, kStem, OpKind::kConv
 }  // namespace edgetrain
 
 int main(int argc, char** argv) {
+  // As in the executor: OpenBLAS runs single-threaded inside our pool (ops/gemm.h); its own idle
+  // threads would otherwise spin in sched_yield next to the measured kernels.
+  edgetrain::set_blas_threads(1);
   edgetrain::register_resnet18();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
