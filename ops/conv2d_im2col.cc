@@ -494,8 +494,13 @@ void col2im(const Parallel& par, const ConvGeometry& g, const Plan& p, const Pre
             const int64_t ix_start = ox * g.sw - g.pw;
             const int64_t vx0 = std::clamp<int64_t>(-ix_start, b.kx0, b.kx1);
             const int64_t vx1 = std::clamp<int64_t>(g.w - ix_start, vx0, b.kx1);
-            for (int64_t kx = vx0; kx < vx1; ++kx)
-              add_to(dx_row + (ix_start + kx) * g.c + c0, col + (kx - b.kx0) * cg, cg);
+            if (cg == g.c) {  // all channels: the valid taps of the kernel row are one run
+              if (vx0 < vx1)
+                add_to(dx_row + (ix_start + vx0) * g.c, col + (vx0 - b.kx0) * cg, (vx1 - vx0) * cg);
+            } else {
+              for (int64_t kx = vx0; kx < vx1; ++kx)
+                add_to(dx_row + (ix_start + kx) * g.c + c0, col + (kx - b.kx0) * cg, cg);
+            }
           }
         }
       }
