@@ -560,6 +560,12 @@ void set_tap_pruning_for_testing(TapPruning mode) {
   forced_pruning.store(mode, std::memory_order_relaxed);
 }
 
+TapPruning im2col_plan(const ConvGeometry& g) {
+  const Plan p = make_plan(g);
+  if (p.n > 1) return TapPruning::kClasses;
+  return p.block[0].taps() == g.kh * g.kw ? TapPruning::kNone : TapPruning::kGlobal;
+}
+
 int64_t im2col_workspace_floats(const ConvGeometry& g) {
   const Plan p = make_plan(g);
   return p.cols_floats + p.scratch_floats;

@@ -23,6 +23,9 @@ enum class TapPruning { kAuto, kNone, kGlobal, kClasses };
 // rules follow it too, so set it before planning and running, and not while kernels run.
 void set_tap_pruning_for_testing(TapPruning mode);
 
+// The plan the im2col path runs for g: kNone (every tap), kGlobal or kClasses (never kAuto).
+TapPruning im2col_plan(const ConvGeometry& g);
+
 // Floats of workspace the im2col path needs for g (the same in every direction).
 int64_t im2col_workspace_floats(const ConvGeometry& g);
 

@@ -275,6 +275,34 @@ TEST(Conv2dFast, TapPruningPlansMatchReferenceWithOneAndThreeThreads) {
   }
 }
 
+TEST(Conv2dFast, AutoTapPruningPlansOfResNet18) {
+  // (input side, channels in, channels out, kernel, stride, pad) -> plan at batch 32.
+  struct Layer {
+    int64_t side, c, out_c;
+    int k, s, p;
+    TapPruning plan;
+  };
+  const Layer layers[] = {
+      {32, 3, 64, 7, 2, 3, TapPruning::kNone},        // stem: 10% padding taps, not worth it
+      {8, 64, 64, 3, 1, 1, TapPruning::kNone},        // 8x8: 16%
+      {8, 64, 128, 3, 2, 1, TapPruning::kNone},       // 8x8 -> 4x4: 16%
+      {4, 128, 128, 3, 1, 1, TapPruning::kClasses},   // 4x4: 31%
+      {4, 128, 256, 3, 2, 1, TapPruning::kClasses},   // 4x4 -> 2x2: 31%
+      {2, 256, 256, 3, 1, 1, TapPruning::kClasses},   // 2x2: 56%
+      {2, 256, 512, 3, 2, 1, TapPruning::kGlobal},    // 2x2 -> 1x1: the inner 2x2 taps
+      {1, 512, 512, 3, 1, 1, TapPruning::kGlobal},    // 1x1: the centre tap
+      {56, 64, 64, 3, 1, 1, TapPruning::kNone},       // 224x224 inputs: little padding
+      {14, 256, 512, 3, 2, 1, TapPruning::kNone},
+      {7, 512, 512, 3, 1, 1, TapPruning::kNone},
+  };
+  for (const Layer& l : layers) {
+    ConvCase k{"resnet", 32, l.side, l.side, l.c, l.out_c, l.k, l.k, l.s, l.s, l.p, l.p, 1};
+    const ConvGeometry g = conv2d_geometry(x_shape(k), w_shape(k), attrs_of(k));
+    EXPECT_EQ(pruning_name(im2col_plan(g)), std::string(pruning_name(l.plan)))
+        << l.side << "x" << l.side << " " << l.c << "->" << l.out_c << " k" << l.k << " s" << l.s;
+  }
+}
+
 TEST(Conv2dFast, ReferenceBackwardWeightOverwritesWhenNotAccumulating) {
   // Guards the reference itself: the fast kernels are only as good as what they are compared to.
   const ConvCase k = kSmall[0];
