@@ -127,9 +127,12 @@ void run_layer(benchmark::State& state, const Layer& l, OpKind op,
 //   EDGETRAIN_BENCH_ITERATIONS=5 build/bench/bench_conv2d --benchmark_filter=r18
 //       --benchmark_repetitions=20 --benchmark_enable_random_interleaving=true
 // (the "_min" rows; with EDGETRAIN_THREADS=1 their cpu_time is the calling thread's own).
+// EDGETRAIN_BENCH_BATCH overrides the batch of these layers (micro-batches).
 void register_resnet18() {
   const char* iter_env = std::getenv("EDGETRAIN_BENCH_ITERATIONS");
   const int64_t iterations = iter_env ? std::atoll(iter_env) : 0;
+  const char* batch_env = std::getenv("EDGETRAIN_BENCH_BATCH");  // e.g. a micro-batch size
+  const int64_t batch = batch_env ? std::atoll(batch_env) : 0;
   const struct {
     const char* name;
     OpKind op;
@@ -149,7 +152,8 @@ void register_resnet18() {
       for (const auto& p : plans) {
         if (!every_plan && p.mode != TapPruning::kAuto) continue;
         const std::string name = std::string(nl.name) + "_" + d.name + "/" + p.name;
-        const Layer l = nl.layer;
+        Layer l = nl.layer;
+        if (batch > 0) l.n = batch;
         const OpKind op = d.op;
         const TapPruning mode = p.mode;
         auto* b = benchmark::RegisterBenchmark(name.c_str(), [l, op, mode](benchmark::State& st) {

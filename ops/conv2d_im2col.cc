@@ -33,6 +33,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstring>
 
 #include "ops/gemm.h"
@@ -51,9 +52,14 @@ constexpr int64_t kMinGemmRows = 256;
 // Classes are used when they do at most this share (percent) of the global plan's work: their
 // GEMMs are smaller (corner blocks have one row per image), split K by kernel rows and need
 // larger chunks, which costs about as much as 15-25% fewer multiply-adds saves. Measured on
-// ResNet-18 at 32x32 (one thread): 2x2 maps (44%) 1.6-2x faster, 4x4 maps (69%) 5-15% faster,
-// 8x8 maps (84%) and the 7x7 stem (90%) 1.2-3x slower.
+// ResNet-18 at 32x32, batch 32, one thread (bench_conv2d): against the plain plan, 2x2 maps
+// (44% of the work) run 1.8-2.2x faster, 4x4 maps (69%) 1.1-1.35x faster, 8x8 maps (84%)
+// 1.1-1.3x slower and the 7x7 stem (90%) 3x slower.
 constexpr int64_t kClassesMaxPercent = 75;
+// ... and when none of their GEMMs (for a full chunk of images) falls below OpenBLAS size:
+// ops/gemm.cc runs GEMMs of up to 100^3 multiply-adds in plain loops, and with small batches
+// (micro-batches) the one-pixel corner blocks do (batch 8: 4x4 maps 1.2-1.8x slower than plain).
+constexpr int64_t kClassesMinGemm = 1000000;
 // Runs per axis and blocks per plan are bounded so that a plan lives on the stack. Runs are at
 // most 2 * kernel + 1; larger kernels fall back to the global plan.
 constexpr int kMaxRuns = 16;
@@ -139,71 +145,96 @@ bool may_need_scratch(const ConvGeometry& g, const Block& b) {
   return b.pixels() != 1 && b.pixels() != g.out_h * g.out_w;
 }
 
-Plan make_plan(const ConvGeometry& g) {
-  const AxisRuns ry = axis_runs(g.out_h, g.sh, g.ph, g.kh, g.h);
-  const AxisRuns rx = axis_runs(g.out_w, g.sw, g.pw, g.kw, g.w);
-  const int64_t pixels = g.out_h * g.out_w;
-  const int64_t global_work = pixels * (ry.u1 - ry.u0) * (rx.u1 - rx.u0);
-  const bool classes_possible = !ry.overflow && !rx.overflow && ry.n * rx.n <= kMaxBlocks;
-  int64_t class_work = 0;
-  if (classes_possible)
-    for (int i = 0; i < ry.n; ++i)
-      for (int j = 0; j < rx.n; ++j) {
-        const Run& r = ry.run[i];
-        const Run& c = rx.run[j];
-        class_work += (r.o1 - r.o0) * (c.o1 - c.o0) * (r.k1 - r.k0) * (c.k1 - c.k0);
-      }
-
-  TapPruning mode = forced_pruning.load(std::memory_order_relaxed);
-  if (mode == TapPruning::kClasses && !classes_possible) mode = TapPruning::kGlobal;
-  if (mode == TapPruning::kAuto)
-    mode = classes_possible && class_work * 100 <= global_work * kClassesMaxPercent
-               ? TapPruning::kClasses
-               : TapPruning::kGlobal;
-
-  Plan p;
+// The blocks of a plan (mode kNone, kGlobal or kClasses).
+void fill_blocks(const ConvGeometry& g, const AxisRuns& ry, const AxisRuns& rx, TapPruning mode,
+                 Plan* p) {
+  p->n = 0;
   if (mode == TapPruning::kClasses) {
     for (int i = 0; i < ry.n; ++i)
       for (int j = 0; j < rx.n; ++j) {
         const Run& r = ry.run[i];
         const Run& c = rx.run[j];
-        p.block[p.n++] = Block{r.o0, r.o1, c.o0, c.o1, r.k0, r.k1, c.k0, c.k1, true};
+        p->block[p->n++] = Block{r.o0, r.o1, c.o0, c.o1, r.k0, r.k1, c.k0, c.k1, true};
       }
-  } else {
-    Block b{0, g.out_h, 0, g.out_w, 0, g.kh, 0, g.kw, false};
-    if (mode == TapPruning::kGlobal) b.ky0 = ry.u0, b.ky1 = ry.u1, b.kx0 = rx.u0, b.kx1 = rx.u1;
-    bool valid = !ry.overflow && !rx.overflow;  // without the runs, assume some taps are not
-    for (int i = 0; valid && i < ry.n; ++i)
-      valid = ry.run[i].k0 <= b.ky0 && ry.run[i].k1 >= b.ky1;
-    for (int j = 0; valid && j < rx.n; ++j)
-      valid = rx.run[j].k0 <= b.kx0 && rx.run[j].k1 >= b.kx1;
-    b.all_valid = valid;
-    p.block[p.n++] = b;
+    return;
   }
+  Block b{0, g.out_h, 0, g.out_w, 0, g.kh, 0, g.kw, false};
+  if (mode == TapPruning::kGlobal) b.ky0 = ry.u0, b.ky1 = ry.u1, b.kx0 = rx.u0, b.kx1 = rx.u1;
+  bool valid = !ry.overflow && !rx.overflow;  // without the runs, assume some taps are not
+  for (int i = 0; valid && i < ry.n; ++i) valid = ry.run[i].k0 <= b.ky0 && ry.run[i].k1 >= b.ky1;
+  for (int j = 0; valid && j < rx.n; ++j) valid = rx.run[j].k0 <= b.kx0 && rx.run[j].k1 >= b.kx1;
+  b.all_valid = valid;
+  p->block[p->n++] = b;
+}
 
+// Chunk size and workspace layout of a plan.
+void size_plan(const ConvGeometry& g, Plan* p) {
   const int64_t cg = g.c_per_group(), opg = g.out_c_per_group();
+  const int64_t pixels = g.out_h * g.out_w;
   const int64_t plain_chunk =
       std::clamp<int64_t>((kMinGemmRows + pixels - 1) / pixels, 1, std::max<int64_t>(1, g.n));
   int64_t cols_per_image = 0, scratch_per_image = 0, min_pixels = pixels;
-  for (int i = 0; i < p.n; ++i) {
-    const Block& b = p.block[i];
-    p.cols_at[i] = cols_per_image, p.scratch_at[i] = scratch_per_image;
+  for (int i = 0; i < p->n; ++i) {
+    const Block& b = p->block[i];
+    p->cols_at[i] = cols_per_image, p->scratch_at[i] = scratch_per_image;
     if (b.taps() == 0) continue;
     cols_per_image += b.pixels() * b.taps() * cg;
     if (may_need_scratch(g, b)) scratch_per_image += b.pixels() * opg;
     min_pixels = std::min(min_pixels, b.pixels());
   }
-  p.chunk = plain_chunk;
-  if (p.n > 1) {
-    const int64_t want =
-        std::clamp<int64_t>((kMinGemmRows + min_pixels - 1) / min_pixels, 1, std::max<int64_t>(1, g.n));
+  p->chunk = plain_chunk;
+  if (p->n > 1) {
+    const int64_t want = std::clamp<int64_t>((kMinGemmRows + min_pixels - 1) / min_pixels, 1,
+                                             std::max<int64_t>(1, g.n));
     const int64_t budget =
         std::max(kClassesWorkspaceFloats, plain_chunk * pixels * g.kh * g.kw * cg);
     const int64_t per_image = std::max<int64_t>(1, cols_per_image + scratch_per_image);
-    p.chunk = std::max(plain_chunk, std::min(want, budget / per_image));
+    p->chunk = std::max(plain_chunk, std::min(want, budget / per_image));
   }
-  p.cols_floats = p.chunk * cols_per_image;
-  p.scratch_floats = p.chunk * scratch_per_image;
+  p->cols_floats = p->chunk * cols_per_image;
+  p->scratch_floats = p->chunk * scratch_per_image;
+}
+
+// Multiply-adds of the smallest GEMM a plan runs on a full chunk (one kernel row of a block when
+// its taps are not whole kernel rows); the same in every direction.
+int64_t smallest_gemm(const ConvGeometry& g, const Plan& p) {
+  int64_t smallest = INT64_MAX;
+  for (int i = 0; i < p.n; ++i) {
+    const Block& b = p.block[i];
+    if (b.taps() == 0) continue;
+    const int64_t k = (b.kx1 - b.kx0 == g.kw ? b.taps() : b.kx1 - b.kx0) * g.c_per_group();
+    smallest = std::min(smallest, p.chunk * b.pixels() * g.out_c_per_group() * k);
+  }
+  return smallest;
+}
+
+Plan make_plan(const ConvGeometry& g) {
+  const AxisRuns ry = axis_runs(g.out_h, g.sh, g.ph, g.kh, g.h);
+  const AxisRuns rx = axis_runs(g.out_w, g.sw, g.pw, g.kw, g.w);
+  const bool classes_possible = !ry.overflow && !rx.overflow && ry.n * rx.n <= kMaxBlocks;
+  TapPruning mode = forced_pruning.load(std::memory_order_relaxed);
+  if (mode == TapPruning::kClasses && !classes_possible) mode = TapPruning::kGlobal;
+  Plan p;
+  if (mode == TapPruning::kAuto) {
+    mode = TapPruning::kGlobal;
+    if (classes_possible) {
+      const int64_t global_work = g.out_h * g.out_w * (ry.u1 - ry.u0) * (rx.u1 - rx.u0);
+      int64_t class_work = 0;
+      for (int i = 0; i < ry.n; ++i)
+        for (int j = 0; j < rx.n; ++j) {
+          const Run& r = ry.run[i];
+          const Run& c = rx.run[j];
+          class_work += (r.o1 - r.o0) * (c.o1 - c.o0) * (r.k1 - r.k0) * (c.k1 - c.k0);
+        }
+      if (class_work * 100 <= global_work * kClassesMaxPercent) {
+        fill_blocks(g, ry, rx, TapPruning::kClasses, &p);
+        size_plan(g, &p);
+        if (smallest_gemm(g, p) >= kClassesMinGemm) return p;
+      }
+    }
+  }
+  fill_blocks(g, ry, rx, mode, &p);
+  size_plan(g, &p);
   return p;
 }
 
