@@ -29,6 +29,12 @@
 // Output rows of a block are evenly spaced in y when the block covers whole images or one pixel
 // per image; otherwise its GEMM writes into a scratch area scattered into y afterwards (and its
 // dy rows are gathered into the scratch area in the backward directions).
+//
+// Threads. A chunk of images runs in at most three parallel regions, however many blocks it has:
+// (1) im2col and dy gathering of every block, (2) the GEMMs, each thread running single-threaded
+// GEMMs on its share of every block (output rows or columns; for the weight gradient, where
+// blocks' taps overlap, its output channels), (3) for backward data, col2im of every block.
+// One region per GEMM cost more than the GEMMs themselves on 2x2 maps on a busy 2-core machine.
 #include "ops/conv2d_im2col.h"
 
 #include <algorithm>
