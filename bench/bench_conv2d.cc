@@ -5,6 +5,8 @@
 // The ResNet-18 layers run once per tap-pruning plan of the im2col path (.../none is the plain
 // im2col, .../auto what the kernels pick), next to each other so that A/B pairs share conditions.
 //   OPENBLAS_CORETYPE=Haswell build/bench/bench_conv2d --benchmark_filter=r18
+// ResNet-18's dense 3x3 stride-1 convs (224x224 batch 8, 32x32 batch 32) also run three ways each
+// (r18_b*): im2col, Winograd F(2x2, 3x3) and F(4x4, 3x3), GFLOP/s in the nominal FLOPs.
 // EDGETRAIN_THREADS sets the kernels' thread pool size (default 2, the target's core count).
 #include <benchmark/benchmark.h>
 
@@ -17,6 +19,7 @@
 
 #include "ops/conv2d.h"
 #include "ops/conv2d_im2col.h"
+#include "ops/conv2d_winograd.h"
 #include "runtime/blas_env.h"
 #include "runtime/thread_pool.h"
 
@@ -32,6 +35,15 @@ struct Layer {
 constexpr Layer kProject96to24{32, 8, 8, 96, 24, 1, 1, 0, 1};          // block 2 project conv
 constexpr Layer kDepthwise144{32, 8, 8, 144, 144, 3, 1, 1, 144};       // block 3 depthwise
 constexpr Layer kStem{32, 32, 32, 3, 32, 3, 2, 1, 1};                  // features.0
+// ResNet-18 basic-block 3x3 convs (stride 1): 224x224 input, batch 8 ...
+constexpr Layer kR18_56{8, 56, 56, 64, 64, 3, 1, 1, 1};
+constexpr Layer kR18_28{8, 28, 28, 128, 128, 3, 1, 1, 1};
+constexpr Layer kR18_14{8, 14, 14, 256, 256, 3, 1, 1, 1};
+constexpr Layer kR18_7{8, 7, 7, 512, 512, 3, 1, 1, 1};
+// ... and 32x32 input, batch 32.
+constexpr Layer kR18s_8{32, 8, 8, 64, 64, 3, 1, 1, 1};
+constexpr Layer kR18s_4{32, 4, 4, 128, 128, 3, 1, 1, 1};
+constexpr Layer kR18s_2{32, 2, 2, 256, 256, 3, 1, 1, 1};
 constexpr Layer kResNetStem32{32, 32, 32, 3, 64, 7, 2, 3, 1};           // ResNet-18 conv1, 32x32 b32
 constexpr Layer kResNetStem224{8, 224, 224, 3, 64, 7, 2, 3, 1};         // ResNet-18 conv1, 224x224 b8
 
@@ -72,9 +84,10 @@ std::vector<float> random_buffer(int64_t n, uint32_t seed) {
   return v;
 }
 
-void run_layer(benchmark::State& state, const Layer& l, OpKind op,
-               TapPruning pruning = TapPruning::kAuto) {
+void run_layer_with(benchmark::State& state, const Layer& l, OpKind op, TapPruning pruning,
+                    WinogradPolicy policy) {
   set_tap_pruning_for_testing(pruning);  // before the workspace is sized
+  set_winograd_policy(policy);
   Attrs attrs;
   attrs.conv.kernel_h = attrs.conv.kernel_w = l.k;
   attrs.conv.stride_h = attrs.conv.stride_w = l.stride;
@@ -117,10 +130,19 @@ void run_layer(benchmark::State& state, const Layer& l, OpKind op,
     info.fast(call);
     benchmark::ClobberMemory();
   }
+  set_winograd_policy(WinogradPolicy::kAuto);
   const double flops = 2.0 * ys.numel() * l.k * l.k * (l.c / l.groups);
   // Wall time (UseRealTime below): the kernels and OpenBLAS run on several threads.
   state.counters["FLOPS"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
   set_tap_pruning_for_testing(TapPruning::kAuto);
+}
+
+void run_layer(benchmark::State& state, const Layer& l, OpKind op, TapPruning pruning = TapPruning::kAuto) {
+  run_layer_with(state, l, op, pruning, WinogradPolicy::kAuto);
+}
+
+void run_layer_winograd(benchmark::State& state, const Layer& l, OpKind op, WinogradPolicy policy) {
+  run_layer_with(state, l, op, TapPruning::kAuto, policy);
 }
 
 // On a shared machine the minimum over many short repetitions is the most stable figure:
@@ -177,6 +199,22 @@ BENCHMARK_CAPTURE(run_layer, stem3to32_s2_32x32_bwd_data, kStem, OpKind::kConv2d
 BENCHMARK_CAPTURE(run_layer, resnet_stem7x7_s2_32x32_b32_fwd, kResNetStem32, OpKind::kConv2d)->UseRealTime();
 BENCHMARK_CAPTURE(run_layer, resnet_stem7x7_s2_224x224_b8_fwd, kResNetStem224, OpKind::kConv2d)->UseRealTime();
 BENCHMARK_CAPTURE(run_layer, stem3to32_s2_32x32_bwd_weight, kStem, OpKind::kConv2dBackwardWeight)->UseRealTime();
+
+#define ET_BENCH_3WAYS(name, layer, op, dir)                                                      \
+  BENCHMARK_CAPTURE(run_layer_winograd, name##_##dir##_im2col, layer, op, WinogradPolicy::kOff)->UseRealTime()->MeasureProcessCPUTime(); \
+  BENCHMARK_CAPTURE(run_layer_winograd, name##_##dir##_f2, layer, op, WinogradPolicy::kF2)->UseRealTime()->MeasureProcessCPUTime();      \
+  BENCHMARK_CAPTURE(run_layer_winograd, name##_##dir##_f4, layer, op, WinogradPolicy::kF4)->UseRealTime()->MeasureProcessCPUTime()
+#define ET_BENCH_LAYER(name, layer)                                \
+  ET_BENCH_3WAYS(name, layer, OpKind::kConv2d, fwd);               \
+  ET_BENCH_3WAYS(name, layer, OpKind::kConv2dBackwardData, bwd_data)
+
+ET_BENCH_LAYER(r18_b8_56x56x64, kR18_56);
+ET_BENCH_LAYER(r18_b8_28x28x128, kR18_28);
+ET_BENCH_LAYER(r18_b8_14x14x256, kR18_14);
+ET_BENCH_LAYER(r18_b8_7x7x512, kR18_7);
+ET_BENCH_LAYER(r18_b32_8x8x64, kR18s_8);
+ET_BENCH_LAYER(r18_b32_4x4x128, kR18s_4);
+ET_BENCH_LAYER(r18_b32_2x2x256, kR18s_2);
 
 }  // namespace
 }  // namespace edgetrain

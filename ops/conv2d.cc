@@ -13,12 +13,15 @@
 //              weight row), then sgemm; taps that only read padding are left out. Backward data
 //              runs the sgemm into the columns and folds them back (col2im).
 //   direct     forward of dense convs with at most 4 input channels (the stems): ops/conv2d_direct.h.
+// Before these, forward and backward data of dense 3x3 stride-1 convs go to Winograd
+// (ops/conv2d_winograd.h) wherever winograd_tile() says it pays.
 #include "ops/conv2d.h"
 
 #include <cblas.h>
 
 #include "ops/conv2d_direct.h"
 #include "ops/conv2d_im2col.h"
+#include "ops/conv2d_winograd.h"
 #include "ops/gemm.h"
 
 #include <algorithm>
@@ -422,6 +425,8 @@ void conv2d_forward(const KernelCall& call) {
   const float* w = call.in_f(1);
   const float* b = call.in_f(2);
   float* y = call.out_f(0);
+  if (const int m = winograd_tile(g))
+    return winograd_forward(call.parallel, g, m, x, w, b, y, call.workspace, call.workspace_bytes);
   const ConvPath path = conv_path(g);
   if (path == ConvPath::kDepthwise) return depthwise_forward(call, g, x, w, b, y);
   if (conv2d_direct_forward_applies(g))
@@ -450,6 +455,9 @@ void conv2d_backward_data(const KernelCall& call) {
   const float* dy = call.in_f(0);
   const float* w = call.in_f(1);
   const bool accumulate = call.attrs->accumulates(0);
+  if (const int m = winograd_tile(g))
+    return winograd_backward_data(call.parallel, g, m, dy, w, dx, accumulate, call.workspace,
+                                  call.workspace_bytes);
   const ConvPath path = conv_path(g);
   if (path == ConvPath::kDepthwise) return depthwise_backward_data(call, g, dy, w, dx, accumulate);
 
@@ -504,10 +512,21 @@ size_t workspace_bytes_for(const Shape& x, const Shape& w, const ConvAttrs& a) {
   if (!conv2d_output_shape(x, w, a).is_ok()) return 0;
   return static_cast<size_t>(workspace_floats(conv2d_geometry(x, w, a))) * sizeof(float);
 }
+
+// Winograd's workspace for forward (or backward data), or -1 when the conv does not use it.
+int64_t winograd_bytes_for(const Shape& x, const Shape& w, const ConvAttrs& a, bool backward_data) {
+  if (!conv2d_output_shape(x, w, a).is_ok()) return -1;
+  const ConvGeometry g = conv2d_geometry(x, w, a);
+  const int m = winograd_tile(g);
+  if (m == 0) return -1;
+  return static_cast<int64_t>(backward_data ? winograd_backward_data_workspace_bytes(g, m)
+                                            : winograd_forward_workspace_bytes(g, m));
+}
 }  // namespace
 
 size_t conv2d_forward_workspace(const Attrs& a, const Shape* in, int n_in, const Shape*, int) {
   if (n_in < 2) return 0;
+  if (int64_t bytes = winograd_bytes_for(in[0], in[1], a.conv, false); bytes >= 0) return bytes;
   const ConvGeometry g = conv2d_geometry(in[0], in[1], a.conv);
   if (conv_path(g) != ConvPath::kDepthwise && conv2d_direct_forward_applies(g))
     return static_cast<size_t>(conv2d_direct_forward_workspace_floats(g)) * sizeof(float);
@@ -517,6 +536,7 @@ size_t conv2d_forward_workspace(const Attrs& a, const Shape* in, int n_in, const
 size_t conv2d_backward_data_workspace(const Attrs& a, const Shape* in, int n_in, const Shape* out,
                                       int n_out) {
   if (n_in < 2 || n_out < 1) return 0;
+  if (int64_t bytes = winograd_bytes_for(out[0], in[1], a.conv, true); bytes >= 0) return bytes;
   return workspace_bytes_for(out[0], in[1], a.conv);
 }
 

@@ -8,6 +8,7 @@
 
 #include "ops/conv2d.h"
 #include "ops/conv2d_im2col.h"
+#include "ops/conv2d_winograd.h"
 #include "tests/support/op_harness.h"
 
 namespace edgetrain {
@@ -338,7 +339,9 @@ TEST(Conv2dWorkspace, PointwiseNeedsNoneIm2colNeedsOneChunksColumnsDepthwiseOneW
     return conv2d_forward_workspace(a, in, 2, out, 1);
   };
   EXPECT_EQ(forward_ws(large_case("1x1_64_96")), 0u);
-  EXPECT_EQ(forward_ws(large_case("3x3_c32")), size_t{2 * 14 * 14 * 9 * 32 * 4});
+  const ConvCase& c32 = large_case("3x3_c32");  // dense 3x3 stride 1: Winograd's workspace
+  const ConvGeometry g32 = conv2d_geometry(x_shape(c32), w_shape(c32), attrs_of(c32));
+  EXPECT_EQ(forward_ws(c32), winograd_forward_workspace_bytes(g32, winograd_tile(g32)));
   EXPECT_EQ(forward_ws(large_case("groups4_3x3")), size_t{2 * 14 * 14 * 9 * 8 * 4});  // one group
   EXPECT_EQ(forward_ws(large_case("depthwise_c48_s2")), size_t{9 * 48 * 4});
   const ConvCase k = large_case("3x3_s2_c32_64");
