@@ -3,6 +3,7 @@
 // --no-run, runs two training steps on random data to check the plan against the process:
 // the arena bytes the steps really wrote, and how the process's peak RSS compares with the
 // arena and the parameters (the runtime's promise is that nothing else grows).
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -138,7 +139,7 @@ Result<JsonValue> measure_steps(const ArgParser& p, const GraphFactory& factory,
   *report += buf;
   std::snprintf(buf, sizeof buf,
                 "  process peak RSS  %10.2f MiB; grew %.2f MiB since before the trainer was built\n"
-                "                    vs %.2f MiB expected (training arena %.2f + eval arena %.2f + outside the arena %.2f): "
+                "                    vs %.2f MiB expected (arena block: the larger of training %.2f and eval %.2f; + outside the arena %.2f): "
                 "%+.2f MiB other (graphs, threads, libraries)\n",
                 mib(after.peak_rss), mib(grown), mib(expected), mib(tl.arena_bytes), mib(eval_arena),
                 mib(tl.parameter_bytes), mib(grown) - mib(expected));

@@ -1,12 +1,15 @@
 // `edgetrain plan` and `edgetrain retrain`: choose the m-hyperparameters under a memory budget,
 // then (retrain) train with them and save the weights atomically.
 //
-// What the budget covers: every byte the retraining adds to the process after the data and
-// the program are loaded: parameters, optimizer state, the training and evaluation arenas (all
-// planned exactly), the probe and the trials (each smaller than the chosen configuration), and
-// a reserve for the process's own growth while training (thread stacks, allocator bookkeeping,
-// code pages first touched by backward kernels; --reserve). retrain measures it from outside the
-// plan: peak RSS (VmHWM) minus RSS after the density probe (which warms the program up).
+// What the budget covers: every byte the retraining adds to the process after the program, the
+// data and the model (its parameters, loaded from --weights) are loaded, as PyTorch's baseline
+// is taken with the model loaded: optimizer state, the arena (training and evaluation share
+// one block), planning, the probe and the trials (each smaller than the chosen configuration),
+// and a reserve for the process's own growth while training (thread stacks, allocator
+// bookkeeping, OpenBLAS packing buffers and code pages first touched by backward kernels;
+// --reserve). Retraining trains the loaded parameters in place, so they are not duplicated.
+// retrain measures it from outside the plan: peak RSS (VmHWM) minus RSS after the density probe
+// (which warms the program up).
 #include <malloc.h>
 
 #include <cstdio>
@@ -73,8 +76,10 @@ Predictor load_predictor(const ArgParser& p, int threads) {
   return out;
 }
 
+// Plans for training the loaded model `params` in place (the trials train it too, reloading the
+// weights from --weights after each).
 Result<Planned> plan_for(const ArgParser& p, const ModelSpec& spec, const Dataset& data, const Preprocess& pre,
-                         double density, const Predictor& predictor) {
+                         double density, const Predictor& predictor, ParameterStore* params) {
   Planned out;
   if (p.str("budget").empty()) return invalid_argument("--budget is required (e.g. --budget 64MiB)");
   ET_ASSIGN_OR_RETURN(uint64_t budget, p.bytes("budget"));
@@ -85,6 +90,7 @@ Result<Planned> plan_for(const ArgParser& p, const ModelSpec& spec, const Datase
   r.factory = graph_factory(spec);
   r.base = base;
   r.base.config.freeze = FreezeConfig{};  // the planner chooses
+  r.base.external_parameters = true;      // the model is loaded before retraining and trained in place
   r.budget_bytes = budget;
   r.reserve_bytes = reserve;
   r.objective = objective;
@@ -106,7 +112,9 @@ Result<Planned> plan_for(const ArgParser& p, const ModelSpec& spec, const Datase
     ET_ASSIGN_OR_RETURN(double lr, p.number("lr"));
     to.learning_rate = static_cast<float>(lr);
     std::fprintf(stderr, "emulated trials of the best %d candidates, %d steps each:\n", to.candidates, to.steps);
-    ET_ASSIGN_OR_RETURN(out.trials, run_trials(r, out.plan, p.str("weights"), p.has("skip-classifier"), data, pre, to));
+    auto reload = [&p, params]() { return load_initial_weights(p, *params); };
+    ET_ASSIGN_OR_RETURN(out.trials,
+                        run_trials(r, out.plan, p.str("weights"), p.has("skip-classifier"), data, pre, to, params, reload));
     if (!out.trials.empty()) out.chosen = static_cast<size_t>(out.trials.front().candidate);
   }
   return out;
@@ -190,7 +198,10 @@ int run_retrain(const ArgParser& p, const Dataset& train, const Dataset* test, c
   // first forward pass, which maps the kernels' code pages and OpenBLAS's packing buffers. Those
   // belong to the program, not to retraining, so the baseline is taken after it (all the
   // probe's own allocations are freed by then).
-  Result<double> density = probe_activation_density(graph_factory(*spec), p.str("weights"), train, pre);
+  // The model is loaded first, like the data: retraining trains these parameters in place.
+  Result<ParameterStore> params = load_model_parameters(p, graph_factory(*spec), std::min<int64_t>(4, train.size()));
+  if (!params.is_ok()) return fail(params.status());
+  Result<double> density = probe_activation_density(graph_factory(*spec), *params, train, pre);
   if (!density.is_ok()) return fail(density.status());
   Result<int64_t> threads = p.integer("threads");
   if (!threads.is_ok()) return fail(threads.status());
@@ -201,7 +212,7 @@ int run_retrain(const ArgParser& p, const Dataset& train, const Dataset* test, c
   // Everything from here on counts against the budget.
   uint64_t rss_before = process_memory().rss;
   reset_peak_rss();
-  Result<Planned> pl = plan_for(p, *spec, train, pre, *density, predictor);
+  Result<Planned> pl = plan_for(p, *spec, train, pre, *density, predictor, &*params);
   if (!pl.is_ok()) return fail(pl.status());
   print_plan(*pl);
   if (Status s = write_svg(p, *pl, *spec); !s.is_ok()) return fail(s);
@@ -210,10 +221,9 @@ int run_retrain(const ArgParser& p, const Dataset& train, const Dataset* test, c
   malloc_trim(0);  // the candidates' schedules are gone: hand their pages back before training
 
   TrainerOptions o = candidate_options(pl->request.base, chosen.config);
-  Result<std::unique_ptr<Trainer>> trainer = Trainer::create(pl->request.factory, o);
+  Result<std::unique_ptr<Trainer>> trainer = Trainer::create(pl->request.factory, o, &*params);
   if (!trainer.is_ok()) return fail(trainer.status());
   Trainer& t = **trainer;
-  if (Status s = load_initial_weights(p, t); !s.is_ok()) return fail(s);
   LoopOptions lo;
   lo.epochs = *epochs;
   lo.seed = o.init_seed;
@@ -318,12 +328,15 @@ int cmd_plan(int argc, char** argv) {
   int size = static_cast<int>(output_height(data->train, data->train_pre));
   Result<ModelSpec> spec = model_spec(p, data->train.num_classes(), size, data->train_pre.out_channels);
   if (!spec.is_ok()) return fail(spec.status());
-  Result<double> density = probe_activation_density(graph_factory(*spec), p.str("weights"), data->train, data->train_pre);
+  Result<ParameterStore> params =
+      load_model_parameters(p, graph_factory(*spec), std::min<int64_t>(4, data->train.size()));
+  if (!params.is_ok()) return fail(params.status());
+  Result<double> density = probe_activation_density(graph_factory(*spec), *params, data->train, data->train_pre);
   if (!density.is_ok()) return fail(density.status());
   Result<int64_t> threads = p.integer("threads");
   if (!threads.is_ok()) return fail(threads.status());
   Predictor predictor = load_predictor(p, static_cast<int>(*threads));
-  Result<Planned> pl = plan_for(p, *spec, data->train, data->train_pre, *density, predictor);
+  Result<Planned> pl = plan_for(p, *spec, data->train, data->train_pre, *density, predictor, &*params);
   if (!pl.is_ok()) return fail(pl.status());
   print_plan(*pl);
   if (Status s = write_svg(p, *pl, *spec); !s.is_ok()) return fail(s);

@@ -244,18 +244,29 @@ Result<LrSchedule> lr_schedule(const ArgParser& p) {
   return s;
 }
 
-Status load_initial_weights(const ArgParser& p, Trainer& t) {
+Status load_initial_weights(const ArgParser& p, ParameterStore& params) {
   std::string path = p.str("weights");
   if (path.empty()) return Status::ok();
   WeightsLoadOptions o;
   if (p.has("skip-classifier")) {
     // The classifier is the last layer: skip every tensor of it.
     int last = -1;
-    for (const ParamSpec& s : t.params().specs()) last = std::max(last, s.layer_index);
-    for (const ParamSpec& s : t.params().specs())
+    for (const ParamSpec& s : params.specs()) last = std::max(last, s.layer_index);
+    for (const ParamSpec& s : params.specs())
       if (s.layer_index == last) o.skip_prefixes.push_back(s.name);
   }
-  return load_weights(path, t.params(), o, nullptr);
+  return load_weights(path, params, o, nullptr);
+}
+
+Status load_initial_weights(const ArgParser& p, Trainer& t) { return load_initial_weights(p, t.params()); }
+
+Result<ParameterStore> load_model_parameters(const ArgParser& p, const GraphFactory& factory, int64_t batch) {
+  ET_ASSIGN_OR_RETURN(Graph g, factory(batch, /*training=*/true));
+  ET_ASSIGN_OR_RETURN(ParameterStore params, ParameterStore::create(g.params));
+  ET_ASSIGN_OR_RETURN(int64_t seed, p.integer("seed"));
+  params.initialize(static_cast<uint64_t>(seed));
+  ET_RETURN_IF_ERROR(load_initial_weights(p, params));
+  return params;
 }
 
 JsonValue memory_json(const Trainer& t) {
