@@ -59,7 +59,10 @@ std::string describe_config(const TrainConfig& c, int layer_count) {
   if (c.freeze.mode != FreezeMode::kNone) s += std::string(", ") + freeze_mode_name(c.freeze.mode);
   else if (c.freeze.frozen_prefix_layers > 0)
     s += ", freeze " + std::to_string(c.freeze.frozen_prefix_layers) + "/" + std::to_string(layer_count) + " layers";
-  else s += ", train all";
+  else if (c.freeze.frozen_suffix_layers == 0) s += ", train all";
+  if (c.freeze.frozen_suffix_layers > 0)
+    s += ", freeze the " + std::to_string(c.freeze.frozen_suffix_layers) + "/" + std::to_string(layer_count) +
+         " layers before the classifier";
   switch (c.checkpoint.mode) {
     case CheckpointMode::kNone: break;
     case CheckpointMode::kSqrtBytes: s += ", ckpt sqrt"; break;

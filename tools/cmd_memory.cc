@@ -34,6 +34,8 @@ std::string describe_config(const TrainerOptions& o, int64_t trainable) {
   s += buf;
   s += std::string(", freeze ") + freeze_mode_name(c.freeze.mode);
   if (c.freeze.frozen_prefix_layers > 0) s += " + first " + std::to_string(c.freeze.frozen_prefix_layers) + " layers";
+  if (c.freeze.frozen_suffix_layers > 0)
+    s += " + the " + std::to_string(c.freeze.frozen_suffix_layers) + " layers before the classifier";
   if (!c.freeze.frozen_patterns.empty()) s += " + " + std::to_string(c.freeze.frozen_patterns.size()) + " patterns";
   switch (c.checkpoint.mode) {
     case CheckpointMode::kNone: break;

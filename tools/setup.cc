@@ -59,6 +59,7 @@ void add_training_options(ArgParser& p) {
   p.option("weight-decay", "X", "0", "L2 (SGD) or decoupled (AdamW) weight decay");
   p.option("freeze", "MODE", "none", "none, bias-only, norm-only or classifier-only");
   p.option("freeze-layers", "K", "0", "freeze the first K layers (conv, batch norm and linear layers count)");
+  p.option("freeze-suffix", "K", "0", "freeze the K layers before the classifier (the early layers and the classifier train)");
   p.option("freeze-pattern", "GLOBS", "", "comma-separated parameter-name globs to freeze, e.g. 'features.1*,*.bias'");
   p.option("micro-batches", "K", "1", "run each batch as K micro-batches with gradient accumulation");
   p.option("checkpoint", "SPEC", "none",
@@ -219,6 +220,8 @@ Result<TrainerOptions> trainer_options(const ArgParser& p) {
   ET_ASSIGN_OR_RETURN(o.config.freeze.mode, parse_freeze_mode(p.str("freeze")));
   ET_ASSIGN_OR_RETURN(int64_t layers, p.integer("freeze-layers"));
   o.config.freeze.frozen_prefix_layers = static_cast<int>(layers);
+  ET_ASSIGN_OR_RETURN(int64_t suffix, p.integer("freeze-suffix"));
+  o.config.freeze.frozen_suffix_layers = static_cast<int>(suffix);
   o.config.freeze.frozen_patterns = split_list(p.str("freeze-pattern"));
   ET_ASSIGN_OR_RETURN(int64_t micro, p.integer("micro-batches"));
   if (micro < 1 || micro > o.batch) return invalid_argument("--micro-batches must be in [1, batch]");
