@@ -36,6 +36,7 @@ TrainerOptions candidate_options(const TrainerOptions& base, const TrainConfig& 
   TrainerOptions o = base;
   o.config = config;
   o.eval_batch = std::min<int64_t>(base.eval_batch > 0 ? base.eval_batch : base.batch, base.batch / config.micro_batches);
+  o.eval_within_training_arena = true;
   return o;
 }
 

@@ -81,7 +81,8 @@ struct Plan {
 };
 
 // The trainer options a candidate runs with: `base` with `config`, and an evaluation batch of
-// at most one micro-batch, so the evaluation arena stays within what the plan counted.
+// at most one micro-batch, halved further while its arena would exceed the training arena
+// (evaluation shares the training arena's block and never sets its size).
 TrainerOptions candidate_options(const TrainerOptions& base, const TrainConfig& config);
 
 // Fails with kOutOfMemory naming the smallest budget that would work when nothing fits.

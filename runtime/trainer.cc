@@ -66,6 +66,13 @@ Result<TrainerBlueprint> design_trainer(const GraphFactory& factory, const Train
     b.fallback = std::move(fallback);
   }
   ET_ASSIGN_OR_RETURN(ArenaLayout eval_layout, layout_arena(b.eval));
+  while (options.eval_within_training_arena && b.eval_batch > 1 &&
+         arena_block_bytes(eval_layout.arena_bytes) > arena_block_bytes(train_arena)) {
+    b.eval_batch = (b.eval_batch + 1) / 2;
+    ET_ASSIGN_OR_RETURN(b.eval, factory(b.eval_batch, /*training=*/false));
+    ET_RETURN_IF_ERROR(finalize_schedule(b.eval));
+    ET_ASSIGN_OR_RETURN(eval_layout, layout_arena(b.eval));
+  }
   b.memory.parameter_bytes = options.external_parameters ? 0 : store_bytes(training.params);
   b.memory.optimizer_state_bytes = store_bytes(b.state_specs);
   b.memory.train_arena_bytes = arena_block_bytes(train_arena);

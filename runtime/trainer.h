@@ -27,6 +27,9 @@ namespace edgetrain {
 struct TrainerOptions {
   int64_t batch = 32;
   int64_t eval_batch = 0;   // 0: same as batch
+  // Halve the evaluation batch (down to 1) while the evaluation arena would be larger than the
+  // training arena, so evaluation never sets the size of the shared block (it only runs slower).
+  bool eval_within_training_arena = false;
   int threads = 2;
   bool reference_kernels = false;
   uint64_t init_seed = 1;   // parameter initialisation (before any weights are loaded)

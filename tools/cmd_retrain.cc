@@ -36,6 +36,7 @@ void add_plan_options(ArgParser& p) {
   p.option("trial-steps", "S", "8", "steps per trial");
   p.option("reserve", "BYTES", "4MiB", "process overhead beside the planned blocks, counted in the budget");
   p.flag("no-freezing", "only consider configurations that train every parameter");
+  p.flag("no-momentum-free", "never replace SGD with momentum by momentum-free SGD (lr x 1/(1-momentum), no optimizer state)");
   p.option("min-micro-batch", "N", "16", "smallest micro-batch the planner considers (batch-norm statistics need a few images)");
   p.option("svg", "FILE", "", "write the chosen configuration's memory timeline as SVG");
   p.option("cache-dir", "DIR", "", "where `edgetrain profile` stored its cost models (default ~/.cache/edgetrain)");
@@ -95,6 +96,7 @@ Result<Planned> plan_for(const ArgParser& p, const ModelSpec& spec, const Datase
   r.reserve_bytes = reserve;
   r.objective = objective;
   r.allow_freezing = !p.has("no-freezing");
+  r.allow_momentum_free = !p.has("no-momentum-free");
   ET_ASSIGN_OR_RETURN(int64_t min_micro, p.integer("min-micro-batch"));
   if (min_micro < 1) return invalid_argument("--min-micro-batch must be >= 1");
   r.min_micro_batch = static_cast<int>(min_micro);

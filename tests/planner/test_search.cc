@@ -58,6 +58,7 @@ TEST(PlanSearch, NeverReturnsAConfigurationOverTheBudget) {
       TrainerOptions o = r.base;
       o.config = c.config;
       o.eval_batch = std::min<int64_t>(r.base.eval_batch, r.base.batch / c.config.micro_batches);
+      o.eval_within_training_arena = true;
       Result<TrainerBlueprint> b = design_trainer(r.factory, o);
       ASSERT_TRUE(b.is_ok());
       EXPECT_EQ(b->memory.total() + r.reserve_bytes, c.predicted_peak) << c.label;
@@ -121,6 +122,7 @@ TEST(PlanSearch, FindsTheExhaustiveOptimum) {
               o.config.compression.relu_masks = masks;
               o.config.micro_batches = k;
               o.eval_batch = std::min<int64_t>(r.base.eval_batch, r.base.batch / k);
+              o.eval_within_training_arena = true;
               if (no_momentum) {
                 if (fits(o)) continue;
                 o.config.optimizer = momentum_free(o.config.optimizer);

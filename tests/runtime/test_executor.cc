@@ -217,5 +217,26 @@ TEST(Trainer, EvaluationSharesTheTrainingArenaBlock) {
         << a->params().spec(i).name;
 }
 
+// With eval_within_training_arena the evaluation batch halves until its arena fits in the
+// training arena: a classifier-only trainer (no saved activations) with a large evaluation batch.
+TEST(Trainer, EvaluationBatchShrinksToStayWithinTheTrainingArena) {
+  TrainerOptions o;
+  o.batch = 4;
+  o.eval_batch = 64;
+  o.config.freeze.mode = FreezeMode::kClassifierOnly;
+  Result<TrainerBlueprint> wide = design_trainer(small_cnn(), o);
+  ASSERT_TRUE(wide.is_ok());
+  EXPECT_GT(wide->memory.eval_arena_bytes, wide->memory.train_arena_bytes);  // evaluation would set the block
+  o.eval_within_training_arena = true;
+  auto t = make(o);
+  EXPECT_LT(t->eval_batch(), 64);
+  EXPECT_GE(t->eval_batch(), 1);
+  EXPECT_LE(t->memory().eval_arena_bytes, t->memory().train_arena_bytes);
+  EXPECT_EQ(t->memory().arena_block_bytes(), t->memory().train_arena_bytes);
+  for (int64_t i = 0; i < t->eval_batch() * 16 * 16 * 3; ++i) t->eval_images()[i] = 0.5f;
+  for (int64_t i = 0; i < t->eval_batch(); ++i) t->eval_labels()[i] = 1;
+  EXPECT_TRUE(t->eval_step(t->eval_batch()).is_ok());
+}
+
 }  // namespace
 }  // namespace edgetrain
