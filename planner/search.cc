@@ -119,6 +119,11 @@ Result<double> predict_seconds(const PlanRequest& r, const TrainConfig& config, 
   return k * passes + updates;
 }
 
+// A configuration that drops the requested momentum must score this much better than the best
+// one that keeps it: predicted step times a few percent apart (ReLU masks, the cheaper update)
+// are no reason to change the recipe.
+constexpr double kRecipeChangeMargin = 0.05;
+
 double score_of(PlanObjective o, int64_t trainable, double seconds) {
   switch (o) {
     case PlanObjective::kCapacityPerSecond: return static_cast<double>(trainable) / std::max(seconds, 1e-9);
@@ -206,6 +211,7 @@ Result<Plan> plan_training(const PlanRequest& r) {
         Result<double> secs = predict_seconds(r, combo.config, 1, &trainable, &combo.batch_statistics);
         if (!secs.is_ok()) continue;  // e.g. a freeze mode this model has nothing for
         combo.best_score = score_of(r.objective, trainable, *secs);
+        if (is_momentum_free_variant(o, r.base.config.optimizer)) combo.best_score *= 1.0 - kRecipeChangeMargin;
         combos.push_back(combo);
       }
   if (combos.empty()) return invalid_argument("no configuration of this model can be trained");
@@ -301,6 +307,8 @@ Result<Plan> plan_training(const PlanRequest& r) {
     if (!secs.is_ok()) continue;
     best_here.predicted_step_seconds = *secs;
     best_here.score = score_of(r.objective, best_here.trainable_params, *secs);
+    if (is_momentum_free_variant(best_here.config.optimizer, r.base.config.optimizer))
+      best_here.score *= 1.0 - kRecipeChangeMargin;
     feasible.push_back(best_here);
     std::stable_sort(feasible.begin(), feasible.end(), [](const PlanCandidate& a, const PlanCandidate& b) { return a.score > b.score; });
   }

@@ -49,7 +49,8 @@ struct PlanRequest {
   // SGD with momentum: also consider momentum-free SGD (no optimizer state: one parameter-sized
   // buffer less) at learning rate x 1/(1 - momentum), the same step size once momentum has built
   // up. It only enters the plan where it buys something: a configuration identical but for the
-  // optimizer is dropped in favour of the requested optimizer.
+  // optimizer is dropped in favour of the requested optimizer, and the others rank with their
+  // score lowered by 5% (a recipe change must buy more than noise in the predicted step time).
   bool allow_momentum_free = true;
   NodeTimePredictor predict;      // required
   int keep = 8;                   // feasible candidates to return, best first

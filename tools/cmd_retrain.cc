@@ -77,8 +77,8 @@ Predictor load_predictor(const ArgParser& p, int threads) {
   return out;
 }
 
-// Plans for training the loaded model `params` in place (the trials train it too, reloading the
-// weights from --weights after each).
+// Plans for training the loaded model `params` in place (the trials train it too, and reset it
+// after each: initialisation from --seed, then --weights).
 Result<Planned> plan_for(const ArgParser& p, const ModelSpec& spec, const Dataset& data, const Preprocess& pre,
                          double density, const Predictor& predictor, ParameterStore* params) {
   Planned out;
@@ -114,7 +114,7 @@ Result<Planned> plan_for(const ArgParser& p, const ModelSpec& spec, const Datase
     ET_ASSIGN_OR_RETURN(double lr, p.number("lr"));
     to.learning_rate = static_cast<float>(lr);
     std::fprintf(stderr, "emulated trials of the best %d candidates, %d steps each:\n", to.candidates, to.steps);
-    auto reload = [&p, params]() { return load_initial_weights(p, *params); };
+    auto reload = [&p, params]() { return reset_model_parameters(p, *params); };
     ET_ASSIGN_OR_RETURN(out.trials,
                         run_trials(r, out.plan, p.str("weights"), p.has("skip-classifier"), data, pre, to, params, reload));
     if (!out.trials.empty()) out.chosen = static_cast<size_t>(out.trials.front().candidate);

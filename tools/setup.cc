@@ -263,12 +263,16 @@ Status load_initial_weights(const ArgParser& p, ParameterStore& params) {
 
 Status load_initial_weights(const ArgParser& p, Trainer& t) { return load_initial_weights(p, t.params()); }
 
+Status reset_model_parameters(const ArgParser& p, ParameterStore& params) {
+  ET_ASSIGN_OR_RETURN(int64_t seed, p.integer("seed"));
+  params.initialize(static_cast<uint64_t>(seed));
+  return load_initial_weights(p, params);
+}
+
 Result<ParameterStore> load_model_parameters(const ArgParser& p, const GraphFactory& factory, int64_t batch) {
   ET_ASSIGN_OR_RETURN(Graph g, factory(batch, /*training=*/true));
   ET_ASSIGN_OR_RETURN(ParameterStore params, ParameterStore::create(g.params));
-  ET_ASSIGN_OR_RETURN(int64_t seed, p.integer("seed"));
-  params.initialize(static_cast<uint64_t>(seed));
-  ET_RETURN_IF_ERROR(load_initial_weights(p, params));
+  ET_RETURN_IF_ERROR(reset_model_parameters(p, params));
   return params;
 }
 
