@@ -1,19 +1,27 @@
-// Fast conv2d kernels on real MobileNetV2 layer shapes (32x32 input, batch 32), in GFLOP/s
-// (2 * multiply-adds per second; the bias gradient is not counted). Forward runs without bias
-// and backward weight without db, as in MobileNetV2 where batch norm follows every conv.
-// ResNet-18's dense 3x3 stride-1 convs (224x224 batch 8, 32x32 batch 32) run three ways each:
-// im2col, Winograd F(2x2, 3x3) and F(4x4, 3x3) (backward weight: F(3x3, 2x2), F(3x3, 4x4)),
-// GFLOP/s in the direct conv's nominal FLOPs.
-//   OPENBLAS_CORETYPE=Haswell build/bench/bench_conv2d
+// Fast conv2d kernels on real MobileNetV2 and ResNet-18 layer shapes (32x32 input, batch 32), in
+// GFLOP/s (2 * multiply-adds per second of the full conv, padding taps included, so pruned plans
+// show as higher rates; the bias gradient is not counted). Forward runs without bias and backward
+// weight without db, as in both models where batch norm follows every conv.
+// The ResNet-18 layers run once per tap-pruning plan of the im2col path (.../none is the plain
+// im2col, .../auto what the kernels pick), next to each other so that A/B pairs share conditions.
+//   OPENBLAS_CORETYPE=Haswell build/bench/bench_conv2d --benchmark_filter=r18
+// ResNet-18's dense 3x3 stride-1 convs (224x224 batch 8, 32x32 batch 32) also run three ways each
+// (r18_b*): im2col, Winograd F(2x2, 3x3) and F(4x4, 3x3) (backward weight: F(3x3, 2x2) and
+// F(3x3, 4x4)), GFLOP/s in the nominal FLOPs.
 // EDGETRAIN_THREADS sets the kernels' thread pool size (default 2, the target's core count).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <random>
+#include <string>
+#include <utility>
 #include <cstdlib>
 #include <vector>
 
 #include "ops/conv2d.h"
+#include "ops/conv2d_im2col.h"
 #include "ops/conv2d_winograd.h"
+#include "runtime/blas_env.h"
 #include "runtime/thread_pool.h"
 
 namespace edgetrain {
@@ -40,6 +48,35 @@ constexpr Layer kR18s_2{32, 2, 2, 256, 256, 3, 1, 1, 1};
 constexpr Layer kResNetStem32{32, 32, 32, 3, 64, 7, 2, 3, 1};           // ResNet-18 conv1, 32x32 b32
 constexpr Layer kResNetStem224{8, 224, 224, 3, 64, 7, 2, 3, 1};         // ResNet-18 conv1, 224x224 b8
 
+// ResNet-18 on 32x32 images: the stem, then 8x8, 4x4, 2x2 and 1x1 maps in layer1..layer4.
+struct NamedLayer {
+  const char* name;
+  Layer layer;
+};
+constexpr NamedLayer kResNet18[] = {
+    {"r18_stem7x7_s2_32x32", {32, 32, 32, 3, 64, 7, 2, 3, 1}},
+    {"r18_l1_3x3_8x8", {32, 8, 8, 64, 64, 3, 1, 1, 1}},
+    {"r18_l2_3x3_s2_8x8", {32, 8, 8, 64, 128, 3, 2, 1, 1}},
+    {"r18_l2_3x3_4x4", {32, 4, 4, 128, 128, 3, 1, 1, 1}},
+    {"r18_l2_down1x1_s2_8x8", {32, 8, 8, 64, 128, 1, 2, 0, 1}},
+    {"r18_l3_3x3_s2_4x4", {32, 4, 4, 128, 256, 3, 2, 1, 1}},
+    {"r18_l3_3x3_2x2", {32, 2, 2, 256, 256, 3, 1, 1, 1}},
+    {"r18_l3_down1x1_s2_4x4", {32, 4, 4, 128, 256, 1, 2, 0, 1}},
+    {"r18_l4_3x3_s2_2x2", {32, 2, 2, 256, 512, 3, 2, 1, 1}},
+    {"r18_l4_3x3_1x1", {32, 1, 1, 512, 512, 3, 1, 1, 1}},
+    {"r18_l4_down1x1_s2_2x2", {32, 2, 2, 256, 512, 1, 2, 0, 1}},
+};
+// ResNet-18 on 224x224 images, batch 8: little padding waste, the plain im2col plan (auto only).
+constexpr NamedLayer kResNet18At224[] = {
+    {"r18at224_stem7x7_s2_224x224", {8, 224, 224, 3, 64, 7, 2, 3, 1}},
+    {"r18at224_l1_3x3_56x56", {8, 56, 56, 64, 64, 3, 1, 1, 1}},
+    {"r18at224_l2_3x3_s2_56x56", {8, 56, 56, 64, 128, 3, 2, 1, 1}},
+    {"r18at224_l2_3x3_28x28", {8, 28, 28, 128, 128, 3, 1, 1, 1}},
+    {"r18at224_l3_3x3_14x14", {8, 14, 14, 256, 256, 3, 1, 1, 1}},
+    {"r18at224_l4_3x3_s2_14x14", {8, 14, 14, 256, 512, 3, 2, 1, 1}},
+    {"r18at224_l4_3x3_7x7", {8, 7, 7, 512, 512, 3, 1, 1, 1}},
+};
+
 std::vector<float> random_buffer(int64_t n, uint32_t seed) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
@@ -48,9 +85,10 @@ std::vector<float> random_buffer(int64_t n, uint32_t seed) {
   return v;
 }
 
-void run_layer(benchmark::State& state, const Layer& l, OpKind op,
-               WinogradPolicy policy = WinogradPolicy::kAuto) {
-  set_winograd_policy(policy);  // before the workspace is sized
+void run_layer_with(benchmark::State& state, const Layer& l, OpKind op, TapPruning pruning,
+                    WinogradPolicy policy) {
+  set_tap_pruning_for_testing(pruning);  // before the workspace is sized
+  set_winograd_policy(policy);
   Attrs attrs;
   attrs.conv.kernel_h = attrs.conv.kernel_w = l.k;
   attrs.conv.stride_h = attrs.conv.stride_w = l.stride;
@@ -97,6 +135,58 @@ void run_layer(benchmark::State& state, const Layer& l, OpKind op,
   const double flops = 2.0 * ys.numel() * l.k * l.k * (l.c / l.groups);
   // Wall time (UseRealTime below): the kernels and OpenBLAS run on several threads.
   state.counters["FLOPS"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+  set_tap_pruning_for_testing(TapPruning::kAuto);
+}
+
+void run_layer(benchmark::State& state, const Layer& l, OpKind op, TapPruning pruning = TapPruning::kAuto) {
+  run_layer_with(state, l, op, pruning, WinogradPolicy::kAuto);
+}
+
+void run_layer_winograd(benchmark::State& state, const Layer& l, OpKind op, WinogradPolicy policy) {
+  run_layer_with(state, l, op, TapPruning::kAuto, policy);
+}
+
+// On a shared machine the minimum over many short repetitions is the most stable figure:
+//   EDGETRAIN_BENCH_ITERATIONS=5 build/bench/bench_conv2d --benchmark_filter=r18
+//       --benchmark_repetitions=20 --benchmark_enable_random_interleaving=true
+// (the "_min" rows; with EDGETRAIN_THREADS=1 their cpu_time is the calling thread's own).
+// EDGETRAIN_BENCH_BATCH overrides the batch of these layers (micro-batches).
+void register_resnet18() {
+  const char* iter_env = std::getenv("EDGETRAIN_BENCH_ITERATIONS");
+  const int64_t iterations = iter_env ? std::atoll(iter_env) : 0;
+  const char* batch_env = std::getenv("EDGETRAIN_BENCH_BATCH");  // e.g. a micro-batch size
+  const int64_t batch = batch_env ? std::atoll(batch_env) : 0;
+  const struct {
+    const char* name;
+    OpKind op;
+  } dirs[] = {{"fwd", OpKind::kConv2d},
+              {"bwd_data", OpKind::kConv2dBackwardData},
+              {"bwd_weight", OpKind::kConv2dBackwardWeight}};
+  const struct {
+    const char* name;
+    TapPruning mode;
+  } plans[] = {{"none", TapPruning::kNone}, {"global", TapPruning::kGlobal},
+               {"classes", TapPruning::kClasses}, {"auto", TapPruning::kAuto}};
+  std::vector<std::pair<NamedLayer, bool>> layers;  // (layer, every plan)
+  for (const NamedLayer& nl : kResNet18) layers.push_back({nl, true});
+  for (const NamedLayer& nl : kResNet18At224) layers.push_back({nl, false});
+  for (const auto& [nl, every_plan] : layers)
+    for (const auto& d : dirs)
+      for (const auto& p : plans) {
+        if (!every_plan && p.mode != TapPruning::kAuto) continue;
+        const std::string name = std::string(nl.name) + "_" + d.name + "/" + p.name;
+        Layer l = nl.layer;
+        if (batch > 0) l.n = batch;
+        const OpKind op = d.op;
+        const TapPruning mode = p.mode;
+        auto* b = benchmark::RegisterBenchmark(name.c_str(), [l, op, mode](benchmark::State& st) {
+          run_layer(st, l, op, mode);
+        });
+        b->UseRealTime()->ComputeStatistics("min", [](const std::vector<double>& v) {
+          return *std::min_element(v.begin(), v.end());
+        });
+        if (iterations > 0) b->Iterations(iterations);
+      }
 }
 
 BENCHMARK_CAPTURE(run_layer, pw96to24_8x8_fwd, kProject96to24, OpKind::kConv2d)->UseRealTime();
@@ -112,9 +202,9 @@ BENCHMARK_CAPTURE(run_layer, resnet_stem7x7_s2_224x224_b8_fwd, kResNetStem224, O
 BENCHMARK_CAPTURE(run_layer, stem3to32_s2_32x32_bwd_weight, kStem, OpKind::kConv2dBackwardWeight)->UseRealTime();
 
 #define ET_BENCH_3WAYS(name, layer, op, dir)                                                      \
-  BENCHMARK_CAPTURE(run_layer, name##_##dir##_im2col, layer, op, WinogradPolicy::kOff)->UseRealTime()->MeasureProcessCPUTime(); \
-  BENCHMARK_CAPTURE(run_layer, name##_##dir##_f2, layer, op, WinogradPolicy::kF2)->UseRealTime()->MeasureProcessCPUTime();      \
-  BENCHMARK_CAPTURE(run_layer, name##_##dir##_f4, layer, op, WinogradPolicy::kF4)->UseRealTime()->MeasureProcessCPUTime()
+  BENCHMARK_CAPTURE(run_layer_winograd, name##_##dir##_im2col, layer, op, WinogradPolicy::kOff)->UseRealTime()->MeasureProcessCPUTime(); \
+  BENCHMARK_CAPTURE(run_layer_winograd, name##_##dir##_f2, layer, op, WinogradPolicy::kF2)->UseRealTime()->MeasureProcessCPUTime();      \
+  BENCHMARK_CAPTURE(run_layer_winograd, name##_##dir##_f4, layer, op, WinogradPolicy::kF4)->UseRealTime()->MeasureProcessCPUTime()
 #define ET_BENCH_LAYER(name, layer)                                \
   ET_BENCH_3WAYS(name, layer, OpKind::kConv2d, fwd);               \
   ET_BENCH_3WAYS(name, layer, OpKind::kConv2dBackwardData, bwd_data); \
@@ -131,4 +221,14 @@ ET_BENCH_LAYER(r18_b32_2x2x256, kR18s_2);
 }  // namespace
 }  // namespace edgetrain
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  // As in the executor: OpenBLAS runs single-threaded inside our pool (ops/gemm.h); its own idle
+  // threads would otherwise spin in sched_yield next to the measured kernels.
+  edgetrain::set_blas_threads(1);
+  edgetrain::register_resnet18();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

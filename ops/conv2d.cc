@@ -8,9 +8,10 @@
 //   pointwise  1x1, stride 1, no padding: an NHWC tensor already is the [N*H*W][C] matrix, so
 //              each direction is one sgemm per group over all rows (groups use leading-dimension
 //              strides), without im2col.
-//   im2col     everything else: per image and group, im2col into the workspace
-//              ([Ho*Wo][kh*kw*Cin/groups], same (ky, kx, ci) order as an OHWI weight row), then
-//              sgemm. Backward data runs the sgemm into the columns and folds them back (col2im).
+//   im2col     everything else (ops/conv2d_im2col.cc): per chunk of images and group, im2col
+//              into the workspace ([rows][kh*kw*Cin/groups], same (ky, kx, ci) order as an OHWI
+//              weight row), then sgemm; taps that only read padding are left out. Backward data
+//              runs the sgemm into the columns and folds them back (col2im).
 //   direct     forward of dense convs with at most 4 input channels (the stems): ops/conv2d_direct.h.
 // Before these, every direction of dense 3x3 stride-1 convs goes to Winograd
 // (ops/conv2d_winograd.h) wherever winograd_tile() says it pays.
@@ -19,6 +20,7 @@
 #include <cblas.h>
 
 #include "ops/conv2d_direct.h"
+#include "ops/conv2d_im2col.h"
 #include "ops/conv2d_winograd.h"
 #include "ops/gemm.h"
 
@@ -242,22 +244,13 @@ ConvPath conv_path(const ConvGeometry& g) {
 }
 
 // Floats of workspace each direction needs: depthwise keeps a channel-contiguous copy of the
-// weights (or of the weight gradient), im2col keeps one image's columns for one group.
-// im2col works on a chunk of images at once so every GEMM has at least this many rows: at the
-// late layers of a CNN on small inputs an image has 1-4 output pixels, and one GEMM per image
-// degenerates to a matrix-vector product (measured: ResNet-18 layer4 at 32x32 ran at ~1 GFLOP/s).
-constexpr int64_t kMinGemmRows = 256;
-
-int64_t images_per_chunk(const ConvGeometry& g) {
-  int64_t pixels = std::max<int64_t>(1, g.out_h * g.out_w);
-  return std::clamp<int64_t>((kMinGemmRows + pixels - 1) / pixels, 1, std::max<int64_t>(1, g.n));
-}
-
+// weights (or of the weight gradient), im2col keeps columns for a chunk of images (see
+// conv2d_im2col.cc).
 int64_t workspace_floats(const ConvGeometry& g) {
   switch (conv_path(g)) {
     case ConvPath::kDepthwise: return g.kh * g.kw * g.c;
     case ConvPath::kPointwise: return 0;
-    case ConvPath::kIm2col: return images_per_chunk(g) * g.out_h * g.out_w * g.kh * g.kw * g.c_per_group();
+    case ConvPath::kIm2col: return im2col_workspace_floats(g);
   }
   return 0;
 }
@@ -304,66 +297,6 @@ void bias_gradient(const Parallel& par, const float* dy, int64_t rows, int64_t c
     const int64_t c0 = b0 * kChannelBlock, c1 = std::min(cols, b1 * kChannelBlock);
     if (!accumulate) std::fill(db + c0, db + c1, 0.0f);
     for (int64_t r = 0; r < rows; ++r) add_to(db + c0, dy + r * cols + c0, c1 - c0);
-  });
-}
-
-// --- im2col / col2im for one image and one group -------------------------------------------
-
-// cols[oy*Wo + ox][(ky*kw + kx)*cg + ci] = x_img[iy][ix][c0 + ci], zero where (iy, ix) is padding.
-void im2col(const Parallel& par, const ConvGeometry& g, const float* x_img, int64_t c0, int64_t cg,
-            float* cols) {
-  const int64_t k = g.kh * g.kw * cg;
-  // With all channels (one group), the valid taps kx0..kx1 of one kernel row read adjacent
-  // pixels: one run of memory in both x and cols.
-  const bool contiguous_rows = cg == g.c;
-  par.for_each(g.out_h, min_chunk_for(g.out_w * k), [&](int64_t oy0, int64_t oy1) {
-    for (int64_t oy = oy0; oy < oy1; ++oy)
-      for (int64_t ox = 0; ox < g.out_w; ++ox) {
-        float* col = cols + (oy * g.out_w + ox) * k;
-        const int64_t ix_start = ox * g.sw - g.pw;
-        const int64_t kx0 = std::clamp<int64_t>(-ix_start, 0, g.kw);
-        const int64_t kx1 = std::clamp<int64_t>(g.w - ix_start, kx0, g.kw);
-        for (int64_t ky = 0; ky < g.kh; ++ky) {
-          float* dst = col + ky * g.kw * cg;
-          const int64_t iy = oy * g.sh - g.ph + ky;
-          if (iy < 0 || iy >= g.h || kx0 == kx1) {
-            std::memset(dst, 0, sizeof(float) * g.kw * cg);
-            continue;
-          }
-          std::memset(dst, 0, sizeof(float) * kx0 * cg);
-          std::memset(dst + kx1 * cg, 0, sizeof(float) * (g.kw - kx1) * cg);
-          const float* src = x_img + (iy * g.w + ix_start + kx0) * g.c + c0;  // tap kx0
-          if (contiguous_rows) {
-            std::memcpy(dst + kx0 * cg, src, sizeof(float) * (kx1 - kx0) * cg);
-          } else {
-            for (int64_t kx = kx0; kx < kx1; ++kx)
-              std::memcpy(dst + kx * cg, src + (kx - kx0) * g.c, sizeof(float) * cg);
-          }
-        }
-      }
-  });
-}
-
-// dx_img[iy][ix][c0 + ci] += every column entry that im2col copied from there. Gathers per input
-// row (rather than scattering per output row) so that threads never write the same element.
-void col2im_add(const Parallel& par, const ConvGeometry& g, const float* cols, int64_t c0,
-                int64_t cg, float* dx_img) {
-  const int64_t k = g.kh * g.kw * cg;
-  par.for_each(g.h, min_chunk_for(g.w * g.c * g.kh), [&](int64_t iy0, int64_t iy1) {
-    for (int64_t iy = iy0; iy < iy1; ++iy)
-      for (int64_t ky = 0; ky < g.kh; ++ky) {
-        const int64_t t = iy + g.ph - ky;
-        if (t < 0 || t % g.sh != 0 || t / g.sh >= g.out_h) continue;
-        const int64_t oy = t / g.sh;
-        for (int64_t ox = 0; ox < g.out_w; ++ox) {
-          const float* col = cols + (oy * g.out_w + ox) * k + ky * g.kw * cg;
-          for (int64_t kx = 0; kx < g.kw; ++kx) {
-            const int64_t ix = ox * g.sw - g.pw + kx;
-            if (ix < 0 || ix >= g.w) continue;
-            add_to(dx_img + (iy * g.w + ix) * g.c + c0, col + kx * cg, cg);
-          }
-        }
-      }
   });
 }
 
@@ -512,18 +445,7 @@ void conv2d_forward(const KernelCall& call) {
                   x + gi * cpg, g.c, w + gi * opg * kg, kg, beta, y + gi * opg, g.out_c);
     return;
   }
-  float* cols = workspace_for(call, g);
-  const int64_t chunk = images_per_chunk(g);
-  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
-    const int64_t count = std::min(chunk, g.n - n0);
-    float* y_rows = y + n0 * pixels * g.out_c;  // the chunk's output rows are contiguous (NHWC)
-    for (int64_t gi = 0; gi < g.groups; ++gi) {
-      for (int64_t i = 0; i < count; ++i)
-        im2col(call.parallel, g, x + (n0 + i) * g.h * g.w * g.c, gi * cpg, cpg, cols + i * pixels * kg);
-      gemm(call.parallel, false, true, count * pixels, opg, kg, 1.0f, cols, kg,
-                  w + gi * opg * kg, kg, beta, y_rows + gi * opg, g.out_c);
-    }
-  }
+  im2col_forward(call, g, x, w, beta, y);
 }
 
 void conv2d_backward_data(const KernelCall& call) {
@@ -550,21 +472,7 @@ void conv2d_backward_data(const KernelCall& call) {
                   dx + gi * cpg, g.c);
     return;
   }
-  // Columns of dX (dY_g * W_g), folded back into dX. col2im adds, so clear dX first unless the
-  // caller asked to accumulate.
-  if (!accumulate) std::memset(dx, 0, sizeof(float) * g.n * g.h * g.w * g.c);
-  float* cols = workspace_for(call, g);
-  const int64_t chunk = images_per_chunk(g);
-  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
-    const int64_t count = std::min(chunk, g.n - n0);
-    const float* dy_rows = dy + n0 * pixels * g.out_c;
-    for (int64_t gi = 0; gi < g.groups; ++gi) {
-      gemm(call.parallel, false, false, count * pixels, kg, opg, 1.0f,
-                  dy_rows + gi * opg, g.out_c, w + gi * opg * kg, kg, 0.0f, cols, kg);
-      for (int64_t i = 0; i < count; ++i)
-        col2im_add(call.parallel, g, cols + i * pixels * kg, gi * cpg, cpg, dx + (n0 + i) * g.h * g.w * g.c);
-    }
-  }
+  im2col_backward_data(call, g, dy, w, dx, accumulate);
 }
 
 void conv2d_backward_weight(const KernelCall& call) {
@@ -595,20 +503,7 @@ void conv2d_backward_weight(const KernelCall& call) {
                   dw + gi * opg * kg, kg);
     return;
   }
-  float* cols = workspace_for(call, g);
-  const int64_t chunk = images_per_chunk(g);
-  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
-    const int64_t count = std::min(chunk, g.n - n0);
-    const float* dy_rows = dy + n0 * pixels * g.out_c;
-    // The first chunk overwrites dW unless the caller asked to accumulate.
-    const float beta = (n0 == 0 && !acc_dw) ? 0.0f : 1.0f;
-    for (int64_t gi = 0; gi < g.groups; ++gi) {
-      for (int64_t i = 0; i < count; ++i)
-        im2col(call.parallel, g, x + (n0 + i) * g.h * g.w * g.c, gi * cpg, cpg, cols + i * pixels * kg);
-      gemm(call.parallel, true, false, opg, kg, count * pixels, 1.0f,
-                  dy_rows + gi * opg, g.out_c, cols, kg, beta, dw + gi * opg * kg, kg);
-    }
-  }
+  im2col_backward_weight(call, g, dy, x, dw, acc_dw);
 }
 
 // ---------------------------------------------------------------------------------------------

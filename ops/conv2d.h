@@ -1,8 +1,9 @@
 // 2-D convolution, NHWC activations and OHWI weights ([Cout][kh][kw][Cin/groups]): forward,
 // gradient with respect to the input (backward data) and to the weights and bias (backward
 // weight), side by side. Fast paths: 1x1 stride-1 convs are one GEMM in every direction;
-// other dense convs use im2col + GEMM per image (the workspace holds one image's columns);
-// depthwise convs use a direct kernel vectorised over channels. The *_naive templates are the
+// other dense convs use im2col + GEMM over chunks of images, leaving out kernel taps that only
+// read padding (ops/conv2d_im2col.h; the workspace holds a chunk's columns); depthwise convs use
+// a direct kernel vectorised over channels. The *_naive templates are the
 // reference every fast path is tested against; they also run in double for gradient checks.
 #pragma once
 

@@ -22,10 +22,23 @@
 #include <cstring>
 #include <string>
 
+#include "ops/conv2d_im2col.h"
 #include "ops/winograd_tiles.h"
 #include "runtime/status.h"
 
 namespace edgetrain {
+
+namespace winograd {
+namespace {
+std::atomic<int64_t> g_budget_for_testing{0};
+}  // namespace
+
+int64_t workspace_budget_floats(const ConvGeometry& g) {
+  const int64_t test_budget = g_budget_for_testing.load(std::memory_order_relaxed);
+  if (test_budget > 0) return test_budget;
+  return std::max(kMinWorkspaceFloats, 2 * im2col_workspace_floats(g));
+}
+}  // namespace winograd
 
 namespace {
 
@@ -51,10 +64,8 @@ struct Problem {
 constexpr int kRowBlock = 8;
 constexpr int64_t kPanel = 2 * kLanes;
 
-// The workspace is bounded by max(kMinWorkspaceFloats, 2 x the im2col workspace this conv would
-// otherwise get), so that Winograd never moves a memory plan by much (measured: with the
-// transformed weights of a whole layer, ResNet-18 32x32's arena grew 3.6 -> 6.1 MiB). Within
-// it, in order of preference:
+// The workspace stays within workspace_budget_floats (ops/winograd_tiles.h). Within it, in
+// order of preference:
 //  - one pass: the transformed inputs of all tiles stay in the workspace while blocks of output
 //    channels (as many as fit, multiples of 16) have their weights transformed and multiplied
 //    in turn; each a's weights are read once per thread for all its tiles (few tiles, many
@@ -67,22 +78,12 @@ constexpr int64_t kPanel = 2 * kLanes;
 // tiles cost ~20% at 2 threads on a loaded machine). Workspaces are planned without knowing
 // the thread count: kSlots = 2, the target's cores; with more threads these convs still run
 // on 2 (a thread-aware plan would lift that).
-constexpr int64_t kMinWorkspaceFloats = int64_t{1} << 18;
 constexpr int64_t kSlots = 2;
 constexpr int64_t kSlotFloats = int64_t{1} << 16;
 constexpr int64_t kMaxSlotRows = 64;
 
 int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
 
-std::atomic<int64_t> g_budget_for_testing{0};
-
-// The im2col path's workspace for this conv (ops/conv2d.cc: the columns of a chunk of images
-// with at least 256 output rows).
-int64_t im2col_floats(const ConvGeometry& g) {
-  const int64_t pixels = std::max<int64_t>(1, g.out_h * g.out_w);
-  const int64_t images = std::clamp<int64_t>((256 + pixels - 1) / pixels, 1, std::max<int64_t>(1, g.n));
-  return images * pixels * g.kh * g.kw * g.c_per_group();
-}
 
 // The workspace: the packed weights U of a block, [a][K x block]; per slot, the transformed
 // inputs V and the products M of its rows, [tile][a][channels], so that one tile's alpha^2
@@ -132,8 +133,7 @@ Problem make_problem(const ConvGeometry& g, int m, bool backward) {
   p.tiles_h = (p.out_h + m - 1) / m;
   p.tiles_w = (p.out_w + m - 1) / m;
   p.tiles = p.n * p.tiles_h * p.tiles_w;
-  const int64_t test_budget = g_budget_for_testing.load(std::memory_order_relaxed);
-  const int64_t budget = test_budget > 0 ? test_budget : std::max(kMinWorkspaceFloats, 2 * im2col_floats(g));
+  const int64_t budget = workspace_budget_floats(g);
   // The widest block (all channels, or a multiple of 16) whose workspace fits, or 16.
   auto widest_block = [&]() {
     p.block = p.out_n;
@@ -512,7 +512,7 @@ void set_winograd_policy(WinogradPolicy policy) { g_policy.store(policy, std::me
 WinogradPolicy winograd_policy() { return g_policy.load(std::memory_order_relaxed); }
 
 void set_winograd_budget_for_testing(int64_t floats) {
-  g_budget_for_testing.store(floats, std::memory_order_relaxed);
+  winograd::g_budget_for_testing.store(floats, std::memory_order_relaxed);
 }
 
 size_t winograd_forward_workspace_bytes(const ConvGeometry& g, int m) {

@@ -57,25 +57,18 @@ Layout layout_of(const Problem& p) {
   return l;
 }
 
-// Bound as for forward and backward data (ops/conv2d_winograd.cc): at most
-// max(kMinWorkspaceFloats, 2 x the im2col workspace). Within it: one chunk holding every tile's
+// Bound as for forward and backward data (workspace_budget_floats). Within it: one chunk holding every tile's
 // transforms when it fits (blocks then reuse them); else M whole and chunks of up to kMaxChunk
 // tiles, if at least kMinChunk fit (the products reduce over a chunk's tiles, and M is loaded
 // and stored once per chunk; longer chunks only push the transforms out of the caches:
 // measured 56 x 56 x 64, one thread: chunks of 56 tiles 8.5 ms, of 750 tiles 11.7 ms); else
 // chunks of kMinChunk tiles and blocks of output channels, each block transforming the tiles
 // anew.
-constexpr int64_t kMinWorkspaceFloats = int64_t{1} << 18;
 constexpr int64_t kMinChunk = 64;
 constexpr int64_t kMaxChunk = 128;
 
 int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
 
-int64_t im2col_floats(const ConvGeometry& g) {
-  const int64_t pixels = std::max<int64_t>(1, g.out_h * g.out_w);
-  const int64_t images = std::clamp<int64_t>((256 + pixels - 1) / pixels, 1, std::max<int64_t>(1, g.n));
-  return images * pixels * g.kh * g.kw * g.c_per_group();
-}
 
 Problem make_problem(const ConvGeometry& g, int m) {
   Problem p;
@@ -88,7 +81,7 @@ Problem make_problem(const ConvGeometry& g, int m) {
   p.tiles = p.n * p.tiles_h * p.tiles_w;
   p.cp = round_up(p.c, kLanes);
   const int64_t a2 = int64_t{m + 2} * (m + 2);
-  const int64_t budget = std::max(kMinWorkspaceFloats, 2 * im2col_floats(g));
+  const int64_t budget = workspace_budget_floats(g);
   auto widest_block = [&]() {
     p.block = p.o;
     if (layout_of(p).total <= budget) return;

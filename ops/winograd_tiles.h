@@ -9,7 +9,17 @@
 #include <cstdint>
 #include <cstring>
 
+#include "ops/conv2d.h"
+
 namespace edgetrain::winograd {
+
+// Every Winograd direction keeps its workspace within max(kMinWorkspaceFloats, 2 x the im2col
+// workspace this conv would otherwise get, ops/conv2d_im2col.h), so that Winograd never moves a
+// memory plan by much (measured: with the transformed weights of whole layers, ResNet-18
+// 32x32's arena grew 3.6 -> 6.1 MiB), or within the tests' budget
+// (set_winograd_budget_for_testing). Defined in ops/conv2d_winograd.cc.
+constexpr int64_t kMinWorkspaceFloats = int64_t{1} << 18;
+int64_t workspace_budget_floats(const ConvGeometry& g);
 
 // Tile transforms, written once for a lane vector (16 channels) and for one float (channel
 // counts that are not a multiple of 16). GCC vector extensions: V * float broadcasts.

@@ -36,7 +36,23 @@ TrainerOptions candidate_options(const TrainerOptions& base, const TrainConfig& 
   TrainerOptions o = base;
   o.config = config;
   o.eval_batch = std::min<int64_t>(base.eval_batch > 0 ? base.eval_batch : base.batch, base.batch / config.micro_batches);
+  o.eval_within_training_arena = true;
   return o;
+}
+
+OptimizerConfig momentum_free(const OptimizerConfig& o) {
+  OptimizerConfig m = o;
+  if (o.kind != OptimizerKind::kSgd || o.attrs.momentum <= 0.0f) return m;
+  m.attrs.momentum = 0.0f;
+  m.attrs.nesterov = false;
+  m.attrs.dampening = 0.0f;
+  m.attrs.lr_scale = o.attrs.lr_scale / (1.0f - o.attrs.momentum);
+  return m;
+}
+
+bool is_momentum_free_variant(const OptimizerConfig& c, const OptimizerConfig& requested) {
+  return c.kind == OptimizerKind::kSgd && requested.kind == OptimizerKind::kSgd && requested.attrs.momentum > 0.0f &&
+         c.attrs.momentum == 0.0f;
 }
 
 std::string describe_config(const TrainConfig& c, int layer_count) {
@@ -44,7 +60,10 @@ std::string describe_config(const TrainConfig& c, int layer_count) {
   if (c.freeze.mode != FreezeMode::kNone) s += std::string(", ") + freeze_mode_name(c.freeze.mode);
   else if (c.freeze.frozen_prefix_layers > 0)
     s += ", freeze " + std::to_string(c.freeze.frozen_prefix_layers) + "/" + std::to_string(layer_count) + " layers";
-  else s += ", train all";
+  else if (c.freeze.frozen_suffix_layers == 0) s += ", train all";
+  if (c.freeze.frozen_suffix_layers > 0)
+    s += ", freeze the " + std::to_string(c.freeze.frozen_suffix_layers) + "/" + std::to_string(layer_count) +
+         " layers before the classifier";
   switch (c.checkpoint.mode) {
     case CheckpointMode::kNone: break;
     case CheckpointMode::kSqrtBytes: s += ", ckpt sqrt"; break;
@@ -55,6 +74,11 @@ std::string describe_config(const TrainConfig& c, int layer_count) {
   if (c.compression.sparse_activations) {
     char buf[48];
     std::snprintf(buf, sizeof buf, ", sparse(%.2f)", c.compression.capacity);
+    s += buf;
+  }
+  if (c.optimizer.kind == OptimizerKind::kSgd && c.optimizer.attrs.momentum == 0.0f && c.optimizer.attrs.lr_scale != 1.0f) {
+    char buf[48];
+    std::snprintf(buf, sizeof buf, ", sgd no momentum (lr x%g)", c.optimizer.attrs.lr_scale);
     s += buf;
   }
   return s;
@@ -94,6 +118,11 @@ Result<double> predict_seconds(const PlanRequest& r, const TrainConfig& config, 
     if (s.trainable[i]) *trainable += s.graph.params[i].shape.numel();
   return k * passes + updates;
 }
+
+// A configuration that drops the requested momentum must score this much better than the best
+// one that keeps it: predicted step times a few percent apart (ReLU masks, the cheaper update)
+// are no reason to change the recipe.
+constexpr double kRecipeChangeMargin = 0.05;
 
 double score_of(PlanObjective o, int64_t trainable, double seconds) {
   switch (o) {
@@ -158,14 +187,23 @@ Result<Plan> plan_training(const PlanRequest& r) {
   checkpoints[2].mode = CheckpointMode::kBudget;
   if (!r.allow_fitted_checkpoints) checkpoints.pop_back();
 
+  std::vector<OptimizerConfig> optimizers{r.base.config.optimizer};
+  if (r.allow_momentum_free && r.base.config.optimizer.kind == OptimizerKind::kSgd &&
+      r.base.config.optimizer.attrs.momentum > 0.0f)
+    optimizers.push_back(momentum_free(r.base.config.optimizer));
+
   std::vector<Combo> combos;
+  for (const OptimizerConfig& o : optimizers)
   for (const FreezeConfig& f : freezes)
     for (const CheckpointConfig& c : checkpoints)
       for (const CompressionConfig& z : compressions) {
         // The budget mode plans one arena; a sparse fallback schedule would need its own.
         if (c.mode == CheckpointMode::kBudget && z.sparse_activations) continue;
+        // Bias-, norm- and classifier-only training keep a negligible optimizer state: dropping
+        // momentum there saves nothing worth a different recipe (and planning time).
+        if (is_momentum_free_variant(o, r.base.config.optimizer) && f.mode != FreezeMode::kNone) continue;
         Combo combo;
-        combo.config.optimizer = r.base.config.optimizer;
+        combo.config.optimizer = o;
         combo.config.freeze = f;
         combo.config.checkpoint = c;
         combo.config.compression = z;
@@ -173,6 +211,7 @@ Result<Plan> plan_training(const PlanRequest& r) {
         Result<double> secs = predict_seconds(r, combo.config, 1, &trainable, &combo.batch_statistics);
         if (!secs.is_ok()) continue;  // e.g. a freeze mode this model has nothing for
         combo.best_score = score_of(r.objective, trainable, *secs);
+        if (is_momentum_free_variant(o, r.base.config.optimizer)) combo.best_score *= 1.0 - kRecipeChangeMargin;
         combos.push_back(combo);
       }
   if (combos.empty()) return invalid_argument("no configuration of this model can be trained");
@@ -210,7 +249,7 @@ Result<Plan> plan_training(const PlanRequest& r) {
   // The floor first: the least-memory configuration. If it does not fit, nothing does.
   {
     TrainConfig floor_cfg;
-    floor_cfg.optimizer = r.base.config.optimizer;
+    floor_cfg.optimizer = optimizers.back();  // the least optimizer state
     if (r.allow_freezing) floor_cfg.freeze.mode = FreezeMode::kClassifierOnly;
     floor_cfg.checkpoint.mode = CheckpointMode::kSqrtBytes;
     floor_cfg.compression = compressions.back();
@@ -255,10 +294,21 @@ Result<Plan> plan_training(const PlanRequest& r) {
       }
     }
     if (found < 0) continue;
+    if (is_momentum_free_variant(combo.config.optimizer, r.base.config.optimizer)) {
+      // Dropping momentum changes the recipe: only where the requested optimizer does not fit
+      // the same configuration (its own combination covers it otherwise).
+      TrainConfig twin = combo.config;
+      twin.optimizer = r.base.config.optimizer;
+      twin.micro_batches = ks[static_cast<size_t>(found)];
+      PlanCandidate t;
+      if (evaluate(twin, &t).is_ok() && t.predicted_peak <= r.budget_bytes) continue;
+    }
     Result<double> secs = predict_seconds(r, best_here.config, ks[static_cast<size_t>(found)], &best_here.trainable_params);
     if (!secs.is_ok()) continue;
     best_here.predicted_step_seconds = *secs;
     best_here.score = score_of(r.objective, best_here.trainable_params, *secs);
+    if (is_momentum_free_variant(best_here.config.optimizer, r.base.config.optimizer))
+      best_here.score *= 1.0 - kRecipeChangeMargin;
     feasible.push_back(best_here);
     std::stable_sort(feasible.begin(), feasible.end(), [](const PlanCandidate& a, const PlanCandidate& b) { return a.score > b.score; });
   }

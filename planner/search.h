@@ -46,6 +46,12 @@ struct PlanRequest {
   double capacity_margin = 0.10;  // slot capacity = density + margin
   bool allow_freezing = true;     // false: every candidate trains all parameters
   bool allow_fitted_checkpoints = true;  // checkpoint mode kBudget (the DP) with what is left
+  // SGD with momentum: also consider momentum-free SGD (no optimizer state: one parameter-sized
+  // buffer less) at learning rate x 1/(1 - momentum), the same step size once momentum has built
+  // up. It only enters the plan where it buys something: a configuration identical but for the
+  // optimizer is dropped in favour of the requested optimizer, and the others rank with their
+  // score lowered by 5% (a recipe change must buy more than noise in the predicted step time).
+  bool allow_momentum_free = true;
   NodeTimePredictor predict;      // required
   int keep = 8;                   // feasible candidates to return, best first
   int max_micro_batches = 32;
@@ -76,12 +82,17 @@ struct Plan {
 };
 
 // The trainer options a candidate runs with: `base` with `config`, and an evaluation batch of
-// at most one micro-batch, so the evaluation arena stays within what the plan counted.
+// at most one micro-batch, halved further while its arena would exceed the training arena
+// (evaluation shares the training arena's block and never sets its size).
 TrainerOptions candidate_options(const TrainerOptions& base, const TrainConfig& config);
 
 // Fails with kOutOfMemory naming the smallest budget that would work when nothing fits.
 Result<Plan> plan_training(const PlanRequest& request);
 
 std::string describe_config(const TrainConfig& c, int layer_count);
+
+// The momentum-free variant of an SGD optimizer with momentum (see PlanRequest::allow_momentum_free).
+OptimizerConfig momentum_free(const OptimizerConfig& o);
+bool is_momentum_free_variant(const OptimizerConfig& candidate, const OptimizerConfig& requested);
 
 }  // namespace edgetrain

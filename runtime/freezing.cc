@@ -29,6 +29,9 @@ Result<std::vector<bool>> resolve_trainable(const Graph& g, const FreezeConfig& 
   if (freeze.frozen_prefix_layers < 0 || freeze.frozen_prefix_layers > g.layer_count)
     return invalid_argument("cannot freeze " + std::to_string(freeze.frozen_prefix_layers) + " layers: the model has " +
                             std::to_string(g.layer_count));
+  if (freeze.frozen_suffix_layers < 0 || freeze.frozen_suffix_layers >= g.layer_count)
+    return invalid_argument("cannot freeze the last " + std::to_string(freeze.frozen_suffix_layers) +
+                            " layers before the classifier: the model has " + std::to_string(g.layer_count));
   for (size_t i = 0; i < g.params.size(); ++i) {
     const ParamSpec& p = g.params[i];
     if (!param_kind_is_trainable(p.kind)) continue;
@@ -40,6 +43,7 @@ Result<std::vector<bool>> resolve_trainable(const Graph& g, const FreezeConfig& 
       case FreezeMode::kClassifierOnly: on = p.layer_index == last_layer; break;
     }
     if (p.layer_index < freeze.frozen_prefix_layers) on = false;
+    if (p.layer_index < last_layer && p.layer_index >= last_layer - freeze.frozen_suffix_layers) on = false;
     trainable[i] = on;
   }
   for (const std::string& pattern : freeze.frozen_patterns) {

@@ -10,7 +10,8 @@
 namespace edgetrain {
 
 // One flag per graph.params entry (buffers are always false). Modes:
-//   none: everything except layers [0, frozen_prefix_layers) and names matching frozen_patterns;
+//   none: everything except layers [0, frozen_prefix_layers), the frozen_suffix_layers layers
+//         before the last one, and names matching frozen_patterns;
 //   bias-only: conv/linear biases, batch-norm biases and the classifier (last layer), as TinyTL;
 //   norm-only: batch-norm weights and biases only;
 //   classifier-only: the last layer only.

@@ -28,6 +28,10 @@ enum class FreezeMode : uint8_t {
 struct FreezeConfig {
   FreezeMode mode = FreezeMode::kNone;
   int frozen_prefix_layers = 0;             // layers [0, k) are frozen
+  // The k layers before the last one (the classifier) are frozen: the early layers and the
+  // classifier train. Gradients still flow back through the frozen layers (backward-data only),
+  // but they keep no weight gradients or optimizer state, and frozen convolutions save no input.
+  int frozen_suffix_layers = 0;
   std::vector<std::string> frozen_patterns; // parameter-name globs ("features.1*") that freeze
   bool frozen_norm_in_eval_mode = true;     // frozen batch norms use running statistics
 };

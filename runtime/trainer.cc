@@ -68,19 +68,32 @@ Result<TrainerBlueprint> design_trainer(const GraphFactory& factory, const Train
     b.fallback = std::move(fallback);
   }
   ET_ASSIGN_OR_RETURN(ArenaLayout eval_layout, layout_arena(b.eval));
-  b.memory.parameter_bytes = store_bytes(training.params);
+  while (options.eval_within_training_arena && b.eval_batch > 1 &&
+         arena_block_bytes(eval_layout.arena_bytes) > arena_block_bytes(train_arena)) {
+    b.eval_batch = (b.eval_batch + 1) / 2;
+    ET_ASSIGN_OR_RETURN(b.eval, factory(b.eval_batch, /*training=*/false));
+    ET_RETURN_IF_ERROR(finalize_schedule(b.eval));
+    ET_ASSIGN_OR_RETURN(eval_layout, layout_arena(b.eval));
+  }
+  b.memory.parameter_bytes = options.external_parameters ? 0 : store_bytes(training.params);
   b.memory.optimizer_state_bytes = store_bytes(b.state_specs);
   b.memory.train_arena_bytes = arena_block_bytes(train_arena);
   b.memory.eval_arena_bytes = arena_block_bytes(eval_layout.arena_bytes);
   return b;
 }
 
-Result<std::unique_ptr<Trainer>> Trainer::create(const GraphFactory& factory, const TrainerOptions& options) {
+Result<std::unique_ptr<Trainer>> Trainer::create(const GraphFactory& factory, const TrainerOptions& options,
+                                                 ParameterStore* params) {
   ET_ASSIGN_OR_RETURN(TrainerBlueprint b, design_trainer(factory, options));
-  return create(std::move(b), options);
+  return create(std::move(b), options, params);
 }
 
-Result<std::unique_ptr<Trainer>> Trainer::create(TrainerBlueprint b, const TrainerOptions& options) {
+Result<std::unique_ptr<Trainer>> Trainer::create(TrainerBlueprint b, const TrainerOptions& options,
+                                                 ParameterStore* params) {
+  if (options.external_parameters != (params != nullptr))
+    return invalid_argument(options.external_parameters
+                                ? "external_parameters is set but no parameter store was given to train in place"
+                                : "a parameter store was given but external_parameters is not set");
   std::unique_ptr<Trainer> t(new Trainer());
   t->options_ = options;
   t->eval_batch_ = b.eval_batch;
@@ -89,9 +102,25 @@ Result<std::unique_ptr<Trainer>> Trainer::create(TrainerBlueprint b, const Train
   t->trainable_ = std::move(b.primary.trainable);
   t->classes_ = static_cast<int>(training.value(training.logits).shape[1]);
 
-  ET_ASSIGN_OR_RETURN(ParameterStore store, ParameterStore::create(training.params));
-  t->params_ = std::make_unique<ParameterStore>(std::move(store));
-  t->params_->initialize(options.init_seed);
+  if (params != nullptr) {
+    // Trained in place: it must be this model's store.
+    if (params->size() != static_cast<int>(training.params.size()))
+      return invalid_argument("the parameter store holds " + std::to_string(params->size()) + " tensors; the model has " +
+                              std::to_string(training.params.size()));
+    for (size_t i = 0; i < training.params.size(); ++i) {
+      const ParamSpec& have = params->spec(static_cast<int>(i));
+      const ParamSpec& want = training.params[i];
+      if (have.name != want.name || have.shape != want.shape)
+        return invalid_argument("the parameter store's tensor " + std::to_string(i) + " is '" + have.name + "' " +
+                                have.shape.to_string() + "; the model has '" + want.name + "' " + want.shape.to_string());
+    }
+    t->params_ = params;
+  } else {
+    ET_ASSIGN_OR_RETURN(ParameterStore store, ParameterStore::create(training.params));
+    t->owned_params_ = std::make_unique<ParameterStore>(std::move(store));
+    t->params_ = t->owned_params_.get();
+    t->params_->initialize(options.init_seed);
+  }
   if (!b.state_specs.empty()) {
     ET_ASSIGN_OR_RETURN(ParameterStore state, ParameterStore::create(b.state_specs));
     t->optimizer_state_ = std::make_unique<ParameterStore>(std::move(state));
@@ -101,8 +130,8 @@ Result<std::unique_ptr<Trainer>> Trainer::create(TrainerBlueprint b, const Train
   eo.threads = options.threads;
   eo.reference_kernels = options.reference_kernels;
   eo.optimizer_state = t->optimizer_state_.get();
-  // One block for the training schedule and its fallback, planned ahead.
-  size_t need = b.memory.train_arena_bytes;
+  // One block for the training schedule, its fallback and the evaluation schedule, planned ahead.
+  size_t need = b.memory.arena_block_bytes();
   t->shared_arena_.reset(static_cast<unsigned char*>(std::aligned_alloc(64, need)));
   if (!t->shared_arena_) return out_of_memory("cannot allocate the training arena of " + std::to_string(need) + " bytes");
   // Touch every page now (no page faults in steps) and lay the high-water pattern.
@@ -110,15 +139,13 @@ Result<std::unique_ptr<Trainer>> Trainer::create(TrainerBlueprint b, const Train
   eo.arena = t->shared_arena_.get();
   eo.arena_capacity = need;
   if (b.fallback) {
-    ET_ASSIGN_OR_RETURN(t->fallback_, Executor::create(std::move(b.fallback->graph), t->params_.get(), eo));
+    ET_ASSIGN_OR_RETURN(t->fallback_, Executor::create(std::move(b.fallback->graph), t->params_, eo));
     for (int i = 0; i < t->params_->size(); ++i)
       if (!param_kind_is_trainable(t->params_->spec(i).kind))
         t->buffer_snapshot_.resize(t->buffer_snapshot_.size() + static_cast<size_t>(t->params_->spec(i).shape.numel()));
   }
-  ET_ASSIGN_OR_RETURN(t->train_, Executor::create(std::move(training), t->params_.get(), eo));
-  eo.arena = nullptr;
-  eo.arena_capacity = 0;
-  ET_ASSIGN_OR_RETURN(t->eval_, Executor::create(std::move(b.eval), t->params_.get(), eo));
+  ET_ASSIGN_OR_RETURN(t->train_, Executor::create(std::move(training), t->params_, eo));
+  ET_ASSIGN_OR_RETURN(t->eval_, Executor::create(std::move(b.eval), t->params_, eo));
   return t;
 }
 

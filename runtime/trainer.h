@@ -1,6 +1,8 @@
-// The Trainer owns one model's parameters and two executors over them: the training schedule
-// (forward + backward + updates at the training batch size) and an evaluation schedule (forward
-// only, batch norm on running statistics). Callers write a batch straight into the executor's
+// The Trainer owns one model's parameters (or trains a caller's ParameterStore in place) and two
+// executors over them: the training schedule (forward + backward + updates at the training batch
+// size) and an evaluation schedule (forward only, batch norm on running statistics). Both run in
+// one arena block of the larger size: evaluation and training never run at the same time, and no
+// arena value outlives a step (callers write a batch right before each train_step/eval_step). Callers write a batch straight into the executor's
 // input slots (train_images() / train_labels()), then call train_step(): no copies, no allocation.
 // Data loading and epochs live above the runtime (tools/, C API), which keeps this layer free
 // of file formats.
@@ -25,9 +27,16 @@ namespace edgetrain {
 struct TrainerOptions {
   int64_t batch = 32;
   int64_t eval_batch = 0;   // 0: same as batch
+  // Halve the evaluation batch (down to 1) while the evaluation arena would be larger than the
+  // training arena, so evaluation never sets the size of the shared block (it only runs slower).
+  bool eval_within_training_arena = false;
   int threads = 2;
   bool reference_kernels = false;
   uint64_t init_seed = 1;   // parameter initialisation (before any weights are loaded)
+  // Train the ParameterStore given to Trainer::create in place (the caller loaded the model
+  // before retraining, as PyTorch holds a loaded model): the trainer allocates no parameters,
+  // and TrainerMemory::parameter_bytes is 0.
+  bool external_parameters = false;
   TrainConfig config;
 };
 
@@ -45,11 +54,13 @@ struct EvalResult {
 // What a Trainer will allocate, in bytes, known before it allocates anything (the planner ranks
 // configurations with exactly these numbers).
 struct TrainerMemory {
-  size_t parameter_bytes = 0;        // weights + batch-norm statistics (ParameterStore)
+  size_t parameter_bytes = 0;        // weights + batch-norm statistics (0: trained in place)
   size_t optimizer_state_bytes = 0;  // momentum / Adam moments
-  size_t train_arena_bytes = 0;      // the training arena block (shared with a fallback schedule)
-  size_t eval_arena_bytes = 0;       // the evaluation schedule's arena
-  size_t total() const { return parameter_bytes + optimizer_state_bytes + train_arena_bytes + eval_arena_bytes; }
+  size_t train_arena_bytes = 0;      // what the training schedule (and a compression fallback) needs
+  size_t eval_arena_bytes = 0;       // what the evaluation schedule needs
+  // Both schedules run in one block of the larger size (they never run at the same time).
+  size_t arena_block_bytes() const { return train_arena_bytes > eval_arena_bytes ? train_arena_bytes : eval_arena_bytes; }
+  size_t total() const { return parameter_bytes + optimizer_state_bytes + arena_block_bytes(); }
 };
 
 // Everything a Trainer is made of, planned but not allocated.
@@ -66,8 +77,12 @@ Result<TrainerBlueprint> design_trainer(const GraphFactory& factory, const Train
 
 class Trainer {
  public:
-  static Result<std::unique_ptr<Trainer>> create(const GraphFactory& factory, const TrainerOptions& options);
-  static Result<std::unique_ptr<Trainer>> create(TrainerBlueprint blueprint, const TrainerOptions& options);
+  // `params` is required exactly when options.external_parameters is set: a store created from
+  // the model's ParamSpecs (same names and shapes), which must outlive the trainer.
+  static Result<std::unique_ptr<Trainer>> create(const GraphFactory& factory, const TrainerOptions& options,
+                                                 ParameterStore* params = nullptr);
+  static Result<std::unique_ptr<Trainer>> create(TrainerBlueprint blueprint, const TrainerOptions& options,
+                                                 ParameterStore* params = nullptr);
   // The bytes this trainer allocated (as design_trainer predicted them).
   const TrainerMemory& memory() const { return memory_; }
 
@@ -109,10 +124,11 @@ class Trainer {
   TrainerOptions options_;
   int64_t eval_batch_ = 0;
   int classes_ = 0;
-  std::unique_ptr<ParameterStore> params_;
+  std::unique_ptr<ParameterStore> owned_params_;
+  ParameterStore* params_ = nullptr;  // owned_params_ or the caller's store
   TrainerMemory memory_;
   std::unique_ptr<ParameterStore> optimizer_state_;
-  std::unique_ptr<unsigned char, FreeDeleter> shared_arena_;  // primary + fallback (compression)
+  std::unique_ptr<unsigned char, FreeDeleter> shared_arena_;  // training, fallback (compression) and evaluation
   std::unique_ptr<Executor> fallback_;
   std::vector<float> buffer_snapshot_;
   int64_t fallback_steps_ = 0;

@@ -3,6 +3,7 @@
 // --no-run, runs two training steps on random data to check the plan against the process:
 // the arena bytes the steps really wrote, and how the process's peak RSS compares with the
 // arena and the parameters (the runtime's promise is that nothing else grows).
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -33,6 +34,8 @@ std::string describe_config(const TrainerOptions& o, int64_t trainable) {
   s += buf;
   s += std::string(", freeze ") + freeze_mode_name(c.freeze.mode);
   if (c.freeze.frozen_prefix_layers > 0) s += " + first " + std::to_string(c.freeze.frozen_prefix_layers) + " layers";
+  if (c.freeze.frozen_suffix_layers > 0)
+    s += " + the " + std::to_string(c.freeze.frozen_suffix_layers) + " layers before the classifier";
   if (!c.freeze.frozen_patterns.empty()) s += " + " + std::to_string(c.freeze.frozen_patterns.size()) + " patterns";
   switch (c.checkpoint.mode) {
     case CheckpointMode::kNone: break;
@@ -138,7 +141,7 @@ Result<JsonValue> measure_steps(const ArgParser& p, const GraphFactory& factory,
   *report += buf;
   std::snprintf(buf, sizeof buf,
                 "  process peak RSS  %10.2f MiB; grew %.2f MiB since before the trainer was built\n"
-                "                    vs %.2f MiB expected (training arena %.2f + eval arena %.2f + outside the arena %.2f): "
+                "                    vs %.2f MiB expected (arena block: the larger of training %.2f and eval %.2f; + outside the arena %.2f): "
                 "%+.2f MiB other (graphs, threads, libraries)\n",
                 mib(after.peak_rss), mib(grown), mib(expected), mib(tl.arena_bytes), mib(eval_arena),
                 mib(tl.parameter_bytes), mib(grown) - mib(expected));

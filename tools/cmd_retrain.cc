@@ -1,12 +1,15 @@
 // `edgetrain plan` and `edgetrain retrain`: choose the m-hyperparameters under a memory budget,
 // then (retrain) train with them and save the weights atomically.
 //
-// What the budget covers: every byte the retraining adds to the process after the data and
-// the program are loaded: parameters, optimizer state, the training and evaluation arenas (all
-// planned exactly), the probe and the trials (each smaller than the chosen configuration), and
-// a reserve for the process's own growth while training (thread stacks, allocator bookkeeping,
-// code pages first touched by backward kernels; --reserve). retrain measures it from outside the
-// plan: peak RSS (VmHWM) minus RSS after the density probe (which warms the program up).
+// What the budget covers: every byte the retraining adds to the process after the program, the
+// data and the model (its parameters, loaded from --weights) are loaded, as PyTorch's baseline
+// is taken with the model loaded: optimizer state, the arena (training and evaluation share
+// one block), planning, the probe and the trials (each smaller than the chosen configuration),
+// and a reserve for the process's own growth while training (thread stacks, allocator
+// bookkeeping, OpenBLAS packing buffers and code pages first touched by backward kernels;
+// --reserve). Retraining trains the loaded parameters in place, so they are not duplicated.
+// retrain measures it from outside the plan: peak RSS (VmHWM) minus RSS after the density probe
+// (which warms the program up).
 #include <malloc.h>
 
 #include <cstdio>
@@ -33,6 +36,7 @@ void add_plan_options(ArgParser& p) {
   p.option("trial-steps", "S", "8", "steps per trial");
   p.option("reserve", "BYTES", "4MiB", "process overhead beside the planned blocks, counted in the budget");
   p.flag("no-freezing", "only consider configurations that train every parameter");
+  p.flag("no-momentum-free", "never replace SGD with momentum by momentum-free SGD (lr x 1/(1-momentum), no optimizer state)");
   p.option("min-micro-batch", "N", "16", "smallest micro-batch the planner considers (batch-norm statistics need a few images)");
   p.option("svg", "FILE", "", "write the chosen configuration's memory timeline as SVG");
   p.option("cache-dir", "DIR", "", "where `edgetrain profile` stored its cost models (default ~/.cache/edgetrain)");
@@ -73,8 +77,10 @@ Predictor load_predictor(const ArgParser& p, int threads) {
   return out;
 }
 
+// Plans for training the loaded model `params` in place (the trials train it too, and reset it
+// after each: initialisation from --seed, then --weights).
 Result<Planned> plan_for(const ArgParser& p, const ModelSpec& spec, const Dataset& data, const Preprocess& pre,
-                         double density, const Predictor& predictor) {
+                         double density, const Predictor& predictor, ParameterStore* params) {
   Planned out;
   if (p.str("budget").empty()) return invalid_argument("--budget is required (e.g. --budget 64MiB)");
   ET_ASSIGN_OR_RETURN(uint64_t budget, p.bytes("budget"));
@@ -85,10 +91,12 @@ Result<Planned> plan_for(const ArgParser& p, const ModelSpec& spec, const Datase
   r.factory = graph_factory(spec);
   r.base = base;
   r.base.config.freeze = FreezeConfig{};  // the planner chooses
+  r.base.external_parameters = true;      // the model is loaded before retraining and trained in place
   r.budget_bytes = budget;
   r.reserve_bytes = reserve;
   r.objective = objective;
   r.allow_freezing = !p.has("no-freezing");
+  r.allow_momentum_free = !p.has("no-momentum-free");
   ET_ASSIGN_OR_RETURN(int64_t min_micro, p.integer("min-micro-batch"));
   if (min_micro < 1) return invalid_argument("--min-micro-batch must be >= 1");
   r.min_micro_batch = static_cast<int>(min_micro);
@@ -106,7 +114,9 @@ Result<Planned> plan_for(const ArgParser& p, const ModelSpec& spec, const Datase
     ET_ASSIGN_OR_RETURN(double lr, p.number("lr"));
     to.learning_rate = static_cast<float>(lr);
     std::fprintf(stderr, "emulated trials of the best %d candidates, %d steps each:\n", to.candidates, to.steps);
-    ET_ASSIGN_OR_RETURN(out.trials, run_trials(r, out.plan, p.str("weights"), p.has("skip-classifier"), data, pre, to));
+    auto reload = [&p, params]() { return reset_model_parameters(p, *params); };
+    ET_ASSIGN_OR_RETURN(out.trials,
+                        run_trials(r, out.plan, p.str("weights"), p.has("skip-classifier"), data, pre, to, params, reload));
     if (!out.trials.empty()) out.chosen = static_cast<size_t>(out.trials.front().candidate);
   }
   return out;
@@ -190,7 +200,10 @@ int run_retrain(const ArgParser& p, const Dataset& train, const Dataset* test, c
   // first forward pass, which maps the kernels' code pages and OpenBLAS's packing buffers. Those
   // belong to the program, not to retraining, so the baseline is taken after it (all the
   // probe's own allocations are freed by then).
-  Result<double> density = probe_activation_density(graph_factory(*spec), p.str("weights"), train, pre);
+  // The model is loaded first, like the data: retraining trains these parameters in place.
+  Result<ParameterStore> params = load_model_parameters(p, graph_factory(*spec), std::min<int64_t>(4, train.size()));
+  if (!params.is_ok()) return fail(params.status());
+  Result<double> density = probe_activation_density(graph_factory(*spec), *params, train, pre);
   if (!density.is_ok()) return fail(density.status());
   Result<int64_t> threads = p.integer("threads");
   if (!threads.is_ok()) return fail(threads.status());
@@ -201,7 +214,7 @@ int run_retrain(const ArgParser& p, const Dataset& train, const Dataset* test, c
   // Everything from here on counts against the budget.
   uint64_t rss_before = process_memory().rss;
   reset_peak_rss();
-  Result<Planned> pl = plan_for(p, *spec, train, pre, *density, predictor);
+  Result<Planned> pl = plan_for(p, *spec, train, pre, *density, predictor, &*params);
   if (!pl.is_ok()) return fail(pl.status());
   print_plan(*pl);
   if (Status s = write_svg(p, *pl, *spec); !s.is_ok()) return fail(s);
@@ -210,10 +223,9 @@ int run_retrain(const ArgParser& p, const Dataset& train, const Dataset* test, c
   malloc_trim(0);  // the candidates' schedules are gone: hand their pages back before training
 
   TrainerOptions o = candidate_options(pl->request.base, chosen.config);
-  Result<std::unique_ptr<Trainer>> trainer = Trainer::create(pl->request.factory, o);
+  Result<std::unique_ptr<Trainer>> trainer = Trainer::create(pl->request.factory, o, &*params);
   if (!trainer.is_ok()) return fail(trainer.status());
   Trainer& t = **trainer;
-  if (Status s = load_initial_weights(p, t); !s.is_ok()) return fail(s);
   LoopOptions lo;
   lo.epochs = *epochs;
   lo.seed = o.init_seed;
@@ -237,7 +249,8 @@ int run_retrain(const ArgParser& p, const Dataset& train, const Dataset* test, c
     std::fprintf(stderr, "test accuracy %.4f (%lld images)\n", ev->accuracy, static_cast<long long>(ev->images));
   }
   uint64_t used = process_memory().peak_rss - std::min(process_memory().peak_rss, rss_before);
-  bool within = used <= pl->request.budget_bytes;
+  // The training loop resets the peak: planning (with its trials) is checked on its own.
+  bool within = used <= pl->request.budget_bytes && planning_peak <= pl->request.budget_bytes;
   std::fprintf(stderr,
                "retrained %lld steps in %s: median step %.1f ms (predicted %.1f), fallback steps %lld; memory: planned %s, "
                "measured peak RSS increase %s, budget %s: %s\n",
@@ -318,12 +331,15 @@ int cmd_plan(int argc, char** argv) {
   int size = static_cast<int>(output_height(data->train, data->train_pre));
   Result<ModelSpec> spec = model_spec(p, data->train.num_classes(), size, data->train_pre.out_channels);
   if (!spec.is_ok()) return fail(spec.status());
-  Result<double> density = probe_activation_density(graph_factory(*spec), p.str("weights"), data->train, data->train_pre);
+  Result<ParameterStore> params =
+      load_model_parameters(p, graph_factory(*spec), std::min<int64_t>(4, data->train.size()));
+  if (!params.is_ok()) return fail(params.status());
+  Result<double> density = probe_activation_density(graph_factory(*spec), *params, data->train, data->train_pre);
   if (!density.is_ok()) return fail(density.status());
   Result<int64_t> threads = p.integer("threads");
   if (!threads.is_ok()) return fail(threads.status());
   Predictor predictor = load_predictor(p, static_cast<int>(*threads));
-  Result<Planned> pl = plan_for(p, *spec, data->train, data->train_pre, *density, predictor);
+  Result<Planned> pl = plan_for(p, *spec, data->train, data->train_pre, *density, predictor, &*params);
   if (!pl.is_ok()) return fail(pl.status());
   print_plan(*pl);
   if (Status s = write_svg(p, *pl, *spec); !s.is_ok()) return fail(s);

@@ -11,6 +11,19 @@ namespace edgetrain::cli {
 
 Result<double> probe_activation_density(const GraphFactory& factory, const std::string& weights, const Dataset& data,
                                         const Preprocess& pre) {
+  ET_ASSIGN_OR_RETURN(Graph g, factory(std::min<int64_t>(4, std::max<int64_t>(1, data.size())), /*training=*/true));
+  ET_ASSIGN_OR_RETURN(ParameterStore params, ParameterStore::create(g.params));
+  params.initialize(1);
+  if (!weights.empty()) {
+    WeightsLoadOptions o;
+    o.skip_shape_mismatch = true;  // a different classifier does not change ReLU densities
+    ET_RETURN_IF_ERROR(load_weights(weights, params, o));
+  }
+  return probe_activation_density(factory, params, data, pre);
+}
+
+Result<double> probe_activation_density(const GraphFactory& factory, ParameterStore& params, const Dataset& data,
+                                        const Preprocess& pre) {
   int64_t batch = std::min<int64_t>(4, data.size());
   if (batch <= 0) return invalid_argument("the probe needs at least one image");
   ET_ASSIGN_OR_RETURN(Graph g, factory(batch, /*training=*/true));
@@ -24,13 +37,6 @@ Result<double> probe_activation_density(const GraphFactory& factory, const std::
     }
   }
   ET_RETURN_IF_ERROR(finalize_schedule(g));
-  ET_ASSIGN_OR_RETURN(ParameterStore params, ParameterStore::create(g.params));
-  params.initialize(1);
-  if (!weights.empty()) {
-    WeightsLoadOptions o;
-    o.skip_shape_mismatch = true;  // a different classifier does not change ReLU densities
-    ET_RETURN_IF_ERROR(load_weights(weights, params, o));
-  }
   ExecutorOptions eo;
   ET_ASSIGN_OR_RETURN(std::unique_ptr<Executor> ex, Executor::create(std::move(g), &params, eo));
   std::vector<int64_t> idx(static_cast<size_t>(batch));
@@ -51,13 +57,19 @@ Result<double> probe_activation_density(const GraphFactory& factory, const std::
 
 Result<std::vector<TrialResult>> run_trials(const PlanRequest& request, const Plan& plan, const std::string& weights,
                                             bool skip_classifier, const Dataset& data, const Preprocess& pre,
-                                            const TrialOptions& options) {
+                                            const TrialOptions& options, ParameterStore* params,
+                                            const std::function<Status()>& reload) {
   std::vector<TrialResult> results;
+  if (request.base.external_parameters && (params == nullptr || !reload))
+    return invalid_argument("trials in place need the parameter store and a way to reload its weights");
   int n = std::min<int>(options.candidates, static_cast<int>(plan.ranked.size()));
   for (int c = 0; c < n; ++c) {
     TrainerOptions o = candidate_options(request.base, plan.ranked[static_cast<size_t>(c)].config);
-    ET_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> t, Trainer::create(request.factory, o));
-    if (!weights.empty()) {
+    ET_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> t,
+                        Trainer::create(request.factory, o, o.external_parameters ? params : nullptr));
+    if (o.external_parameters) {
+      if (c > 0) ET_RETURN_IF_ERROR(reload());  // the previous trial trained them
+    } else if (!weights.empty()) {
       WeightsLoadOptions wo;
       if (skip_classifier) wo.skip_shape_mismatch = true;
       ET_RETURN_IF_ERROR(load_weights(weights, t->params(), wo));
@@ -85,6 +97,7 @@ Result<std::vector<TrialResult>> run_trials(const PlanRequest& request, const Pl
       r.last_loss += losses[losses.size() - 1 - i] / k;
     }
     r.loss_drop_per_second = (r.first_loss - r.last_loss) / std::max(r.seconds, 1e-9);
+    if (o.external_parameters && c == n - 1) ET_RETURN_IF_ERROR(reload());  // retraining starts from the weights
     std::fprintf(stderr, "  trial %d (%s): loss %.4f -> %.4f in %.2f s, %.3f per second\n", c + 1,
                  plan.ranked[static_cast<size_t>(c)].label.c_str(), r.first_loss, r.last_loss, r.seconds,
                  r.loss_drop_per_second);

@@ -3,6 +3,7 @@
 // emulated trials of the best candidates, and report the choice.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,9 @@ constexpr uint64_t kDefaultReserveBytes = 4ull << 20;
 // budgeted training and allocates only a forward pass at batch 4.
 Result<double> probe_activation_density(const GraphFactory& factory, const std::string& weights,
                                         const Dataset& data, const Preprocess& pre);
+// The same on a model whose parameters are loaded already (`params` is only read).
+Result<double> probe_activation_density(const GraphFactory& factory, ParameterStore& params, const Dataset& data,
+                                        const Preprocess& pre);
 
 struct TrialOptions {
   int candidates = 3;     // the best candidates to try
@@ -41,10 +45,13 @@ struct TrialResult {
 
 // Trains each of the top candidates for a few steps from the same weights on a sample of
 // `data` and ranks them by loss decrease per second (MPOptimizer's accuracy side). Each trial
-// allocates exactly its candidate's planned memory, one at a time.
+// allocates exactly its candidate's planned memory, one at a time. With
+// request.base.external_parameters the trials train `params` in place, and `reload` puts the
+// starting weights back after each one (from the file: no copy is held in memory).
 Result<std::vector<TrialResult>> run_trials(const PlanRequest& request, const Plan& plan, const std::string& weights,
                                             bool skip_classifier, const Dataset& data, const Preprocess& pre,
-                                            const TrialOptions& options);
+                                            const TrialOptions& options, ParameterStore* params = nullptr,
+                                            const std::function<Status()>& reload = nullptr);
 
 JsonValue candidate_json(const PlanCandidate& c);
 std::string plan_table(const Plan& plan);

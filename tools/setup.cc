@@ -59,6 +59,7 @@ void add_training_options(ArgParser& p) {
   p.option("weight-decay", "X", "0", "L2 (SGD) or decoupled (AdamW) weight decay");
   p.option("freeze", "MODE", "none", "none, bias-only, norm-only or classifier-only");
   p.option("freeze-layers", "K", "0", "freeze the first K layers (conv, batch norm and linear layers count)");
+  p.option("freeze-suffix", "K", "0", "freeze the K layers before the classifier (the early layers and the classifier train)");
   p.option("freeze-pattern", "GLOBS", "", "comma-separated parameter-name globs to freeze, e.g. 'features.1*,*.bias'");
   p.option("micro-batches", "K", "1", "run each batch as K micro-batches with gradient accumulation");
   p.option("checkpoint", "SPEC", "none",
@@ -219,6 +220,8 @@ Result<TrainerOptions> trainer_options(const ArgParser& p) {
   ET_ASSIGN_OR_RETURN(o.config.freeze.mode, parse_freeze_mode(p.str("freeze")));
   ET_ASSIGN_OR_RETURN(int64_t layers, p.integer("freeze-layers"));
   o.config.freeze.frozen_prefix_layers = static_cast<int>(layers);
+  ET_ASSIGN_OR_RETURN(int64_t suffix, p.integer("freeze-suffix"));
+  o.config.freeze.frozen_suffix_layers = static_cast<int>(suffix);
   o.config.freeze.frozen_patterns = split_list(p.str("freeze-pattern"));
   ET_ASSIGN_OR_RETURN(int64_t micro, p.integer("micro-batches"));
   if (micro < 1 || micro > o.batch) return invalid_argument("--micro-batches must be in [1, batch]");
@@ -244,18 +247,33 @@ Result<LrSchedule> lr_schedule(const ArgParser& p) {
   return s;
 }
 
-Status load_initial_weights(const ArgParser& p, Trainer& t) {
+Status load_initial_weights(const ArgParser& p, ParameterStore& params) {
   std::string path = p.str("weights");
   if (path.empty()) return Status::ok();
   WeightsLoadOptions o;
   if (p.has("skip-classifier")) {
     // The classifier is the last layer: skip every tensor of it.
     int last = -1;
-    for (const ParamSpec& s : t.params().specs()) last = std::max(last, s.layer_index);
-    for (const ParamSpec& s : t.params().specs())
+    for (const ParamSpec& s : params.specs()) last = std::max(last, s.layer_index);
+    for (const ParamSpec& s : params.specs())
       if (s.layer_index == last) o.skip_prefixes.push_back(s.name);
   }
-  return load_weights(path, t.params(), o, nullptr);
+  return load_weights(path, params, o, nullptr);
+}
+
+Status load_initial_weights(const ArgParser& p, Trainer& t) { return load_initial_weights(p, t.params()); }
+
+Status reset_model_parameters(const ArgParser& p, ParameterStore& params) {
+  ET_ASSIGN_OR_RETURN(int64_t seed, p.integer("seed"));
+  params.initialize(static_cast<uint64_t>(seed));
+  return load_initial_weights(p, params);
+}
+
+Result<ParameterStore> load_model_parameters(const ArgParser& p, const GraphFactory& factory, int64_t batch) {
+  ET_ASSIGN_OR_RETURN(Graph g, factory(batch, /*training=*/true));
+  ET_ASSIGN_OR_RETURN(ParameterStore params, ParameterStore::create(g.params));
+  ET_RETURN_IF_ERROR(reset_model_parameters(p, params));
+  return params;
 }
 
 JsonValue memory_json(const Trainer& t) {

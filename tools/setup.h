@@ -39,6 +39,12 @@ Result<LrSchedule> lr_schedule(const ArgParser& p);
 Result<CheckpointConfig> parse_checkpoint(const std::string& spec);
 // --weights: loads into the trainer's parameters (classifier skipped with --skip-classifier).
 Status load_initial_weights(const ArgParser& p, Trainer& t);
+Status load_initial_weights(const ArgParser& p, ParameterStore& params);
+// The model's parameters as retraining starts from them: initialised with --seed, then --weights
+// (honouring --skip-classifier). `batch` only sizes the graph the specs are read from.
+Result<ParameterStore> load_model_parameters(const ArgParser& p, const GraphFactory& factory, int64_t batch);
+// Puts `params` back to what load_model_parameters gave (after trials trained them in place).
+Status reset_model_parameters(const ArgParser& p, ParameterStore& params);
 
 JsonValue memory_json(const Trainer& t);
 

@@ -171,10 +171,12 @@ et_status et_trainer_outputs(const et_trainer* trainer, int32_t* classes_out, in
 typedef struct et_memory_info {
   size_t struct_size;
   uint64_t arena_bytes;           /* the training arena (activations, gradients, workspace, batch) */
-  uint64_t eval_arena_bytes;      /* the evaluation arena */
+  uint64_t eval_arena_bytes;      /* what evaluation needs of the arena (it runs in the training
+                                     arena's block, which has the larger of the two sizes) */
   uint64_t parameter_bytes;       /* parameters and batch-norm statistics */
   uint64_t optimizer_state_bytes; /* momentum or Adam moments of the trainable parameters */
-  uint64_t total_bytes;           /* all four above: the trainer's memory besides small bookkeeping */
+  uint64_t total_bytes;           /* parameters + optimizer state + the larger of the two arenas:
+                                     the trainer's memory besides small bookkeeping */
   uint64_t simulated_peak_bytes;  /* most bytes live during a training step: parameters,
                                      optimizer state and the arena values live at that moment */
   /* The arena values live at that peak, by kind: */

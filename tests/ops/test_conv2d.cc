@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ops/conv2d.h"
+#include "ops/conv2d_im2col.h"
 #include "ops/conv2d_winograd.h"
 #include "tests/support/op_harness.h"
 
@@ -61,6 +62,56 @@ const std::vector<ConvCase> kLarge = {
     {"1x1_64_96", 2, 14, 14, 64, 96, 1, 1, 1, 1, 0, 0, 1},
     {"groups4_3x3", 2, 14, 14, 32, 32, 3, 3, 1, 1, 1, 1, 4},
 };
+
+// Small feature maps where many kernel taps read only padding (ResNet-18 on 32x32 images has
+// 8x8, 4x4, 2x2 and 1x1 maps): every tap-pruning plan of the im2col path, every class of output
+// pixel (corners, edges, interior, pixels that see only padding), views of the input instead of
+// columns, several chunks of images, groups, odd channel counts.
+const std::vector<ConvCase> kPadded = {
+    {"1x1map_3x3_p1", 3, 1, 1, 20, 12, 3, 3, 1, 1, 1, 1, 1},
+    {"2x2map_3x3_p1", 3, 2, 2, 20, 12, 3, 3, 1, 1, 1, 1, 1},
+    {"3x3map_3x3_p1", 2, 3, 3, 20, 12, 3, 3, 1, 1, 1, 1, 1},
+    {"4x4map_3x3_p1", 2, 4, 4, 20, 12, 3, 3, 1, 1, 1, 1, 1},
+    {"8x8map_3x3_p1", 2, 8, 8, 5, 7, 3, 3, 1, 1, 1, 1, 1},
+    {"4x4to2x2_s2", 3, 4, 4, 20, 24, 3, 3, 2, 2, 1, 1, 1},
+    {"2x2to1x1_s2", 3, 2, 2, 20, 24, 3, 3, 2, 2, 1, 1, 1},
+    {"8x8to4x4_s2", 2, 8, 8, 6, 9, 3, 3, 2, 2, 1, 1, 1},
+    {"stem_7x7_s2_p3", 2, 12, 11, 3, 8, 7, 7, 2, 2, 3, 3, 1},
+    {"7x7_p3_on_2x2", 2, 2, 2, 5, 6, 7, 7, 1, 1, 3, 3, 1},
+    {"1x1_s2_on_2x2", 3, 2, 2, 20, 24, 1, 1, 2, 2, 0, 0, 1},
+    {"1x1_p1_border_sees_padding", 2, 3, 3, 5, 6, 1, 1, 1, 1, 1, 1, 1},
+    {"3x3_p2_on_1x1", 2, 1, 1, 4, 5, 3, 3, 1, 1, 2, 2, 1},
+    {"batch1_2x2map", 1, 2, 2, 20, 12, 3, 3, 1, 1, 1, 1, 1},
+    {"1x5map", 2, 1, 5, 6, 7, 3, 3, 1, 1, 1, 1, 1},
+    {"5x1map_3x1_s2", 2, 5, 1, 6, 7, 3, 1, 2, 1, 1, 0, 1},
+    {"3x5map_5x3_p2x1", 2, 3, 5, 4, 5, 5, 3, 1, 1, 2, 1, 1},
+    {"groups2_2x2map", 3, 2, 2, 8, 6, 3, 3, 1, 1, 1, 1, 2},
+    {"groups2_1x1map", 3, 1, 1, 8, 6, 3, 3, 1, 1, 1, 1, 2},
+    {"groups2_4x4to2x2_s2", 2, 4, 4, 6, 4, 3, 3, 2, 2, 1, 1, 2},
+    {"1x1map_300_images", 300, 1, 1, 4, 5, 3, 3, 1, 1, 1, 1, 1},  // several chunks
+    {"2x2map_300_images", 300, 2, 2, 3, 4, 3, 3, 1, 1, 1, 1, 1},
+    // Large enough that the GEMMs of a block are split between threads: along output channels
+    // (few rows) and along rows (many rows).
+    {"2x2map_split_channels", 32, 2, 2, 128, 160, 3, 3, 1, 1, 1, 1, 1},
+    {"4x4map_split_rows", 32, 4, 4, 64, 48, 3, 3, 1, 1, 1, 1, 1},
+    {"1x1map_split", 32, 1, 1, 512, 160, 3, 3, 1, 1, 1, 1, 1},
+};
+
+// Forces a tap-pruning plan for the lifetime of the guard.
+struct ForcePruning {
+  explicit ForcePruning(TapPruning mode) { set_tap_pruning_for_testing(mode); }
+  ~ForcePruning() { set_tap_pruning_for_testing(TapPruning::kAuto); }
+};
+
+const char* pruning_name(TapPruning mode) {
+  switch (mode) {
+    case TapPruning::kAuto: return "auto";
+    case TapPruning::kNone: return "none";
+    case TapPruning::kGlobal: return "global";
+    case TapPruning::kClasses: return "classes";
+  }
+  return "?";
+}
 
 const ConvCase& large_case(const std::string& name) {
   for (const ConvCase& k : kLarge)
@@ -134,32 +185,33 @@ Shape y_shape(const ConvCase& k) {
   return conv2d_output_shape(x_shape(k), w_shape(k), attrs_of(k)).value();
 }
 
-void check_forward(const ConvCase& k, bool with_bias) {
+void check_forward(const ConvCase& k, bool with_bias, int threads = 2) {
   std::vector<HostTensor> in = {random_tensor(x_shape(k), 11), random_tensor(w_shape(k), 12),
                                 with_bias ? random_tensor({k.out_c}, 13) : absent({k.out_c})};
   const Attrs a = attrs_with(k);
-  auto fast = run_op(OpKind::kConv2d, a, in, {HostTensor{y_shape(k), {}}}, false);
+  auto fast = run_op(OpKind::kConv2d, a, in, {HostTensor{y_shape(k), {}}}, false, threads);
   auto ref = run_op(OpKind::kConv2d, a, in, {HostTensor{y_shape(k), {}}}, true);
   EXPECT_LT(max_rel_error(fast[0].data, ref[0].data), kTol) << k.name << " bias=" << with_bias;
 }
 
-void check_backward_data(const ConvCase& k, bool accumulate) {
+void check_backward_data(const ConvCase& k, bool accumulate, int threads = 2) {
   std::vector<HostTensor> in = {random_tensor(y_shape(k), 21), random_tensor(w_shape(k), 22)};
   HostTensor dx = accumulate ? random_tensor(x_shape(k), 23) : HostTensor{x_shape(k), {}};
   const Attrs a = attrs_with(k, accumulate ? 1u : 0u);
-  auto fast = run_op(OpKind::kConv2dBackwardData, a, in, {dx}, false);
+  auto fast = run_op(OpKind::kConv2dBackwardData, a, in, {dx}, false, threads);
   auto ref = run_op(OpKind::kConv2dBackwardData, a, in, {dx}, true);
   EXPECT_LT(max_rel_error(fast[0].data, ref[0].data), kTol) << k.name << " accumulate=" << accumulate;
 }
 
 // want_dw / want_db: whether the output is present; mask: accumulate_mask.
-void check_backward_weight(const ConvCase& k, bool want_dw, bool want_db, uint32_t mask) {
+void check_backward_weight(const ConvCase& k, bool want_dw, bool want_db, uint32_t mask,
+                           int threads = 2) {
   std::vector<HostTensor> in = {random_tensor(y_shape(k), 31), random_tensor(x_shape(k), 32)};
   // Outputs start from random values: accumulation must add to them, overwriting ignore them.
   HostTensor dw = !want_dw ? absent(w_shape(k)) : random_tensor(w_shape(k), 33);
   HostTensor db = !want_db ? absent({k.out_c}) : random_tensor({k.out_c}, 34);
   const Attrs a = attrs_with(k, mask);
-  auto fast = run_op(OpKind::kConv2dBackwardWeight, a, in, {dw, db}, false);
+  auto fast = run_op(OpKind::kConv2dBackwardWeight, a, in, {dw, db}, false, threads);
   auto ref = run_op(OpKind::kConv2dBackwardWeight, a, in, {dw, db}, true);
   const std::string what = std::string(k.name) + " dw=" + std::to_string(want_dw) +
                            " db=" + std::to_string(want_db) + " mask=" + std::to_string(mask);
@@ -185,6 +237,71 @@ TEST(Conv2dFast, MatchesReferenceOnSmallCases) {
 
 TEST(Conv2dFast, MatchesReferenceOnLayerSizedCases) {
   for (const ConvCase& k : kLarge) check_all_directions(k);
+}
+
+TEST(Conv2dFast, EveryTapPruningPlanMatchesReferenceOnPaddedSmallMaps) {
+  for (TapPruning mode : {TapPruning::kAuto, TapPruning::kNone, TapPruning::kGlobal, TapPruning::kClasses}) {
+    ForcePruning force(mode);
+    SCOPED_TRACE(pruning_name(mode));
+    for (const ConvCase& k : kPadded) check_all_directions(k);
+  }
+}
+
+TEST(Conv2dFast, EveryTapPruningPlanMatchesReferenceOnSmallAndLayerSizedCases) {
+  for (TapPruning mode : {TapPruning::kNone, TapPruning::kGlobal, TapPruning::kClasses}) {
+    ForcePruning force(mode);
+    SCOPED_TRACE(pruning_name(mode));
+    for (const ConvCase& k : kSmall) check_all_directions(k);
+    for (const ConvCase& k : kLarge) check_all_directions(k);
+  }
+}
+
+TEST(Conv2dFast, TapPruningPlansMatchReferenceWithOneAndThreeThreads) {
+  for (TapPruning mode : {TapPruning::kGlobal, TapPruning::kClasses}) {
+    ForcePruning force(mode);
+    SCOPED_TRACE(pruning_name(mode));
+    for (const char* name : {"2x2map_split_channels", "4x4map_split_rows", "stem_7x7_s2_p3"}) {
+      const ConvCase* k = nullptr;
+      for (const ConvCase& c : kPadded)
+        if (std::string(c.name) == name) k = &c;
+      ASSERT_NE(k, nullptr) << name;
+      for (int threads : {1, 3}) {
+        SCOPED_TRACE(threads);
+        check_forward(*k, true, threads);
+        check_backward_data(*k, false, threads);
+        check_backward_weight(*k, true, true, 0u, threads);
+        check_backward_weight(*k, true, false, 1u, threads);
+      }
+    }
+  }
+}
+
+TEST(Conv2dFast, AutoTapPruningPlansOfResNet18) {
+  // (input side, channels in, channels out, kernel, stride, pad) -> plan at batch 32.
+  struct Layer {
+    int64_t side, c, out_c;
+    int k, s, p;
+    TapPruning plan;
+  };
+  const Layer layers[] = {
+      {32, 3, 64, 7, 2, 3, TapPruning::kNone},        // stem: 10% padding taps, not worth it
+      {8, 64, 64, 3, 1, 1, TapPruning::kNone},        // 8x8: 16%
+      {8, 64, 128, 3, 2, 1, TapPruning::kNone},       // 8x8 -> 4x4: 16%
+      {4, 128, 128, 3, 1, 1, TapPruning::kClasses},   // 4x4: 31%
+      {4, 128, 256, 3, 2, 1, TapPruning::kClasses},   // 4x4 -> 2x2: 31%
+      {2, 256, 256, 3, 1, 1, TapPruning::kClasses},   // 2x2: 56%
+      {2, 256, 512, 3, 2, 1, TapPruning::kGlobal},    // 2x2 -> 1x1: the inner 2x2 taps
+      {1, 512, 512, 3, 1, 1, TapPruning::kGlobal},    // 1x1: the centre tap
+      {56, 64, 64, 3, 1, 1, TapPruning::kNone},       // 224x224 inputs: little padding
+      {14, 256, 512, 3, 2, 1, TapPruning::kNone},
+      {7, 512, 512, 3, 1, 1, TapPruning::kNone},
+  };
+  for (const Layer& l : layers) {
+    ConvCase k{"resnet", 32, l.side, l.side, l.c, l.out_c, l.k, l.k, l.s, l.s, l.p, l.p, 1};
+    const ConvGeometry g = conv2d_geometry(x_shape(k), w_shape(k), attrs_of(k));
+    EXPECT_EQ(pruning_name(im2col_plan(g)), std::string(pruning_name(l.plan)))
+        << l.side << "x" << l.side << " " << l.c << "->" << l.out_c << " k" << l.k << " s" << l.s;
+  }
 }
 
 TEST(Conv2dFast, ReferenceBackwardWeightOverwritesWhenNotAccumulating) {

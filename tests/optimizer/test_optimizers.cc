@@ -74,6 +74,17 @@ TEST(Sgd, PlainStepsMatchHandComputedValuesWithoutMomentumBuffer) {
                     want, reference ? "reference" : "fast");
 }
 
+// Momentum-free SGD as the planner substitutes it (planner/search.h momentum_free): no state,
+// the step's learning rate times lr_scale 1/(1 - 0.9) = 10: the plain sequence above at lr 0.01.
+TEST(Sgd, MomentumFreeLrScaleMultipliesTheStepsLearningRate) {
+  Attrs a;
+  a.optim.lr_scale = 10.0f;
+  const Sequence want = {{0.99f, -0.48f, 2.0f}, {0.96f, -0.49f, 2.1f}, {0.98f, -0.53f, 2.05f}};
+  for (bool reference : {false, true})
+    expect_sequence(run_steps(OpKind::kSgdUpdate, a, 0.01f, {testing::absent(Shape{3})}, reference),
+                    want, reference ? "reference" : "fast");
+}
+
 TEST(Sgd, MomentumDampeningAndWeightDecayMatchTorchSemantics) {
   // lr 0.1, momentum 0.9, dampening 0.1, weight decay 0.01. Step 1 by hand:
   //   d = g + 0.01 p = [0.11, -0.205, 0.02]; buf = d (first step: no dampening);

@@ -58,6 +58,7 @@ TEST(PlanSearch, NeverReturnsAConfigurationOverTheBudget) {
       TrainerOptions o = r.base;
       o.config = c.config;
       o.eval_batch = std::min<int64_t>(r.base.eval_batch, r.base.batch / c.config.micro_batches);
+      o.eval_within_training_arena = true;
       Result<TrainerBlueprint> b = design_trainer(r.factory, o);
       ASSERT_TRUE(b.is_ok());
       EXPECT_EQ(b->memory.total() + r.reserve_bytes, c.predicted_peak) << c.label;
@@ -103,18 +104,30 @@ TEST(PlanSearch, FindsTheExhaustiveOptimum) {
         freezes.push_back(fz);
       }
       double best = -1;
+      auto fits = [&](const TrainerOptions& o) {
+        Result<TrainerBlueprint> b = design_trainer(r.factory, o);
+        return b.is_ok() && b->memory.total() + r.reserve_bytes <= r.budget_bytes;
+      };
+      for (bool no_momentum : {false, true})
       for (const FreezeConfig& fz : freezes)
         for (CheckpointMode ck : {CheckpointMode::kNone, CheckpointMode::kSqrtBytes})
           for (bool masks : {false, true})
             for (int k : {1, 2, 4, 8, 16}) {
+              // Momentum-free SGD: only where the optimizer state matters (freeze mode none) and
+              // the same configuration with momentum does not fit.
+              if (no_momentum && fz.mode != FreezeMode::kNone) continue;
               TrainerOptions o = r.base;
               o.config.freeze = fz;
               o.config.checkpoint.mode = ck;
               o.config.compression.relu_masks = masks;
               o.config.micro_batches = k;
               o.eval_batch = std::min<int64_t>(r.base.eval_batch, r.base.batch / k);
-              Result<TrainerBlueprint> b = design_trainer(r.factory, o);
-              if (!b.is_ok() || b->memory.total() + r.reserve_bytes > r.budget_bytes) continue;
+              o.eval_within_training_arena = true;
+              if (no_momentum) {
+                if (fits(o)) continue;
+                o.config.optimizer = momentum_free(o.config.optimizer);
+              }
+              if (!fits(o)) continue;
               // Score as the search defines it.
               TrainConfig one = o.config;
               one.micro_batches = 1;
@@ -129,6 +142,7 @@ TEST(PlanSearch, FindsTheExhaustiveOptimum) {
               double score = objective == PlanObjective::kFastest ? 1.0 / secs
                              : objective == PlanObjective::kMostAccurate ? trainable + 1e-3 / secs
                                                                           : trainable / secs;
+              if (no_momentum) score *= 0.95;  // the search's margin for a recipe change
               best = std::max(best, score);
             }
       if (best < 0) {
@@ -139,6 +153,60 @@ TEST(PlanSearch, FindsTheExhaustiveOptimum) {
       EXPECT_NEAR(p->ranked[0].score, best, 1e-9 * std::fabs(best)) << plan_objective_name(objective) << " at " << f;
     }
   }
+}
+
+// Momentum-free SGD enters a plan only where the memory it saves buys something: at a budget
+// where full training with momentum fits it never appears; at a budget where only the optimizer
+// state stands between full training and freezing, the plan trains everything without momentum,
+// at the same step size (lr x 1/(1 - momentum)), with exactly the memory its trainer allocates.
+TEST(PlanSearch, MomentumFreeSgdOnlyWhereItBuysSomething) {
+  PlanRequest r = request(0, PlanObjective::kMostAccurate);
+  r.min_micro_batch = static_cast<int>(r.base.batch);  // whole batches: fewer ways around the budget
+  TrainerOptions with = r.base;
+  TrainerOptions without = r.base;
+  without.config.optimizer = momentum_free(with.config.optimizer);
+  EXPECT_EQ(without.config.optimizer.attrs.momentum, 0.0f);
+  EXPECT_FLOAT_EQ(without.config.optimizer.attrs.lr_scale, 10.0f);
+  Result<TrainerBlueprint> a = design_trainer(r.factory, with), b = design_trainer(r.factory, without);
+  ASSERT_TRUE(a.is_ok() && b.is_ok());
+  EXPECT_EQ(b->memory.optimizer_state_bytes, 0u);
+  EXPECT_EQ(a->memory.total() - b->memory.total(), a->memory.optimizer_state_bytes);
+
+  r.budget_bytes = a->memory.total() + r.reserve_bytes;  // plain training with momentum fits
+  Result<Plan> p = plan_training(r);
+  ASSERT_TRUE(p.is_ok()) << p.status().to_string();
+  for (const PlanCandidate& c : p->ranked) EXPECT_NE(c.config.optimizer.attrs.momentum, 0.0f) << c.label;
+
+  // The least memory training everything with momentum takes (micro-batches are whole batches
+  // here; checkpointing and masks may help): one byte less leaves only momentum-free SGD.
+  r.allow_freezing = false;
+  uint64_t least_with = UINT64_MAX;
+  for (CheckpointMode ck : {CheckpointMode::kNone, CheckpointMode::kSqrtBytes})
+    for (bool masks : {false, true}) {
+      TrainConfig c = with.config;
+      c.checkpoint.mode = ck;
+      c.compression.relu_masks = masks;
+      Result<TrainerBlueprint> d = design_trainer(r.factory, candidate_options(r.base, c));
+      ASSERT_TRUE(d.is_ok());
+      least_with = std::min<uint64_t>(least_with, d->memory.total() + r.reserve_bytes);
+    }
+  r.budget_bytes = least_with - 1;
+  p = plan_training(r);
+  ASSERT_TRUE(p.is_ok()) << p.status().to_string();
+  const PlanCandidate& best = p->ranked[0];
+  EXPECT_EQ(best.config.optimizer.attrs.momentum, 0.0f) << best.label;
+  EXPECT_FLOAT_EQ(best.config.optimizer.attrs.lr_scale, 10.0f);
+  EXPECT_EQ(best.config.freeze.mode, FreezeMode::kNone) << best.label;
+  EXPECT_EQ(best.config.freeze.frozen_prefix_layers, 0) << best.label;
+  EXPECT_NE(best.label.find("no momentum"), std::string::npos) << best.label;
+  Result<TrainerBlueprint> chosen = design_trainer(r.factory, candidate_options(r.base, best.config));
+  ASSERT_TRUE(chosen.is_ok());
+  EXPECT_EQ(chosen->memory.total() + r.reserve_bytes, best.predicted_peak);
+  EXPECT_LE(best.predicted_peak, r.budget_bytes);
+
+  r.allow_momentum_free = false;  // the lever switched off: nothing fits any more
+  p = plan_training(r);
+  EXPECT_FALSE(p.is_ok());
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "runtime/thread_pool.h"
 
@@ -58,7 +59,13 @@ std::vector<HostTensor> run_op(OpKind op, const Attrs& attrs, const std::vector<
   size_t ws_bytes = info.workspace ? info.workspace(attrs, in_shape.data(), (int)in_shape.size(),
                                                     out_shape.data(), (int)out_shape.size())
                                    : 0;
-  std::vector<float> workspace(ws_bytes / sizeof(float) + 16);
+  // The workspace starts as NaN (a kernel must not read what it did not write) and is followed
+  // by a guard band that must come back untouched (a kernel must stay inside its workspace).
+  constexpr size_t kGuardFloats = 64;
+  constexpr float kGuard = 12345.678f;
+  const size_t ws_floats = (ws_bytes + sizeof(float) - 1) / sizeof(float);
+  std::vector<float> workspace(ws_floats + kGuardFloats, std::numeric_limits<float>::quiet_NaN());
+  std::fill(workspace.begin() + static_cast<std::ptrdiff_t>(ws_floats), workspace.end(), kGuard);
   ThreadPool pool(threads);
   KernelCall call;
   call.attrs = &attrs;
@@ -73,6 +80,11 @@ std::vector<HostTensor> run_op(OpKind op, const Attrs& attrs, const std::vector<
   call.parallel = pool.parallel();
   call.step = &step;
   (reference ? info.reference : info.fast)(call);
+  for (size_t i = ws_floats; i < workspace.size(); ++i)
+    if (workspace[i] != kGuard) {
+      ADD_FAILURE() << op_name(op) << ": kernel wrote past its " << ws_bytes << "-byte workspace";
+      break;
+    }
   if (inputs_after) {
     for (HostTensor& t : in) t.data.resize(t.data.size() - 16);
     *inputs_after = in;
