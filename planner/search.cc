@@ -209,6 +209,7 @@ Result<Plan> plan_training(const PlanRequest& r) {
         combo.config.compression = z;
         int64_t trainable = 0;
         Result<double> secs = predict_seconds(r, combo.config, 1, &trainable, &combo.batch_statistics);
+        if (r.between_candidates) r.between_candidates();
         if (!secs.is_ok()) continue;  // e.g. a freeze mode this model has nothing for
         combo.best_score = score_of(r.objective, trainable, *secs);
         if (is_momentum_free_variant(o, r.base.config.optimizer)) combo.best_score *= 1.0 - kRecipeChangeMargin;
@@ -219,7 +220,7 @@ Result<Plan> plan_training(const PlanRequest& r) {
 
   Plan plan;
   plan.smallest_peak = UINT64_MAX;
-  auto evaluate = [&](const TrainConfig& cfg_in, PlanCandidate* out) -> Status {
+  auto evaluate_one = [&](const TrainConfig& cfg_in, PlanCandidate* out) -> Status {
     TrainConfig cfg = cfg_in;
     if (cfg.checkpoint.mode == CheckpointMode::kBudget) {
       // The arena gets what the budget leaves after parameters, optimizer state, the evaluation
@@ -244,6 +245,11 @@ Result<Plan> plan_training(const PlanRequest& r) {
       plan.smallest_label = out->label;
     }
     return Status::ok();
+  };
+  auto evaluate = [&](const TrainConfig& cfg, PlanCandidate* out) -> Status {
+    Status st = evaluate_one(cfg, out);  // its schedules are freed by now
+    if (r.between_candidates) r.between_candidates();
+    return st;
   };
 
   // The floor first: the least-memory configuration. If it does not fit, nothing does.
@@ -304,6 +310,7 @@ Result<Plan> plan_training(const PlanRequest& r) {
       if (evaluate(twin, &t).is_ok() && t.predicted_peak <= r.budget_bytes) continue;
     }
     Result<double> secs = predict_seconds(r, best_here.config, ks[static_cast<size_t>(found)], &best_here.trainable_params);
+    if (r.between_candidates) r.between_candidates();
     if (!secs.is_ok()) continue;
     best_here.predicted_step_seconds = *secs;
     best_here.score = score_of(r.objective, best_here.trainable_params, *secs);

@@ -53,6 +53,11 @@ struct PlanRequest {
   // score lowered by 5% (a recipe change must buy more than noise in the predicted step time).
   bool allow_momentum_free = true;
   NodeTimePredictor predict;      // required
+  // Called after each configuration is laid out (retrain passes malloc_trim): a search frees
+  // every candidate's schedules, but the heap keeps the pages it touched, so without it the
+  // resident memory of planning grows with the number of candidates (measured: 13.8 MiB after 141
+  // MobileNetV2 candidates, 1.9 MiB live).
+  std::function<void()> between_candidates;
   int keep = 8;                   // feasible candidates to return, best first
   int max_micro_batches = 32;
   // Smallest micro-batch considered: batch-norm statistics of a few images are noise, and a

@@ -55,6 +55,26 @@ Result<double> probe_activation_density(const GraphFactory& factory, ParameterSt
   return static_cast<double>(nonzero) / static_cast<double>(total);
 }
 
+Status warm_up_training(const GraphFactory& factory, ParameterStore& params, const Dataset& data, const Preprocess& pre,
+                        int threads) {
+  TrainerOptions o;
+  o.batch = std::min<int64_t>(4, data.size());
+  o.eval_batch = 1;
+  o.threads = threads;
+  o.external_parameters = true;  // momentum 0, no weight decay: learning rate 0 moves nothing
+  std::vector<float> saved(params.data(0), params.data(0) + params.total_floats());
+  {
+    ET_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> t, Trainer::create(factory, o, &params));
+    std::vector<int64_t> idx(static_cast<size_t>(o.batch));
+    for (int64_t i = 0; i < o.batch; ++i) idx[static_cast<size_t>(i)] = i;
+    fill_batch(data, idx.data(), o.batch, pre, t->train_images(), t->train_labels(), 0);
+    Result<StepResult> r = t->train_step(0.0f);
+    (void)r;  // a non-finite loss on these weights is retraining's business, not the warm-up's
+  }
+  std::copy(saved.begin(), saved.end(), params.data(0));  // batch-norm running statistics moved
+  return Status::ok();
+}
+
 Result<std::vector<TrialResult>> run_trials(const PlanRequest& request, const Plan& plan, const std::string& weights,
                                             bool skip_classifier, const Dataset& data, const Preprocess& pre,
                                             const TrialOptions& options, ParameterStore* params,
