@@ -308,6 +308,7 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
     }
   }
   std::map<std::pair<int, int>, std::pair<int, CandidateScore>> calib_report;
+  // (stage 3 follows the corrections below)
   for (auto& [key, c] : calib) {
     if (c.x.size() < 8) continue;  // too few to say more than noise
     Result<Selection> sel = select_regressor(c.x, c.ratio, options);
@@ -317,6 +318,21 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
     m.per_threads_[t].corrections[static_cast<size_t>(key.first)] = sel->model;
     m.per_threads_[t].corrected[static_cast<size_t>(key.first)] = true;
     calib_report[key] = {static_cast<int>(c.x.size()), sel->candidates[static_cast<size_t>(sel->chosen)]};
+  }
+  // Stage 3: one scale per thread count from whole calibration steps (median: a step slowed by
+  // another process does not move it).
+  for (size_t t = 0; t < m.threads_.size(); ++t) {
+    std::vector<double> ratios;
+    for (const StepSample& s : p.steps) {
+      if (s.validation || s.threads != m.threads_[t] || !(s.seconds > 0)) continue;
+      Result<Graph> g = build_step_graph(s.config);
+      if (!g.is_ok()) continue;
+      const double predicted = m.predict_step_seconds(*g, s.threads);
+      if (predicted > 0) ratios.push_back(s.seconds / predicted);
+    }
+    if (ratios.size() < 4) continue;
+    std::sort(ratios.begin(), ratios.end());
+    m.per_threads_[t].step_scale = std::clamp(ratios[ratios.size() / 2], 0.5, 2.0);
   }
   if (report == nullptr) return m;
 
@@ -420,6 +436,7 @@ JsonValue CostModel::to_json() const {
         corrections.set(op_class_name(static_cast<OpClass>(c)), pt.corrections[static_cast<size_t>(c)].to_json());
     e.set("corrections", std::move(corrections));
     e.set("fallback", pt.fallback.to_json());
+    e.set("step_scale", pt.step_scale);
     j.push_back(std::move(e));
   }
   JsonValue root = JsonValue::object();
@@ -439,6 +456,8 @@ Result<CostModel> CostModel::from_json(const JsonValue& models) {
     pt.present.assign(kOpClassCount, false);
     pt.corrections.resize(kOpClassCount);
     pt.corrected.assign(kOpClassCount, false);
+    pt.step_scale = e.get_double("step_scale", 1.0);  // absent in profiles from before stage 3
+    if (!(pt.step_scale > 0)) return corrupt_data("cost model: step_scale must be positive");
     if (const JsonValue* corrections = e.get_object("corrections")) {
       for (const JsonMember& mem : corrections->members()) {
         OpClass c;
@@ -509,11 +528,12 @@ double CostModel::predict_isolated_seconds(const NodeFeatures& f, int threads) c
 
 double CostModel::predict_seconds(const NodeFeatures& f, int threads) const {
   const double alone = predict_isolated_seconds(f, threads);
-  if (per_threads_.empty() || f.op_class == OpClass::kCount) return alone;
+  if (per_threads_.empty()) return alone;
   const PerThreads& pt = for_threads(threads);
+  if (f.op_class == OpClass::kCount) return alone * pt.step_scale;
   const size_t c = static_cast<size_t>(f.op_class);
-  if (!pt.corrected[c]) return alone;
-  return alone * std::clamp(pt.corrections[c].predict(f.row), kMinCorrection, kMaxCorrection);
+  if (!pt.corrected[c]) return alone * pt.step_scale;
+  return alone * std::clamp(pt.corrections[c].predict(f.row), kMinCorrection, kMaxCorrection) * pt.step_scale;
 }
 
 double CostModel::predict_node_seconds(const Graph& g, const Node& n, int threads) const {

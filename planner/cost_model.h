@@ -135,6 +135,9 @@ class CostModel {
     std::vector<Regressor> corrections;  // per OpClass: in-step time / isolated prediction
     std::vector<bool> corrected;
     Regressor fallback;
+    // Stage 3: whole-step time / summed node predictions, the median over calibration steps (what
+    // per-node models and in-step corrections still miss, e.g. dispatch and timer overhead).
+    double step_scale = 1.0;
   };
   // Bounds of a correction factor: a badly extrapolated ratio must not wreck a step's sum.
   static constexpr double kMinCorrection = 0.25, kMaxCorrection = 4.0;

@@ -514,6 +514,42 @@ TEST(CostModel, JsonRoundTripAndThreadLookup) {
   EXPECT_FALSE(CostModel::from_json(JsonValue::object()).is_ok());
 }
 
+// Stage 3: whole calibration steps that run 25% slower than the summed node predictions (dispatch,
+// timers: what per-node models miss) scale that thread count's predictions; the median keeps
+// one step slowed by another process from moving it; other thread counts keep scale 1.
+TEST(CostModel, WholeCalibrationStepsScaleTheirThreadCountsPredictions) {
+  Profile p = synthetic_profile();
+  SelectOptions o;
+  o.fit.trees = 5;
+  Result<CostModel> plain = CostModel::fit(p, o, nullptr);
+  ASSERT_TRUE(plain.is_ok());
+  std::vector<StepConfig> configs;
+  for (int batch : {2, 4, 6, 8, 10}) {
+    StepConfig c;
+    c.model.arch = Architecture::kSmallCnn;
+    c.model.input_size = 16;
+    c.batch = batch;
+    Result<Graph> g = build_step_graph(c);
+    ASSERT_TRUE(g.is_ok());
+    StepSample step;
+    step.config = c;
+    step.threads = 2;
+    step.seconds = (batch == 10 ? 5.0 : 1.25) * plain->predict_step_seconds(*g, 2);  // one interfered step
+    p.steps.push_back(step);
+    configs.push_back(c);
+  }
+  Result<CostModel> scaled = CostModel::fit(p, o, nullptr);
+  ASSERT_TRUE(scaled.is_ok());
+  Result<CostModel> back = CostModel::from_json(scaled->to_json());
+  ASSERT_TRUE(back.is_ok());
+  for (const StepConfig& c : configs) {
+    Graph g = *build_step_graph(c);
+    EXPECT_NEAR(scaled->predict_step_seconds(g, 2) / plain->predict_step_seconds(g, 2), 1.25, 1e-9);
+    EXPECT_EQ(back->predict_step_seconds(g, 2), scaled->predict_step_seconds(g, 2));
+    EXPECT_EQ(scaled->predict_step_seconds(g, 1), plain->predict_step_seconds(g, 1));
+  }
+}
+
 TEST(CostModel, ClassesWithoutSamplesUseTheFallback) {
   Profile p = synthetic_profile();
   std::erase_if(p.kernels, [](const KernelSample& s) { return s.op_class == OpClass::kAdamWUpdate; });
