@@ -16,6 +16,14 @@ size_t store_bytes(const std::vector<ParamSpec>& specs) {
   return floats * sizeof(float);
 }
 size_t arena_block_bytes(size_t arena) { return (arena + kArenaSlackBytes + 63) / 64 * 64; }
+
+// The evaluation schedule at a batch size: the eval-mode graph, activations fused, finalized.
+Result<Graph> evaluation_schedule(const GraphFactory& factory, int64_t batch) {
+  ET_ASSIGN_OR_RETURN(Graph g, factory(batch, /*training=*/false));
+  fuse_activations(g);
+  ET_RETURN_IF_ERROR(finalize_schedule(g));
+  return g;
+}
 }  // namespace
 
 Result<TrainerBlueprint> design_trainer(const GraphFactory& factory, const TrainerOptions& options) {
@@ -24,9 +32,7 @@ Result<TrainerBlueprint> design_trainer(const GraphFactory& factory, const Train
   TrainerBlueprint b;
   b.eval_batch = options.eval_batch > 0 ? options.eval_batch : options.batch;
   ET_ASSIGN_OR_RETURN(b.primary, make_training_schedule(factory, options.batch, options.config));
-  ET_ASSIGN_OR_RETURN(b.eval, factory(b.eval_batch, /*training=*/false));
-  fuse_activations(b.eval);
-  ET_RETURN_IF_ERROR(finalize_schedule(b.eval));
+  ET_ASSIGN_OR_RETURN(b.eval, evaluation_schedule(factory, b.eval_batch));
   const Graph& training = b.primary.graph;
 
   // Optimizer state (momentum, Adam moments): a block of its own, zeroed, shared by the primary
@@ -71,8 +77,7 @@ Result<TrainerBlueprint> design_trainer(const GraphFactory& factory, const Train
   while (options.eval_within_training_arena && b.eval_batch > 1 &&
          arena_block_bytes(eval_layout.arena_bytes) > arena_block_bytes(train_arena)) {
     b.eval_batch = (b.eval_batch + 1) / 2;
-    ET_ASSIGN_OR_RETURN(b.eval, factory(b.eval_batch, /*training=*/false));
-    ET_RETURN_IF_ERROR(finalize_schedule(b.eval));
+    ET_ASSIGN_OR_RETURN(b.eval, evaluation_schedule(factory, b.eval_batch));
     ET_ASSIGN_OR_RETURN(eval_layout, layout_arena(b.eval));
   }
   b.memory.parameter_bytes = options.external_parameters ? 0 : store_bytes(training.params);
