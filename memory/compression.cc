@@ -12,10 +12,11 @@ namespace {
 // Whether a node's main output is a ReLU or ReLU6 output (a ReLU node, or a batch norm or add
 // with the activation fused in: runtime/fusion.h), and the activation's upper bound.
 bool makes_post_relu(const Node& n, float* hi) {
-  const bool relu6 = n.op == OpKind::kRelu6 || n.attrs.activation == FusedActivation::kRelu6;
-  const bool relu = n.op == OpKind::kRelu || n.attrs.activation == FusedActivation::kRelu;
-  *hi = relu6 ? 6.0f : std::numeric_limits<float>::infinity();
-  return relu || relu6;
+  const FusedActivation act = n.op == OpKind::kRelu    ? FusedActivation::kRelu
+                              : n.op == OpKind::kRelu6 ? FusedActivation::kRelu6
+                                                       : n.attrs.activation;
+  *hi = fused_activation_high(act);
+  return act != FusedActivation::kNone;
 }
 
 }  // namespace

@@ -131,11 +131,6 @@ int64_t rows_of(const Shape& x) {
 
 }  // namespace
 
-namespace {
-// The fused activation's bounds: y = min(max(v, lo), hi).
-float activation_low(FusedActivation a) { return a == FusedActivation::kNone ? -INFINITY : 0.0f; }
-float activation_high(FusedActivation a) { return a == FusedActivation::kRelu6 ? 6.0f : INFINITY; }
-}  // namespace
 
 void batch_norm_forward_reference(const KernelCall& call) {
   const Shape& xs = call.in_shape[0];
@@ -147,7 +142,7 @@ void batch_norm_forward_reference(const KernelCall& call) {
   const FusedActivation act = call.attrs->activation;
   float* y = call.out_f(0);
   if (act == FusedActivation::kNone || y == nullptr) return;
-  const float lo = activation_low(act), hi = activation_high(act);
+  const float lo = fused_activation_low(act), hi = fused_activation_high(act);
   for (int64_t i = 0, n = xs.numel(); i < n; ++i) y[i] = std::min(std::max(y[i], lo), hi);
 }
 
@@ -281,7 +276,7 @@ void batch_norm_forward(const KernelCall& call) {
   if (!y) return;
   // (x - mean) * scale + beta rather than x * scale + shift: no cancellation when |mean| >> std.
   // A fused ReLU/ReLU6 clamps in the same pass (lo = -inf, hi = inf without one).
-  const float lo = activation_low(call.attrs->activation), hi = activation_high(call.attrs->activation);
+  const float lo = fused_activation_low(call.attrs->activation), hi = fused_activation_high(call.attrs->activation);
   call.parallel.for_each(rows, row_grain(c), [&](int64_t r0, int64_t r1) {
     const float* __restrict mu = mean_f;
     const float* __restrict sc = scale_f;

@@ -43,8 +43,7 @@ void add_forward(const KernelCall& call) {
   float* y = call.out_f(0);
   if (y == nullptr) return;
   const FusedActivation act = call.attrs->activation;
-  const float lo = act == FusedActivation::kNone ? -INFINITY : 0.0f;
-  const float hi = act == FusedActivation::kRelu6 ? 6.0f : INFINITY;
+  const float lo = fused_activation_low(act), hi = fused_activation_high(act);
   call.parallel.for_each(call.in_shape[0].numel(), kMinChunk, [&](int64_t i0, int64_t i1) {
     if (act == FusedActivation::kNone) {
       for (int64_t i = i0; i < i1; ++i) y[i] = a[i] + b[i];
@@ -59,13 +58,9 @@ void add_forward_reference(const KernelCall& call) {
   float* y = call.out_f(0);
   if (y == nullptr) return;
   const FusedActivation act = call.attrs->activation;
+  const float lo = fused_activation_low(act), hi = fused_activation_high(act);
   const int64_t n = call.in_shape[0].numel();
-  for (int64_t i = 0; i < n; ++i) {
-    float v = call.in_f(0)[i] + call.in_f(1)[i];
-    if (act != FusedActivation::kNone) v = std::max(v, 0.0f);
-    if (act == FusedActivation::kRelu6) v = std::min(v, 6.0f);
-    y[i] = v;
-  }
+  for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max(call.in_f(0)[i] + call.in_f(1)[i], lo), hi);
 }
 
 void grad_copy(const KernelCall& call) {

@@ -121,6 +121,13 @@ struct PoolAttrs {
 // An activation fused into the op that produces its input (runtime/fusion.h): the op writes
 // the activation's output and its own output never exists.
 enum class FusedActivation : uint8_t { kNone, kRelu, kRelu6 };
+// Its bounds: output = min(max(value, low), high) (-inf and inf without an activation).
+inline float fused_activation_low(FusedActivation a) {
+  return a == FusedActivation::kNone ? -std::numeric_limits<float>::infinity() : 0.0f;
+}
+inline float fused_activation_high(FusedActivation a) {
+  return a == FusedActivation::kRelu6 ? 6.0f : std::numeric_limits<float>::infinity();
+}
 
 struct NormAttrs {
   float eps = 1e-5f;

@@ -13,6 +13,10 @@ int fuse_activations(Graph& g) {
         ++readers[static_cast<size_t>(v)];
         reader_node[static_cast<size_t>(v)] = static_cast<int>(i);
       }
+  // Values that other values view (alias_of): such a view would see the activation's values.
+  std::vector<bool> viewed(nv, false);
+  for (const Value& v : g.values)
+    if (v.alias_of != kNoValue) viewed[static_cast<size_t>(v.alias_of)] = true;
   std::vector<bool> drop(g.nodes.size(), false);
   int fused = 0;
   for (size_t i = 0; i < g.nodes.size(); ++i) {
@@ -22,16 +26,13 @@ int fuse_activations(Graph& g) {
     if (producer.outputs.empty() || producer.outputs[0] == kNoValue) continue;
     const ValueId y = producer.outputs[0];
     const Value& yv = g.value(y);
-    if (readers[static_cast<size_t>(y)] != 1 || yv.keep || yv.alias_of != kNoValue) continue;
+    const size_t yi = static_cast<size_t>(y);
+    if (readers[yi] != 1 || viewed[yi] || yv.keep || yv.alias_of != kNoValue) continue;
     if (y == g.logits || y == g.loss) continue;
-    const int r = reader_node[static_cast<size_t>(y)];
+    const int r = reader_node[yi];
     Node& act = g.nodes[static_cast<size_t>(r)];
     if (act.op != OpKind::kRelu && act.op != OpKind::kRelu6) continue;
     if (act.phase != producer.phase || act.outputs.empty() || act.outputs[0] == kNoValue) continue;
-    // Views of y elsewhere would see the activation's values instead of the norm's.
-    bool viewed = false;
-    for (const Value& v : g.values) viewed = viewed || v.alias_of == y;
-    if (viewed) continue;
     producer.attrs.activation = act.op == OpKind::kRelu ? FusedActivation::kRelu : FusedActivation::kRelu6;
     producer.outputs[0] = act.outputs[0];
     drop[static_cast<size_t>(r)] = true;
