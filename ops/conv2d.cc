@@ -25,6 +25,7 @@
 #include "ops/gemm.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -211,7 +212,23 @@ ConvGeometry backward_weight_geometry(const KernelCall& call) {
 
 void conv2d_forward_reference(const KernelCall& call) {
   const ConvGeometry g = forward_geometry(call);
-  conv2d_forward_naive<float>(g, call.in_f(0), call.in_f(1), call.in_f(2), call.out_f(0));
+  float* y = call.out_f(0);
+  conv2d_forward_naive<float>(g, call.in_f(0), call.in_f(1), call.in_f(2), y);
+  if (!call.attrs->conv_norm) return;
+  // The fused batch norm, written out: eval mode, running statistics, then the activation.
+  const float* gamma = call.in_f(3);
+  const float* beta = call.in_f(4);
+  const float* mean = call.in_f(5);
+  const float* var = call.in_f(6);
+  const float lo = fused_activation_low(call.attrs->activation), hi = fused_activation_high(call.attrs->activation);
+  const int64_t rows = g.n * g.out_h * g.out_w;
+  for (int64_t k = 0; k < g.out_c; ++k) {
+    const float scale = float(double(gamma[k]) / std::sqrt(double(var[k]) + double(call.attrs->norm.eps)));
+    for (int64_t r = 0; r < rows; ++r) {
+      float& v = y[r * g.out_c + k];
+      v = std::min(std::max((v - mean[k]) * scale + beta[k], lo), hi);
+    }
+  }
 }
 
 void conv2d_backward_data_reference(const KernelCall& call) {
@@ -318,8 +335,8 @@ inline void valid_taps(int64_t o, int64_t stride, int64_t pad, int64_t kernel, i
 }
 
 void depthwise_forward(const KernelCall& call, const ConvGeometry& g, const float* x,
-                       const float* w, const float* b, float* y) {
-  float* wt = workspace_for(call, g);
+                       const float* w, const float* b, float* y, float* wt,
+                       const ConvNormEpilogue* epilogue) {
   transpose_depthwise_weights(g, w, wt);
   const int64_t C = g.c;
   call.parallel.for_each(g.n * g.out_h, min_chunk_for(g.out_w * C * g.kh * g.kw),
@@ -342,6 +359,7 @@ void depthwise_forward(const KernelCall& call, const ConvGeometry& g, const floa
           }
         }
       }
+      if (epilogue) epilogue->apply_rows(y + r * g.out_w * C, g.out_w, C);
     }
   });
 }
@@ -419,18 +437,73 @@ void depthwise_backward_weight(const KernelCall& call, const ConvGeometry& g, co
 
 }  // namespace
 
+void ConvNormEpilogue::apply_rows(float* y, int64_t rows, int64_t channels) const {
+  const float* __restrict mu = mean;
+  const float* __restrict sc = scale;
+  const float* __restrict be = beta;
+  for (int64_t r = 0; r < rows; ++r) {
+    float* __restrict yr = y + r * channels;
+    for (int64_t k = 0; k < channels; ++k) yr[k] = std::min(std::max((yr[k] - mu[k]) * sc[k] + be[k], lo), hi);
+  }
+}
+
+namespace {
+
+// The fused batch norm's per-channel scale lives in front of the conv's own workspace.
+int64_t epilogue_floats(const Attrs& a, int64_t out_c) { return a.conv_norm ? (out_c + 15) / 16 * 16 : 0; }
+
+// The epilogue of a conv_norm call: inputs 3..6 are gamma, beta, running mean, running var;
+// the scale is computed as the batch-norm kernel computes it (ops/batch_norm.cc).
+ConvNormEpilogue make_epilogue(const KernelCall& call, int64_t out_c, float* scale) {
+  const float* gamma = call.in_f(3);
+  const float* running_var = call.in_f(6);
+  const double eps = call.attrs->norm.eps;
+  for (int64_t k = 0; k < out_c; ++k) scale[k] = float(double(gamma[k]) / std::sqrt(double(running_var[k]) + eps));
+  ConvNormEpilogue e;
+  e.mean = call.in_f(5);
+  e.scale = scale;
+  e.beta = call.in_f(4);
+  e.lo = fused_activation_low(call.attrs->activation);
+  e.hi = fused_activation_high(call.attrs->activation);
+  return e;
+}
+
+// The GEMM paths write the whole output first; the epilogue then runs over it in parallel.
+void normalise_all(const Parallel& par, const ConvNormEpilogue& e, float* y, int64_t rows, int64_t channels) {
+  par.for_each(rows, min_chunk_for(channels), [&](int64_t r0, int64_t r1) {
+    e.apply_rows(y + r0 * channels, r1 - r0, channels);
+  });
+}
+
+}  // namespace
+
 void conv2d_forward(const KernelCall& call) {
   const ConvGeometry g = forward_geometry(call);
   const float* x = call.in_f(0);
   const float* w = call.in_f(1);
   const float* b = call.in_f(2);
   float* y = call.out_f(0);
+  // A fused batch norm takes the front of the workspace; the path gets the rest.
+  KernelCall path_call = call;
+  ConvNormEpilogue epilogue_storage;
+  const ConvNormEpilogue* epilogue = nullptr;
+  if (call.attrs->conv_norm) {
+    const int64_t front = epilogue_floats(*call.attrs, g.out_c);
+    ET_CHECK(call.workspace_bytes >= static_cast<size_t>(front) * sizeof(float));
+    epilogue_storage = make_epilogue(call, g.out_c, static_cast<float*>(call.workspace));
+    epilogue = &epilogue_storage;
+    path_call.workspace = static_cast<float*>(call.workspace) + front;
+    path_call.workspace_bytes = call.workspace_bytes - static_cast<size_t>(front) * sizeof(float);
+  }
   if (const int m = winograd_tile(g))
-    return winograd_forward(call.parallel, g, m, x, w, b, y, call.workspace, call.workspace_bytes);
+    return winograd_forward(call.parallel, g, m, x, w, b, y, path_call.workspace, path_call.workspace_bytes,
+                            epilogue);
   const ConvPath path = conv_path(g);
-  if (path == ConvPath::kDepthwise) return depthwise_forward(call, g, x, w, b, y);
+  if (path == ConvPath::kDepthwise)
+    return depthwise_forward(path_call, g, x, w, b, y, workspace_for(path_call, g), epilogue);
   if (conv2d_direct_forward_applies(g))
-    return conv2d_direct_forward(call.parallel, g, x, w, b, y, static_cast<float*>(call.workspace));
+    return conv2d_direct_forward(call.parallel, g, x, w, b, y, static_cast<float*>(path_call.workspace),
+                                 epilogue);
 
   const int64_t cpg = g.c_per_group(), opg = g.out_c_per_group();
   const int64_t kg = g.kh * g.kw * cpg;  // length of one weight row (one output channel)
@@ -443,9 +516,10 @@ void conv2d_forward(const KernelCall& call) {
     for (int64_t gi = 0; gi < g.groups; ++gi)
       gemm(call.parallel, false, true, g.n * pixels, opg, cpg, 1.0f,
                   x + gi * cpg, g.c, w + gi * opg * kg, kg, beta, y + gi * opg, g.out_c);
-    return;
+  } else {
+    im2col_forward(path_call, g, x, w, beta, y);
   }
-  im2col_forward(call, g, x, w, beta, y);
+  if (epilogue) normalise_all(call.parallel, *epilogue, y, g.n * pixels, g.out_c);
 }
 
 void conv2d_backward_data(const KernelCall& call) {
@@ -529,13 +603,20 @@ int64_t winograd_bytes_for(const Shape& x, const Shape& w, const ConvAttrs& a, D
 }
 }  // namespace
 
-size_t conv2d_forward_workspace(const Attrs& a, const Shape* in, int n_in, const Shape*, int) {
-  if (n_in < 2) return 0;
+namespace {
+size_t path_forward_workspace(const Attrs& a, const Shape* in) {
   if (int64_t bytes = winograd_bytes_for(in[0], in[1], a.conv, Direction::kForward); bytes >= 0) return bytes;
   const ConvGeometry g = conv2d_geometry(in[0], in[1], a.conv);
   if (conv_path(g) != ConvPath::kDepthwise && conv2d_direct_forward_applies(g))
     return static_cast<size_t>(conv2d_direct_forward_workspace_floats(g)) * sizeof(float);
   return workspace_bytes_for(in[0], in[1], a.conv);
+}
+}  // namespace
+
+size_t conv2d_forward_workspace(const Attrs& a, const Shape* in, int n_in, const Shape*, int) {
+  if (n_in < 2) return 0;
+  const size_t front = in[1].rank == 4 ? static_cast<size_t>(epilogue_floats(a, in[1][0])) * sizeof(float) : 0;
+  return front + path_forward_workspace(a, in);
 }
 
 size_t conv2d_backward_data_workspace(const Attrs& a, const Shape* in, int n_in, const Shape* out,

@@ -75,7 +75,7 @@ inline void pixels_all_channels(const ConvGeometry& g, const float* x_img, const
 }  // namespace
 
 void conv2d_direct_forward(const Parallel& parallel, const ConvGeometry& g, const float* x, const float* w,
-                           const float* b, float* y, float* wt) {
+                           const float* b, float* y, float* wt, const ConvNormEpilogue* epilogue) {
   // OHWI -> [kh][kw][ci][Cout].
   const int64_t taps = g.kh * g.kw * g.c;
   for (int64_t co = 0; co < g.out_c; ++co)
@@ -107,6 +107,7 @@ void conv2d_direct_forward(const Parallel& parallel, const ConvGeometry& g, cons
         }
         pixels_all_channels<1>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, out);
       }
+      if (epilogue) epilogue->apply_rows(y + r * g.out_w * g.out_c, g.out_w, g.out_c);
     }
   });
 }

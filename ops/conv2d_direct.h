@@ -18,8 +18,10 @@ constexpr int64_t kDirectConvMaxInputChannels = 4;
 bool conv2d_direct_forward_applies(const ConvGeometry& g);
 // Floats of workspace: the weights reordered to [kh][kw][ci][Cout] (output channels contiguous).
 int64_t conv2d_direct_forward_workspace_floats(const ConvGeometry& g);
-// y = conv(x, w) + b (b may be null); workspace as above.
+// y = conv(x, w) + b (b may be null); workspace as above. With an epilogue, each output row is
+// normalised right after it is written.
 void conv2d_direct_forward(const Parallel& parallel, const ConvGeometry& g, const float* x, const float* w,
-                           const float* b, float* y, float* workspace);
+                           const float* b, float* y, float* workspace,
+                           const ConvNormEpilogue* epilogue = nullptr);
 
 }  // namespace edgetrain
