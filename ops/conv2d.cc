@@ -2,9 +2,8 @@
 // Layouts: x, y NHWC; w OHWI = [Cout][kh][kw][Cin/groups]; b [Cout].
 //
 // The fast kernels pick one of four paths (conv_path below, then the direct stem kernel):
-//   depthwise  groups == Cin == Cout: direct loops whose inner loop runs over the contiguous
-//              channel dimension (auto-vectorised); weights are transposed once per call to
-//              [kh][kw][C] in the workspace so that they are contiguous over channels too.
+//   depthwise  groups == Cin == Cout: ops/conv2d_depthwise.h, register-blocked over slices of
+//              16 contiguous channels.
 //   pointwise  1x1, stride 1, no padding: an NHWC tensor already is the [N*H*W][C] matrix, so
 //              each direction is one sgemm per group over all rows (groups use leading-dimension
 //              strides), without im2col.
@@ -19,6 +18,7 @@
 
 #include <cblas.h>
 
+#include "ops/conv2d_depthwise.h"
 #include "ops/conv2d_direct.h"
 #include "ops/conv2d_im2col.h"
 #include "ops/conv2d_winograd.h"
@@ -254,18 +254,18 @@ enum class ConvPath { kDepthwise, kPointwise, kIm2col };
 ConvPath conv_path(const ConvGeometry& g) {
   // Depthwise first: a 1x1 depthwise conv is also "pointwise", but C GEMMs of width 1 would
   // be absurd.
-  if (g.groups == g.c && g.out_c == g.c) return ConvPath::kDepthwise;
+  if (is_depthwise(g)) return ConvPath::kDepthwise;
   if (g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0)
     return ConvPath::kPointwise;
   return ConvPath::kIm2col;
 }
 
 // Floats of workspace each direction needs: depthwise keeps a channel-contiguous copy of the
-// weights (or of the weight gradient), im2col keeps columns for a chunk of images (see
-// conv2d_im2col.cc).
+// weights or the weight gradient's partial sums (conv2d_depthwise.h), im2col keeps columns for a
+// chunk of images (see conv2d_im2col.cc).
 int64_t workspace_floats(const ConvGeometry& g) {
   switch (conv_path(g)) {
-    case ConvPath::kDepthwise: return g.kh * g.kw * g.c;
+    case ConvPath::kDepthwise: return depthwise_workspace_floats(g);
     case ConvPath::kPointwise: return 0;
     case ConvPath::kIm2col: return im2col_workspace_floats(g);
   }
@@ -275,12 +275,6 @@ int64_t workspace_floats(const ConvGeometry& g) {
 float* workspace_for(const KernelCall& call, const ConvGeometry& g) {
   ET_CHECK(call.workspace_bytes >= static_cast<size_t>(workspace_floats(g)) * sizeof(float));
   return static_cast<float*>(call.workspace);
-}
-
-// acc[i] += a[i] * b[i]. The restrict qualifiers let the compiler vectorise without alias checks.
-inline void multiply_add(float* __restrict acc, const float* __restrict a,
-                         const float* __restrict b, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) acc[i] += a[i] * b[i];
 }
 
 inline void add_to(float* __restrict acc, const float* __restrict a, int64_t n) {
@@ -314,124 +308,6 @@ void bias_gradient(const Parallel& par, const float* dy, int64_t rows, int64_t c
     const int64_t c0 = b0 * kChannelBlock, c1 = std::min(cols, b1 * kChannelBlock);
     if (!accumulate) std::fill(db + c0, db + c1, 0.0f);
     for (int64_t r = 0; r < rows; ++r) add_to(db + c0, dy + r * cols + c0, c1 - c0);
-  });
-}
-
-// --- depthwise ---------------------------------------------------------------------------------
-
-// w is [C][kh][kw][1]; wt[(ky*kw + kx)*C + c] = w[c][ky][kx], contiguous over channels.
-void transpose_depthwise_weights(const ConvGeometry& g, const float* w, float* wt) {
-  const int64_t taps = g.kh * g.kw;
-  for (int64_t c = 0; c < g.c; ++c)
-    for (int64_t t = 0; t < taps; ++t) wt[t * g.c + c] = w[c * taps + t];
-}
-
-// Range [k0, k1) of kernel taps along one axis that land inside the input for output position o.
-inline void valid_taps(int64_t o, int64_t stride, int64_t pad, int64_t kernel, int64_t size,
-                       int64_t* k0, int64_t* k1) {
-  const int64_t start = o * stride - pad;
-  *k0 = std::clamp<int64_t>(-start, 0, kernel);
-  *k1 = std::clamp<int64_t>(size - start, *k0, kernel);
-}
-
-void depthwise_forward(const KernelCall& call, const ConvGeometry& g, const float* x,
-                       const float* w, const float* b, float* y, float* wt,
-                       const ConvNormEpilogue* epilogue) {
-  transpose_depthwise_weights(g, w, wt);
-  const int64_t C = g.c;
-  call.parallel.for_each(g.n * g.out_h, min_chunk_for(g.out_w * C * g.kh * g.kw),
-                         [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {  // r = n * Ho + oy
-      const int64_t n = r / g.out_h, oy = r % g.out_h;
-      int64_t ky0, ky1;
-      valid_taps(oy, g.sh, g.ph, g.kh, g.h, &ky0, &ky1);
-      for (int64_t ox = 0; ox < g.out_w; ++ox) {
-        float* yp = y + (r * g.out_w + ox) * C;
-        if (b) std::memcpy(yp, b, sizeof(float) * C);
-        else std::memset(yp, 0, sizeof(float) * C);
-        int64_t kx0, kx1;
-        valid_taps(ox, g.sw, g.pw, g.kw, g.w, &kx0, &kx1);
-        for (int64_t ky = ky0; ky < ky1; ++ky) {
-          const int64_t iy = oy * g.sh - g.ph + ky;
-          for (int64_t kx = kx0; kx < kx1; ++kx) {
-            const int64_t ix = ox * g.sw - g.pw + kx;
-            multiply_add(yp, x + ((n * g.h + iy) * g.w + ix) * C, wt + (ky * g.kw + kx) * C, C);
-          }
-        }
-      }
-      if (epilogue) epilogue->apply_rows(y + r * g.out_w * C, g.out_w, C);
-    }
-  });
-}
-
-// Gathers, per input row, every output that read it: race-free parallelism over (n, input row).
-void depthwise_backward_data(const KernelCall& call, const ConvGeometry& g, const float* dy,
-                             const float* w, float* dx, bool accumulate) {
-  float* wt = workspace_for(call, g);
-  transpose_depthwise_weights(g, w, wt);
-  const int64_t C = g.c;
-  call.parallel.for_each(g.n * g.h, min_chunk_for(g.w * C * g.kh * g.kw),
-                         [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {  // r = n * H + iy
-      const int64_t n = r / g.h, iy = r % g.h;
-      for (int64_t ix = 0; ix < g.w; ++ix) {
-        float* dxp = dx + (r * g.w + ix) * C;
-        if (!accumulate) std::memset(dxp, 0, sizeof(float) * C);
-        for (int64_t ky = 0; ky < g.kh; ++ky) {
-          const int64_t t = iy + g.ph - ky;
-          if (t < 0 || t % g.sh != 0 || t / g.sh >= g.out_h) continue;
-          const float* dyrow = dy + (n * g.out_h + t / g.sh) * g.out_w * C;
-          for (int64_t kx = 0; kx < g.kw; ++kx) {
-            const int64_t u = ix + g.pw - kx;
-            if (u < 0 || u % g.sw != 0 || u / g.sw >= g.out_w) continue;
-            multiply_add(dxp, dyrow + (u / g.sw) * C, wt + (ky * g.kw + kx) * C, C);
-          }
-        }
-      }
-    }
-  });
-}
-
-// Parallel over blocks of channels: each thread owns its channels of dw and db, so nothing needs
-// merging. A thread's dw partial sums live in its own contiguous stretch of the workspace,
-// [tap][its channels], so that threads never share a cache line while they accumulate.
-void depthwise_backward_weight(const KernelCall& call, const ConvGeometry& g, const float* dy,
-                               const float* x, float* dw, float* db, bool acc_dw, bool acc_db) {
-  float* dwt_all = dw ? workspace_for(call, g) : nullptr;
-  const int64_t C = g.c, taps = g.kh * g.kw;
-  const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
-  const int64_t work_per_block = g.n * g.out_h * g.out_w * taps * kChannelBlock;
-  call.parallel.for_each(blocks, min_chunk_for(work_per_block), [&](int64_t b0, int64_t b1) {
-    const int64_t c0 = b0 * kChannelBlock, c1 = std::min(C, b1 * kChannelBlock), cb = c1 - c0;
-    float* dwt = dwt_all ? dwt_all + taps * c0 : nullptr;  // dwt[t * cb + (c - c0)]
-    if (dwt) std::fill(dwt, dwt + taps * cb, 0.0f);
-    if (db && !acc_db) std::fill(db + c0, db + c1, 0.0f);
-    for (int64_t n = 0; n < g.n; ++n)
-      for (int64_t oy = 0; oy < g.out_h; ++oy) {
-        int64_t ky0, ky1;
-        valid_taps(oy, g.sh, g.ph, g.kh, g.h, &ky0, &ky1);
-        for (int64_t ox = 0; ox < g.out_w; ++ox) {
-          const float* dyp = dy + ((n * g.out_h + oy) * g.out_w + ox) * C + c0;
-          if (db) add_to(db + c0, dyp, cb);
-          if (!dwt) continue;
-          int64_t kx0, kx1;
-          valid_taps(ox, g.sw, g.pw, g.kw, g.w, &kx0, &kx1);
-          for (int64_t ky = ky0; ky < ky1; ++ky) {
-            const int64_t iy = oy * g.sh - g.ph + ky;
-            for (int64_t kx = kx0; kx < kx1; ++kx) {
-              const int64_t ix = ox * g.sw - g.pw + kx;
-              multiply_add(dwt + (ky * g.kw + kx) * cb, dyp,
-                           x + ((n * g.h + iy) * g.w + ix) * C + c0, cb);
-            }
-          }
-        }
-      }
-    if (dwt)
-      for (int64_t c = c0; c < c1; ++c)
-        for (int64_t t = 0; t < taps; ++t) {
-          const float v = dwt[t * cb + (c - c0)];
-          dw[c * taps + t] = acc_dw ? dw[c * taps + t] + v : v;
-        }
   });
 }
 
@@ -500,7 +376,7 @@ void conv2d_forward(const KernelCall& call) {
                             epilogue);
   const ConvPath path = conv_path(g);
   if (path == ConvPath::kDepthwise)
-    return depthwise_forward(path_call, g, x, w, b, y, workspace_for(path_call, g), epilogue);
+    return depthwise_forward(call.parallel, g, x, w, b, y, workspace_for(path_call, g), epilogue);
   if (conv2d_direct_forward_applies(g))
     return conv2d_direct_forward(call.parallel, g, x, w, b, y, static_cast<float*>(path_call.workspace),
                                  epilogue);
@@ -533,7 +409,8 @@ void conv2d_backward_data(const KernelCall& call) {
     return winograd_backward_data(call.parallel, g, m, dy, w, dx, accumulate, call.workspace,
                                   call.workspace_bytes);
   const ConvPath path = conv_path(g);
-  if (path == ConvPath::kDepthwise) return depthwise_backward_data(call, g, dy, w, dx, accumulate);
+  if (path == ConvPath::kDepthwise)
+    return depthwise_backward_data(call.parallel, g, dy, w, dx, accumulate, workspace_for(call, g));
 
   const int64_t cpg = g.c_per_group(), opg = g.out_c_per_group();
   const int64_t kg = g.kh * g.kw * cpg;
@@ -559,7 +436,7 @@ void conv2d_backward_weight(const KernelCall& call) {
   const bool acc_dw = call.attrs->accumulates(0), acc_db = call.attrs->accumulates(1);
   const ConvPath path = conv_path(g);
   if (path == ConvPath::kDepthwise)
-    return depthwise_backward_weight(call, g, dy, x, dw, db, acc_dw, acc_db);
+    return depthwise_backward_weight(call.parallel, g, dy, x, dw, db, acc_dw, acc_db, workspace_for(call, g));
 
   const int64_t pixels = g.out_h * g.out_w;
   if (db) bias_gradient(call.parallel, dy, g.n * pixels, g.out_c, db, acc_db);

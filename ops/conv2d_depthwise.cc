@@ -1,0 +1,268 @@
+// Depthwise convolution kernels (see the header).
+#include "ops/conv2d_depthwise.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace edgetrain {
+
+namespace {
+
+// Channel slices: GCC vector extensions (one AVX-512 register, or two AVX2 ones), a half
+// vector for a tail of 8, and plain floats for what remains.
+typedef float V16 __attribute__((vector_size(64)));
+typedef float V8 __attribute__((vector_size(32)));
+
+template <class V> inline V load(const float* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <> inline float load<float>(const float* p) { return *p; }
+template <class V> inline void store(float* p, const V& v) { std::memcpy(p, &v, sizeof v); }
+template <class V> constexpr int64_t kWidth = static_cast<int64_t>(sizeof(V) / sizeof(float));
+
+// f.operator()<V>(c) over slices covering [0, channels): 16 wide, then 8, then single channels.
+template <class F>
+inline void for_slices(int64_t channels, F&& f) {
+  int64_t c = 0;
+  for (; c + 16 <= channels; c += 16) f.template operator()<V16>(c);
+  for (; c + 8 <= channels; c += 8) f.template operator()<V8>(c);
+  for (; c < channels; ++c) f.template operator()<float>(c);
+}
+
+// Valid kernel taps [k0, k1) along one axis for an output at `o` (input start o * stride - pad).
+inline void valid_taps(int64_t o, int64_t stride, int64_t pad, int64_t kernel, int64_t size, int64_t* k0,
+                       int64_t* k1) {
+  const int64_t start = o * stride - pad;
+  *k0 = std::clamp<int64_t>(-start, 0, kernel);
+  *k1 = std::clamp<int64_t>(size - start, *k0, kernel);
+}
+
+// Output columns [lo, hi) whose taps all lie inside the input (no padding).
+inline void interior_columns(int64_t out_w, int64_t in_w, int64_t kw, int64_t sw, int64_t pw, int64_t* lo,
+                             int64_t* hi) {
+  *lo = std::min<int64_t>(out_w, (pw + sw - 1) / sw);
+  const int64_t last = in_w - kw + pw;  // ox * sw <= last
+  *hi = last < 0 ? *lo : std::clamp<int64_t>(last / sw + 1, *lo, out_w);
+}
+
+// OHWI [C][kh][kw][1] -> [tap][C]; rotated: tap (ky, kx) takes w's (kh-1-ky, kw-1-kx).
+void transpose_weights(const ConvGeometry& g, const float* w, float* wt, bool rotate) {
+  const int64_t taps = g.kh * g.kw;
+  for (int64_t c = 0; c < g.c; ++c)
+    for (int64_t t = 0; t < taps; ++t) wt[(rotate ? taps - 1 - t : t) * g.c + c] = w[c * taps + t];
+}
+
+// The correlation at the heart of forward and stride-1 backward data, on a geometry whose input
+// is `in` [n][h][w][C] and output `out` [n][out_h][out_w][C], weights [tap][C]: one output row
+// (n, oy) for the channel slice at c. acc starts from the bias, or from out when accumulating.
+template <class V>
+inline void correlate_row(const ConvGeometry& g, const float* in, const float* wt, const float* bias,
+                          bool accumulate, int64_t n, int64_t oy, int64_t c, float* out) {
+  const int64_t C = g.c, kw = g.kw;
+  const float* img = in + n * g.h * g.w * C;
+  float* row = out + (n * g.out_h + oy) * g.out_w * C;
+  int64_t ky0, ky1;
+  valid_taps(oy, g.sh, g.ph, g.kh, g.h, &ky0, &ky1);
+  const int64_t iy0 = oy * g.sh - g.ph;
+  const V start = bias ? load<V>(bias + c) : V{};
+  auto pixel = [&](int64_t ox) {  // any pixel: its valid taps, weights from L1
+    int64_t kx0, kx1;
+    valid_taps(ox, g.sw, g.pw, kw, g.w, &kx0, &kx1);
+    const int64_t ix0 = ox * g.sw - g.pw;
+    V acc = accumulate ? load<V>(row + ox * C + c) : start;
+    for (int64_t ky = ky0; ky < ky1; ++ky)
+      for (int64_t kx = kx0; kx < kx1; ++kx)
+        acc += load<V>(img + ((iy0 + ky) * g.w + ix0 + kx) * C + c) * load<V>(wt + (ky * kw + kx) * C + c);
+    store(row + ox * C + c, acc);
+  };
+  int64_t lo = 0, hi = 0;
+  if (g.kh == 3 && kw == 3 && ky0 == 0 && ky1 == 3) interior_columns(g.out_w, g.w, kw, g.sw, g.pw, &lo, &hi);
+  for (int64_t ox = 0; ox < lo; ++ox) pixel(ox);
+  if (lo < hi) {
+    // 3x3 with every tap inside: the nine weights stay in registers.
+    V w[9];
+    for (int t = 0; t < 9; ++t) w[t] = load<V>(wt + t * C + c);
+    const int64_t step = g.sw * C;
+    const float* p = img + (iy0 * g.w + lo * g.sw - g.pw) * C + c;
+    for (int64_t ox = lo; ox < hi; ++ox, p += step) {
+      V acc = accumulate ? load<V>(row + ox * C + c) : start;
+      for (int ky = 0; ky < 3; ++ky)
+        for (int kx = 0; kx < 3; ++kx) acc += load<V>(p + (ky * g.w + kx) * C) * w[ky * 3 + kx];
+      store(row + ox * C + c, acc);
+    }
+  }
+  for (int64_t ox = std::max(lo, hi); ox < g.out_w; ++ox) pixel(ox);
+}
+
+// Smallest share of a parallel loop worth handing to another thread: about 16K floats of work.
+int64_t min_rows_for(int64_t floats_per_row) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, floats_per_row)); }
+
+// Runs correlate_row over every output row and channel slice, rows in parallel; the epilogue
+// normalises each finished row while it is in cache.
+void correlate(const Parallel& par, const ConvGeometry& g, const float* in, const float* wt, const float* bias,
+               bool accumulate, float* out, const ConvNormEpilogue* epilogue) {
+  const int64_t rows = g.n * g.out_h, C = g.c;
+  par.for_each(rows, min_rows_for(g.out_w * C * g.kh * g.kw), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / g.out_h, oy = r % g.out_h;
+      for_slices(C, [&]<class V>(int64_t c) { correlate_row<V>(g, in, wt, bias, accumulate, n, oy, c, out); });
+      if (epilogue) epilogue->apply_rows(out + r * g.out_w * C, g.out_w, C);
+    }
+  });
+}
+
+// Backward data for strides > 1: each dx pixel gathers the dy pixels whose taps read it.
+template <class V>
+inline void gather_row(const ConvGeometry& g, const float* dy, const float* wt, bool accumulate, int64_t n,
+                       int64_t iy, int64_t c, float* dx) {
+  const int64_t C = g.c;
+  const float* dy_img = dy + n * g.out_h * g.out_w * C;
+  float* row = dx + (n * g.h + iy) * g.w * C;
+  for (int64_t ix = 0; ix < g.w; ++ix) {
+    V acc = accumulate ? load<V>(row + ix * C + c) : V{};
+    for (int64_t ky = 0; ky < g.kh; ++ky) {
+      const int64_t t = iy + g.ph - ky;
+      if (t < 0 || t % g.sh != 0 || t / g.sh >= g.out_h) continue;
+      const float* dy_row = dy_img + (t / g.sh) * g.out_w * C;
+      for (int64_t kx = 0; kx < g.kw; ++kx) {
+        const int64_t u = ix + g.pw - kx;
+        if (u < 0 || u % g.sw != 0 || u / g.sw >= g.out_w) continue;
+        acc += load<V>(dy_row + (u / g.sw) * C + c) * load<V>(wt + (ky * g.kw + kx) * C + c);
+      }
+    }
+    store(row + ix * C + c, acc);
+  }
+}
+
+// Backward weight: chunks of dy rows, fixed by the shape alone.
+constexpr int64_t kWeightChunks = 8;
+int64_t weight_chunks(const ConvGeometry& g) { return std::max<int64_t>(1, std::min(kWeightChunks, g.n * g.out_h)); }
+// Each chunk's sums: [tap][C] for dw, then one [C] row for db.
+int64_t chunk_floats(const ConvGeometry& g) { return (g.kh * g.kw + 1) * g.c; }
+
+// Sums of one chunk of dy rows [r0, r1) for the slice at c into part ([tap][C], then db's [C]).
+template <class V>
+void weight_sums(const ConvGeometry& g, const float* dy, const float* x, int64_t r0, int64_t r1, int64_t c,
+                 float* part) {
+  const int64_t C = g.c, kw = g.kw, taps = g.kh * g.kw;
+  const bool k3 = g.kh == 3 && kw == 3;
+  V fast[9] = {};  // 3x3 interior pixels: in registers
+  V db = V{};
+  for (int64_t t = 0; t < taps; ++t) store(part + t * C + c, V{});  // border pixels: in memory
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t n = r / g.out_h, oy = r % g.out_h;
+    const float* img = x + n * g.h * g.w * C;
+    const float* dy_row = dy + r * g.out_w * C;
+    int64_t ky0, ky1;
+    valid_taps(oy, g.sh, g.ph, g.kh, g.h, &ky0, &ky1);
+    const int64_t iy0 = oy * g.sh - g.ph;
+    auto pixel = [&](int64_t ox) {
+      const V d = load<V>(dy_row + ox * C + c);
+      db += d;
+      int64_t kx0, kx1;
+      valid_taps(ox, g.sw, g.pw, kw, g.w, &kx0, &kx1);
+      const int64_t ix0 = ox * g.sw - g.pw;
+      for (int64_t ky = ky0; ky < ky1; ++ky)
+        for (int64_t kx = kx0; kx < kx1; ++kx) {
+          float* s = part + (ky * kw + kx) * C + c;
+          store(s, load<V>(s) + load<V>(img + ((iy0 + ky) * g.w + ix0 + kx) * C + c) * d);
+        }
+    };
+    int64_t lo = 0, hi = 0;
+    if (k3 && ky0 == 0 && ky1 == 3) interior_columns(g.out_w, g.w, kw, g.sw, g.pw, &lo, &hi);
+    for (int64_t ox = 0; ox < lo; ++ox) pixel(ox);
+    const int64_t step = g.sw * C;
+    const float* p = img + (iy0 * g.w + lo * g.sw - g.pw) * C + c;
+    for (int64_t ox = lo; ox < hi; ++ox, p += step) {
+      const V d = load<V>(dy_row + ox * C + c);
+      db += d;
+      for (int ky = 0; ky < 3; ++ky)
+        for (int kx = 0; kx < 3; ++kx) fast[ky * 3 + kx] += load<V>(p + (ky * g.w + kx) * C) * d;
+    }
+    for (int64_t ox = std::max(lo, hi); ox < g.out_w; ++ox) pixel(ox);
+  }
+  if (k3)
+    for (int t = 0; t < 9; ++t) store(part + t * C + c, load<V>(part + t * C + c) + fast[t]);
+  store(part + taps * C + c, db);
+}
+
+}  // namespace
+
+bool is_depthwise(const ConvGeometry& g) { return g.groups == g.c && g.out_c == g.c; }
+
+int64_t depthwise_workspace_floats(const ConvGeometry& g) {
+  return std::max(g.kh * g.kw * g.c, weight_chunks(g) * chunk_floats(g));
+}
+
+void depthwise_forward(const Parallel& par, const ConvGeometry& g, const float* x, const float* w,
+                       const float* b, float* y, float* workspace, const ConvNormEpilogue* epilogue) {
+  transpose_weights(g, w, workspace, /*rotate=*/false);
+  correlate(par, g, x, workspace, b, /*accumulate=*/false, y, epilogue);
+}
+
+void depthwise_backward_data(const Parallel& par, const ConvGeometry& g, const float* dy,
+                             const float* w, float* dx, bool accumulate, float* workspace) {
+  if (g.sh == 1 && g.sw == 1) {
+    // dx = dy correlated with the rotated kernel, padded by k - 1 - p: a forward geometry from
+    // dy's size to x's.
+    transpose_weights(g, w, workspace, /*rotate=*/true);
+    ConvGeometry t = g;
+    t.h = g.out_h, t.w = g.out_w;
+    t.ph = g.kh - 1 - g.ph, t.pw = g.kw - 1 - g.pw;
+    t.out_h = g.h, t.out_w = g.w;
+    correlate(par, t, dy, workspace, nullptr, accumulate, dx, nullptr);
+    return;
+  }
+  transpose_weights(g, w, workspace, /*rotate=*/false);
+  const int64_t C = g.c;
+  par.for_each(g.n * g.h, min_rows_for(g.w * C * g.kh * g.kw), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / g.h, iy = r % g.h;
+      for_slices(C, [&]<class V>(int64_t c) { gather_row<V>(g, dy, workspace, accumulate, n, iy, c, dx); });
+    }
+  });
+}
+
+void depthwise_backward_weight(const Parallel& par, const ConvGeometry& g, const float* dy,
+                               const float* x, float* dw, float* db, bool accumulate_dw,
+                               bool accumulate_db, float* workspace) {
+  if (dw == nullptr && db == nullptr) return;
+  const int64_t C = g.c, taps = g.kh * g.kw, rows = g.n * g.out_h;
+  const int64_t chunks = weight_chunks(g), slices = (C + 15) / 16;
+  // One task per (chunk, block of 16 channels); a block's tail slices go with it.
+  par.for_each(chunks * slices, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t chunk = i / slices, block = i % slices;
+      const int64_t r0 = chunk * rows / chunks, r1 = (chunk + 1) * rows / chunks;
+      float* part = workspace + chunk * chunk_floats(g);
+      const int64_t c0 = block * 16, c1 = std::min(C, c0 + 16);
+      if (c1 - c0 == 16) {
+        weight_sums<V16>(g, dy, x, r0, r1, c0, part);
+      } else {
+        int64_t c = c0;
+        for (; c + 8 <= c1; c += 8) weight_sums<V8>(g, dy, x, r0, r1, c, part);
+        for (; c < c1; ++c) weight_sums<float>(g, dy, x, r0, r1, c, part);
+      }
+    }
+  });
+  // Chunks added in order; OHWI dw is [C][tap].
+  par.for_each(C, 64, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      if (dw)
+        for (int64_t t = 0; t < taps; ++t) {
+          float s = accumulate_dw ? dw[c * taps + t] : 0.0f;
+          for (int64_t k = 0; k < chunks; ++k) s += workspace[k * chunk_floats(g) + t * C + c];
+          dw[c * taps + t] = s;
+        }
+      if (db) {
+        float s = accumulate_db ? db[c] : 0.0f;
+        for (int64_t k = 0; k < chunks; ++k) s += workspace[k * chunk_floats(g) + taps * C + c];
+        db[c] = s;
+      }
+    }
+  });
+}
+
+}  // namespace edgetrain
