@@ -113,23 +113,27 @@ void correlate(const Parallel& par, const ConvGeometry& g, const float* in, cons
   });
 }
 
-// Backward data for strides > 1: each dx pixel gathers the dy pixels whose taps read it.
+// Backward data for strides > 1: each dx pixel gathers the dy pixels whose taps read it. Along
+// an axis, the taps that reach dx position i are k = (i + pad) mod stride, then every stride-th
+// one, reading dy at (i + pad - k) / stride, one less per step.
 template <class V>
 inline void gather_row(const ConvGeometry& g, const float* dy, const float* wt, bool accumulate, int64_t n,
                        int64_t iy, int64_t c, float* dx) {
   const int64_t C = g.c;
   const float* dy_img = dy + n * g.out_h * g.out_w * C;
   float* row = dx + (n * g.h + iy) * g.w * C;
+  const int64_t ky_first = (iy + g.ph) % g.sh, ty0 = (iy + g.ph - ky_first) / g.sh;
   for (int64_t ix = 0; ix < g.w; ++ix) {
+    const int64_t kx_first = (ix + g.pw) % g.sw, ux0 = (ix + g.pw - kx_first) / g.sw;
     V acc = accumulate ? load<V>(row + ix * C + c) : V{};
-    for (int64_t ky = 0; ky < g.kh; ++ky) {
-      const int64_t t = iy + g.ph - ky;
-      if (t < 0 || t % g.sh != 0 || t / g.sh >= g.out_h) continue;
-      const float* dy_row = dy_img + (t / g.sh) * g.out_w * C;
-      for (int64_t kx = 0; kx < g.kw; ++kx) {
-        const int64_t u = ix + g.pw - kx;
-        if (u < 0 || u % g.sw != 0 || u / g.sw >= g.out_w) continue;
-        acc += load<V>(dy_row + (u / g.sw) * C + c) * load<V>(wt + (ky * g.kw + kx) * C + c);
+    for (int64_t ky = ky_first, ty = ty0; ky < g.kh; ky += g.sh, --ty) {
+      if (ty < 0) break;
+      if (ty >= g.out_h) continue;
+      const float* dy_row = dy_img + ty * g.out_w * C;
+      for (int64_t kx = kx_first, ux = ux0; kx < g.kw; kx += g.sw, --ux) {
+        if (ux < 0) break;
+        if (ux >= g.out_w) continue;
+        acc += load<V>(dy_row + ux * C + c) * load<V>(wt + (ky * g.kw + kx) * C + c);
       }
     }
     store(row + ix * C + c, acc);
