@@ -67,33 +67,49 @@ inline void correlate_row(const ConvGeometry& g, const float* in, const float* w
   valid_taps(oy, g.sh, g.ph, g.kh, g.h, &ky0, &ky1);
   const int64_t iy0 = oy * g.sh - g.ph;
   const V start = bias ? load<V>(bias + c) : V{};
-  auto pixel = [&](int64_t ox) {  // any pixel: its valid taps, weights from L1
-    int64_t kx0, kx1;
-    valid_taps(ox, g.sw, g.pw, kw, g.w, &kx0, &kx1);
-    const int64_t ix0 = ox * g.sw - g.pw;
-    V acc = accumulate ? load<V>(row + ox * C + c) : start;
-    for (int64_t ky = ky0; ky < ky1; ++ky)
-      for (int64_t kx = kx0; kx < kx1; ++kx)
-        acc += load<V>(img + ((iy0 + ky) * g.w + ix0 + kx) * C + c) * load<V>(wt + (ky * kw + kx) * C + c);
-    store(row + ox * C + c, acc);
-  };
-  int64_t lo = 0, hi = 0;
-  if (g.kh == 3 && kw == 3 && ky0 == 0 && ky1 == 3) interior_columns(g.out_w, g.w, kw, g.sw, g.pw, &lo, &hi);
-  for (int64_t ox = 0; ox < lo; ++ox) pixel(ox);
-  if (lo < hi) {
-    // 3x3 with every tap inside: the nine weights stay in registers.
-    V w[9];
-    for (int t = 0; t < 9; ++t) w[t] = load<V>(wt + t * C + c);
-    const int64_t step = g.sw * C;
-    const float* p = img + (iy0 * g.w + lo * g.sw - g.pw) * C + c;
-    for (int64_t ox = lo; ox < hi; ++ox, p += step) {
+  if (g.kh != 3 || kw != 3) {
+    // Any kernel size: each pixel's valid taps, weights from L1.
+    for (int64_t ox = 0; ox < g.out_w; ++ox) {
+      int64_t kx0, kx1;
+      valid_taps(ox, g.sw, g.pw, kw, g.w, &kx0, &kx1);
+      const int64_t ix0 = ox * g.sw - g.pw;
       V acc = accumulate ? load<V>(row + ox * C + c) : start;
-      for (int ky = 0; ky < 3; ++ky)
-        for (int kx = 0; kx < 3; ++kx) acc += load<V>(p + (ky * g.w + kx) * C) * w[ky * 3 + kx];
+      for (int64_t ky = ky0; ky < ky1; ++ky)
+        for (int64_t kx = kx0; kx < kx1; ++kx)
+          acc += load<V>(img + ((iy0 + ky) * g.w + ix0 + kx) * C + c) * load<V>(wt + (ky * kw + kx) * C + c);
       store(row + ox * C + c, acc);
     }
+    return;
   }
-  for (int64_t ox = std::max(lo, hi); ox < g.out_w; ++ox) pixel(ox);
+  // 3x3: the nine weights stay in registers (constant indices once the tap loops unroll).
+  V w[9];
+  for (int t = 0; t < 9; ++t) w[t] = load<V>(wt + t * C + c);
+  int64_t lo = 0, hi = 0;
+  if (ky0 == 0 && ky1 == 3) interior_columns(g.out_w, g.w, kw, g.sw, g.pw, &lo, &hi);
+  auto border = [&](int64_t ox) {  // taps in the padding are skipped
+    const int64_t ix0 = ox * g.sw - g.pw;
+    V acc = accumulate ? load<V>(row + ox * C + c) : start;
+    for (int ky = 0; ky < 3; ++ky) {
+      const int64_t iy = iy0 + ky;
+      if (iy < 0 || iy >= g.h) continue;
+      for (int kx = 0; kx < 3; ++kx) {
+        const int64_t ix = ix0 + kx;
+        if (ix < 0 || ix >= g.w) continue;
+        acc += load<V>(img + (iy * g.w + ix) * C + c) * w[ky * 3 + kx];
+      }
+    }
+    store(row + ox * C + c, acc);
+  };
+  for (int64_t ox = 0; ox < lo; ++ox) border(ox);
+  const int64_t step = g.sw * C;
+  const float* p = img + (iy0 * g.w + lo * g.sw - g.pw) * C + c;
+  for (int64_t ox = lo; ox < hi; ++ox, p += step) {
+    V acc = accumulate ? load<V>(row + ox * C + c) : start;
+    for (int ky = 0; ky < 3; ++ky)
+      for (int kx = 0; kx < 3; ++kx) acc += load<V>(p + (ky * g.w + kx) * C) * w[ky * 3 + kx];
+    store(row + ox * C + c, acc);
+  }
+  for (int64_t ox = std::max(lo, hi); ox < g.out_w; ++ox) border(ox);
 }
 
 // Smallest share of a parallel loop worth handing to another thread: about 16K floats of work.
@@ -140,6 +156,32 @@ inline void gather_row(const ConvGeometry& g, const float* dy, const float* wt, 
   }
 }
 
+// The same for 3x3 stride 2 (MobileNetV2's downsampling blocks), weights in registers: a dx row
+// of even parity (iy + pad) is read by kernel rows 0 and 2, the other by row 1; columns alike.
+template <class V>
+inline void gather_row_3x3_s2(const ConvGeometry& g, const float* dy, const float* wt, bool accumulate, int64_t n,
+                              int64_t iy, int64_t c, float* dx) {
+  const int64_t C = g.c;
+  const float* dy_img = dy + n * g.out_h * g.out_w * C;
+  float* row = dx + (n * g.h + iy) * g.w * C;
+  V w[9];
+  for (int t = 0; t < 9; ++t) w[t] = load<V>(wt + t * C + c);
+  for (int64_t ix = 0; ix < g.w; ++ix) {
+    V acc = accumulate ? load<V>(row + ix * C + c) : V{};
+    for (int ky = 0; ky < 3; ++ky) {
+      const int64_t t = iy + g.ph - ky;
+      if (t < 0 || (t & 1) != 0 || (t >> 1) >= g.out_h) continue;
+      const float* dy_row = dy_img + (t >> 1) * g.out_w * C;
+      for (int kx = 0; kx < 3; ++kx) {
+        const int64_t u = ix + g.pw - kx;
+        if (u < 0 || (u & 1) != 0 || (u >> 1) >= g.out_w) continue;
+        acc += load<V>(dy_row + (u >> 1) * C + c) * w[ky * 3 + kx];
+      }
+    }
+    store(row + ix * C + c, acc);
+  }
+}
+
 // Backward weight: chunks of dy rows, fixed by the shape alone.
 constexpr int64_t kWeightChunks = 8;
 int64_t weight_chunks(const ConvGeometry& g) { return std::max<int64_t>(1, std::min(kWeightChunks, g.n * g.out_h)); }
@@ -152,9 +194,9 @@ void weight_sums(const ConvGeometry& g, const float* dy, const float* x, int64_t
                  float* part) {
   const int64_t C = g.c, kw = g.kw, taps = g.kh * g.kw;
   const bool k3 = g.kh == 3 && kw == 3;
-  V fast[9] = {};  // 3x3 interior pixels: in registers
+  V fast[9] = {};  // 3x3: in registers
   V db = V{};
-  for (int64_t t = 0; t < taps; ++t) store(part + t * C + c, V{});  // border pixels: in memory
+  for (int64_t t = 0; t < taps; ++t) store(part + t * C + c, V{});  // other kernel sizes: in memory
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t n = r / g.out_h, oy = r % g.out_h;
     const float* img = x + n * g.h * g.w * C;
@@ -162,7 +204,22 @@ void weight_sums(const ConvGeometry& g, const float* dy, const float* x, int64_t
     int64_t ky0, ky1;
     valid_taps(oy, g.sh, g.ph, g.kh, g.h, &ky0, &ky1);
     const int64_t iy0 = oy * g.sh - g.ph;
+    auto border3 = [&](int64_t ox) {  // 3x3, taps in the padding skipped, sums in registers
+      const V d = load<V>(dy_row + ox * C + c);
+      db += d;
+      const int64_t ix0 = ox * g.sw - g.pw;
+      for (int ky = 0; ky < 3; ++ky) {
+        const int64_t iy = iy0 + ky;
+        if (iy < 0 || iy >= g.h) continue;
+        for (int kx = 0; kx < 3; ++kx) {
+          const int64_t ix = ix0 + kx;
+          if (ix < 0 || ix >= g.w) continue;
+          fast[ky * 3 + kx] += load<V>(img + (iy * g.w + ix) * C + c) * d;
+        }
+      }
+    };
     auto pixel = [&](int64_t ox) {
+      if (k3) return border3(ox);
       const V d = load<V>(dy_row + ox * C + c);
       db += d;
       int64_t kx0, kx1;
@@ -221,10 +278,14 @@ void depthwise_backward_data(const Parallel& par, const ConvGeometry& g, const f
   }
   transpose_weights(g, w, workspace, /*rotate=*/false);
   const int64_t C = g.c;
+  const bool k3s2 = g.kh == 3 && g.kw == 3 && g.sh == 2 && g.sw == 2;
   par.for_each(g.n * g.h, min_rows_for(g.w * C * g.kh * g.kw), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t n = r / g.h, iy = r % g.h;
-      for_slices(C, [&]<class V>(int64_t c) { gather_row<V>(g, dy, workspace, accumulate, n, iy, c, dx); });
+      if (k3s2)
+        for_slices(C, [&]<class V>(int64_t c) { gather_row_3x3_s2<V>(g, dy, workspace, accumulate, n, iy, c, dx); });
+      else
+        for_slices(C, [&]<class V>(int64_t c) { gather_row<V>(g, dy, workspace, accumulate, n, iy, c, dx); });
     }
   });
 }
