@@ -55,76 +55,93 @@ void transpose_weights(const ConvGeometry& g, const float* w, float* wt, bool ro
 }
 
 // The correlation at the heart of forward and stride-1 backward data, on a geometry whose input
-// is `in` [n][h][w][C] and output `out` [n][out_h][out_w][C], weights [tap][C]: one output row
-// (n, oy) for the channel slice at c. acc starts from the bias, or from out when accumulating.
+// is `in` [n][h][w][C] and output `out` [n][out_h][out_w][C], weights [tap][C]: output rows
+// [r0, r1) (r = n * out_h + oy) for the channel slice at c, weights loaded once for all of them
+// (small maps have a pixel or two per row). acc starts from the bias, or from out when
+// accumulating.
 template <class V>
-inline void correlate_row(const ConvGeometry& g, const float* in, const float* wt, const float* bias,
-                          bool accumulate, int64_t n, int64_t oy, int64_t c, float* out) {
+void correlate_rows(const ConvGeometry& g, const float* in, const float* wt, const float* bias, bool accumulate,
+                    int64_t r0, int64_t r1, int64_t c, float* out) {
   const int64_t C = g.c, kw = g.kw;
-  const float* img = in + n * g.h * g.w * C;
-  float* row = out + (n * g.out_h + oy) * g.out_w * C;
-  int64_t ky0, ky1;
-  valid_taps(oy, g.sh, g.ph, g.kh, g.h, &ky0, &ky1);
-  const int64_t iy0 = oy * g.sh - g.ph;
   const V start = bias ? load<V>(bias + c) : V{};
   if (g.kh != 3 || kw != 3) {
     // Any kernel size: each pixel's valid taps, weights from L1.
-    for (int64_t ox = 0; ox < g.out_w; ++ox) {
-      int64_t kx0, kx1;
-      valid_taps(ox, g.sw, g.pw, kw, g.w, &kx0, &kx1);
-      const int64_t ix0 = ox * g.sw - g.pw;
-      V acc = accumulate ? load<V>(row + ox * C + c) : start;
-      for (int64_t ky = ky0; ky < ky1; ++ky)
-        for (int64_t kx = kx0; kx < kx1; ++kx)
-          acc += load<V>(img + ((iy0 + ky) * g.w + ix0 + kx) * C + c) * load<V>(wt + (ky * kw + kx) * C + c);
-      store(row + ox * C + c, acc);
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / g.out_h, oy = r % g.out_h;
+      const float* img = in + n * g.h * g.w * C;
+      float* row = out + r * g.out_w * C;
+      int64_t ky0, ky1;
+      valid_taps(oy, g.sh, g.ph, g.kh, g.h, &ky0, &ky1);
+      const int64_t iy0 = oy * g.sh - g.ph;
+      for (int64_t ox = 0; ox < g.out_w; ++ox) {
+        int64_t kx0, kx1;
+        valid_taps(ox, g.sw, g.pw, kw, g.w, &kx0, &kx1);
+        const int64_t ix0 = ox * g.sw - g.pw;
+        V acc = accumulate ? load<V>(row + ox * C + c) : start;
+        for (int64_t ky = ky0; ky < ky1; ++ky)
+          for (int64_t kx = kx0; kx < kx1; ++kx)
+            acc += load<V>(img + ((iy0 + ky) * g.w + ix0 + kx) * C + c) * load<V>(wt + (ky * kw + kx) * C + c);
+        store(row + ox * C + c, acc);
+      }
     }
     return;
   }
   // 3x3: the nine weights stay in registers (constant indices once the tap loops unroll).
   V w[9];
   for (int t = 0; t < 9; ++t) w[t] = load<V>(wt + t * C + c);
-  int64_t lo = 0, hi = 0;
-  if (ky0 == 0 && ky1 == 3) interior_columns(g.out_w, g.w, kw, g.sw, g.pw, &lo, &hi);
-  auto border = [&](int64_t ox) {  // taps in the padding are skipped
-    const int64_t ix0 = ox * g.sw - g.pw;
-    V acc = accumulate ? load<V>(row + ox * C + c) : start;
-    for (int ky = 0; ky < 3; ++ky) {
-      const int64_t iy = iy0 + ky;
-      if (iy < 0 || iy >= g.h) continue;
-      for (int kx = 0; kx < 3; ++kx) {
-        const int64_t ix = ix0 + kx;
-        if (ix < 0 || ix >= g.w) continue;
-        acc += load<V>(img + (iy * g.w + ix) * C + c) * w[ky * 3 + kx];
+  int64_t col_lo = 0, col_hi = 0;
+  interior_columns(g.out_w, g.w, kw, g.sw, g.pw, &col_lo, &col_hi);
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t n = r / g.out_h, oy = r % g.out_h;
+    const float* img = in + n * g.h * g.w * C;
+    float* row = out + r * g.out_w * C;
+    const int64_t iy0 = oy * g.sh - g.ph;
+    const bool full_rows = iy0 >= 0 && iy0 + 3 <= g.h;
+    const int64_t lo = full_rows ? col_lo : 0, hi = full_rows ? col_hi : 0;
+    auto border = [&](int64_t ox) {  // taps in the padding are skipped
+      const int64_t ix0 = ox * g.sw - g.pw;
+      V acc = accumulate ? load<V>(row + ox * C + c) : start;
+      for (int ky = 0; ky < 3; ++ky) {
+        const int64_t iy = iy0 + ky;
+        if (iy < 0 || iy >= g.h) continue;
+        for (int kx = 0; kx < 3; ++kx) {
+          const int64_t ix = ix0 + kx;
+          if (ix < 0 || ix >= g.w) continue;
+          acc += load<V>(img + (iy * g.w + ix) * C + c) * w[ky * 3 + kx];
+        }
       }
+      store(row + ox * C + c, acc);
+    };
+    for (int64_t ox = 0; ox < lo; ++ox) border(ox);
+    const int64_t step = g.sw * C;
+    const float* p = img + (iy0 * g.w + lo * g.sw - g.pw) * C + c;
+    for (int64_t ox = lo; ox < hi; ++ox, p += step) {
+      V acc = accumulate ? load<V>(row + ox * C + c) : start;
+      for (int ky = 0; ky < 3; ++ky)
+        for (int kx = 0; kx < 3; ++kx) acc += load<V>(p + (ky * g.w + kx) * C) * w[ky * 3 + kx];
+      store(row + ox * C + c, acc);
     }
-    store(row + ox * C + c, acc);
-  };
-  for (int64_t ox = 0; ox < lo; ++ox) border(ox);
-  const int64_t step = g.sw * C;
-  const float* p = img + (iy0 * g.w + lo * g.sw - g.pw) * C + c;
-  for (int64_t ox = lo; ox < hi; ++ox, p += step) {
-    V acc = accumulate ? load<V>(row + ox * C + c) : start;
-    for (int ky = 0; ky < 3; ++ky)
-      for (int kx = 0; kx < 3; ++kx) acc += load<V>(p + (ky * g.w + kx) * C) * w[ky * 3 + kx];
-    store(row + ox * C + c, acc);
+    for (int64_t ox = std::max(lo, hi); ox < g.out_w; ++ox) border(ox);
   }
-  for (int64_t ox = std::max(lo, hi); ox < g.out_w; ++ox) border(ox);
 }
 
 // Smallest share of a parallel loop worth handing to another thread: about 16K floats of work.
 int64_t min_rows_for(int64_t floats_per_row) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, floats_per_row)); }
+// Rows a thread computes slice by slice before the next group: ~8K floats of output, so that the
+// group stays in L1/L2 across its slices and for the epilogue.
+int64_t group_rows_for(int64_t floats_per_row) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(1, floats_per_row)); }
 
-// Runs correlate_row over every output row and channel slice, rows in parallel; the epilogue
-// normalises each finished row while it is in cache.
+// Runs correlate_rows over every output row and channel slice, groups of rows in parallel; the
+// epilogue normalises each finished group while it is in cache.
 void correlate(const Parallel& par, const ConvGeometry& g, const float* in, const float* wt, const float* bias,
                bool accumulate, float* out, const ConvNormEpilogue* epilogue) {
-  const int64_t rows = g.n * g.out_h, C = g.c;
-  par.for_each(rows, min_rows_for(g.out_w * C * g.kh * g.kw), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t n = r / g.out_h, oy = r % g.out_h;
-      for_slices(C, [&]<class V>(int64_t c) { correlate_row<V>(g, in, wt, bias, accumulate, n, oy, c, out); });
-      if (epilogue) epilogue->apply_rows(out + r * g.out_w * C, g.out_w, C);
+  const int64_t rows = g.n * g.out_h, C = g.c, row_floats = g.out_w * C;
+  const int64_t group = group_rows_for(row_floats);
+  par.for_each(rows, min_rows_for(row_floats * g.kh * g.kw), [&](int64_t r0, int64_t r1) {
+    for (int64_t g0 = r0; g0 < r1; g0 += group) {
+      const int64_t g1 = std::min(r1, g0 + group);
+      for_slices(C, [&]<class V>(int64_t c) { correlate_rows<V>(g, in, wt, bias, accumulate, g0, g1, c, out); });
+      if (epilogue) epilogue->apply_rows(out + g0 * row_floats, (g1 - g0) * g.out_w, C);
     }
   });
 }
@@ -159,44 +176,54 @@ inline void gather_row(const ConvGeometry& g, const float* dy, const float* wt, 
 // The same for 3x3 stride 2 (MobileNetV2's downsampling blocks), weights in registers: a dx row
 // of even parity (iy + pad) is read by kernel rows 0 and 2, the other by row 1; columns alike.
 template <class V>
-inline void gather_row_3x3_s2(const ConvGeometry& g, const float* dy, const float* wt, bool accumulate, int64_t n,
-                              int64_t iy, int64_t c, float* dx) {
+inline void gather_rows_3x3_s2(const ConvGeometry& g, const float* dy, const float* wt, bool accumulate, int64_t r0,
+                               int64_t r1, int64_t c, float* dx) {
   const int64_t C = g.c;
-  const float* dy_img = dy + n * g.out_h * g.out_w * C;
-  float* row = dx + (n * g.h + iy) * g.w * C;
   V w[9];
   for (int t = 0; t < 9; ++t) w[t] = load<V>(wt + t * C + c);
-  for (int64_t ix = 0; ix < g.w; ++ix) {
-    V acc = accumulate ? load<V>(row + ix * C + c) : V{};
-    for (int ky = 0; ky < 3; ++ky) {
-      const int64_t t = iy + g.ph - ky;
-      if (t < 0 || (t & 1) != 0 || (t >> 1) >= g.out_h) continue;
-      const float* dy_row = dy_img + (t >> 1) * g.out_w * C;
-      for (int kx = 0; kx < 3; ++kx) {
-        const int64_t u = ix + g.pw - kx;
-        if (u < 0 || (u & 1) != 0 || (u >> 1) >= g.out_w) continue;
-        acc += load<V>(dy_row + (u >> 1) * C + c) * w[ky * 3 + kx];
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t n = r / g.h, iy = r % g.h;
+    const float* dy_img = dy + n * g.out_h * g.out_w * C;
+    float* row = dx + r * g.w * C;
+    for (int64_t ix = 0; ix < g.w; ++ix) {
+      V acc = accumulate ? load<V>(row + ix * C + c) : V{};
+      for (int ky = 0; ky < 3; ++ky) {
+        const int64_t t = iy + g.ph - ky;
+        if (t < 0 || (t & 1) != 0 || (t >> 1) >= g.out_h) continue;
+        const float* dy_row = dy_img + (t >> 1) * g.out_w * C;
+        for (int kx = 0; kx < 3; ++kx) {
+          const int64_t u = ix + g.pw - kx;
+          if (u < 0 || (u & 1) != 0 || (u >> 1) >= g.out_w) continue;
+          acc += load<V>(dy_row + (u >> 1) * C + c) * w[ky * 3 + kx];
+        }
       }
+      store(row + ix * C + c, acc);
     }
-    store(row + ix * C + c, acc);
   }
 }
 
+
 // Backward weight: chunks of dy rows, fixed by the shape alone.
 constexpr int64_t kWeightChunks = 8;
-int64_t weight_chunks(const ConvGeometry& g) { return std::max<int64_t>(1, std::min(kWeightChunks, g.n * g.out_h)); }
+// ... each with at least ~16K multiply-adds' worth of dy (small maps: fewer chunks to add up).
+int64_t weight_chunks(const ConvGeometry& g) {
+  const int64_t by_work = g.n * g.out_h * g.out_w * g.c / 16384;
+  return std::clamp<int64_t>(std::min(kWeightChunks, by_work), 1, std::max<int64_t>(1, g.n * g.out_h));
+}
 // Each chunk's sums: [tap][C] for dw, then one [C] row for db.
 int64_t chunk_floats(const ConvGeometry& g) { return (g.kh * g.kw + 1) * g.c; }
 
-// Sums of one chunk of dy rows [r0, r1) for the slice at c into part ([tap][C], then db's [C]).
+// Adds the sums over dy rows [r0, r1) for the slice at c to part ([tap][C], then db's [C]),
+// which the first group of a chunk starts from zero.
 template <class V>
 void weight_sums(const ConvGeometry& g, const float* dy, const float* x, int64_t r0, int64_t r1, int64_t c,
-                 float* part) {
+                 float* part, bool first) {
   const int64_t C = g.c, kw = g.kw, taps = g.kh * g.kw;
   const bool k3 = g.kh == 3 && kw == 3;
-  V fast[9] = {};  // 3x3: in registers
+  if (first)
+    for (int64_t t = 0; t <= taps; ++t) store(part + t * C + c, V{});
+  V fast[9] = {};  // 3x3: in registers, added to part at the end; other kernel sizes: in part
   V db = V{};
-  for (int64_t t = 0; t < taps; ++t) store(part + t * C + c, V{});  // other kernel sizes: in memory
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t n = r / g.out_h, oy = r % g.out_h;
     const float* img = x + n * g.h * g.w * C;
@@ -246,7 +273,7 @@ void weight_sums(const ConvGeometry& g, const float* dy, const float* x, int64_t
   }
   if (k3)
     for (int t = 0; t < 9; ++t) store(part + t * C + c, load<V>(part + t * C + c) + fast[t]);
-  store(part + taps * C + c, db);
+  store(part + taps * C + c, load<V>(part + taps * C + c) + db);
 }
 
 }  // namespace
@@ -279,13 +306,16 @@ void depthwise_backward_data(const Parallel& par, const ConvGeometry& g, const f
   transpose_weights(g, w, workspace, /*rotate=*/false);
   const int64_t C = g.c;
   const bool k3s2 = g.kh == 3 && g.kw == 3 && g.sh == 2 && g.sw == 2;
+  const int64_t group = group_rows_for(g.w * C);
   par.for_each(g.n * g.h, min_rows_for(g.w * C * g.kh * g.kw), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t n = r / g.h, iy = r % g.h;
-      if (k3s2)
-        for_slices(C, [&]<class V>(int64_t c) { gather_row_3x3_s2<V>(g, dy, workspace, accumulate, n, iy, c, dx); });
-      else
-        for_slices(C, [&]<class V>(int64_t c) { gather_row<V>(g, dy, workspace, accumulate, n, iy, c, dx); });
+    for (int64_t g0 = r0; g0 < r1; g0 += group) {
+      const int64_t g1 = std::min(r1, g0 + group);
+      if (k3s2) {
+        for_slices(C, [&]<class V>(int64_t c) { gather_rows_3x3_s2<V>(g, dy, workspace, accumulate, g0, g1, c, dx); });
+        continue;
+      }
+      for (int64_t r = g0; r < g1; ++r)
+        for_slices(C, [&]<class V>(int64_t c) { gather_row<V>(g, dy, workspace, accumulate, r / g.h, r % g.h, c, dx); });
     }
   });
 }
@@ -295,37 +325,35 @@ void depthwise_backward_weight(const Parallel& par, const ConvGeometry& g, const
                                bool accumulate_db, float* workspace) {
   if (dw == nullptr && db == nullptr) return;
   const int64_t C = g.c, taps = g.kh * g.kw, rows = g.n * g.out_h;
-  const int64_t chunks = weight_chunks(g), slices = (C + 15) / 16;
-  // One task per (chunk, block of 16 channels); a block's tail slices go with it.
-  par.for_each(chunks * slices, 1, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t chunk = i / slices, block = i % slices;
+  const int64_t chunks = weight_chunks(g);
+  // One task per chunk; within it, groups of rows small enough to stay in cache while every
+  // channel slice sums over them.
+  const int64_t group = group_rows_for(g.out_w * C);
+  par.for_each(chunks, 1, [&](int64_t k0, int64_t k1) {
+    for (int64_t chunk = k0; chunk < k1; ++chunk) {
       const int64_t r0 = chunk * rows / chunks, r1 = (chunk + 1) * rows / chunks;
       float* part = workspace + chunk * chunk_floats(g);
-      const int64_t c0 = block * 16, c1 = std::min(C, c0 + 16);
-      if (c1 - c0 == 16) {
-        weight_sums<V16>(g, dy, x, r0, r1, c0, part);
-      } else {
-        int64_t c = c0;
-        for (; c + 8 <= c1; c += 8) weight_sums<V8>(g, dy, x, r0, r1, c, part);
-        for (; c < c1; ++c) weight_sums<float>(g, dy, x, r0, r1, c, part);
+      for (int64_t g0 = r0; g0 < r1; g0 += group) {
+        const int64_t g1 = std::min(r1, g0 + group);
+        for_slices(C, [&]<class V>(int64_t c) { weight_sums<V>(g, dy, x, g0, g1, c, part, g0 == r0); });
       }
     }
   });
-  // Chunks added in order; OHWI dw is [C][tap].
-  par.for_each(C, 64, [&](int64_t c0, int64_t c1) {
+  // Chunks added in order into chunk 0's sums (contiguous over channels), then dw transposed to
+  // OHWI [C][tap] and db, both added to or overwritten.
+  const int64_t per_chunk = chunk_floats(g);
+  par.for_each(C, 256, [&](int64_t c0, int64_t c1) {
+    for (int64_t t = 0; t <= taps; ++t) {
+      float* __restrict sum = workspace + t * C;
+      for (int64_t k = 1; k < chunks; ++k) {
+        const float* __restrict more = workspace + k * per_chunk + t * C;
+        for (int64_t c = c0; c < c1; ++c) sum[c] += more[c];
+      }
+    }
     for (int64_t c = c0; c < c1; ++c) {
       if (dw)
-        for (int64_t t = 0; t < taps; ++t) {
-          float s = accumulate_dw ? dw[c * taps + t] : 0.0f;
-          for (int64_t k = 0; k < chunks; ++k) s += workspace[k * chunk_floats(g) + t * C + c];
-          dw[c * taps + t] = s;
-        }
-      if (db) {
-        float s = accumulate_db ? db[c] : 0.0f;
-        for (int64_t k = 0; k < chunks; ++k) s += workspace[k * chunk_floats(g) + taps * C + c];
-        db[c] = s;
-      }
+        for (int64_t t = 0; t < taps; ++t) dw[c * taps + t] = (accumulate_dw ? dw[c * taps + t] : 0.0f) + workspace[t * C + c];
+      if (db) db[c] = (accumulate_db ? db[c] : 0.0f) + workspace[taps * C + c];
     }
   });
 }

@@ -62,6 +62,7 @@ const std::vector<ConvCase> kLarge = {
     // Channel slices of 16, 8 and single channels; maps with no interior; odd strides/sizes;
     // the general path (5x5, no padding).
     {"depthwise_c24_s1", 3, 9, 11, 24, 24, 3, 3, 1, 1, 1, 1, 24},
+    {"depthwise_c64_chunks", 4, 16, 16, 64, 64, 3, 3, 1, 1, 1, 1, 64},  // 4 chunks of 2 groups of rows
     {"depthwise_c44_s2_odd", 2, 9, 7, 44, 44, 3, 3, 2, 2, 1, 1, 44},
     {"depthwise_c20_2x2map", 4, 2, 2, 20, 20, 3, 3, 1, 1, 1, 1, 20},
     {"depthwise_c32_1x1map", 5, 1, 1, 32, 32, 3, 3, 1, 1, 1, 1, 32},
@@ -351,9 +352,9 @@ TEST(Conv2dWorkspace, PointwiseNeedsNoneIm2colNeedsOneChunksColumnsDepthwiseChun
   const ConvGeometry g32 = conv2d_geometry(x_shape(c32), w_shape(c32), attrs_of(c32));
   EXPECT_EQ(forward_ws(c32), winograd_forward_workspace_bytes(g32, winograd_tile(g32)));
   EXPECT_EQ(forward_ws(large_case("groups4_3x3")), size_t{2 * 14 * 14 * 9 * 8 * 4});  // one group
-  // Depthwise: the weight gradient's sums of 8 chunks of rows, 9 taps and the bias each (more
-  // than the forward's transposed weights).
-  EXPECT_EQ(forward_ws(large_case("depthwise_c48_s2")), size_t{8 * (9 + 1) * 48 * 4});
+  // Depthwise: the weight gradient's sums of its chunks of rows (one on this small map), 9 taps
+  // and the bias each (more than the forward's transposed weights).
+  EXPECT_EQ(forward_ws(large_case("depthwise_c48_s2")), size_t{(9 + 1) * 48 * 4});
   const ConvCase k = large_case("3x3_s2_c32_64");
   const Shape bd_in[] = {y_shape(k), w_shape(k)};
   const Shape bd_out[] = {x_shape(k)};
