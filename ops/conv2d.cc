@@ -11,7 +11,8 @@
 //              into the workspace ([rows][kh*kw*Cin/groups], same (ky, kx, ci) order as an OHWI
 //              weight row), then sgemm; taps that only read padding are left out. Backward data
 //              runs the sgemm into the columns and folds them back (col2im).
-//   direct     forward of dense convs with at most 4 input channels (the stems): ops/conv2d_direct.h.
+//   direct     forward and weight gradient of dense convs with at most 4 input channels (the
+//              stems): ops/conv2d_direct.h.
 // Before these, every direction of dense 3x3 stride-1 convs goes to Winograd
 // (ops/conv2d_winograd.h) wherever winograd_tile() says it pays.
 #include "ops/conv2d.h"
@@ -444,6 +445,10 @@ void conv2d_backward_weight(const KernelCall& call) {
   if (const int m = winograd_tile(g))
     return winograd_backward_weight(call.parallel, g, m, dy, x, dw, acc_dw, call.workspace,
                                     call.workspace_bytes);
+  if (conv2d_direct_backward_weight_applies(g)) {
+    ET_CHECK(call.workspace_bytes >= static_cast<size_t>(conv2d_direct_backward_weight_workspace_floats(g)) * sizeof(float));
+    return conv2d_direct_backward_weight(call.parallel, g, dy, x, dw, acc_dw, static_cast<float*>(call.workspace));
+  }
   const int64_t cpg = g.c_per_group(), opg = g.out_c_per_group();
   const int64_t kg = g.kh * g.kw * cpg;
   if (path == ConvPath::kPointwise) {
@@ -508,6 +513,11 @@ size_t conv2d_backward_weight_workspace(const Attrs& a, const Shape* in, int n_i
   if (n_in < 2 || in[0].rank != 4 || in[1].rank != 4) return 0;
   const Shape w = weight_shape_for_backward_weight(in[0], in[1], a.conv);
   if (int64_t bytes = winograd_bytes_for(in[1], w, a.conv, Direction::kWeight); bytes >= 0) return bytes;
+  if (conv2d_output_shape(in[1], w, a.conv).is_ok()) {
+    const ConvGeometry g = conv2d_geometry(in[1], w, a.conv);
+    if (conv_path(g) != ConvPath::kDepthwise && conv2d_direct_backward_weight_applies(g))
+      return static_cast<size_t>(conv2d_direct_backward_weight_workspace_floats(g)) * sizeof(float);
+  }
   return workspace_bytes_for(in[1], w, a.conv);
 }
 

@@ -2,34 +2,18 @@
 #include "ops/conv2d_depthwise.h"
 
 #include <algorithm>
-#include <cstring>
+
+#include "ops/simd.h"
 
 namespace edgetrain {
 
 namespace {
 
-// Channel slices: GCC vector extensions (one AVX-512 register, or two AVX2 ones), a half
-// vector for a tail of 8, and plain floats for what remains.
-typedef float V16 __attribute__((vector_size(64)));
-typedef float V8 __attribute__((vector_size(32)));
-
-template <class V> inline V load(const float* p) {
-  V v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <> inline float load<float>(const float* p) { return *p; }
-template <class V> inline void store(float* p, const V& v) { std::memcpy(p, &v, sizeof v); }
-template <class V> constexpr int64_t kWidth = static_cast<int64_t>(sizeof(V) / sizeof(float));
-
-// f.operator()<V>(c) over slices covering [0, channels): 16 wide, then 8, then single channels.
-template <class F>
-inline void for_slices(int64_t channels, F&& f) {
-  int64_t c = 0;
-  for (; c + 16 <= channels; c += 16) f.template operator()<V16>(c);
-  for (; c + 8 <= channels; c += 8) f.template operator()<V8>(c);
-  for (; c < channels; ++c) f.template operator()<float>(c);
-}
+using simd::for_slices;
+using simd::load;
+using simd::store;
+using simd::V16;
+using simd::V8;
 
 // Valid kernel taps [k0, k1) along one axis for an output at `o` (input start o * stride - pad).
 inline void valid_taps(int64_t o, int64_t stride, int64_t pad, int64_t kernel, int64_t size, int64_t* k0,
