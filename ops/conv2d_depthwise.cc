@@ -195,8 +195,10 @@ inline void gather_row(const ConvGeometry& g, const float* dy, const float* wt, 
   }
 }
 
-// The same for 3x3 stride 2 (MobileNetV2's downsampling blocks), weights in registers: a dx row
-// of even parity (iy + pad) is read by kernel rows 0 and 2, the other by row 1; columns alike.
+// The same for 3x3 stride 2 (MobileNetV2's downsampling blocks), weights in registers. A dx row
+// is read by kernel rows ky with (iy + pad - ky) even: {0, 2} or {1}; a dx column by kernel
+// columns {0, 2} or {1} likewise, alternating along the row. So each dx pixel sums 1, 2 or 4
+// products, chosen per row and per column parity without testing every tap.
 template <class V>
 inline void gather_rows_3x3_s2(const ConvGeometry& g, const float* dy, const float* wt, bool accumulate, int64_t r0,
                                int64_t r1, int64_t c, float* dx) {
@@ -205,21 +207,40 @@ inline void gather_rows_3x3_s2(const ConvGeometry& g, const float* dy, const flo
   for (int t = 0; t < 9; ++t) w[t] = load<V>(wt + t * C + c);
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t n = r / g.h, iy = r % g.h;
-    const float* dy_img = dy + n * g.out_h * g.out_w * C;
-    float* row = dx + r * g.w * C;
+    const float* dy_img = dy + n * g.out_h * g.out_w * C + c;
+    float* row = dx + r * g.w * C + c;
+    // The dy rows this dx row reads (null: outside dy) for its kernel rows a (and b).
+    const int py = static_cast<int>((iy + g.ph) & 1);
+    auto dy_row = [&](int ky) -> const float* {
+      const int64_t t = iy + g.ph - ky;
+      return t >= 0 && (t >> 1) < g.out_h ? dy_img + (t >> 1) * g.out_w * C : nullptr;
+    };
+    const float* ra = dy_row(py);                        // ky = 0 or 1
+    const float* rb = py == 0 ? dy_row(2) : nullptr;     // ky = 2
+    const V wa0 = py == 0 ? w[0] : w[3], wa1 = py == 0 ? w[1] : w[4], wa2 = py == 0 ? w[2] : w[5];
+    const V wb0 = w[6], wb1 = w[7], wb2 = w[8];
     for (int64_t ix = 0; ix < g.w; ++ix) {
-      V acc = accumulate ? load<V>(row + ix * C + c) : V{};
-      for (int ky = 0; ky < 3; ++ky) {
-        const int64_t t = iy + g.ph - ky;
-        if (t < 0 || (t & 1) != 0 || (t >> 1) >= g.out_h) continue;
-        const float* dy_row = dy_img + (t >> 1) * g.out_w * C;
-        for (int kx = 0; kx < 3; ++kx) {
-          const int64_t u = ix + g.pw - kx;
-          if (u < 0 || (u & 1) != 0 || (u >> 1) >= g.out_w) continue;
-          acc += load<V>(dy_row + (u >> 1) * C + c) * w[ky * 3 + kx];
+      V acc = accumulate ? load<V>(row + ix * C) : V{};
+      const int64_t q = ix + g.pw;
+      if ((q & 1) == 0) {  // kernel columns 0 (dy column q/2) and 2 (q/2 - 1)
+        const int64_t u0 = q >> 1, u2 = u0 - 1;
+        const bool ok0 = u0 < g.out_w, ok2 = u2 >= 0 && u2 < g.out_w;
+        if (ra) {
+          if (ok0) acc += load<V>(ra + u0 * C) * wa0;
+          if (ok2) acc += load<V>(ra + u2 * C) * wa2;
+        }
+        if (rb) {
+          if (ok0) acc += load<V>(rb + u0 * C) * wb0;
+          if (ok2) acc += load<V>(rb + u2 * C) * wb2;
+        }
+      } else {  // kernel column 1 (dy column (q - 1)/2)
+        const int64_t u1 = (q - 1) >> 1;
+        if (u1 >= 0 && u1 < g.out_w) {
+          if (ra) acc += load<V>(ra + u1 * C) * wa1;
+          if (rb) acc += load<V>(rb + u1 * C) * wb1;
         }
       }
-      store(row + ix * C + c, acc);
+      store(row + ix * C, acc);
     }
   }
 }
