@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "bench/conv_call.h"
 #include "ops/conv2d.h"
-#include "runtime/thread_pool.h"
 
 namespace edgetrain {
 namespace {
@@ -42,20 +42,6 @@ constexpr Depthwise kLayers[] = {
     {"mnv2_32_b32_dw960_1x1", 32, 1, 1, 960, 1},
 };
 
-int threads() {
-  const char* t = std::getenv("EDGETRAIN_THREADS");
-  return t ? std::atoi(t) : 2;
-}
-
-std::vector<float> random_buffer(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  // 16 floats of slack: XNNPACK may read past the end of its input.
-  std::vector<float> v(static_cast<size_t>(n) + 16);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
 int64_t out_size(int64_t in, int stride) { return (in + 2 - 3) / stride + 1; }
 
 void set_flops(benchmark::State& state, const Depthwise& l) {
@@ -69,33 +55,9 @@ void edgetrain_direction(benchmark::State& state, const Depthwise& l, OpKind op)
   attrs.conv.stride_h = attrs.conv.stride_w = l.stride;
   attrs.conv.pad_h = attrs.conv.pad_w = 1;
   attrs.conv.groups = static_cast<int>(l.c);
-  const Shape xs{l.n, l.h, l.w, l.c}, ws{l.c, 3, 3, 1};
-  const Shape ys{l.n, out_size(l.h, l.stride), out_size(l.w, l.stride), l.c};
-  std::vector<float> x = random_buffer(xs.numel(), 1), w = random_buffer(ws.numel(), 2), y = random_buffer(ys.numel(), 3);
-  std::vector<void*> in, out;
-  std::vector<Shape> in_shape, out_shape;
-  if (op == OpKind::kConv2d) {
-    in = {x.data(), w.data(), nullptr}, in_shape = {xs, ws, Shape{l.c}};
-    out = {y.data()}, out_shape = {ys};
-  } else if (op == OpKind::kConv2dBackwardData) {
-    in = {y.data(), w.data()}, in_shape = {ys, ws};
-    out = {x.data()}, out_shape = {xs};
-  } else {
-    in = {y.data(), x.data()}, in_shape = {ys, xs};
-    out = {w.data(), nullptr}, out_shape = {ws, Shape{l.c}};
-  }
-  const OpInfo& info = op_info(op);
-  const size_t ws_bytes = info.workspace(attrs, in_shape.data(), (int)in.size(), out_shape.data(), (int)out.size());
-  std::vector<float> workspace(ws_bytes / sizeof(float) + 1);
-  ThreadPool pool(threads());
-  KernelCall call;
-  call.attrs = &attrs;
-  call.in = in.data(), call.in_shape = in_shape.data(), call.n_in = (int)in.size();
-  call.out = out.data(), call.out_shape = out_shape.data(), call.n_out = (int)out.size();
-  call.workspace = workspace.data(), call.workspace_bytes = ws_bytes;
-  call.parallel = pool.parallel();
+  bench::ConvCall call(attrs, Shape{l.n, l.h, l.w, l.c}, Shape{l.c, 3, 3, 1}, op);
   for (auto _ : state) {
-    info.fast(call);
+    call.run();
     benchmark::ClobberMemory();
   }
   set_flops(state, l);
@@ -107,7 +69,7 @@ void xnnpack_forward(benchmark::State& state, const Depthwise& l) {
     return;
   }
   const int64_t oh = out_size(l.h, l.stride), ow = out_size(l.w, l.stride);
-  std::vector<float> x = random_buffer(l.n * l.h * l.w * l.c, 1), w = random_buffer(l.c * 9, 2);
+  std::vector<float> x = bench::random_buffer(l.n * l.h * l.w * l.c, 1), w = bench::random_buffer(l.c * 9, 2);
   std::vector<float> y(static_cast<size_t>(l.n * oh * ow * l.c));
   // groups = C, one input and one output channel per group: the kernel is [C][3][3][1], the
   // OHWI layout edgetrain keeps depthwise weights in.
@@ -118,7 +80,7 @@ void xnnpack_forward(benchmark::State& state, const Depthwise& l) {
     state.SkipWithError("xnn_create_convolution2d_nhwc_f32 failed");
     return;
   }
-  pthreadpool_t pool = pthreadpool_create(static_cast<size_t>(threads()));
+  pthreadpool_t pool = pthreadpool_create(static_cast<size_t>(bench::bench_threads()));
   if (xnn_setup_convolution2d_nhwc_f32(op, l.n, l.h, l.w, x.data(), y.data(), pool) != xnn_status_success) {
     state.SkipWithError("xnn_setup_convolution2d_nhwc_f32 failed");
   } else {

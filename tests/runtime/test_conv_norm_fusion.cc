@@ -13,6 +13,7 @@
 #include "runtime/fusion.h"
 #include "runtime/trainer.h"
 #include "runtime/training_schedule.h"
+#include "tests/support/model_factories.h"
 #include "tests/support/op_harness.h"
 
 namespace edgetrain {
@@ -115,25 +116,8 @@ TEST(ConvNormFusion, WinogradEpilogueHandlesChannelTailsAndSeveralBlocks) {
   EXPECT_LT(max_rel_error(fast[0].data, ref[0].data), 1e-4);
 }
 
-GraphFactory mobilenet() {
-  return [](int64_t batch, bool training) {
-    ModelSpec s;
-    s.arch = Architecture::kMobileNetV2;
-    s.width_mult = 0.35f;
-    s.input_size = 32;
-    s.dropout = 0.0f;
-    return build_model(s, batch, training);
-  };
-}
-
-GraphFactory resnet18() {
-  return [](int64_t batch, bool training) {
-    ModelSpec s;
-    s.arch = Architecture::kResNet18;
-    s.input_size = 32;
-    return build_model(s, batch, training);
-  };
-}
+GraphFactory mobilenet() { return testing::model_factory(Architecture::kMobileNetV2, 32, 0.35f); }
+GraphFactory resnet18() { return testing::model_factory(Architecture::kResNet18, 32); }
 
 int count(const Graph& g, OpKind op) {
   return static_cast<int>(std::count_if(g.nodes.begin(), g.nodes.end(), [&](const Node& n) { return n.op == op; }));
@@ -269,14 +253,7 @@ TEST(ConvNormFusion, ClassifierOnlyResNet18At224NeedsAThirdLessArena) {
     TrainerOptions o;
     o.batch = 8;
     o.config = frozen(FreezeMode::kClassifierOnly);
-    Result<TrainerBlueprint> b = design_trainer(
-        [](int64_t batch, bool training) {
-          ModelSpec s;
-          s.arch = Architecture::kResNet18;
-          s.input_size = 224;
-          return build_model(s, batch, training);
-        },
-        o);
+    Result<TrainerBlueprint> b = design_trainer(testing::model_factory(Architecture::kResNet18, 224), o);
     set_conv_norm_fusion(true);
     EXPECT_TRUE(b.is_ok()) << b.status().to_string();
     return b.is_ok() ? b->memory.train_arena_bytes : size_t{0};
