@@ -28,7 +28,7 @@
 
 namespace edgetrain {
 
-constexpr int kLogFeatureCount = 9;
+constexpr int kLogFeatureCount = 10;
 
 // What a regressor sees of one kernel call.
 struct FeatureRow {
@@ -36,7 +36,9 @@ struct FeatureRow {
   double bytes = 0;  // bytes the kernel must move at least once (inputs, outputs, im2col columns)
   // log(flops + 1), log(bytes + 1), log batch, log pixels per image, log input channels (per
   // group), log output channels (per group), log kernel taps, stride, log multiply-adds of one
-  // GEMM call (0 for ops without one). See planner/features.cc.
+  // GEMM call (0 for ops without one), the kernel variant within the class (convs: the im2col
+  // plan 0 plain / 1 global / 2 classes, the Winograd tile 2 / 4; 0 otherwise). See
+  // planner/features.cc.
   std::array<double, kLogFeatureCount> z{};
 };
 

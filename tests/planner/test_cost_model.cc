@@ -236,7 +236,7 @@ Graph training_graph(Architecture arch, float width, int input, int64_t batch) {
 
 TEST(Features, ClassesFollowTheConvolutionCodePaths) {
   Graph g = training_graph(Architecture::kMobileNetV2, 0.35f, 32, 2);
-  int depthwise = 0, pointwise = 0, gemm = 0, unknown = 0;
+  int depthwise = 0, pointwise = 0, direct = 0, unknown = 0;
   for (const Node& n : g.nodes) {
     NodeFeatures f = node_features(g, n);
     if (f.op_class == OpClass::kCount) ++unknown;
@@ -250,17 +250,17 @@ TEST(Features, ClassesFollowTheConvolutionCodePaths) {
       EXPECT_EQ(f.op_class, OpClass::kConvPointwise) << n.layer;
       ++pointwise;
     } else {
-      EXPECT_EQ(f.op_class, OpClass::kConvGemm) << n.layer;
-      ++gemm;
+      EXPECT_EQ(f.op_class, OpClass::kConvDirectForward) << n.layer;
+      ++direct;
     }
   }
   EXPECT_EQ(unknown, 0);
   EXPECT_EQ(depthwise, 17);  // one per inverted-residual block
   EXPECT_GT(pointwise, 30);
-  EXPECT_EQ(gemm, 1);  // the 3x3 stem
+  EXPECT_EQ(direct, 1);  // the 3x3 stem (3 input channels: ops/conv2d_direct.h)
 }
 
-TEST(Features, ConvFlopsAreTwiceTheMultiplyAdds) {
+TEST(Features, ConvFlopsAreTwiceTheMultiplyAddsOfTheKernelPath) {
   Graph g = training_graph(Architecture::kResNet18, 1.0f, 32, 2);
   const Node* stem = nullptr;
   for (const Node& n : g.nodes)
@@ -269,10 +269,12 @@ TEST(Features, ConvFlopsAreTwiceTheMultiplyAdds) {
       break;
     }
   ASSERT_NE(stem, nullptr);
-  // 7x7 stride 2 conv, 3 -> 64 channels, 32x32 -> 16x16, batch 2.
+  // 7x7 stride 2 pad 3 conv, 3 -> 64 channels, 32x32 -> 16x16, batch 2: the direct kernel,
+  // which skips taps in the padding: per axis the 16 outputs see 4 + 6 + 13*7 + 5 = 106 valid
+  // taps (of 16*7 = 112).
   NodeFeatures f = node_features(g, *stem);
-  EXPECT_EQ(f.op_class, OpClass::kConvGemm);
-  EXPECT_DOUBLE_EQ(f.row.flops, 2.0 * 2 * 16 * 16 * 64 * 7 * 7 * 3);
+  EXPECT_EQ(f.op_class, OpClass::kConvDirectForward);
+  EXPECT_DOUBLE_EQ(f.row.flops, 2.0 * 2 * 106 * 106 * 64 * 3);
   EXPECT_DOUBLE_EQ(f.row.z[2], std::log(2.0));
   EXPECT_DOUBLE_EQ(f.row.z[6], std::log(49.0));
 }
@@ -285,6 +287,7 @@ TEST(Features, OpClassNamesRoundTrip) {
   }
   OpClass c;
   EXPECT_FALSE(parse_op_class("conv.winograd", &c));
+  EXPECT_TRUE(parse_op_class("conv.winograd.bwd_weight", &c));
 }
 
 // --- profile store -------------------------------------------------------------------------------
