@@ -20,7 +20,8 @@
 namespace edgetrain {
 namespace {
 
-// Rows with independent random FLOPs and bytes over several decades, and random log features.
+// Rows with independent random FLOPs and bytes over several decades, random log features and
+// a categorical variant.
 std::vector<FeatureRow> random_rows(int n, uint64_t seed) {
   Rng rng(seed);
   std::vector<FeatureRow> rows(static_cast<size_t>(n));
@@ -29,7 +30,8 @@ std::vector<FeatureRow> random_rows(int n, uint64_t seed) {
     r.bytes = std::exp(8 + 8 * rng.uniform());
     r.z[0] = std::log(r.flops + 1);
     r.z[1] = std::log(r.bytes + 1);
-    for (int f = 2; f < kLogFeatureCount; ++f) r.z[static_cast<size_t>(f)] = 4 * rng.uniform();
+    for (int f = 2; f < 9; ++f) r.z[static_cast<size_t>(f)] = 4 * rng.uniform();
+    r.z[9] = static_cast<double>((&r - rows.data()) % 3);  // the kernel variant: categorical
   }
   return rows;
 }
