@@ -7,6 +7,10 @@
 //   log_poly      log t = a degree-2 polynomial of the log features z, ridge-regularised on
 //                 standardised features: power laws (t ~ N^a C^b) are linear here. Outside the
 //                 fitted range only the linear part extrapolates.
+//   (Log-space models extrapolate each feature at most by twice its fitted range (at least 1) beyond
+//   it, and predict within a factor e^3 of the fitted times: a feature nearly constant in the
+//   data, e.g. one odd channel count, gets a huge standardised value elsewhere, which once made
+//   a pooling backward predict 10^6 s.)
 //   boosted_trees log t = gradient-boosted depth-3 regression trees on z: steps and kinks that
 //                 no smooth model follows (cache sizes, GEMM blocking, thread splits), but
 //                 constant beyond the sampled shapes.
@@ -86,6 +90,8 @@ class Regressor {
   std::vector<double> coef_;
   std::array<double, kLogFeatureCount> mean_{}, scale_{};  // standardisation of z
   std::array<double, kLogFeatureCount> lo_{}, hi_{};        // range of z in the fitted data
+  // Range of log t in the fitted data: log-space predictions stay within kExtrapolationLog of it.
+  double log_t_lo_ = -1e300, log_t_hi_ = 1e300;
   std::vector<TreeNode> nodes_;
   std::vector<int32_t> roots_;
 };
