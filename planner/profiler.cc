@@ -341,6 +341,11 @@ Result<std::vector<double>> KernelTimer::time_node(const Graph& g, const Node& n
 // ---------------------------------------------------------------------------------------------
 // Configurations
 
+bool remeasure_disturbed_step(int attempt, int busy_steps, bool quick) {
+  if (attempt >= 2 || quick) return false;
+  return busy_steps < 2 || busy_steps % 5 == 0;
+}
+
 std::vector<StepConfig> validation_configs(bool quick) {
   enum Knob { kPlain = 0, kAdam = 1, kBiasOnly = 2, kNormOnly = 4, kClassifierOnly = 8, kCheckpoint = 16,
               kSparse = 32, kMasks = 64, kMicro2 = 128 };
@@ -743,22 +748,31 @@ class Sampler {
       }
       bool ok = true;
       for (int threads : options_.threads) {
-        // A step measured while other processes were busy is measured again (twice at most).
+        // A step measured while other processes were busy is measured again (twice at most),
+        // unless the machine stays busy: after two steps disturbed in every attempt, the next
+        // ones keep their first timing (every fifth tries again), so that a busy machine's
+        // budget still covers the validation configurations instead of re-measuring a few.
         Result<StepSample> st = unsupported("not measured");
+        bool quiet = false;
         for (int attempt = 0; attempt < 3; ++attempt) {
           CpuMonitor m;
           // Validation steps: per-node times from one or two steps (they are only reported),
           // the step time from a few more. Calibration steps: per-node times from three.
           const int profiled = validation ? (options_.quick ? 1 : 2) : 3;
           st = time_step(c, threads, profiled, validation ? budget_.step_rep_seconds : 0.0);
-          if (!st.is_ok() || m.others_cores() <= kMaxOtherCores) break;
-          if (attempt == 2 || options_.quick) {
+          if (!st.is_ok()) break;
+          if (m.others_cores() <= kMaxOtherCores) {
+            quiet = true;
+            break;
+          }
+          if (!remeasure_disturbed_step(attempt, busy_steps_, options_.quick)) {
             ++disturbed_steps;
             break;
           }
           ++retried_steps;
           wait_for_quiet(1.0);
         }
+        if (st.is_ok()) busy_steps_ = quiet ? 0 : busy_steps_ + 1;
         if (!st.is_ok()) {
           if (validation) progress("profile: skipping step " + c.describe() + ": " + st.status().message(), true);
           ok = false;
@@ -859,6 +873,7 @@ class Sampler {
   size_t batch_kernels_ = 0, batch_repeats_ = 0;
   std::vector<std::string> batch_signatures_;
   int busy_streak_ = 0;  // disturbed batches in a row
+  int busy_steps_ = 0;    // steps in a row disturbed in every attempt
 
  public:
   // What the gate did, for the profile.

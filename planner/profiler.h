@@ -22,7 +22,8 @@
 //
 // The quiet gate. Samples are measured in batches of at least 150 ms; a batch during which other
 // processes (or the virtual machine's host) kept more than a quarter of a core busy is thrown
-// away and measuring resumes once the machine is quiet; a disturbed step is measured again.
+// away and measuring resumes once the machine is quiet; a disturbed step is measured again
+// (while the machine stays busy, every fifth only).
 // The profile records how much was thrown away (Profile::measurement). On a machine that stays
 // busy, and in a quick profile (which has no time to wait), disturbed samples are kept and
 // counted instead.
@@ -75,6 +76,12 @@ struct ProfileOptions {
 
 // Measures, fits (CostModel::fit) and returns the complete profile, models and report included.
 Result<Profile> run_profile(const ProfileOptions& options);
+
+// The quiet gate's rule for whole steps: whether a step that other processes disturbed in its
+// attempt `attempt` (from 0) is measured again, after `busy_steps` steps in a row that were
+// disturbed in every attempt: at most 3 attempts, none in a quick profile, and on a machine that
+// stays busy (2 such steps in a row) only every fifth step tries again.
+bool remeasure_disturbed_step(int attempt, int busy_steps, bool quick);
 
 // The fixed configurations whose whole steps validate the cost model (none of them is ever
 // sampled for kernels). quick: a subset.

@@ -650,6 +650,19 @@ TEST(Profiler, KernelTimerRunsEveryNodeOfACompressedCheckpointedStep) {
   EXPECT_EQ(big.status().code(), StatusCode::kUnsupported);
 }
 
+TEST(Profiler, DisturbedStepsAreRemeasuredUntilTheMachineStaysBusy) {
+  EXPECT_TRUE(remeasure_disturbed_step(0, 0, false));
+  EXPECT_TRUE(remeasure_disturbed_step(1, 1, false));
+  EXPECT_FALSE(remeasure_disturbed_step(2, 0, false)) << "three attempts at most";
+  EXPECT_FALSE(remeasure_disturbed_step(0, 0, true)) << "a quick profile has no time to wait";
+  // Two steps in a row disturbed in every attempt: the machine stays busy, keep the first timing.
+  EXPECT_FALSE(remeasure_disturbed_step(0, 2, false));
+  EXPECT_FALSE(remeasure_disturbed_step(0, 4, false));
+  EXPECT_TRUE(remeasure_disturbed_step(0, 5, false)) << "every fifth step tries again";
+  EXPECT_FALSE(remeasure_disturbed_step(0, 6, false));
+  EXPECT_TRUE(remeasure_disturbed_step(1, 10, false));
+}
+
 TEST(Profiler, OneThreadCpuTimeTimingsAgreeWithTheWallClock) {
   // One-thread kernels are timed by the thread's CPU time (ProfileOptions::single_thread_cpu_time):
   // the same kernel on the wall clock takes at least about as long (other processes' time slices
