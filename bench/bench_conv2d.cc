@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "bench/conv_call.h"
 #include "ops/conv2d.h"
 #include "ops/conv2d_im2col.h"
 #include "ops/conv2d_winograd.h"
@@ -72,18 +73,13 @@ constexpr NamedLayer kResNet18At224[] = {
     {"r18at224_l1_3x3_56x56", {8, 56, 56, 64, 64, 3, 1, 1, 1}},
     {"r18at224_l2_3x3_s2_56x56", {8, 56, 56, 64, 128, 3, 2, 1, 1}},
     {"r18at224_l2_3x3_28x28", {8, 28, 28, 128, 128, 3, 1, 1, 1}},
+    {"r18at224_l2_down1x1_s2_56x56", {8, 56, 56, 64, 128, 1, 2, 0, 1}},
+    {"r18at224_l3_down1x1_s2_28x28", {8, 28, 28, 128, 256, 1, 2, 0, 1}},
+    {"r18at224_l4_down1x1_s2_14x14", {8, 14, 14, 256, 512, 1, 2, 0, 1}},
     {"r18at224_l3_3x3_14x14", {8, 14, 14, 256, 256, 3, 1, 1, 1}},
     {"r18at224_l4_3x3_s2_14x14", {8, 14, 14, 256, 512, 3, 2, 1, 1}},
     {"r18at224_l4_3x3_7x7", {8, 7, 7, 512, 512, 3, 1, 1, 1}},
 };
-
-std::vector<float> random_buffer(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = dist(rng);
-  return v;
-}
 
 void run_layer_with(benchmark::State& state, const Layer& l, OpKind op, TapPruning pruning,
                     WinogradPolicy policy) {
@@ -97,38 +93,10 @@ void run_layer_with(benchmark::State& state, const Layer& l, OpKind op, TapPruni
   const Shape xs{l.n, l.h, l.w, l.c};
   const Shape ws{l.out_c, l.k, l.k, l.c / l.groups};
   const Shape ys = conv2d_output_shape(xs, ws, attrs.conv).value();
-  std::vector<float> x = random_buffer(xs.numel(), 1), w = random_buffer(ws.numel(), 2),
-                     y = random_buffer(ys.numel(), 3);
-
-  // Slots per direction (see ops/op.h): fwd {x, w, b?} -> {y}; data {dy, w} -> {dx};
-  // weight {dy, x} -> {dw?, db?}.
-  std::vector<void*> in, out;
-  std::vector<Shape> in_shape, out_shape;
-  if (op == OpKind::kConv2d) {
-    in = {x.data(), w.data(), nullptr}, in_shape = {xs, ws, Shape{l.out_c}};
-    out = {y.data()}, out_shape = {ys};
-  } else if (op == OpKind::kConv2dBackwardData) {
-    in = {y.data(), w.data()}, in_shape = {ys, ws};
-    out = {x.data()}, out_shape = {xs};
-  } else {
-    in = {y.data(), x.data()}, in_shape = {ys, xs};
-    out = {w.data(), nullptr}, out_shape = {ws, Shape{l.out_c}};
-  }
-  const OpInfo& info = op_info(op);
-  const size_t ws_bytes = info.workspace(attrs, in_shape.data(), (int)in.size(), out_shape.data(),
-                                         (int)out.size());
-  std::vector<float> workspace(ws_bytes / sizeof(float) + 1);
-  const char* threads = std::getenv("EDGETRAIN_THREADS");
-  ThreadPool pool(threads ? std::atoi(threads) : 2);
-  KernelCall call;
-  call.attrs = &attrs;
-  call.in = in.data(), call.in_shape = in_shape.data(), call.n_in = (int)in.size();
-  call.out = out.data(), call.out_shape = out_shape.data(), call.n_out = (int)out.size();
-  call.workspace = workspace.data(), call.workspace_bytes = ws_bytes;
-  call.parallel = pool.parallel();
+  bench::ConvCall call(attrs, xs, ws, op);
 
   for (auto _ : state) {
-    info.fast(call);
+    call.run();
     benchmark::ClobberMemory();
   }
   set_winograd_policy(WinogradPolicy::kAuto);

@@ -2,9 +2,8 @@
 // Layouts: x, y NHWC; w OHWI = [Cout][kh][kw][Cin/groups]; b [Cout].
 //
 // The fast kernels pick one of four paths (conv_path below, then the direct stem kernel):
-//   depthwise  groups == Cin == Cout: direct loops whose inner loop runs over the contiguous
-//              channel dimension (auto-vectorised); weights are transposed once per call to
-//              [kh][kw][C] in the workspace so that they are contiguous over channels too.
+//   depthwise  groups == Cin == Cout: ops/conv2d_depthwise.h, register-blocked over slices of
+//              16 contiguous channels.
 //   pointwise  1x1, stride 1, no padding: an NHWC tensor already is the [N*H*W][C] matrix, so
 //              each direction is one sgemm per group over all rows (groups use leading-dimension
 //              strides), without im2col.
@@ -12,19 +11,22 @@
 //              into the workspace ([rows][kh*kw*Cin/groups], same (ky, kx, ci) order as an OHWI
 //              weight row), then sgemm; taps that only read padding are left out. Backward data
 //              runs the sgemm into the columns and folds them back (col2im).
-//   direct     forward of dense convs with at most 4 input channels (the stems): ops/conv2d_direct.h.
+//   direct     forward and weight gradient of dense convs with at most 4 input channels (the
+//              stems): ops/conv2d_direct.h.
 // Before these, every direction of dense 3x3 stride-1 convs goes to Winograd
 // (ops/conv2d_winograd.h) wherever winograd_tile() says it pays.
 #include "ops/conv2d.h"
 
 #include <cblas.h>
 
+#include "ops/conv2d_depthwise.h"
 #include "ops/conv2d_direct.h"
 #include "ops/conv2d_im2col.h"
 #include "ops/conv2d_winograd.h"
 #include "ops/gemm.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -211,7 +213,23 @@ ConvGeometry backward_weight_geometry(const KernelCall& call) {
 
 void conv2d_forward_reference(const KernelCall& call) {
   const ConvGeometry g = forward_geometry(call);
-  conv2d_forward_naive<float>(g, call.in_f(0), call.in_f(1), call.in_f(2), call.out_f(0));
+  float* y = call.out_f(0);
+  conv2d_forward_naive<float>(g, call.in_f(0), call.in_f(1), call.in_f(2), y);
+  if (!call.attrs->conv_norm) return;
+  // The fused batch norm, written out: eval mode, running statistics, then the activation.
+  const float* gamma = call.in_f(3);
+  const float* beta = call.in_f(4);
+  const float* mean = call.in_f(5);
+  const float* var = call.in_f(6);
+  const float lo = fused_activation_low(call.attrs->activation), hi = fused_activation_high(call.attrs->activation);
+  const int64_t rows = g.n * g.out_h * g.out_w;
+  for (int64_t k = 0; k < g.out_c; ++k) {
+    const float scale = float(double(gamma[k]) / std::sqrt(double(var[k]) + double(call.attrs->norm.eps)));
+    for (int64_t r = 0; r < rows; ++r) {
+      float& v = y[r * g.out_c + k];
+      v = std::min(std::max((v - mean[k]) * scale + beta[k], lo), hi);
+    }
+  }
 }
 
 void conv2d_backward_data_reference(const KernelCall& call) {
@@ -237,18 +255,18 @@ enum class ConvPath { kDepthwise, kPointwise, kIm2col };
 ConvPath conv_path(const ConvGeometry& g) {
   // Depthwise first: a 1x1 depthwise conv is also "pointwise", but C GEMMs of width 1 would
   // be absurd.
-  if (g.groups == g.c && g.out_c == g.c) return ConvPath::kDepthwise;
+  if (is_depthwise(g)) return ConvPath::kDepthwise;
   if (g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0)
     return ConvPath::kPointwise;
   return ConvPath::kIm2col;
 }
 
 // Floats of workspace each direction needs: depthwise keeps a channel-contiguous copy of the
-// weights (or of the weight gradient), im2col keeps columns for a chunk of images (see
-// conv2d_im2col.cc).
+// weights or the weight gradient's partial sums (conv2d_depthwise.h), im2col keeps columns for a
+// chunk of images (see conv2d_im2col.cc).
 int64_t workspace_floats(const ConvGeometry& g) {
   switch (conv_path(g)) {
-    case ConvPath::kDepthwise: return g.kh * g.kw * g.c;
+    case ConvPath::kDepthwise: return depthwise_workspace_floats(g);
     case ConvPath::kPointwise: return 0;
     case ConvPath::kIm2col: return im2col_workspace_floats(g);
   }
@@ -258,12 +276,6 @@ int64_t workspace_floats(const ConvGeometry& g) {
 float* workspace_for(const KernelCall& call, const ConvGeometry& g) {
   ET_CHECK(call.workspace_bytes >= static_cast<size_t>(workspace_floats(g)) * sizeof(float));
   return static_cast<float*>(call.workspace);
-}
-
-// acc[i] += a[i] * b[i]. The restrict qualifiers let the compiler vectorise without alias checks.
-inline void multiply_add(float* __restrict acc, const float* __restrict a,
-                         const float* __restrict b, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) acc[i] += a[i] * b[i];
 }
 
 inline void add_to(float* __restrict acc, const float* __restrict a, int64_t n) {
@@ -300,120 +312,43 @@ void bias_gradient(const Parallel& par, const float* dy, int64_t rows, int64_t c
   });
 }
 
-// --- depthwise ---------------------------------------------------------------------------------
+}  // namespace
 
-// w is [C][kh][kw][1]; wt[(ky*kw + kx)*C + c] = w[c][ky][kx], contiguous over channels.
-void transpose_depthwise_weights(const ConvGeometry& g, const float* w, float* wt) {
-  const int64_t taps = g.kh * g.kw;
-  for (int64_t c = 0; c < g.c; ++c)
-    for (int64_t t = 0; t < taps; ++t) wt[t * g.c + c] = w[c * taps + t];
+void ConvNormEpilogue::apply_rows(float* y, int64_t rows, int64_t channels) const {
+  const float* __restrict mu = mean;
+  const float* __restrict sc = scale;
+  const float* __restrict be = beta;
+  for (int64_t r = 0; r < rows; ++r) {
+    float* __restrict yr = y + r * channels;
+    for (int64_t k = 0; k < channels; ++k) yr[k] = std::min(std::max((yr[k] - mu[k]) * sc[k] + be[k], lo), hi);
+  }
 }
 
-// Range [k0, k1) of kernel taps along one axis that land inside the input for output position o.
-inline void valid_taps(int64_t o, int64_t stride, int64_t pad, int64_t kernel, int64_t size,
-                       int64_t* k0, int64_t* k1) {
-  const int64_t start = o * stride - pad;
-  *k0 = std::clamp<int64_t>(-start, 0, kernel);
-  *k1 = std::clamp<int64_t>(size - start, *k0, kernel);
+namespace {
+
+// The fused batch norm's per-channel scale lives in front of the conv's own workspace.
+int64_t epilogue_floats(const Attrs& a, int64_t out_c) { return a.conv_norm ? (out_c + 15) / 16 * 16 : 0; }
+
+// The epilogue of a conv_norm call: inputs 3..6 are gamma, beta, running mean, running var;
+// the scale is computed as the batch-norm kernel computes it (ops/batch_norm.cc).
+ConvNormEpilogue make_epilogue(const KernelCall& call, int64_t out_c, float* scale) {
+  const float* gamma = call.in_f(3);
+  const float* running_var = call.in_f(6);
+  const double eps = call.attrs->norm.eps;
+  for (int64_t k = 0; k < out_c; ++k) scale[k] = float(double(gamma[k]) / std::sqrt(double(running_var[k]) + eps));
+  ConvNormEpilogue e;
+  e.mean = call.in_f(5);
+  e.scale = scale;
+  e.beta = call.in_f(4);
+  e.lo = fused_activation_low(call.attrs->activation);
+  e.hi = fused_activation_high(call.attrs->activation);
+  return e;
 }
 
-void depthwise_forward(const KernelCall& call, const ConvGeometry& g, const float* x,
-                       const float* w, const float* b, float* y) {
-  float* wt = workspace_for(call, g);
-  transpose_depthwise_weights(g, w, wt);
-  const int64_t C = g.c;
-  call.parallel.for_each(g.n * g.out_h, min_chunk_for(g.out_w * C * g.kh * g.kw),
-                         [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {  // r = n * Ho + oy
-      const int64_t n = r / g.out_h, oy = r % g.out_h;
-      int64_t ky0, ky1;
-      valid_taps(oy, g.sh, g.ph, g.kh, g.h, &ky0, &ky1);
-      for (int64_t ox = 0; ox < g.out_w; ++ox) {
-        float* yp = y + (r * g.out_w + ox) * C;
-        if (b) std::memcpy(yp, b, sizeof(float) * C);
-        else std::memset(yp, 0, sizeof(float) * C);
-        int64_t kx0, kx1;
-        valid_taps(ox, g.sw, g.pw, g.kw, g.w, &kx0, &kx1);
-        for (int64_t ky = ky0; ky < ky1; ++ky) {
-          const int64_t iy = oy * g.sh - g.ph + ky;
-          for (int64_t kx = kx0; kx < kx1; ++kx) {
-            const int64_t ix = ox * g.sw - g.pw + kx;
-            multiply_add(yp, x + ((n * g.h + iy) * g.w + ix) * C, wt + (ky * g.kw + kx) * C, C);
-          }
-        }
-      }
-    }
-  });
-}
-
-// Gathers, per input row, every output that read it: race-free parallelism over (n, input row).
-void depthwise_backward_data(const KernelCall& call, const ConvGeometry& g, const float* dy,
-                             const float* w, float* dx, bool accumulate) {
-  float* wt = workspace_for(call, g);
-  transpose_depthwise_weights(g, w, wt);
-  const int64_t C = g.c;
-  call.parallel.for_each(g.n * g.h, min_chunk_for(g.w * C * g.kh * g.kw),
-                         [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {  // r = n * H + iy
-      const int64_t n = r / g.h, iy = r % g.h;
-      for (int64_t ix = 0; ix < g.w; ++ix) {
-        float* dxp = dx + (r * g.w + ix) * C;
-        if (!accumulate) std::memset(dxp, 0, sizeof(float) * C);
-        for (int64_t ky = 0; ky < g.kh; ++ky) {
-          const int64_t t = iy + g.ph - ky;
-          if (t < 0 || t % g.sh != 0 || t / g.sh >= g.out_h) continue;
-          const float* dyrow = dy + (n * g.out_h + t / g.sh) * g.out_w * C;
-          for (int64_t kx = 0; kx < g.kw; ++kx) {
-            const int64_t u = ix + g.pw - kx;
-            if (u < 0 || u % g.sw != 0 || u / g.sw >= g.out_w) continue;
-            multiply_add(dxp, dyrow + (u / g.sw) * C, wt + (ky * g.kw + kx) * C, C);
-          }
-        }
-      }
-    }
-  });
-}
-
-// Parallel over blocks of channels: each thread owns its channels of dw and db, so nothing needs
-// merging. A thread's dw partial sums live in its own contiguous stretch of the workspace,
-// [tap][its channels], so that threads never share a cache line while they accumulate.
-void depthwise_backward_weight(const KernelCall& call, const ConvGeometry& g, const float* dy,
-                               const float* x, float* dw, float* db, bool acc_dw, bool acc_db) {
-  float* dwt_all = dw ? workspace_for(call, g) : nullptr;
-  const int64_t C = g.c, taps = g.kh * g.kw;
-  const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
-  const int64_t work_per_block = g.n * g.out_h * g.out_w * taps * kChannelBlock;
-  call.parallel.for_each(blocks, min_chunk_for(work_per_block), [&](int64_t b0, int64_t b1) {
-    const int64_t c0 = b0 * kChannelBlock, c1 = std::min(C, b1 * kChannelBlock), cb = c1 - c0;
-    float* dwt = dwt_all ? dwt_all + taps * c0 : nullptr;  // dwt[t * cb + (c - c0)]
-    if (dwt) std::fill(dwt, dwt + taps * cb, 0.0f);
-    if (db && !acc_db) std::fill(db + c0, db + c1, 0.0f);
-    for (int64_t n = 0; n < g.n; ++n)
-      for (int64_t oy = 0; oy < g.out_h; ++oy) {
-        int64_t ky0, ky1;
-        valid_taps(oy, g.sh, g.ph, g.kh, g.h, &ky0, &ky1);
-        for (int64_t ox = 0; ox < g.out_w; ++ox) {
-          const float* dyp = dy + ((n * g.out_h + oy) * g.out_w + ox) * C + c0;
-          if (db) add_to(db + c0, dyp, cb);
-          if (!dwt) continue;
-          int64_t kx0, kx1;
-          valid_taps(ox, g.sw, g.pw, g.kw, g.w, &kx0, &kx1);
-          for (int64_t ky = ky0; ky < ky1; ++ky) {
-            const int64_t iy = oy * g.sh - g.ph + ky;
-            for (int64_t kx = kx0; kx < kx1; ++kx) {
-              const int64_t ix = ox * g.sw - g.pw + kx;
-              multiply_add(dwt + (ky * g.kw + kx) * cb, dyp,
-                           x + ((n * g.h + iy) * g.w + ix) * C + c0, cb);
-            }
-          }
-        }
-      }
-    if (dwt)
-      for (int64_t c = c0; c < c1; ++c)
-        for (int64_t t = 0; t < taps; ++t) {
-          const float v = dwt[t * cb + (c - c0)];
-          dw[c * taps + t] = acc_dw ? dw[c * taps + t] + v : v;
-        }
+// The GEMM paths write the whole output first; the epilogue then runs over it in parallel.
+void normalise_all(const Parallel& par, const ConvNormEpilogue& e, float* y, int64_t rows, int64_t channels) {
+  par.for_each(rows, min_chunk_for(channels), [&](int64_t r0, int64_t r1) {
+    e.apply_rows(y + r0 * channels, r1 - r0, channels);
   });
 }
 
@@ -443,12 +378,27 @@ void conv2d_forward(const KernelCall& call) {
   const float* w = call.in_f(1);
   const float* b = call.in_f(2);
   float* y = call.out_f(0);
+  // A fused batch norm takes the front of the workspace; the path gets the rest.
+  KernelCall path_call = call;
+  ConvNormEpilogue epilogue_storage;
+  const ConvNormEpilogue* epilogue = nullptr;
+  if (call.attrs->conv_norm) {
+    const int64_t front = epilogue_floats(*call.attrs, g.out_c);
+    ET_CHECK(call.workspace_bytes >= static_cast<size_t>(front) * sizeof(float));
+    epilogue_storage = make_epilogue(call, g.out_c, static_cast<float*>(call.workspace));
+    epilogue = &epilogue_storage;
+    path_call.workspace = static_cast<float*>(call.workspace) + front;
+    path_call.workspace_bytes = call.workspace_bytes - static_cast<size_t>(front) * sizeof(float);
+  }
   if (const int m = winograd_tile(g))
-    return winograd_forward(call.parallel, g, m, x, w, b, y, call.workspace, call.workspace_bytes);
+    return winograd_forward(call.parallel, g, m, x, w, b, y, path_call.workspace, path_call.workspace_bytes,
+                            epilogue);
   const ConvPath path = conv_path(g);
-  if (path == ConvPath::kDepthwise) return depthwise_forward(call, g, x, w, b, y);
+  if (path == ConvPath::kDepthwise)
+    return depthwise_forward(call.parallel, g, x, w, b, y, workspace_for(path_call, g), epilogue);
   if (conv2d_direct_forward_applies(g))
-    return conv2d_direct_forward(call.parallel, g, x, w, b, y, static_cast<float*>(call.workspace));
+    return conv2d_direct_forward(call.parallel, g, x, w, b, y, static_cast<float*>(path_call.workspace),
+                                 epilogue);
 
   const int64_t cpg = g.c_per_group(), opg = g.out_c_per_group();
   const int64_t kg = g.kh * g.kw * cpg;  // length of one weight row (one output channel)
@@ -461,9 +411,10 @@ void conv2d_forward(const KernelCall& call) {
     for (int64_t gi = 0; gi < g.groups; ++gi)
       gemm(call.parallel, false, true, g.n * pixels, opg, cpg, 1.0f,
                   x + gi * cpg, g.c, w + gi * opg * kg, kg, beta, y + gi * opg, g.out_c);
-    return;
+  } else {
+    im2col_forward(path_call, g, x, w, beta, y);
   }
-  im2col_forward(call, g, x, w, beta, y);
+  if (epilogue) normalise_all(call.parallel, *epilogue, y, g.n * pixels, g.out_c);
 }
 
 void conv2d_backward_data(const KernelCall& call) {
@@ -477,7 +428,8 @@ void conv2d_backward_data(const KernelCall& call) {
     return winograd_backward_data(call.parallel, g, m, dy, w, dx, accumulate, call.workspace,
                                   call.workspace_bytes);
   const ConvPath path = conv_path(g);
-  if (path == ConvPath::kDepthwise) return depthwise_backward_data(call, g, dy, w, dx, accumulate);
+  if (path == ConvPath::kDepthwise)
+    return depthwise_backward_data(call.parallel, g, dy, w, dx, accumulate, workspace_for(call, g));
 
   const int64_t cpg = g.c_per_group(), opg = g.out_c_per_group();
   const int64_t kg = g.kh * g.kw * cpg;
@@ -503,7 +455,7 @@ void conv2d_backward_weight(const KernelCall& call) {
   const bool acc_dw = call.attrs->accumulates(0), acc_db = call.attrs->accumulates(1);
   const ConvPath path = conv_path(g);
   if (path == ConvPath::kDepthwise)
-    return depthwise_backward_weight(call, g, dy, x, dw, db, acc_dw, acc_db);
+    return depthwise_backward_weight(call.parallel, g, dy, x, dw, db, acc_dw, acc_db, workspace_for(call, g));
 
   const int64_t pixels = g.out_h * g.out_w;
   if (db) bias_gradient(call.parallel, dy, g.n * pixels, g.out_c, db, acc_db);
@@ -511,6 +463,10 @@ void conv2d_backward_weight(const KernelCall& call) {
   if (const int m = winograd_tile(g))
     return winograd_backward_weight(call.parallel, g, m, dy, x, dw, acc_dw, call.workspace,
                                     call.workspace_bytes);
+  if (conv2d_direct_backward_weight_applies(g)) {
+    ET_CHECK(call.workspace_bytes >= static_cast<size_t>(conv2d_direct_backward_weight_workspace_floats(g)) * sizeof(float));
+    return conv2d_direct_backward_weight(call.parallel, g, dy, x, dw, acc_dw, static_cast<float*>(call.workspace));
+  }
   const int64_t cpg = g.c_per_group(), opg = g.out_c_per_group();
   const int64_t kg = g.kh * g.kw * cpg;
   if (path == ConvPath::kPointwise) {
@@ -547,13 +503,20 @@ int64_t winograd_bytes_for(const Shape& x, const Shape& w, const ConvAttrs& a, D
 }
 }  // namespace
 
-size_t conv2d_forward_workspace(const Attrs& a, const Shape* in, int n_in, const Shape*, int) {
-  if (n_in < 2) return 0;
+namespace {
+size_t path_forward_workspace(const Attrs& a, const Shape* in) {
   if (int64_t bytes = winograd_bytes_for(in[0], in[1], a.conv, Direction::kForward); bytes >= 0) return bytes;
   const ConvGeometry g = conv2d_geometry(in[0], in[1], a.conv);
   if (conv_path(g) != ConvPath::kDepthwise && conv2d_direct_forward_applies(g))
     return static_cast<size_t>(conv2d_direct_forward_workspace_floats(g)) * sizeof(float);
   return workspace_bytes_for(in[0], in[1], a.conv);
+}
+}  // namespace
+
+size_t conv2d_forward_workspace(const Attrs& a, const Shape* in, int n_in, const Shape*, int) {
+  if (n_in < 2) return 0;
+  const size_t front = in[1].rank == 4 ? static_cast<size_t>(epilogue_floats(a, in[1][0])) * sizeof(float) : 0;
+  return front + path_forward_workspace(a, in);
 }
 
 size_t conv2d_backward_data_workspace(const Attrs& a, const Shape* in, int n_in, const Shape* out,
@@ -568,6 +531,11 @@ size_t conv2d_backward_weight_workspace(const Attrs& a, const Shape* in, int n_i
   if (n_in < 2 || in[0].rank != 4 || in[1].rank != 4) return 0;
   const Shape w = weight_shape_for_backward_weight(in[0], in[1], a.conv);
   if (int64_t bytes = winograd_bytes_for(in[1], w, a.conv, Direction::kWeight); bytes >= 0) return bytes;
+  if (conv2d_output_shape(in[1], w, a.conv).is_ok()) {
+    const ConvGeometry g = conv2d_geometry(in[1], w, a.conv);
+    if (conv_path(g) != ConvPath::kDepthwise && conv2d_direct_backward_weight_applies(g))
+      return static_cast<size_t>(conv2d_direct_backward_weight_workspace_floats(g)) * sizeof(float);
+  }
   return workspace_bytes_for(in[1], w, a.conv);
 }
 

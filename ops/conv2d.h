@@ -7,6 +7,7 @@
 // reference every fast path is tested against; they also run in double for gradient checks.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "ops/op.h"
@@ -21,6 +22,23 @@ struct ConvGeometry {
   int64_t out_h, out_w;      // output spatial size
   int64_t c_per_group() const { return c / groups; }
   int64_t out_c_per_group() const { return out_c / groups; }
+};
+
+// An eval-mode batch norm (and the ReLU/ReLU6 fused into it) applied by a conv to its own
+// output while it is still in cache (Attrs::conv_norm, made by runtime/fusion.h's
+// fuse_conv_norms): y = act((conv + b - mean) * scale + beta), the expression and rounding of
+// the batch-norm kernel (ops/batch_norm.cc), so a fused pair writes what the two ops wrote.
+struct ConvNormEpilogue {
+  const float* mean = nullptr;   // running mean [Cout]
+  const float* scale = nullptr;  // gamma / sqrt(running_var + eps) [Cout]
+  const float* beta = nullptr;   // [Cout]
+  float lo = 0.0f, hi = 0.0f;    // the activation's clamp (-inf / +inf without one)
+
+  float apply(float v, int64_t c) const {
+    return std::min(std::max((v - mean[c]) * scale[c] + beta[c], lo), hi);
+  }
+  // In place over `rows` rows of `channels` contiguous outputs.
+  void apply_rows(float* y, int64_t rows, int64_t channels) const;
 };
 
 // Shape rule: validates the weight shape and attributes against the input.

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "ops/simd.h"
+
 namespace edgetrain {
 
 bool conv2d_direct_forward_applies(const ConvGeometry& g) {
@@ -75,7 +77,7 @@ inline void pixels_all_channels(const ConvGeometry& g, const float* x_img, const
 }  // namespace
 
 void conv2d_direct_forward(const Parallel& parallel, const ConvGeometry& g, const float* x, const float* w,
-                           const float* b, float* y, float* wt) {
+                           const float* b, float* y, float* wt, const ConvNormEpilogue* epilogue) {
   // OHWI -> [kh][kw][ci][Cout].
   const int64_t taps = g.kh * g.kw * g.c;
   for (int64_t co = 0; co < g.out_c; ++co)
@@ -107,7 +109,98 @@ void conv2d_direct_forward(const Parallel& parallel, const ConvGeometry& g, cons
         }
         pixels_all_channels<1>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, out);
       }
+      if (epilogue) epilogue->apply_rows(y + r * g.out_w * g.out_c, g.out_w, g.out_c);
     }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward weight.
+
+bool conv2d_direct_backward_weight_applies(const ConvGeometry& g) { return conv2d_direct_forward_applies(g); }
+
+namespace {
+
+// Chunks of dy rows, by the shape alone: at most 8, each with at least ~1M multiply-adds.
+int64_t weight_chunks(const ConvGeometry& g) {
+  const int64_t work = g.n * g.out_h * g.out_w * g.out_c * g.kh * g.kw * g.c;
+  return std::clamp<int64_t>(std::min<int64_t>(8, work >> 20), 1, std::max<int64_t>(1, g.n * g.out_h));
+}
+
+// (tap, ci) sums a block of output channels keeps in registers.
+constexpr int kGroup = 24;
+
+// Adds, for output channels [co, co + width of V) and the (tap, ci) entries [k0, k0 + count),
+// the products over dy rows [r0, r1) to part[k][co] ([K][out_c]).
+template <class V>
+void weight_group(const ConvGeometry& g, const float* dy, const float* x, int64_t r0, int64_t r1, int64_t co,
+                  int64_t k0, int count, float* part) {
+  using simd::load;
+  const int64_t C = g.c;
+  // Each entry's offset in the input from the pixel's window origin, and its tap.
+  int64_t offset[kGroup], ky[kGroup], kx[kGroup];
+  for (int j = 0; j < count; ++j) {
+    const int64_t k = k0 + j, ci = k % C, tap = k / C;
+    ky[j] = tap / g.kw, kx[j] = tap % g.kw;
+    offset[j] = (ky[j] * g.w + kx[j]) * C + ci;
+  }
+  V acc[kGroup];
+  for (int j = 0; j < kGroup; ++j) acc[j] = V{};
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t n = r / g.out_h, oy = r % g.out_h, iy0 = oy * g.sh - g.ph;
+    const float* img = x + n * g.h * g.w * C;
+    const float* dy_row = dy + r * g.out_w * g.out_c + co;
+    const bool full_rows = iy0 >= 0 && iy0 + g.kh <= g.h;
+    for (int64_t ox = 0; ox < g.out_w; ++ox) {
+      const int64_t ix0 = ox * g.sw - g.pw;
+      const V d = load<V>(dy_row + ox * g.out_c);
+      const float* window = img + (iy0 * g.w + ix0) * C;  // may point outside: only valid taps read it
+      if (full_rows && ix0 >= 0 && ix0 + g.kw <= g.w) {
+#pragma GCC unroll 24
+        for (int j = 0; j < kGroup; ++j)
+          if (j < count) acc[j] += d * window[offset[j]];
+      } else {
+#pragma GCC unroll 24
+        for (int j = 0; j < kGroup; ++j) {
+          if (j >= count) continue;
+          const int64_t iy = iy0 + ky[j], ix = ix0 + kx[j];
+          if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w) acc[j] += d * window[offset[j]];
+        }
+      }
+    }
+  }
+  for (int j = 0; j < count; ++j) simd::store(part + (k0 + j) * g.out_c + co, load<V>(part + (k0 + j) * g.out_c + co) + acc[j]);
+}
+
+}  // namespace
+
+int64_t conv2d_direct_backward_weight_workspace_floats(const ConvGeometry& g) {
+  return weight_chunks(g) * g.kh * g.kw * g.c * g.out_c;
+}
+
+void conv2d_direct_backward_weight(const Parallel& parallel, const ConvGeometry& g, const float* dy,
+                                   const float* x, float* dw, bool accumulate, float* workspace) {
+  const int64_t K = g.kh * g.kw * g.c, rows = g.n * g.out_h, chunks = weight_chunks(g);
+  const int64_t groups = (K + kGroup - 1) / kGroup;
+  std::fill(workspace, workspace + chunks * K * g.out_c, 0.0f);
+  // One task per (chunk, group of entries); every block of output channels within it.
+  parallel.for_each(chunks * groups, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t chunk = t / groups, k0 = (t % groups) * kGroup;
+      const int count = static_cast<int>(std::min<int64_t>(kGroup, K - k0));
+      const int64_t r0 = chunk * rows / chunks, r1 = (chunk + 1) * rows / chunks;
+      float* part = workspace + chunk * K * g.out_c;
+      simd::for_slices(g.out_c, [&]<class V>(int64_t co) { weight_group<V>(g, dy, x, r0, r1, co, k0, count, part); });
+    }
+  });
+  // Chunks in order, transposed to OHWI [out_c][K].
+  parallel.for_each(g.out_c, 16, [&](int64_t c0, int64_t c1) {
+    for (int64_t co = c0; co < c1; ++co)
+      for (int64_t k = 0; k < K; ++k) {
+        float s = accumulate ? dw[co * K + k] : 0.0f;
+        for (int64_t c = 0; c < chunks; ++c) s += workspace[(c * K + k) * g.out_c + co];
+        dw[co * K + k] = s;
+      }
   });
 }
 

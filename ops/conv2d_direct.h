@@ -18,8 +18,23 @@ constexpr int64_t kDirectConvMaxInputChannels = 4;
 bool conv2d_direct_forward_applies(const ConvGeometry& g);
 // Floats of workspace: the weights reordered to [kh][kw][ci][Cout] (output channels contiguous).
 int64_t conv2d_direct_forward_workspace_floats(const ConvGeometry& g);
-// y = conv(x, w) + b (b may be null); workspace as above.
+// y = conv(x, w) + b (b may be null); workspace as above. With an epilogue, each output row is
+// normalised right after it is written.
 void conv2d_direct_forward(const Parallel& parallel, const ConvGeometry& g, const float* x, const float* w,
-                           const float* b, float* y, float* workspace);
+                           const float* b, float* y, float* workspace,
+                           const ConvNormEpilogue* epilogue = nullptr);
+
+// Weight gradient of the same convs: dw[co][tap][ci] (+)= sum over output pixels of
+// dy[p][co] * x[p's tap][ci]. im2col would build columns [pixels][kh*kw*ci] for a GEMM whose
+// output is only out_c x 27 (MobileNetV2) or 64 x 147 (ResNet): too small for OpenBLAS, measured
+// 3-5 GFLOP/s and 9% of a MobileNetV2 32x32 step. Here a block of output channels (one vector)
+// keeps up to 24 of its (tap, ci) sums in registers while it streams over a chunk of pixels,
+// multiplying the dy vector by one broadcast input value per sum. Chunks of rows are fixed by
+// the shape, summed in order afterwards: results do not depend on the thread count.
+bool conv2d_direct_backward_weight_applies(const ConvGeometry& g);
+// Floats of workspace: the chunks' partial sums, [chunk][kh*kw*ci][out_c].
+int64_t conv2d_direct_backward_weight_workspace_floats(const ConvGeometry& g);
+void conv2d_direct_backward_weight(const Parallel& parallel, const ConvGeometry& g, const float* dy,
+                                   const float* x, float* dw, bool accumulate, float* workspace);
 
 }  // namespace edgetrain

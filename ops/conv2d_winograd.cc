@@ -168,11 +168,22 @@ int64_t min_chunk_for(int64_t floats_per_item) {
 // ---------------------------------------------------------------------------------------------
 // Transforms of one tile, on one vector (or one float) of channels.
 
+// The epilogue of one vector (or one float) of output channels from oc: the batch-norm
+// kernel's expression, (v - mean) * scale + beta clamped to [lo, hi].
+inline float normalise(float v, const ConvNormEpilogue& e, int64_t oc) { return e.apply(v, oc); }
+inline Vec normalise(Vec v, const ConvNormEpilogue& e, int64_t oc) {
+  Vec r = (v - load<Vec>(e.mean + oc)) * load<Vec>(e.scale + oc) + load<Vec>(e.beta + oc);
+  const Vec lo = Vec{} + e.lo, hi = Vec{} + e.hi;
+  r = r < lo ? lo : r;    // std::max(r, lo)
+  return hi < r ? hi : r;  // std::min(r, hi)
+}
+
 // The m x m outputs of one tile for output channel oc: from the products s[a * a_stride],
-// A^T s A, plus bias, written (or added) where inside the image.
+// A^T s A, plus bias, written (or added) where inside the image; with an epilogue, normalised.
 template <class T, class V>
 inline void output_tile(const Problem& p, const float* s, int64_t a_stride, const float* bias,
-                        float* img, int64_t oy0, int64_t ox0, int64_t oc, bool accumulate) {
+                        const ConvNormEpilogue* epilogue, float* img, int64_t oy0, int64_t ox0,
+                        int64_t oc, bool accumulate) {
   constexpr int A = T::alpha, M = T::m;
   const int rows = static_cast<int>(std::min<int64_t>(M, p.out_h - oy0));
   const int cols = static_cast<int>(std::min<int64_t>(M, p.out_w - ox0));
@@ -190,7 +201,8 @@ inline void output_tile(const Problem& p, const float* s, int64_t a_stride, cons
     T::output(tmp[i], r);
     for (int j = 0; j < cols; ++j) {
       float* dst = img + ((oy0 + i) * p.out_w + ox0 + j) * p.out_n + oc;
-      store(dst, accumulate ? r[j] + b + load<V>(dst) : r[j] + b);
+      if (epilogue) store(dst, normalise(r[j] + b, *epilogue, oc));
+      else store(dst, accumulate ? r[j] + b + load<V>(dst) : r[j] + b);
     }
   }
 }
@@ -422,7 +434,7 @@ inline void prefetch_patch(const Problem& p, const float* in, int64_t t) {
 
 template <class T>
 void run(const Parallel& par, const Problem& p, const float* in, const float* w, const float* bias,
-         float* out, bool accumulate, float* ws) {
+         const ConvNormEpilogue* epilogue, float* out, bool accumulate, float* ws) {
   constexpr int A2 = T::alpha * T::alpha, M = T::m;
   const int64_t K = p.k;
   const Layout l = layout_of(p);
@@ -458,8 +470,8 @@ void run(const Parallel& par, const Problem& p, const float* in, const float* w,
             const int64_t ty = (t % per_image) / p.tiles_w, tx = t % p.tiles_w;
             float* img = out + n * p.out_h * p.out_w * p.out_n;
             for_channels(bc, [&]<class V>(int64_t c) {
-              output_tile<T, V>(p, prod + r * l.m_row + c, bp, bias, img, ty * M, tx * M,
-                                o0 + c, accumulate);
+              output_tile<T, V>(p, prod + r * l.m_row + c, bp, bias, epilogue, img, ty * M,
+                                tx * M, o0 + c, accumulate);
             });
           }
         }
@@ -469,11 +481,13 @@ void run(const Parallel& par, const Problem& p, const float* in, const float* w,
 }
 
 void run_problem(const Parallel& par, const Problem& p, const float* in, const float* w,
-                 const float* bias, float* out, bool accumulate, void* workspace, size_t bytes) {
+                 const float* bias, const ConvNormEpilogue* epilogue, float* out, bool accumulate,
+                 void* workspace, size_t bytes) {
   ET_CHECK(bytes >= static_cast<size_t>(workspace_floats(p)) * sizeof(float));
+  ET_CHECK(epilogue == nullptr || !accumulate);
   float* ws = static_cast<float*>(workspace);
-  if (p.m == 4) run<F4>(par, p, in, w, bias, out, accumulate, ws);
-  else run<F2>(par, p, in, w, bias, out, accumulate, ws);
+  if (p.m == 4) run<F4>(par, p, in, w, bias, epilogue, out, accumulate, ws);
+  else run<F2>(par, p, in, w, bias, epilogue, out, accumulate, ws);
 }
 
 // EDGETRAIN_WINOGRAD=off|f2|f4 (anything else: auto) sets the starting policy, so that one
@@ -525,14 +539,14 @@ size_t winograd_backward_data_workspace_bytes(const ConvGeometry& g, int m) {
 
 void winograd_forward(const Parallel& par, const ConvGeometry& g, int m, const float* x,
                       const float* w, const float* b, float* y, void* workspace,
-                      size_t workspace_bytes) {
-  run_problem(par, make_problem(g, m, false), x, w, b, y, false, workspace, workspace_bytes);
+                      size_t workspace_bytes, const ConvNormEpilogue* epilogue) {
+  run_problem(par, make_problem(g, m, false), x, w, b, epilogue, y, false, workspace, workspace_bytes);
 }
 
 void winograd_backward_data(const Parallel& par, const ConvGeometry& g, int m, const float* dy,
                             const float* w, float* dx, bool accumulate, void* workspace,
                             size_t workspace_bytes) {
-  run_problem(par, make_problem(g, m, true), dy, w, nullptr, dx, accumulate, workspace,
+  run_problem(par, make_problem(g, m, true), dy, w, nullptr, nullptr, dx, accumulate, workspace,
               workspace_bytes);
 }
 

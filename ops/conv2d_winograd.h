@@ -46,10 +46,11 @@ size_t winograd_forward_workspace_bytes(const ConvGeometry& g, int m);
 size_t winograd_backward_data_workspace_bytes(const ConvGeometry& g, int m);
 size_t winograd_backward_weight_workspace_bytes(const ConvGeometry& g, int m);
 
-// y = conv(x, w) + b (b may be null). x NHWC, w OHWI, as conv2d_forward.
+// y = conv(x, w) + b (b may be null). x NHWC, w OHWI, as conv2d_forward. With an epilogue,
+// y = epilogue(conv(x, w) + b), applied by the output transform.
 void winograd_forward(const Parallel& par, const ConvGeometry& g, int m, const float* x,
                       const float* w, const float* b, float* y, void* workspace,
-                      size_t workspace_bytes);
+                      size_t workspace_bytes, const ConvNormEpilogue* epilogue = nullptr);
 // dx (+)= the gradient of conv(x, w) with respect to x, given dy.
 void winograd_backward_data(const Parallel& par, const ConvGeometry& g, int m, const float* dy,
                             const float* w, float* dx, bool accumulate, void* workspace,

@@ -171,8 +171,12 @@ struct Attrs {
   SparseAttrs sparse;
   DropoutAttrs dropout;
   uint32_t accumulate_mask = 0;  // bit i: add into output i instead of overwriting it
-  // kBatchNorm and kAdd: output 0 is act(result) (runtime/fusion.h).
+  // kBatchNorm and kAdd: output 0 is act(result); kConv2d with conv_norm: act(norm(conv))
+  // (runtime/fusion.h).
   FusedActivation activation = FusedActivation::kNone;
+  // kConv2d: an eval-mode batch norm (running statistics, `norm`) follows in the conv's own
+  // pass; inputs {x, w, b?, gamma, beta, running_mean, running_var} (ops/conv2d.h).
+  bool conv_norm = false;
   bool accumulates(int output) const { return (accumulate_mask >> output) & 1u; }
 };
 

@@ -1,50 +1,111 @@
 #include "runtime/fusion.h"
 
+#include <atomic>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 namespace edgetrain {
 
-int fuse_activations(Graph& g) {
+namespace {
+
+// Who reads each value: how many node inputs, and the last node that does.
+struct Readers {
+  std::vector<int> count, last_node;
+  std::vector<bool> viewed;  // other values view it (alias_of): they would see the fused result
+};
+
+Readers readers_of(const Graph& g) {
   const size_t nv = g.values.size();
-  std::vector<int> readers(nv, 0), reader_node(nv, -1);
+  Readers r{std::vector<int>(nv, 0), std::vector<int>(nv, -1), std::vector<bool>(nv, false)};
   for (size_t i = 0; i < g.nodes.size(); ++i)
     for (ValueId v : g.nodes[i].inputs)
       if (v != kNoValue) {
-        ++readers[static_cast<size_t>(v)];
-        reader_node[static_cast<size_t>(v)] = static_cast<int>(i);
+        ++r.count[static_cast<size_t>(v)];
+        r.last_node[static_cast<size_t>(v)] = static_cast<int>(i);
       }
-  // Values that other values view (alias_of): such a view would see the activation's values.
-  std::vector<bool> viewed(nv, false);
   for (const Value& v : g.values)
-    if (v.alias_of != kNoValue) viewed[static_cast<size_t>(v.alias_of)] = true;
+    if (v.alias_of != kNoValue) r.viewed[static_cast<size_t>(v.alias_of)] = true;
+  return r;
+}
+
+// The node that alone reads `producer`'s main output, which may be replaced by a fused node's
+// output; null when there is none.
+Node* sole_reader(Graph& g, const Readers& r, const Node& producer) {
+  if (producer.outputs.empty() || producer.outputs[0] == kNoValue) return nullptr;
+  const ValueId y = producer.outputs[0];
+  const Value& yv = g.value(y);
+  const size_t yi = static_cast<size_t>(y);
+  if (r.count[yi] != 1 || r.viewed[yi] || yv.keep || yv.alias_of != kNoValue) return nullptr;
+  if (y == g.logits || y == g.loss) return nullptr;
+  Node* reader = &g.nodes[static_cast<size_t>(r.last_node[yi])];
+  if (reader->phase != producer.phase || reader->outputs.empty() || reader->outputs[0] == kNoValue) return nullptr;
+  return reader;
+}
+
+int drop_nodes(Graph& g, const std::vector<bool>& drop, int dropped) {
+  if (dropped == 0) return 0;
+  std::vector<Node> kept;
+  kept.reserve(g.nodes.size() - static_cast<size_t>(dropped));
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (!drop[i]) kept.push_back(std::move(g.nodes[i]));
+  g.nodes = std::move(kept);
+  return dropped;
+}
+
+std::atomic<bool> g_conv_norm_fusion{[] {
+  const char* v = std::getenv("EDGETRAIN_CONV_NORM_FUSION");
+  return !(v && std::string(v) == "off");
+}()};
+
+}  // namespace
+
+int fuse_activations(Graph& g) {
+  const Readers readers = readers_of(g);
   std::vector<bool> drop(g.nodes.size(), false);
   int fused = 0;
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     Node& producer = g.nodes[i];  // the producer: a batch norm or an add
     if (producer.op != OpKind::kBatchNorm && producer.op != OpKind::kAdd) continue;
     if (producer.attrs.activation != FusedActivation::kNone || producer.attrs.accumulate_mask != 0) continue;
-    if (producer.outputs.empty() || producer.outputs[0] == kNoValue) continue;
-    const ValueId y = producer.outputs[0];
-    const Value& yv = g.value(y);
-    const size_t yi = static_cast<size_t>(y);
-    if (readers[yi] != 1 || viewed[yi] || yv.keep || yv.alias_of != kNoValue) continue;
-    if (y == g.logits || y == g.loss) continue;
-    const int r = reader_node[yi];
-    Node& act = g.nodes[static_cast<size_t>(r)];
-    if (act.op != OpKind::kRelu && act.op != OpKind::kRelu6) continue;
-    if (act.phase != producer.phase || act.outputs.empty() || act.outputs[0] == kNoValue) continue;
-    producer.attrs.activation = act.op == OpKind::kRelu ? FusedActivation::kRelu : FusedActivation::kRelu6;
-    producer.outputs[0] = act.outputs[0];
-    drop[static_cast<size_t>(r)] = true;
+    Node* act = sole_reader(g, readers, producer);
+    if (act == nullptr || (act->op != OpKind::kRelu && act->op != OpKind::kRelu6)) continue;
+    producer.attrs.activation = act->op == OpKind::kRelu ? FusedActivation::kRelu : FusedActivation::kRelu6;
+    producer.outputs[0] = act->outputs[0];
+    drop[static_cast<size_t>(act - g.nodes.data())] = true;
     ++fused;
   }
-  if (fused == 0) return 0;
-  std::vector<Node> kept;
-  kept.reserve(g.nodes.size() - static_cast<size_t>(fused));
-  for (size_t i = 0; i < g.nodes.size(); ++i)
-    if (!drop[i]) kept.push_back(std::move(g.nodes[i]));
-  g.nodes = std::move(kept);
-  return fused;
+  return drop_nodes(g, drop, fused);
+}
+
+void set_conv_norm_fusion(bool enabled) { g_conv_norm_fusion.store(enabled, std::memory_order_relaxed); }
+
+int fuse_conv_norms(Graph& g) {
+  if (!g_conv_norm_fusion.load(std::memory_order_relaxed)) return 0;
+  const Readers readers = readers_of(g);
+  std::vector<bool> drop(g.nodes.size(), false);
+  int fused = 0;
+  for (Node& conv : g.nodes) {
+    if (conv.op != OpKind::kConv2d || conv.attrs.conv_norm || conv.attrs.accumulate_mask != 0) continue;
+    if (conv.attrs.activation != FusedActivation::kNone || conv.inputs.size() < 2 || conv.inputs.size() > 3) continue;
+    Node* norm = sole_reader(g, readers, conv);
+    if (norm == nullptr || norm->op != OpKind::kBatchNorm || norm->attrs.norm.training) continue;
+    if (norm->attrs.accumulate_mask != 0 || norm->inputs.size() != 5 || norm->inputs[0] != conv.outputs[0]) continue;
+    // Eval mode has no statistics outputs; should one exist and be read, the norm stays.
+    bool other_outputs_read = false;
+    for (size_t o = 1; o < norm->outputs.size(); ++o)
+      other_outputs_read |= norm->outputs[o] != kNoValue && readers.count[static_cast<size_t>(norm->outputs[o])] > 0;
+    if (other_outputs_read) continue;
+    conv.inputs.resize(3, kNoValue);  // {x, w, b?}
+    conv.inputs.insert(conv.inputs.end(), norm->inputs.begin() + 1, norm->inputs.end());
+    conv.attrs.conv_norm = true;
+    conv.attrs.norm = norm->attrs.norm;
+    conv.attrs.activation = norm->attrs.activation;
+    conv.outputs = {norm->outputs[0]};
+    drop[static_cast<size_t>(norm - g.nodes.data())] = true;
+    ++fused;
+  }
+  return drop_nodes(g, drop, fused);
 }
 
 }  // namespace edgetrain

@@ -14,4 +14,16 @@ namespace edgetrain {
 // Fuses every such pair in the same phase. Returns how many pairs were fused.
 int fuse_activations(Graph& g);
 
+// A convolution whose output only feeds an eval-mode batch norm (running statistics: frozen
+// norms in training, every norm in evaluation) applies the norm, and the activation already fused
+// into it, to its own output while that is in cache (Attrs::conv_norm, ops/conv2d.h), and the
+// norm node goes: one pass over the tensor less, and the conv's raw output never needs memory.
+// Only where nothing else reads the conv's output, which excludes every norm whose backward
+// needs its input (trainable gamma): in training this is the frozen forward region (all of it
+// for classifier-only training). Run after fuse_activations. Returns how many pairs were fused.
+int fuse_conv_norms(Graph& g);
+// Tests and A/B timings: off, fuse_conv_norms fuses nothing. A process starts with it on unless
+// EDGETRAIN_CONV_NORM_FUSION=off. Set it before building schedules.
+void set_conv_norm_fusion(bool enabled);
+
 }  // namespace edgetrain

@@ -57,8 +57,21 @@ const std::vector<ConvCase> kLarge = {
     {"3x3_c64_to_16", 2, 16, 16, 64, 16, 3, 3, 1, 1, 1, 1, 1},  // col2im splits over 2 threads
     {"3x3_s2_c32_64", 2, 14, 14, 32, 64, 3, 3, 2, 2, 1, 1, 1},
     {"stem_3x3_s2", 2, 32, 32, 3, 32, 3, 3, 2, 2, 1, 1, 1},
+    // Direct weight gradient: 147 (tap, ci) sums in groups of 24, 16 + 8 output channels; and
+    // several chunks of rows with a scalar channel tail.
+    {"stem_7x7_s2_c24", 2, 20, 20, 3, 24, 7, 7, 2, 2, 3, 3, 1},
+    {"stem_3x3_s2_chunks", 8, 32, 32, 3, 41, 3, 3, 2, 2, 1, 1, 1},
     {"depthwise_c48_s2", 2, 14, 14, 48, 48, 3, 3, 2, 2, 1, 1, 48},
     {"depthwise_c48_s1", 2, 14, 14, 48, 48, 3, 3, 1, 1, 1, 1, 48},
+    // Channel slices of 16, 8 and single channels; maps with no interior; odd strides/sizes;
+    // the general path (5x5, no padding).
+    {"depthwise_c24_s1", 3, 9, 11, 24, 24, 3, 3, 1, 1, 1, 1, 24},
+    {"depthwise_c64_chunks", 4, 16, 16, 64, 64, 3, 3, 1, 1, 1, 1, 64},  // 4 chunks of 2 groups of rows
+    {"depthwise_c44_s2_odd", 2, 9, 7, 44, 44, 3, 3, 2, 2, 1, 1, 44},
+    {"depthwise_c20_2x2map", 4, 2, 2, 20, 20, 3, 3, 1, 1, 1, 1, 20},
+    {"depthwise_c32_1x1map", 5, 1, 1, 32, 32, 3, 3, 1, 1, 1, 1, 32},
+    {"depthwise_c16_5x5_p0", 2, 9, 8, 16, 16, 5, 5, 1, 1, 0, 0, 16},
+    {"depthwise_c24_5x5_s2_p2", 2, 9, 9, 24, 24, 5, 5, 2, 2, 2, 2, 24},
     {"1x1_64_96", 2, 14, 14, 64, 96, 1, 1, 1, 1, 0, 0, 1},
     {"groups4_3x3", 2, 14, 14, 32, 32, 3, 3, 1, 1, 1, 1, 4},
 };
@@ -331,7 +344,7 @@ TEST(Conv2dFast, SingleThreadMatchesReference) {
 
 // im2col columns cover a chunk of images with at least 256 output rows (or the whole batch):
 // the batch of 2 below fits in one chunk at 14x14 and 7x7 outputs.
-TEST(Conv2dWorkspace, PointwiseNeedsNoneIm2colNeedsOneChunksColumnsDepthwiseOneWeightCopy) {
+TEST(Conv2dWorkspace, PointwiseNeedsNoneIm2colNeedsOneChunksColumnsDepthwiseChunkSums) {
   auto forward_ws = [](const ConvCase& k) {
     const Attrs a = attrs_with(k);
     const Shape in[] = {x_shape(k), w_shape(k)};
@@ -343,7 +356,9 @@ TEST(Conv2dWorkspace, PointwiseNeedsNoneIm2colNeedsOneChunksColumnsDepthwiseOneW
   const ConvGeometry g32 = conv2d_geometry(x_shape(c32), w_shape(c32), attrs_of(c32));
   EXPECT_EQ(forward_ws(c32), winograd_forward_workspace_bytes(g32, winograd_tile(g32)));
   EXPECT_EQ(forward_ws(large_case("groups4_3x3")), size_t{2 * 14 * 14 * 9 * 8 * 4});  // one group
-  EXPECT_EQ(forward_ws(large_case("depthwise_c48_s2")), size_t{9 * 48 * 4});
+  // Depthwise: the weight gradient's sums of its chunks of rows (one on this small map), 9 taps
+  // and the bias each (more than the forward's transposed weights).
+  EXPECT_EQ(forward_ws(large_case("depthwise_c48_s2")), size_t{(9 + 1) * 48 * 4});
   const ConvCase k = large_case("3x3_s2_c32_64");
   const Shape bd_in[] = {y_shape(k), w_shape(k)};
   const Shape bd_out[] = {x_shape(k)};

@@ -7,18 +7,12 @@
 #include "models/model_zoo.h"
 #include "planner/search.h"
 #include "runtime/freezing.h"
+#include "tests/support/model_factories.h"
 
 namespace edgetrain {
 namespace {
 
-GraphFactory small_cnn() {
-  return [](int64_t b, bool training) {
-    ModelSpec s;
-    s.arch = Architecture::kSmallCnn;
-    s.input_size = 16;
-    return build_model(s, b, training);
-  };
-}
+GraphFactory small_cnn() { return testing::model_factory(Architecture::kSmallCnn, 16); }
 
 PlanRequest request(uint64_t budget, PlanObjective objective) {
   PlanRequest r;

@@ -233,11 +233,13 @@ TEST(Trainer, EvaluationBatchShrinksToStayWithinTheTrainingArena) {
   EXPECT_GE(t->eval_batch(), 1);
   EXPECT_LE(t->memory().eval_arena_bytes, t->memory().train_arena_bytes);
   EXPECT_EQ(t->memory().arena_block_bytes(), t->memory().train_arena_bytes);
-  // The smaller evaluation schedule is built like the first one: activations fused into their norms.
+  // The smaller evaluation schedule is built like the first one: activations fused into their
+  // norms, and those into their convs.
   int fused = 0;
   for (const Node& n : t->eval_executor().graph().nodes) {
     EXPECT_NE(n.op, OpKind::kRelu6) << n.layer;  // the small CNN's ReLU6 follows a batch norm
-    fused += n.op == OpKind::kBatchNorm && n.attrs.activation != FusedActivation::kNone;
+    EXPECT_NE(n.op, OpKind::kBatchNorm) << n.layer;  // ... which follows a conv
+    fused += n.op == OpKind::kConv2d && n.attrs.conv_norm && n.attrs.activation != FusedActivation::kNone;
   }
   EXPECT_EQ(fused, 3);
   for (int64_t i = 0; i < t->eval_batch() * 16 * 16 * 3; ++i) t->eval_images()[i] = 0.5f;

@@ -10,6 +10,7 @@
 #include "runtime/fusion.h"
 #include "runtime/graph_builder.h"
 #include "runtime/training_schedule.h"
+#include "tests/support/model_factories.h"
 #include "tests/support/op_harness.h"
 
 namespace edgetrain {
@@ -63,15 +64,7 @@ TEST(NormActivationFusion, FusedAddEqualsAddThenActivationBitForBit) {
     }
 }
 
-GraphFactory mobilenet() {
-  return [](int64_t batch, bool training) {
-    ModelSpec s;
-    s.arch = Architecture::kMobileNetV2;
-    s.width_mult = 0.35f;
-    s.input_size = 32;
-    return build_model(s, batch, training);
-  };
-}
+GraphFactory mobilenet() { return testing::model_factory(Architecture::kMobileNetV2, 32, 0.35f); }
 
 int count(const Graph& g, OpKind op) {
   return static_cast<int>(std::count_if(g.nodes.begin(), g.nodes.end(), [&](const Node& n) { return n.op == op; }));

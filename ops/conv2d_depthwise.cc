@@ -1,0 +1,423 @@
+// Depthwise convolution kernels (see the header).
+#include "ops/conv2d_depthwise.h"
+
+#include <algorithm>
+
+#include "ops/simd.h"
+
+namespace edgetrain {
+
+namespace {
+
+using simd::for_slices;
+using simd::load;
+using simd::store;
+using simd::V16;
+using simd::V8;
+
+// Valid kernel taps [k0, k1) along one axis for an output at `o` (input start o * stride - pad).
+inline void valid_taps(int64_t o, int64_t stride, int64_t pad, int64_t kernel, int64_t size, int64_t* k0,
+                       int64_t* k1) {
+  const int64_t start = o * stride - pad;
+  *k0 = std::clamp<int64_t>(-start, 0, kernel);
+  *k1 = std::clamp<int64_t>(size - start, *k0, kernel);
+}
+
+// Output columns [lo, hi) whose taps all lie inside the input (no padding).
+inline void interior_columns(int64_t out_w, int64_t in_w, int64_t kw, int64_t sw, int64_t pw, int64_t* lo,
+                             int64_t* hi) {
+  *lo = std::min<int64_t>(out_w, (pw + sw - 1) / sw);
+  const int64_t last = in_w - kw + pw;  // ox * sw <= last
+  *hi = last < 0 ? *lo : std::clamp<int64_t>(last / sw + 1, *lo, out_w);
+}
+
+// OHWI [C][kh][kw][1] -> [tap][C]; rotated: tap (ky, kx) takes w's (kh-1-ky, kw-1-kx).
+void transpose_weights(const ConvGeometry& g, const float* w, float* wt, bool rotate) {
+  const int64_t taps = g.kh * g.kw;
+  for (int64_t c = 0; c < g.c; ++c)
+    for (int64_t t = 0; t < taps; ++t) wt[(rotate ? taps - 1 - t : t) * g.c + c] = w[c * taps + t];
+}
+
+// The correlation at the heart of forward and stride-1 backward data, on a geometry whose input
+// is `in` [n][h][w][C] and output `out` [n][out_h][out_w][C], weights [tap][C]: output rows
+// [r0, r1) (r = n * out_h + oy) for the channel slice at c, weights loaded once for all of them
+// (small maps have a pixel or two per row). acc starts from the bias, or from out when
+// accumulating.
+template <class V>
+void correlate_rows(const ConvGeometry& g, const float* in, const float* wt, const float* bias, bool accumulate,
+                    int64_t r0, int64_t r1, int64_t c, float* out) {
+  const int64_t C = g.c, kw = g.kw;
+  const V start = bias ? load<V>(bias + c) : V{};
+  if (g.kh != 3 || kw != 3) {
+    // Any kernel size: each pixel's valid taps, weights from L1.
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / g.out_h, oy = r % g.out_h;
+      const float* img = in + n * g.h * g.w * C;
+      float* row = out + r * g.out_w * C;
+      int64_t ky0, ky1;
+      valid_taps(oy, g.sh, g.ph, g.kh, g.h, &ky0, &ky1);
+      const int64_t iy0 = oy * g.sh - g.ph;
+      for (int64_t ox = 0; ox < g.out_w; ++ox) {
+        int64_t kx0, kx1;
+        valid_taps(ox, g.sw, g.pw, kw, g.w, &kx0, &kx1);
+        const int64_t ix0 = ox * g.sw - g.pw;
+        V acc = accumulate ? load<V>(row + ox * C + c) : start;
+        for (int64_t ky = ky0; ky < ky1; ++ky)
+          for (int64_t kx = kx0; kx < kx1; ++kx)
+            acc += load<V>(img + ((iy0 + ky) * g.w + ix0 + kx) * C + c) * load<V>(wt + (ky * kw + kx) * C + c);
+        store(row + ox * C + c, acc);
+      }
+    }
+    return;
+  }
+  // 3x3: the nine weights stay in registers (constant indices once the tap loops unroll).
+  V w[9];
+  for (int t = 0; t < 9; ++t) w[t] = load<V>(wt + t * C + c);
+  int64_t col_lo = 0, col_hi = 0;
+  interior_columns(g.out_w, g.w, kw, g.sw, g.pw, &col_lo, &col_hi);
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t n = r / g.out_h, oy = r % g.out_h;
+    const float* img = in + n * g.h * g.w * C;
+    float* row = out + r * g.out_w * C;
+    const int64_t iy0 = oy * g.sh - g.ph;
+    const bool full_rows = iy0 >= 0 && iy0 + 3 <= g.h;
+    const int64_t lo = full_rows ? col_lo : 0, hi = full_rows ? col_hi : 0;
+    int64_t ky0, ky1;
+    valid_taps(oy, g.sh, g.ph, 3, g.h, &ky0, &ky1);
+    // Pixels next to the padding: only their valid taps, weights from L1 (on 1x1 and 2x2 maps,
+    // where every pixel is one, most of the nine taps are padding).
+    auto border = [&](int64_t ox) {
+      int64_t kx0, kx1;
+      valid_taps(ox, g.sw, g.pw, 3, g.w, &kx0, &kx1);
+      const int64_t ix0 = ox * g.sw - g.pw;
+      V acc = accumulate ? load<V>(row + ox * C + c) : start;
+      for (int64_t ky = ky0; ky < ky1; ++ky)
+        for (int64_t kx = kx0; kx < kx1; ++kx)
+          acc += load<V>(img + ((iy0 + ky) * g.w + ix0 + kx) * C + c) * load<V>(wt + (ky * 3 + kx) * C + c);
+      store(row + ox * C + c, acc);
+    };
+    for (int64_t ox = 0; ox < lo; ++ox) border(ox);
+    const int64_t step = g.sw * C;
+    const float* p = img + (iy0 * g.w + lo * g.sw - g.pw) * C + c;
+    for (int64_t ox = lo; ox < hi; ++ox, p += step) {
+      V acc = accumulate ? load<V>(row + ox * C + c) : start;
+      for (int ky = 0; ky < 3; ++ky)
+        for (int kx = 0; kx < 3; ++kx) acc += load<V>(p + (ky * g.w + kx) * C) * w[ky * 3 + kx];
+      store(row + ox * C + c, acc);
+    }
+    for (int64_t ox = std::max(lo, hi); ox < g.out_w; ++ox) border(ox);
+  }
+}
+
+// Smallest share of a parallel loop worth handing to another thread: about 16K floats of work.
+int64_t min_rows_for(int64_t floats_per_row) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, floats_per_row)); }
+// Rows a thread computes slice by slice before the next group: ~8K floats of output, so that the
+// group stays in L1/L2 across its slices and for the epilogue.
+int64_t group_rows_for(int64_t floats_per_row) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(1, floats_per_row)); }
+
+// Small maps (a few pixels per row, nearly all next to the padding): per pixel and valid tap,
+// one multiply-add over all channels, contiguous. Measured on MobileNetV2's 2x2 and 1x1 maps:
+// ~2x faster than slices, whose per-slice setup then outweighs a pixel's work.
+constexpr int64_t kSmallMapWidth = 4;
+bool small_map(int64_t out_w) { return out_w <= kSmallMapWidth; }
+
+inline void axpy(float* __restrict y, const float* __restrict a, const float* __restrict b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a[i] * b[i];
+}
+
+void correlate_pixels(const Parallel& par, const ConvGeometry& g, const float* in, const float* wt,
+                      const float* bias, bool accumulate, float* out, const ConvNormEpilogue* epilogue) {
+  const int64_t C = g.c, rows = g.n * g.out_h;
+  par.for_each(rows, min_rows_for(g.out_w * C * g.kh * g.kw), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / g.out_h, oy = r % g.out_h, iy0 = oy * g.sh - g.ph;
+      const float* img = in + n * g.h * g.w * C;
+      int64_t ky0, ky1;
+      valid_taps(oy, g.sh, g.ph, g.kh, g.h, &ky0, &ky1);
+      for (int64_t ox = 0; ox < g.out_w; ++ox) {
+        float* yp = out + (r * g.out_w + ox) * C;
+        if (!accumulate) {
+          if (bias) std::copy(bias, bias + C, yp);
+          else std::fill(yp, yp + C, 0.0f);
+        }
+        int64_t kx0, kx1;
+        valid_taps(ox, g.sw, g.pw, g.kw, g.w, &kx0, &kx1);
+        const int64_t ix0 = ox * g.sw - g.pw;
+        for (int64_t ky = ky0; ky < ky1; ++ky)
+          for (int64_t kx = kx0; kx < kx1; ++kx)
+            axpy(yp, img + ((iy0 + ky) * g.w + ix0 + kx) * C, wt + (ky * g.kw + kx) * C, C);
+      }
+      if (epilogue) epilogue->apply_rows(out + r * g.out_w * C, g.out_w, C);
+    }
+  });
+}
+
+// Runs correlate_rows over every output row and channel slice, groups of rows in parallel; the
+// epilogue normalises each finished group while it is in cache.
+void correlate(const Parallel& par, const ConvGeometry& g, const float* in, const float* wt, const float* bias,
+               bool accumulate, float* out, const ConvNormEpilogue* epilogue) {
+  if (small_map(g.out_w)) return correlate_pixels(par, g, in, wt, bias, accumulate, out, epilogue);
+  const int64_t rows = g.n * g.out_h, C = g.c, row_floats = g.out_w * C;
+  const int64_t group = group_rows_for(row_floats);
+  par.for_each(rows, min_rows_for(row_floats * g.kh * g.kw), [&](int64_t r0, int64_t r1) {
+    for (int64_t g0 = r0; g0 < r1; g0 += group) {
+      const int64_t g1 = std::min(r1, g0 + group);
+      for_slices(C, [&]<class V>(int64_t c) { correlate_rows<V>(g, in, wt, bias, accumulate, g0, g1, c, out); });
+      if (epilogue) epilogue->apply_rows(out + g0 * row_floats, (g1 - g0) * g.out_w, C);
+    }
+  });
+}
+
+// Backward data for strides > 1: each dx pixel gathers the dy pixels whose taps read it. Along
+// an axis, the taps that reach dx position i are k = (i + pad) mod stride, then every stride-th
+// one, reading dy at (i + pad - k) / stride, one less per step.
+template <class V>
+inline void gather_row(const ConvGeometry& g, const float* dy, const float* wt, bool accumulate, int64_t n,
+                       int64_t iy, int64_t c, float* dx) {
+  const int64_t C = g.c;
+  const float* dy_img = dy + n * g.out_h * g.out_w * C;
+  float* row = dx + (n * g.h + iy) * g.w * C;
+  const int64_t ky_first = (iy + g.ph) % g.sh, ty0 = (iy + g.ph - ky_first) / g.sh;
+  for (int64_t ix = 0; ix < g.w; ++ix) {
+    const int64_t kx_first = (ix + g.pw) % g.sw, ux0 = (ix + g.pw - kx_first) / g.sw;
+    V acc = accumulate ? load<V>(row + ix * C + c) : V{};
+    for (int64_t ky = ky_first, ty = ty0; ky < g.kh; ky += g.sh, --ty) {
+      if (ty < 0) break;
+      if (ty >= g.out_h) continue;
+      const float* dy_row = dy_img + ty * g.out_w * C;
+      for (int64_t kx = kx_first, ux = ux0; kx < g.kw; kx += g.sw, --ux) {
+        if (ux < 0) break;
+        if (ux >= g.out_w) continue;
+        acc += load<V>(dy_row + ux * C + c) * load<V>(wt + (ky * g.kw + kx) * C + c);
+      }
+    }
+    store(row + ix * C + c, acc);
+  }
+}
+
+// The same for 3x3 stride 2 (MobileNetV2's downsampling blocks), weights in registers. A dx row
+// is read by kernel rows ky with (iy + pad - ky) even: {0, 2} or {1}; a dx column by kernel
+// columns {0, 2} or {1} likewise, alternating along the row. So each dx pixel sums 1, 2 or 4
+// products, chosen per row and per column parity without testing every tap.
+template <class V>
+inline void gather_rows_3x3_s2(const ConvGeometry& g, const float* dy, const float* wt, bool accumulate, int64_t r0,
+                               int64_t r1, int64_t c, float* dx) {
+  const int64_t C = g.c;
+  V w[9];
+  for (int t = 0; t < 9; ++t) w[t] = load<V>(wt + t * C + c);
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t n = r / g.h, iy = r % g.h;
+    const float* dy_img = dy + n * g.out_h * g.out_w * C + c;
+    float* row = dx + r * g.w * C + c;
+    // The dy rows this dx row reads (null: outside dy) for its kernel rows a (and b).
+    const int py = static_cast<int>((iy + g.ph) & 1);
+    auto dy_row = [&](int ky) -> const float* {
+      const int64_t t = iy + g.ph - ky;
+      return t >= 0 && (t >> 1) < g.out_h ? dy_img + (t >> 1) * g.out_w * C : nullptr;
+    };
+    const float* ra = dy_row(py);                        // ky = 0 or 1
+    const float* rb = py == 0 ? dy_row(2) : nullptr;     // ky = 2
+    const V wa0 = py == 0 ? w[0] : w[3], wa1 = py == 0 ? w[1] : w[4], wa2 = py == 0 ? w[2] : w[5];
+    const V wb0 = w[6], wb1 = w[7], wb2 = w[8];
+    for (int64_t ix = 0; ix < g.w; ++ix) {
+      V acc = accumulate ? load<V>(row + ix * C) : V{};
+      const int64_t q = ix + g.pw;
+      if ((q & 1) == 0) {  // kernel columns 0 (dy column q/2) and 2 (q/2 - 1)
+        const int64_t u0 = q >> 1, u2 = u0 - 1;
+        const bool ok0 = u0 < g.out_w, ok2 = u2 >= 0 && u2 < g.out_w;
+        if (ra) {
+          if (ok0) acc += load<V>(ra + u0 * C) * wa0;
+          if (ok2) acc += load<V>(ra + u2 * C) * wa2;
+        }
+        if (rb) {
+          if (ok0) acc += load<V>(rb + u0 * C) * wb0;
+          if (ok2) acc += load<V>(rb + u2 * C) * wb2;
+        }
+      } else {  // kernel column 1 (dy column (q - 1)/2)
+        const int64_t u1 = (q - 1) >> 1;
+        if (u1 >= 0 && u1 < g.out_w) {
+          if (ra) acc += load<V>(ra + u1 * C) * wa1;
+          if (rb) acc += load<V>(rb + u1 * C) * wb1;
+        }
+      }
+      store(row + ix * C, acc);
+    }
+  }
+}
+
+
+// Backward weight: chunks of dy rows, fixed by the shape alone.
+constexpr int64_t kWeightChunks = 8;
+// ... each with at least ~16K multiply-adds' worth of dy (small maps: fewer chunks to add up).
+int64_t weight_chunks(const ConvGeometry& g) {
+  if (small_map(g.out_w)) return 1;
+  const int64_t by_work = g.n * g.out_h * g.out_w * g.c / 16384;
+  return std::clamp<int64_t>(std::min(kWeightChunks, by_work), 1, std::max<int64_t>(1, g.n * g.out_h));
+}
+// Each chunk's sums: [tap][C] for dw, then one [C] row for db.
+int64_t chunk_floats(const ConvGeometry& g) { return (g.kh * g.kw + 1) * g.c; }
+
+// Adds the sums over dy rows [r0, r1) for the slice at c to part ([tap][C], then db's [C]),
+// which the first group of a chunk starts from zero.
+template <class V>
+void weight_sums(const ConvGeometry& g, const float* dy, const float* x, int64_t r0, int64_t r1, int64_t c,
+                 float* part, bool first) {
+  const int64_t C = g.c, kw = g.kw, taps = g.kh * g.kw;
+  const bool k3 = g.kh == 3 && kw == 3;
+  if (first)
+    for (int64_t t = 0; t <= taps; ++t) store(part + t * C + c, V{});
+  V fast[9] = {};  // 3x3: in registers, added to part at the end; other kernel sizes: in part
+  V db = V{};
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t n = r / g.out_h, oy = r % g.out_h;
+    const float* img = x + n * g.h * g.w * C;
+    const float* dy_row = dy + r * g.out_w * C;
+    int64_t ky0, ky1;
+    valid_taps(oy, g.sh, g.ph, g.kh, g.h, &ky0, &ky1);
+    const int64_t iy0 = oy * g.sh - g.ph;
+    // Pixels next to the padding (and every pixel of other kernel sizes): only their valid
+    // taps, summed in part (L1).
+    auto pixel = [&](int64_t ox) {
+      const V d = load<V>(dy_row + ox * C + c);
+      db += d;
+      int64_t kx0, kx1;
+      valid_taps(ox, g.sw, g.pw, kw, g.w, &kx0, &kx1);
+      const int64_t ix0 = ox * g.sw - g.pw;
+      for (int64_t ky = ky0; ky < ky1; ++ky)
+        for (int64_t kx = kx0; kx < kx1; ++kx) {
+          float* s = part + (ky * kw + kx) * C + c;
+          store(s, load<V>(s) + load<V>(img + ((iy0 + ky) * g.w + ix0 + kx) * C + c) * d);
+        }
+    };
+    int64_t lo = 0, hi = 0;
+    if (k3 && ky0 == 0 && ky1 == 3) interior_columns(g.out_w, g.w, kw, g.sw, g.pw, &lo, &hi);
+    for (int64_t ox = 0; ox < lo; ++ox) pixel(ox);
+    const int64_t step = g.sw * C;
+    const float* p = img + (iy0 * g.w + lo * g.sw - g.pw) * C + c;
+    for (int64_t ox = lo; ox < hi; ++ox, p += step) {
+      const V d = load<V>(dy_row + ox * C + c);
+      db += d;
+      for (int ky = 0; ky < 3; ++ky)
+        for (int kx = 0; kx < 3; ++kx) fast[ky * 3 + kx] += load<V>(p + (ky * g.w + kx) * C) * d;
+    }
+    for (int64_t ox = std::max(lo, hi); ox < g.out_w; ++ox) pixel(ox);
+  }
+  if (k3)
+    for (int t = 0; t < 9; ++t) store(part + t * C + c, load<V>(part + t * C + c) + fast[t]);
+  store(part + taps * C + c, load<V>(part + taps * C + c) + db);
+}
+
+// The weight gradient's sums on small maps, into one chunk's [tap][C] + [C]: parallel over
+// blocks of 64 channels, each thread owning its channels.
+void weight_sums_pixels(const Parallel& par, const ConvGeometry& g, const float* dy, const float* x, float* part) {
+  const int64_t C = g.c, taps = g.kh * g.kw, blocks = (C + 63) / 64;
+  par.for_each(blocks, 1, [&](int64_t b0, int64_t b1) {
+    const int64_t c0 = b0 * 64, c1 = std::min(C, b1 * 64), cb = c1 - c0;
+    for (int64_t t = 0; t <= taps; ++t) std::fill(part + t * C + c0, part + t * C + c1, 0.0f);
+    for (int64_t r = 0; r < g.n * g.out_h; ++r) {
+      const int64_t n = r / g.out_h, oy = r % g.out_h, iy0 = oy * g.sh - g.ph;
+      const float* img = x + n * g.h * g.w * C;
+      int64_t ky0, ky1;
+      valid_taps(oy, g.sh, g.ph, g.kh, g.h, &ky0, &ky1);
+      for (int64_t ox = 0; ox < g.out_w; ++ox) {
+        const float* d = dy + (r * g.out_w + ox) * C + c0;
+        float* db = part + taps * C + c0;
+        for (int64_t k = 0; k < cb; ++k) db[k] += d[k];
+        int64_t kx0, kx1;
+        valid_taps(ox, g.sw, g.pw, g.kw, g.w, &kx0, &kx1);
+        const int64_t ix0 = ox * g.sw - g.pw;
+        for (int64_t ky = ky0; ky < ky1; ++ky)
+          for (int64_t kx = kx0; kx < kx1; ++kx)
+            axpy(part + (ky * g.kw + kx) * C + c0, img + ((iy0 + ky) * g.w + ix0 + kx) * C + c0, d, cb);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+bool is_depthwise(const ConvGeometry& g) { return g.groups == g.c && g.out_c == g.c; }
+
+int64_t depthwise_workspace_floats(const ConvGeometry& g) {
+  return std::max(g.kh * g.kw * g.c, weight_chunks(g) * chunk_floats(g));
+}
+
+void depthwise_forward(const Parallel& par, const ConvGeometry& g, const float* x, const float* w,
+                       const float* b, float* y, float* workspace, const ConvNormEpilogue* epilogue) {
+  transpose_weights(g, w, workspace, /*rotate=*/false);
+  correlate(par, g, x, workspace, b, /*accumulate=*/false, y, epilogue);
+}
+
+void depthwise_backward_data(const Parallel& par, const ConvGeometry& g, const float* dy,
+                             const float* w, float* dx, bool accumulate, float* workspace) {
+  if (g.sh == 1 && g.sw == 1) {
+    // dx = dy correlated with the rotated kernel, padded by k - 1 - p: a forward geometry from
+    // dy's size to x's.
+    transpose_weights(g, w, workspace, /*rotate=*/true);
+    ConvGeometry t = g;
+    t.h = g.out_h, t.w = g.out_w;
+    t.ph = g.kh - 1 - g.ph, t.pw = g.kw - 1 - g.pw;
+    t.out_h = g.h, t.out_w = g.w;
+    correlate(par, t, dy, workspace, nullptr, accumulate, dx, nullptr);
+    return;
+  }
+  transpose_weights(g, w, workspace, /*rotate=*/false);
+  const int64_t C = g.c;
+  const bool k3s2 = g.kh == 3 && g.kw == 3 && g.sh == 2 && g.sw == 2;
+  const int64_t group = group_rows_for(g.w * C);
+  par.for_each(g.n * g.h, min_rows_for(g.w * C * g.kh * g.kw), [&](int64_t r0, int64_t r1) {
+    for (int64_t g0 = r0; g0 < r1; g0 += group) {
+      const int64_t g1 = std::min(r1, g0 + group);
+      if (k3s2) {
+        for_slices(C, [&]<class V>(int64_t c) { gather_rows_3x3_s2<V>(g, dy, workspace, accumulate, g0, g1, c, dx); });
+        continue;
+      }
+      for (int64_t r = g0; r < g1; ++r)
+        for_slices(C, [&]<class V>(int64_t c) { gather_row<V>(g, dy, workspace, accumulate, r / g.h, r % g.h, c, dx); });
+    }
+  });
+}
+
+void depthwise_backward_weight(const Parallel& par, const ConvGeometry& g, const float* dy,
+                               const float* x, float* dw, float* db, bool accumulate_dw,
+                               bool accumulate_db, float* workspace) {
+  if (dw == nullptr && db == nullptr) return;
+  const int64_t C = g.c, taps = g.kh * g.kw, rows = g.n * g.out_h;
+  const int64_t chunks = weight_chunks(g);
+  if (small_map(g.out_w)) {
+    weight_sums_pixels(par, g, dy, x, workspace);
+  } else {
+  // One task per chunk; within it, groups of rows small enough to stay in cache while every
+  // channel slice sums over them.
+  const int64_t group = group_rows_for(g.out_w * C);
+  par.for_each(chunks, 1, [&](int64_t k0, int64_t k1) {
+    for (int64_t chunk = k0; chunk < k1; ++chunk) {
+      const int64_t r0 = chunk * rows / chunks, r1 = (chunk + 1) * rows / chunks;
+      float* part = workspace + chunk * chunk_floats(g);
+      for (int64_t g0 = r0; g0 < r1; g0 += group) {
+        const int64_t g1 = std::min(r1, g0 + group);
+        for_slices(C, [&]<class V>(int64_t c) { weight_sums<V>(g, dy, x, g0, g1, c, part, g0 == r0); });
+      }
+    }
+  });
+  }
+  // Chunks added in order into chunk 0's sums (contiguous over channels), then dw transposed to
+  // OHWI [C][tap] and db, both added to or overwritten.
+  const int64_t per_chunk = chunk_floats(g);
+  par.for_each(C, 256, [&](int64_t c0, int64_t c1) {
+    for (int64_t t = 0; t <= taps; ++t) {
+      float* __restrict sum = workspace + t * C;
+      for (int64_t k = 1; k < chunks; ++k) {
+        const float* __restrict more = workspace + k * per_chunk + t * C;
+        for (int64_t c = c0; c < c1; ++c) sum[c] += more[c];
+      }
+    }
+    for (int64_t c = c0; c < c1; ++c) {
+      if (dw)
+        for (int64_t t = 0; t < taps; ++t) dw[c * taps + t] = (accumulate_dw ? dw[c * taps + t] : 0.0f) + workspace[t * C + c];
+      if (db) db[c] = (accumulate_db ? db[c] : 0.0f) + workspace[taps * C + c];
+    }
+  });
+}
+
+}  // namespace edgetrain
