@@ -364,6 +364,7 @@ ConvKernelPath conv2d_kernel_path(const ConvGeometry& g, ConvDirection d) {
   }
   if (path == ConvPath::kDepthwise) return ConvKernelPath::kDepthwise;
   if (d == ConvDirection::kForward && conv2d_direct_forward_applies(g)) return ConvKernelPath::kDirect;
+  if (d == ConvDirection::kBackwardWeight && conv2d_direct_backward_weight_applies(g)) return ConvKernelPath::kDirect;
   if (path == ConvPath::kPointwise) return ConvKernelPath::kPointwise;
   switch (im2col_plan(g)) {
     case TapPruning::kGlobal: return ConvKernelPath::kIm2colGlobal;

@@ -17,7 +17,7 @@ constexpr const char* kClassNames[] = {
     "conv.pointwise.fwd",     "conv.pointwise.bwd_data", "conv.pointwise.bwd_weight",
     "conv.gemm.fwd",          "conv.gemm.bwd_data",      "conv.gemm.bwd_weight",
     "conv.winograd.fwd",      "conv.winograd.bwd_data",  "conv.winograd.bwd_weight",
-    "conv.direct.fwd",
+    "conv.direct.fwd",        "conv.direct.bwd_weight",
     "conv.bwd_bias",
     "batch_norm.train",       "batch_norm.eval",         "batch_norm.bwd_train",
     "batch_norm.bwd_eval",
@@ -180,6 +180,9 @@ OpClass conv_class(const Graph& g, const Node& n, Dims* d, double* flops) {
   const double dense_macs = d->n * d->spatial * static_cast<double>(geo.out_c) * d->taps *
                             static_cast<double>(geo.c_per_group());
   *flops = std::max(0.0, *flops - 2 * dense_macs) + 2 * work.macs + work.transform_flops;
+  // A conv with a fused eval-mode batch norm (runtime/fusion.h) normalises and clamps every
+  // output in the same pass: a subtract, a multiply-add and two comparisons per element.
+  if (dir == ConvDirection::kForward && n.attrs.conv_norm) *flops += 4 * static_cast<double>(y->numel());
   const int direction = static_cast<int>(dir);
   switch (work.path) {
     case ConvKernelPath::kDepthwise:
@@ -188,7 +191,8 @@ OpClass conv_class(const Graph& g, const Node& n, Dims* d, double* flops) {
     case ConvKernelPath::kPointwise:
       return std::array{OpClass::kConvPointwise, OpClass::kConvPointwiseBackwardData,
                         OpClass::kConvPointwiseBackwardWeight}[direction];
-    case ConvKernelPath::kDirect: return OpClass::kConvDirectForward;
+    case ConvKernelPath::kDirect:
+      return dir == ConvDirection::kForward ? OpClass::kConvDirectForward : OpClass::kConvDirectBackwardWeight;
     case ConvKernelPath::kWinogradF2:
     case ConvKernelPath::kWinogradF4:
       return std::array{OpClass::kConvWinograd, OpClass::kConvWinogradBackwardData,

@@ -31,7 +31,8 @@ enum class OpClass : uint8_t {
   kConvWinograd,             // dense 3x3 stride 1 where ops/conv2d_winograd.h says it pays
   kConvWinogradBackwardData,
   kConvWinogradBackwardWeight,
-  kConvDirectForward,        // forward of dense convs with <= 4 input channels (stems)
+  kConvDirectForward,        // dense convs with <= 4 input channels (stems): ops/conv2d_direct.h
+  kConvDirectBackwardWeight,
   kConvBackwardBias,         // weight gradient not needed (frozen weight), only the bias sum
   kBatchNormTrain,
   kBatchNormEval,

@@ -1,6 +1,7 @@
 // Conv features follow the kernel path: hand-made convs with known multiply counts for each path
 // the fast kernels take (Winograd F(4x4) forward and backward data, im2col with the global and
-// the classes tap-pruning plans, the direct stem kernel, depthwise valid taps, pointwise), and
+// the classes tap-pruning plans, the direct stem kernels, depthwise valid taps, pointwise, a
+// fused eval-mode batch norm), and
 // the configurations the profiler samples contain every conv class.
 #include <gtest/gtest.h>
 
@@ -15,6 +16,7 @@
 #include "planner/step_config.h"
 #include "runtime/autodiff.h"
 #include "runtime/freezing.h"
+#include "runtime/fusion.h"
 #include "runtime/graph_builder.h"
 #include "runtime/parameter_store.h"
 
@@ -138,12 +140,11 @@ TEST(ConvFeatures, StemConvsTakeTheDirectKernelAndCountValidTapsOnly) {
   EXPECT_EQ(f.op_class, OpClass::kConvDirectForward);
   EXPECT_DOUBLE_EQ(f.row.flops, 2.0 * 2 * 22 * 22 * 3 * 16);
   EXPECT_DOUBLE_EQ(f.row.z[8], 0) << "no GEMM call";
-  // Its weight gradient goes through im2col (8x8 maps: the classes would keep 84% of the
-  // work, more than the plan's 75% limit, and every tap is used by some pixel: plain).
+  // Its weight gradient is direct too, over the same valid taps.
   NodeFeatures w = node_features(c.g, *c.weight);
-  EXPECT_EQ(w.op_class, OpClass::kConvGemmBackwardWeight);
-  EXPECT_DOUBLE_EQ(w.row.z[9], 0);
-  EXPECT_DOUBLE_EQ(w.row.flops, 2.0 * 2 * 64 * 9 * 3 * 16);
+  EXPECT_EQ(w.op_class, OpClass::kConvDirectBackwardWeight);
+  EXPECT_DOUBLE_EQ(w.row.flops, 2.0 * 2 * 22 * 22 * 3 * 16);
+  EXPECT_DOUBLE_EQ(w.row.z[8], 0);
 }
 
 TEST(ConvFeatures, DepthwiseCountsValidTapsAndPointwiseEveryProduct) {
@@ -163,6 +164,29 @@ TEST(ConvFeatures, DepthwiseCountsValidTapsAndPointwiseEveryProduct) {
   NodeFeatures f = node_features(pw.g, *pw.fwd);
   EXPECT_EQ(f.op_class, OpClass::kConvPointwise);
   EXPECT_DOUBLE_EQ(f.row.flops, 2.0 * 2 * 25 * 8 * 12);
+}
+
+TEST(ConvFeatures, AFusedEvalNormAddsItsPassOverTheOutput) {
+  GraphBuilder b(2, 8, 8, 16, /*training=*/false);
+  ValueId y = b.relu(b.batch_norm(b.conv2d(b.input(), "conv", 16, 3, 1, 1), "bn"));
+  b.softmax_cross_entropy(b.linear(b.flatten(y), "fc", 10));
+  Result<Graph> built = b.finish();
+  ASSERT_TRUE(built.is_ok()) << built.status().to_string();
+  Graph g = std::move(*built);
+  auto conv_node = [&]() -> const Node& {
+    for (const Node& n : g.nodes)
+      if (n.op == OpKind::kConv2d) return n;
+    ADD_FAILURE() << "no conv";
+    return g.nodes[0];
+  };
+  const NodeFeatures plain = node_features(g, conv_node());
+  fuse_activations(g);
+  ASSERT_EQ(fuse_conv_norms(g), 1);
+  ASSERT_TRUE(conv_node().attrs.conv_norm);
+  const NodeFeatures fused = node_features(g, conv_node());
+  EXPECT_EQ(fused.op_class, plain.op_class);
+  EXPECT_EQ(fused.op_class, OpClass::kConvWinograd);
+  EXPECT_DOUBLE_EQ(fused.row.flops, plain.row.flops + 4.0 * 2 * 8 * 8 * 16);
 }
 
 TEST(ConvFeatures, ClassesAgreeWithTheKernelsPathQuery) {
@@ -187,7 +211,10 @@ TEST(ConvFeatures, ClassesAgreeWithTheKernelsPathQuery) {
       switch (conv2d_kernel_path(geo, dir)) {
         case ConvKernelPath::kDepthwise: EXPECT_EQ(name.rfind("conv.depthwise", 0), 0u) << name; break;
         case ConvKernelPath::kPointwise: EXPECT_EQ(name.rfind("conv.pointwise", 0), 0u) << name; break;
-        case ConvKernelPath::kDirect: EXPECT_EQ(cls, OpClass::kConvDirectForward); break;
+        case ConvKernelPath::kDirect:
+          EXPECT_EQ(cls, dir == ConvDirection::kForward ? OpClass::kConvDirectForward
+                                                         : OpClass::kConvDirectBackwardWeight);
+          break;
         case ConvKernelPath::kWinogradF2:
         case ConvKernelPath::kWinogradF4: EXPECT_EQ(name.rfind("conv.winograd", 0), 0u) << name; break;
         default: EXPECT_EQ(name.rfind("conv.gemm", 0), 0u) << name; break;
@@ -213,6 +240,7 @@ TEST(ConvFeatures, PathQueryFollowsTheKernelsDecisions) {
   const ConvGeometry stem1 = conv2d_geometry(Shape{1, 4, 4, 3}, Shape{8, 1, 1, 3}, a1);
   EXPECT_EQ(conv2d_kernel_path(stem1, ConvDirection::kForward), ConvKernelPath::kDirect);
   EXPECT_EQ(conv2d_kernel_path(stem1, ConvDirection::kBackwardData), ConvKernelPath::kPointwise);
+  EXPECT_EQ(conv2d_kernel_path(stem1, ConvDirection::kBackwardWeight), ConvKernelPath::kDirect);
   // Stride 2: im2col.
   const ConvAttrs s2{3, 3, 2, 2, 1, 1, 1};
   const ConvGeometry down = conv2d_geometry(Shape{2, 16, 16, 32}, Shape{64, 3, 3, 32}, s2);
@@ -251,7 +279,7 @@ TEST(ConvFeatures, TheProfilersConfigurationsCoverEveryConvClass) {
        {"conv.depthwise.fwd", "conv.depthwise.bwd_data", "conv.depthwise.bwd_weight", "conv.pointwise.fwd",
         "conv.pointwise.bwd_data", "conv.pointwise.bwd_weight", "conv.gemm.fwd", "conv.gemm.bwd_data",
         "conv.gemm.bwd_weight", "conv.winograd.fwd", "conv.winograd.bwd_data", "conv.winograd.bwd_weight",
-        "conv.direct.fwd", "conv.gemm.fwd/0", "conv.gemm.fwd/1", "conv.gemm.fwd/2", "conv.winograd.fwd/4",
+        "conv.direct.fwd", "conv.direct.bwd_weight", "conv.gemm.fwd/0", "conv.gemm.fwd/1", "conv.gemm.fwd/2", "conv.winograd.fwd/4",
         "conv.winograd.bwd_weight/2", "conv.winograd.bwd_weight/4"})
     EXPECT_TRUE(seen.count(want)) << want;
 }
