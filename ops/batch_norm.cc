@@ -6,8 +6,38 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 namespace edgetrain {
+
+namespace {
+
+// The per-channel scale the forward normalises with, from the saved invstd (training) or the
+// running variance (eval).
+float eval_scale(float gamma, float running_var, float eps) {
+  return float(double(gamma) / std::sqrt(double(running_var) + double(eps)));
+}
+float forward_scale(const NormAttrs& a, float gamma, float invstd_or_running_var) {
+  return a.training ? float(double(gamma) * double(invstd_or_running_var)) : eval_scale(gamma, invstd_or_running_var, a.eps);
+}
+
+// A fused activation backward (runtime/fusion.h fuse_activation_backwards): the norm's backward
+// receives the gradient of act(y) and passes it where the activation passed it. The activation's
+// input, the norm's output v = (x - mean) * scale + beta, is recomputed from x with the
+// forward's very expression and rounding (same mean, scale and beta as floats), so the decision
+// is the forward's own: lo < v < hi.
+struct ActivationGate {
+  const float* mean = nullptr;
+  const float* scale = nullptr;  // workspace, per channel
+  const float* beta = nullptr;
+  float lo = 0.0f, hi = 0.0f;
+  bool passes(float x, int64_t k) const {
+    const float v = (x - mean[k]) * scale[k] + beta[k];
+    return v > lo && v < hi;
+  }
+};
+
+}  // namespace
 
 Result<Shape> batch_norm_output_shape(const Shape& x, const Shape& param, const NormAttrs& a) {
   if (x.rank < 2)
@@ -148,7 +178,26 @@ void batch_norm_forward_reference(const KernelCall& call) {
 
 void batch_norm_backward_reference(const KernelCall& call) {
   const Shape& xs = call.in_shape[1];
-  batch_norm_backward_naive<float>(rows_of(xs), channels_of(xs), call.attrs->norm, call.in_f(0),
+  const float* dy = call.in_f(0);
+  // A fused activation backward: dy is gated first (ActivationGate), then the plain backward.
+  std::vector<float> gated;
+  const FusedActivation act = call.attrs->activation;
+  if (act != FusedActivation::kNone) {
+    const int64_t c = channels_of(xs), n = xs.numel();
+    const float* x = call.in_f(1);
+    const float* gamma = call.in_f(2);
+    const float* mean = call.in_f(3);
+    const float* stat = call.in_f(4);
+    const float* beta = call.in_f(5);
+    gated.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t k = i % c;
+      const float v = (x[i] - mean[k]) * forward_scale(call.attrs->norm, gamma[k], stat[k]) + beta[k];
+      gated[static_cast<size_t>(i)] = v > fused_activation_low(act) && v < fused_activation_high(act) ? dy[i] : 0.0f;
+    }
+    dy = gated.data();
+  }
+  batch_norm_backward_naive<float>(rows_of(xs), channels_of(xs), call.attrs->norm, dy,
                                    call.in_f(1), call.in_f(2), call.in_f(3), call.in_f(4),
                                    call.out_f(0), call.out_f(1), call.out_f(2),
                                    call.attrs->accumulate_mask);
@@ -164,8 +213,8 @@ void batch_norm_backward_reference(const KernelCall& call) {
 // keeps E[d^2] - E[d]^2 free of cancellation when |mean| >> std, and double sums of 100k+ rows
 // stay exact to ~1e-12, so one pass over x is enough.
 //
-// Workspace: double partial[blocks][2][C], then float coef[3][C] (per-channel coefficients of
-// the final elementwise pass).
+// Workspace: double partial[blocks][2][C], then float coef[4][C] (per-channel coefficients of
+// the final elementwise pass, and the scale a fused activation gate recomputes).
 
 namespace {
 
@@ -178,12 +227,12 @@ int64_t stat_blocks(int64_t rows) {
 }
 
 size_t workspace_size(int64_t rows, int64_t c) {
-  return size_t(stat_blocks(rows)) * 2 * size_t(c) * sizeof(double) + 3 * size_t(c) * sizeof(float);
+  return size_t(stat_blocks(rows)) * 2 * size_t(c) * sizeof(double) + 4 * size_t(c) * sizeof(float);
 }
 
 struct Scratch {
   double* partial;  // [blocks][2][C]; after reduce_rows, sums in [0][0][C] and [0][1][C]
-  float* coef;      // [3][C]
+  float* coef;      // [4][C]: the elementwise pass's coefficients, then a fused gate's scale
 };
 
 Scratch scratch_of(const KernelCall& call, int64_t rows, int64_t c) {
@@ -265,12 +314,14 @@ void batch_norm_forward(const KernelCall& call) {
         running_var[k] = float((1.0 - m) * double(running_var[k]) + m * unbiased);
       }
       mean_f[k] = float(mean);
-      scale_f[k] = float(double(gamma[k]) * invstd);
+      // From the invstd as saved (rounded to float), so that a backward can recompute exactly
+      // what this pass computed (activation_passes below).
+      scale_f[k] = float(double(gamma[k]) * double(float(invstd)));
     }
   } else {
     for (int64_t k = 0; k < c; ++k) {
       mean_f[k] = running_mean[k];
-      scale_f[k] = float(double(gamma[k]) / std::sqrt(double(running_var[k]) + eps));
+      scale_f[k] = eval_scale(gamma[k], running_var[k], a.eps);
     }
   }
   if (!y) return;
@@ -309,6 +360,17 @@ void batch_norm_backward(const KernelCall& call) {
     return a.training ? double(stat[k]) : 1.0 / std::sqrt(double(stat[k]) + double(a.eps));
   };
 
+  // A fused activation backward: dy passes where the forward's activation passed its input.
+  const FusedActivation act = call.attrs->activation;
+  ActivationGate gate;
+  if (act != FusedActivation::kNone) {
+    float* scale = s.coef + 3 * c;
+    for (int64_t k = 0; k < c; ++k) scale[k] = forward_scale(a, gamma[k], stat[k]);
+    gate.mean = mean, gate.scale = scale, gate.beta = call.in_f(5);
+    gate.lo = fused_activation_low(act), gate.hi = fused_activation_high(act);
+  }
+  const bool gated = act != FusedActivation::kNone;
+
   // Sums of dy and dy * (x - mean) per channel (dbeta and dgamma / invstd); dx in training mode
   // needs both. Eval-mode dx alone needs none.
   const bool need_sums = dgamma || dbeta || (dx && a.training);
@@ -317,6 +379,14 @@ void batch_norm_backward(const KernelCall& call) {
       const float* __restrict dyr = dy + r * c;
       const float* __restrict xr = x + r * c;
       const float* __restrict mu = mean;
+      if (gated) {
+        for (int64_t k = 0; k < c; ++k) {
+          const double g = gate.passes(xr[k], k) ? double(dyr[k]) : 0.0;
+          s0[k] += g;
+          s1[k] += g * (double(xr[k]) - double(mu[k]));
+        }
+        return;
+      }
       for (int64_t k = 0; k < c; ++k) {
         const double g = double(dyr[k]);
         s0[k] += g;
@@ -353,6 +423,14 @@ void batch_norm_backward(const KernelCall& call) {
       const float* __restrict dyr = dy + r * c;
       const float* __restrict xr = x + r * c;
       float* __restrict dxr = dx + r * c;
+      if (gated) {
+        for (int64_t k = 0; k < c; ++k) {
+          const float g = gate.passes(xr[k], k) ? dyr[k] : 0.0f;
+          const float v = training ? c1[k] * g + c2[k] * (xr[k] - mu[k]) + c3[k] : c1[k] * g;
+          dxr[k] = accumulate ? dxr[k] + v : v;
+        }
+        continue;
+      }
       if (training) {
         if (accumulate) {
           for (int64_t k = 0; k < c; ++k) dxr[k] += c1[k] * dyr[k] + c2[k] * (xr[k] - mu[k]) + c3[k];

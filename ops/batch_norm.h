@@ -6,6 +6,11 @@
 // so the fast kernels run their inner loops over contiguous channels. Per-channel sums are
 // accumulated in double; rows are split into a fixed number of blocks (a function of rows only,
 // so results do not depend on the thread count) whose partial sums live in the workspace.
+//
+// Fusions (runtime/fusion.h): the forward may apply a ReLU/ReLU6 to its output
+// (Attrs::activation); the backward may take that activation's backward in (Attrs::activation,
+// input 0 the gradient of the activated output, input 5 beta): it recomputes the activation's
+// input from x with the forward's exact expression and passes the gradient where it was active.
 #pragma once
 
 #include <cstdint>

@@ -78,6 +78,53 @@ int fuse_activations(Graph& g) {
   return drop_nodes(g, drop, fused);
 }
 
+std::atomic<bool> g_activation_backward_fusion{[] {
+  const char* v = std::getenv("EDGETRAIN_ACTIVATION_BACKWARD_FUSION");
+  return !(v && std::string(v) == "off");
+}()};
+
+void set_activation_backward_fusion(bool enabled) {
+  g_activation_backward_fusion.store(enabled, std::memory_order_relaxed);
+}
+
+int fuse_activation_backwards(Graph& g) {
+  if (!g_activation_backward_fusion.load(std::memory_order_relaxed)) return 0;
+  const Readers readers = readers_of(g);
+  std::vector<int> producer(g.values.size(), -1);
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    for (ValueId v : g.nodes[i].outputs)
+      if (v != kNoValue) producer[static_cast<size_t>(v)] = static_cast<int>(i);
+  std::vector<bool> drop(g.nodes.size(), false);
+  int fused = 0;
+  for (Node& act : g.nodes) {
+    if (act.op != OpKind::kReluBackward && act.op != OpKind::kRelu6Backward) continue;
+    if (act.attrs.accumulate_mask != 0 || act.inputs.size() != 2 || act.inputs[0] == kNoValue) continue;
+    const FusedActivation kind = act.op == OpKind::kReluBackward ? FusedActivation::kRelu : FusedActivation::kRelu6;
+    // The activation's output must come straight from a norm with this activation fused in ...
+    const ValueId y = act.inputs[1];
+    if (y == kNoValue || producer[static_cast<size_t>(y)] < 0) continue;
+    const Node& norm_fwd = g.nodes[static_cast<size_t>(producer[static_cast<size_t>(y)])];
+    if (norm_fwd.op != OpKind::kBatchNorm || norm_fwd.attrs.activation != kind || norm_fwd.inputs.size() != 5) continue;
+    // ... whose backward alone reads the gradient, on the same input and gamma (the backward may
+    // need no dx: sole_reader's test for a main output does not apply).
+    const ValueId dy = act.outputs.empty() ? kNoValue : act.outputs[0];
+    if (dy == kNoValue) continue;
+    const size_t di = static_cast<size_t>(dy);
+    if (readers.count[di] != 1 || readers.viewed[di] || g.value(dy).keep || g.value(dy).alias_of != kNoValue) continue;
+    Node* norm = &g.nodes[static_cast<size_t>(readers.last_node[di])];
+    if (norm->phase != act.phase || norm->op != OpKind::kBatchNormBackward || norm->inputs.size() != 5) continue;
+    if (norm->inputs[0] != act.outputs[0] || norm->attrs.activation != FusedActivation::kNone) continue;
+    if (norm->inputs[1] != norm_fwd.inputs[0] || norm->inputs[2] != norm_fwd.inputs[1]) continue;
+    if (norm->attrs.norm.training != norm_fwd.attrs.norm.training) continue;
+    norm->inputs[0] = act.inputs[0];
+    norm->inputs.push_back(norm_fwd.inputs[2]);  // beta
+    norm->attrs.activation = kind;
+    drop[static_cast<size_t>(&act - g.nodes.data())] = true;
+    ++fused;
+  }
+  return drop_nodes(g, drop, fused);
+}
+
 void set_conv_norm_fusion(bool enabled) { g_conv_norm_fusion.store(enabled, std::memory_order_relaxed); }
 
 int fuse_conv_norms(Graph& g) {

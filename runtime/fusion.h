@@ -22,6 +22,18 @@ int fuse_activations(Graph& g);
 // needs its input (trainable gamma): in training this is the frozen forward region (all of it
 // for classifier-only training). Run after fuse_activations. Returns how many pairs were fused.
 int fuse_conv_norms(Graph& g);
+// The backward twin of fuse_activations: a ReLU/ReLU6 backward reading the output of a batch
+// norm with that activation fused in, whose gradient only feeds that norm's backward, goes; the
+// norm's backward takes the activation's incoming gradient and beta, recomputes the
+// pre-activation from x (which it reads anyway) and passes the gradient where the activation
+// did (ops/batch_norm.h). One pass over the tensor less, the gradient between them never needs
+// memory, and the activation's output is no longer read by backward for it, so compression's
+// 1-bit ReLU masks are not needed there (run before compression; it keeps masks for the ReLUs
+// left, after residual adds). EDGETRAIN_ACTIVATION_BACKWARD_FUSION=off disables it. Returns how
+// many pairs were fused.
+int fuse_activation_backwards(Graph& g);
+void set_activation_backward_fusion(bool enabled);
+
 // Tests and A/B timings: off, fuse_conv_norms fuses nothing. A process starts with it on unless
 // EDGETRAIN_CONV_NORM_FUSION=off. Set it before building schedules.
 void set_conv_norm_fusion(bool enabled);

@@ -172,8 +172,10 @@ TEST(PlanSearch, MomentumFreeSgdOnlyWhereItBuysSomething) {
   for (const PlanCandidate& c : p->ranked) EXPECT_NE(c.config.optimizer.attrs.momentum, 0.0f) << c.label;
 
   // The least memory training everything with momentum takes (micro-batches are whole batches
-  // here; checkpointing and masks may help): one byte less leaves only momentum-free SGD.
+  // here; checkpointing and masks may help; no fitted checkpoints, which reach any arena above
+  // their own least): one byte less leaves only momentum-free SGD.
   r.allow_freezing = false;
+  r.allow_fitted_checkpoints = false;
   uint64_t least_with = UINT64_MAX;
   for (CheckpointMode ck : {CheckpointMode::kNone, CheckpointMode::kSqrtBytes})
     for (bool masks : {false, true}) {
