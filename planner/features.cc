@@ -253,14 +253,21 @@ OpClass classify(const Graph& g, const Node& n, Dims* d, double* flops) {
     case OpKind::kAvgPool:
     case OpKind::kAvgPoolBackward:
       return pool_class(g, n, d);
-    case OpKind::kBatchNorm: return n.attrs.norm.training ? OpClass::kBatchNormTrain : OpClass::kBatchNormEval;
+    // A fused activation (runtime/fusion.h) is the variant: forward it clamps the output, backward
+    // the norm recomputes the pre-activation and gates the incoming gradient itself.
+    case OpKind::kBatchNorm:
+      d->variant = n.attrs.activation != FusedActivation::kNone ? 1 : 0;
+      return n.attrs.norm.training ? OpClass::kBatchNormTrain : OpClass::kBatchNormEval;
     case OpKind::kBatchNormBackward:
+      d->variant = n.attrs.activation != FusedActivation::kNone ? 1 : 0;
       return n.attrs.norm.training ? OpClass::kBatchNormBackwardTrain : OpClass::kBatchNormBackwardEval;
     case OpKind::kRelu: return OpClass::kRelu;
     case OpKind::kReluBackward: return OpClass::kReluBackward;
     case OpKind::kRelu6: return OpClass::kRelu6;
     case OpKind::kRelu6Backward: return OpClass::kRelu6Backward;
-    case OpKind::kAdd: return OpClass::kAdd;
+    case OpKind::kAdd:
+      d->variant = n.attrs.activation != FusedActivation::kNone ? 1 : 0;
+      return OpClass::kAdd;
     case OpKind::kGradCopy: return OpClass::kGradCopy;
     case OpKind::kFlatten: return OpClass::kFlatten;
     case OpKind::kGlobalAvgPool: return OpClass::kGlobalAvgPool;

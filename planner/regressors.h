@@ -41,8 +41,8 @@ struct FeatureRow {
   // log(flops + 1), log(bytes + 1), log batch, log pixels per image, log input channels (per
   // group), log output channels (per group), log kernel taps, stride, log multiply-adds of one
   // GEMM call (0 for ops without one), the kernel variant within the class (convs: the im2col
-  // plan 0 plain / 1 global / 2 classes, the Winograd tile 2 / 4; 0 otherwise). See
-  // planner/features.cc.
+  // plan 0 plain / 1 global / 2 classes, the Winograd tile 2 / 4; batch norm and add: 1 with a
+  // fused activation; 0 otherwise). See planner/features.cc.
   std::array<double, kLogFeatureCount> z{};
 };
 

@@ -1,7 +1,7 @@
 // Conv features follow the kernel path: hand-made convs with known multiply counts for each path
 // the fast kernels take (Winograd F(4x4) forward and backward data, im2col with the global and
 // the classes tap-pruning plans, the direct stem kernels, depthwise valid taps, pointwise, a
-// fused eval-mode batch norm), and
+// fused eval-mode batch norm; fused activations as the norms' variant), and
 // the configurations the profiler samples contain every conv class.
 #include <gtest/gtest.h>
 
@@ -187,6 +187,36 @@ TEST(ConvFeatures, AFusedEvalNormAddsItsPassOverTheOutput) {
   EXPECT_EQ(fused.op_class, plain.op_class);
   EXPECT_EQ(fused.op_class, OpClass::kConvWinograd);
   EXPECT_DOUBLE_EQ(fused.row.flops, plain.row.flops + 4.0 * 2 * 8 * 8 * 16);
+}
+
+TEST(Features, FusedActivationsAreTheNormsVariant) {
+  // A training graph of conv -> batch norm -> ReLU -> conv: fusion puts the ReLU into the norm
+  // and its backward into the norm's backward; both norm nodes then carry variant 1.
+  GraphBuilder b(2, 8, 8, 8, true);
+  ValueId x = b.conv2d(b.input(), "pre", 8, 1, 1, 0);
+  x = b.relu(b.batch_norm(b.conv2d(x, "conv", 8, 3, 1, 1), "bn"));
+  x = b.conv2d(x, "post", 8, 1, 1, 0);
+  b.softmax_cross_entropy(b.linear(b.flatten(x), "fc", 10));
+  Result<Graph> forward = b.finish();
+  ASSERT_TRUE(forward.is_ok()) << forward.status().to_string();
+  TrainConfig config;
+  Result<std::vector<bool>> trainable = resolve_trainable(*forward, config.freeze);
+  ASSERT_TRUE(trainable.is_ok());
+  Result<Graph> g = build_training_graph(*forward, *trainable, config);
+  ASSERT_TRUE(g.is_ok()) << g.status().to_string();
+  auto variants = [&](OpKind op) {
+    std::vector<double> v;
+    for (const Node& n : g->nodes)
+      if (n.op == op) v.push_back(node_features(*g, n).row.z[9]);
+    return v;
+  };
+  EXPECT_EQ(variants(OpKind::kBatchNorm), std::vector<double>{0});
+  EXPECT_EQ(variants(OpKind::kBatchNormBackward), std::vector<double>{0});
+  fuse_activations(*g);
+  const int fused_backwards = fuse_activation_backwards(*g);
+  EXPECT_EQ(variants(OpKind::kBatchNorm), std::vector<double>{1});
+  EXPECT_EQ(variants(OpKind::kBatchNormBackward), std::vector<double>{fused_backwards == 1 ? 1.0 : 0.0});
+  EXPECT_EQ(fused_backwards, 1);
 }
 
 TEST(ConvFeatures, ClassesAgreeWithTheKernelsPathQuery) {
