@@ -354,6 +354,25 @@ void normalise_all(const Parallel& par, const ConvNormEpilogue& e, float* y, int
 
 }  // namespace
 
+ConvKernelPath conv2d_kernel_path(const ConvGeometry& g, ConvDirection d) {
+  // The same order of decisions as the three kernels below.
+  const ConvPath path = conv_path(g);
+  if (d == ConvDirection::kBackwardWeight && path == ConvPath::kDepthwise) return ConvKernelPath::kDepthwise;
+  if (int m = winograd_tile(g)) {
+    if (d == ConvDirection::kBackwardWeight) m = winograd_backward_weight_tile(g, m);
+    return m == 2 ? ConvKernelPath::kWinogradF2 : ConvKernelPath::kWinogradF4;
+  }
+  if (path == ConvPath::kDepthwise) return ConvKernelPath::kDepthwise;
+  if (d == ConvDirection::kForward && conv2d_direct_forward_applies(g)) return ConvKernelPath::kDirect;
+  if (d == ConvDirection::kBackwardWeight && conv2d_direct_backward_weight_applies(g)) return ConvKernelPath::kDirect;
+  if (path == ConvPath::kPointwise) return ConvKernelPath::kPointwise;
+  switch (im2col_plan(g)) {
+    case TapPruning::kGlobal: return ConvKernelPath::kIm2colGlobal;
+    case TapPruning::kClasses: return ConvKernelPath::kIm2colClasses;
+    default: return ConvKernelPath::kIm2colPlain;
+  }
+}
+
 void conv2d_forward(const KernelCall& call) {
   const ConvGeometry g = forward_geometry(call);
   const float* x = call.in_f(0);

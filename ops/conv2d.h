@@ -53,6 +53,18 @@ template <typename T>
 void conv2d_backward_weight_naive(const ConvGeometry& g, const T* dy, const T* x, T* dw, T* db,
                                   bool accumulate_dw, bool accumulate_db);
 
+// Which code path the fast kernel of one direction takes for g: the decision conv2d_forward,
+// conv2d_backward_data and conv2d_backward_weight make, without running anything (the cost
+// model's features follow it, planner/features.cc). kIm2col*: the im2col plan (which taps it
+// keeps, ops/conv2d_im2col.h); kWinograd*: the tile the direction runs (backward weight may
+// take F2 where F4 was chosen, ops/conv2d_winograd_weight.cc). Backward weight with only the
+// bias gradient wanted runs none of these (a sum over rows).
+enum class ConvDirection : uint8_t { kForward, kBackwardData, kBackwardWeight };
+enum class ConvKernelPath : uint8_t {
+  kDepthwise, kPointwise, kDirect, kIm2colPlain, kIm2colGlobal, kIm2colClasses, kWinogradF2, kWinogradF4
+};
+ConvKernelPath conv2d_kernel_path(const ConvGeometry& g, ConvDirection d);
+
 void conv2d_forward(const KernelCall& call);
 void conv2d_forward_reference(const KernelCall& call);
 size_t conv2d_forward_workspace(const Attrs&, const Shape* in, int n_in, const Shape* out, int n_out);

@@ -603,6 +603,13 @@ TapPruning im2col_plan(const ConvGeometry& g) {
   return p.block[0].taps() == g.kh * g.kw ? TapPruning::kNone : TapPruning::kGlobal;
 }
 
+int64_t im2col_multiply_adds(const ConvGeometry& g) {
+  const Plan p = make_plan(g);
+  int64_t per_image = 0;  // output pixels x taps
+  for (int i = 0; i < p.n; ++i) per_image += p.block[i].pixels() * p.block[i].taps();
+  return per_image * g.n * g.groups * g.c_per_group() * g.out_c_per_group();
+}
+
 int64_t im2col_workspace_floats(const ConvGeometry& g) {
   const Plan p = make_plan(g);
   return p.cols_floats + p.scratch_floats;

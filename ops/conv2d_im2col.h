@@ -26,6 +26,10 @@ void set_tap_pruning_for_testing(TapPruning mode);
 // The plan the im2col path runs for g: kNone (every tap), kGlobal or kClasses (never kAuto).
 TapPruning im2col_plan(const ConvGeometry& g);
 
+// Multiply-adds of the GEMMs the im2col path runs for g over the whole batch: only the taps its
+// plan keeps (the same in every direction).
+int64_t im2col_multiply_adds(const ConvGeometry& g);
+
 // Floats of workspace the im2col path needs for g (the same in every direction).
 int64_t im2col_workspace_floats(const ConvGeometry& g);
 

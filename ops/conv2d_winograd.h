@@ -36,6 +36,10 @@ WinogradPolicy winograd_policy();
 // Like the policy, set it before planning.
 void set_winograd_budget_for_testing(int64_t floats);
 
+// The tile winograd_backward_weight runs when asked for tile m (it may take 2 where 4 would
+// need several passes over the tiles, ops/conv2d_winograd_weight.cc).
+int winograd_backward_weight_tile(const ConvGeometry& g, int m);
+
 // Workspace bytes for tile m: the transformed weights of one block of output channels, and the
 // transformed inputs and products of one chunk of tiles (bounded whatever the batch size).
 size_t winograd_forward_workspace_bytes(const ConvGeometry& g, int m);

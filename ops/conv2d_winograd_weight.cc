@@ -283,6 +283,8 @@ void run(const Parallel& par, const Problem& p, const float* dy, const float* x,
 
 }  // namespace
 
+int winograd_backward_weight_tile(const ConvGeometry& g, int m) { return plan(g, m).m; }
+
 size_t winograd_backward_weight_workspace_bytes(const ConvGeometry& g, int m) {
   return static_cast<size_t>(layout_of(plan(g, m)).total) * sizeof(float);
 }

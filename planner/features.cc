@@ -1,8 +1,12 @@
 #include "planner/features.h"
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <string>
 
+#include "ops/conv2d.h"
+#include "ops/conv2d_im2col.h"
 #include "planner/op_flops.h"
 
 namespace edgetrain {
@@ -12,6 +16,8 @@ constexpr const char* kClassNames[] = {
     "conv.depthwise.fwd",     "conv.depthwise.bwd_data", "conv.depthwise.bwd_weight",
     "conv.pointwise.fwd",     "conv.pointwise.bwd_data", "conv.pointwise.bwd_weight",
     "conv.gemm.fwd",          "conv.gemm.bwd_data",      "conv.gemm.bwd_weight",
+    "conv.winograd.fwd",      "conv.winograd.bwd_data",  "conv.winograd.bwd_weight",
+    "conv.direct.fwd",        "conv.direct.bwd_weight",
     "conv.bwd_bias",
     "batch_norm.train",       "batch_norm.eval",         "batch_norm.bwd_train",
     "batch_norm.bwd_eval",
@@ -35,6 +41,7 @@ struct Dims {
   // Multiply-adds of one GEMM call (M*N*K): decides OpenBLAS's blocking and whether ops/gemm.cc
   // takes its own small-matrix loop (<= 100^3) instead. 0: the op makes no GEMM call.
   double gemm_macs = 0;
+  double variant = 0;  // FeatureRow::z[9]
 };
 
 const Shape* shape_of(const Graph& g, const std::vector<ValueId>& ids, size_t i) {
@@ -53,49 +60,146 @@ Dims tensor_dims(const Shape* s) {
   return d;
 }
 
-// Which code path ops/conv2d.cc takes (its conv_path()): the class must follow the kernel.
-enum class ConvPath { kDepthwise, kPointwise, kGemm };
-ConvPath conv_path(int64_t c, int64_t out_c, const ConvAttrs& a) {
-  if (a.groups == c && out_c == c) return ConvPath::kDepthwise;
-  if (a.kernel_h == 1 && a.kernel_w == 1 && a.stride_h == 1 && a.stride_w == 1 && a.pad_h == 0 && a.pad_w == 0)
-    return ConvPath::kPointwise;
-  return ConvPath::kGemm;
+// Multiply-adds (over the batch) and other arithmetic of the path a conv direction takes.
+struct ConvWork {
+  ConvKernelPath path = ConvKernelPath::kIm2colPlain;
+  double macs = 0;             // the path's multiply-adds: GEMMs or products of the taps it keeps
+  double transform_flops = 0;  // Winograd's input, filter and output transforms (approximate)
+  double gemm_macs = 0;        // one GEMM call (or one of Winograd's alpha^2 products)
+  double variant = 0;          // FeatureRow::z[9]
+};
+
+// Output positions x taps along one axis whose tap lands inside the input: what the direct and
+// depthwise loops visit (they skip the padding).
+int64_t valid_axis_taps(int64_t outs, int64_t stride, int64_t pad, int64_t kernel, int64_t size) {
+  int64_t sum = 0;
+  for (int64_t o = 0; o < outs; ++o) {
+    const int64_t start = o * stride - pad;
+    const int64_t k0 = std::clamp<int64_t>(-start, 0, kernel), k1 = std::clamp<int64_t>(size - start, k0, kernel);
+    sum += k1 - k0;
+  }
+  return sum;
 }
 
-OpClass conv_class(const Graph& g, const Node& n, Dims* d) {
+// Additions and multiplies of one 2-D Winograd tile transform per channel, counted from the
+// 1-D transforms in ops/winograd_tiles.h (rows then columns); rough, they only need to scale
+// with the work.
+struct WinogradCosts {
+  double input, output, filter;  // per tile and input channel / tile and output channel / filter
+};
+WinogradCosts winograd_costs(int m) {
+  // F(2,3): B^T 4 ops on 4 values, A^T 4 ops, G 5 ops. F(4,3): about 16, 14 and 14.
+  const double alpha = m + 2;
+  if (m == 2) return {2 * alpha * 4, (alpha + m) * 4, (3 + alpha) * 5};
+  return {2 * alpha * 16, (alpha + m) * 14, (3 + alpha) * 14};
+}
+
+ConvWork conv_work(const ConvGeometry& g, ConvDirection dir) {
+  ConvWork w;
+  w.path = conv2d_kernel_path(g, dir);
+  const double n = static_cast<double>(g.n), cpg = static_cast<double>(g.c_per_group()),
+               opg = static_cast<double>(g.out_c_per_group()), groups = static_cast<double>(g.groups);
+  const double pixels = static_cast<double>(g.out_h * g.out_w);
+  const double valid_taps = static_cast<double>(valid_axis_taps(g.out_h, g.sh, g.ph, g.kh, g.h)) *
+                            static_cast<double>(valid_axis_taps(g.out_w, g.sw, g.pw, g.kw, g.w));
+  switch (w.path) {
+    case ConvKernelPath::kDepthwise:
+      w.macs = n * valid_taps * static_cast<double>(g.c);
+      break;
+    case ConvKernelPath::kDirect:
+      w.macs = n * valid_taps * static_cast<double>(g.c) * static_cast<double>(g.out_c);
+      break;
+    case ConvKernelPath::kPointwise:
+      w.macs = n * pixels * cpg * opg * groups;
+      w.gemm_macs = n * pixels * cpg * opg;
+      break;
+    case ConvKernelPath::kIm2colPlain:
+    case ConvKernelPath::kIm2colGlobal:
+    case ConvKernelPath::kIm2colClasses:
+      w.macs = static_cast<double>(im2col_multiply_adds(g));
+      w.gemm_macs = w.macs / (n * groups);  // per image and group
+      w.variant = w.path == ConvKernelPath::kIm2colPlain ? 0 : w.path == ConvKernelPath::kIm2colGlobal ? 1 : 2;
+      break;
+    case ConvKernelPath::kWinogradF2:
+    case ConvKernelPath::kWinogradF4: {
+      const int m = w.path == ConvKernelPath::kWinogradF2 ? 2 : 4;
+      const double alpha2 = static_cast<double>((m + 2) * (m + 2));
+      const WinogradCosts cost = winograd_costs(m);
+      // Forward maps x to y; backward data dy to dx (channels swapped); backward weight
+      // tiles dy and reduces over the tiles.
+      const bool data = dir == ConvDirection::kBackwardData;
+      const int64_t oh = data ? g.h : g.out_h, ow = data ? g.w : g.out_w;
+      const double k = static_cast<double>(data ? g.out_c : g.c), o = static_cast<double>(data ? g.c : g.out_c);
+      const double tiles = n * static_cast<double>((oh + m - 1) / m) * static_cast<double>((ow + m - 1) / m);
+      w.macs = tiles * alpha2 * k * o;
+      w.gemm_macs = tiles * k * o;
+      w.transform_flops = dir == ConvDirection::kBackwardWeight
+                              ? tiles * (k * cost.input + o * cost.filter) + k * o * cost.output
+                              : tiles * (k * cost.input + o * cost.output) + k * o * cost.filter;
+      w.variant = m;
+      break;
+    }
+  }
+  return w;
+}
+
+OpClass conv_class(const Graph& g, const Node& n, Dims* d, double* flops) {
   // x and y (NHWC) of each direction: fwd {x, w, b} -> {y}; bwd_data {dy, w} -> {dx};
   // bwd_weight {dy, x} -> {dw, db}.
   const Shape *x = nullptr, *y = nullptr;
-  int direction = 0;  // 0 fwd, 1 bwd data, 2 bwd weight
+  ConvDirection dir = ConvDirection::kForward;
   if (n.op == OpKind::kConv2d) {
     x = shape_of(g, n.inputs, 0), y = shape_of(g, n.outputs, 0);
   } else if (n.op == OpKind::kConv2dBackwardData) {
-    direction = 1, y = shape_of(g, n.inputs, 0), x = shape_of(g, n.outputs, 0);
+    dir = ConvDirection::kBackwardData, y = shape_of(g, n.inputs, 0), x = shape_of(g, n.outputs, 0);
   } else {
-    direction = 2, y = shape_of(g, n.inputs, 0), x = shape_of(g, n.inputs, 1);
+    dir = ConvDirection::kBackwardWeight, y = shape_of(g, n.inputs, 0), x = shape_of(g, n.inputs, 1);
   }
   if (x == nullptr || y == nullptr || x->rank != 4 || y->rank != 4) return OpClass::kCount;
   const ConvAttrs& a = n.attrs.conv;
-  const double groups = a.groups > 0 ? a.groups : 1;
-  const double taps = double{1} * a.kernel_h * a.kernel_w;
-  const double cpg = static_cast<double>(x->c()) / groups, opg = static_cast<double>(y->c()) / groups;
-  const ConvPath path = conv_path(x->c(), y->c(), a);
+  if (a.groups <= 0 || x->c() % a.groups != 0) return OpClass::kCount;
+  const Shape weight{y->c(), a.kernel_h, a.kernel_w, x->c() / a.groups};
+  Result<Shape> out = conv2d_output_shape(*x, weight, a);
+  if (!out.is_ok() || *out != *y) return OpClass::kCount;  // not a conv the kernels would run
+  const ConvGeometry geo = conv2d_geometry(*x, weight, a);
+  const ConvWork work = conv_work(geo, dir);
+  const bool depthwise = work.path == ConvKernelPath::kDepthwise;
   d->n = static_cast<double>(x->n());
   d->spatial = static_cast<double>(y->h() * y->w());
-  d->c_in = path == ConvPath::kDepthwise ? static_cast<double>(x->c()) : cpg;
-  d->c_out = path == ConvPath::kDepthwise ? static_cast<double>(y->c()) : opg;
-  d->taps = taps;
+  d->c_in = static_cast<double>(depthwise ? geo.c : geo.c_per_group());
+  d->c_out = static_cast<double>(depthwise ? geo.out_c : geo.out_c_per_group());
+  d->taps = double{1} * a.kernel_h * a.kernel_w;
   d->stride = a.stride_h;
-  // ops/conv2d.cc: pointwise runs one GEMM per group over all N*H*W rows; im2col one per image
-  // and group with K = taps * Cin/g.
-  if (path == ConvPath::kPointwise) d->gemm_macs = d->n * d->spatial * opg * cpg;
-  else if (path == ConvPath::kGemm) d->gemm_macs = d->spatial * opg * taps * cpg;
-  if (direction == 2 && shape_of(g, n.outputs, 0) == nullptr) return OpClass::kConvBackwardBias;
-  static constexpr OpClass kByPath[3][3] = {
-      {OpClass::kConvDepthwise, OpClass::kConvDepthwiseBackwardData, OpClass::kConvDepthwiseBackwardWeight},
-      {OpClass::kConvPointwise, OpClass::kConvPointwiseBackwardData, OpClass::kConvPointwiseBackwardWeight},
-      {OpClass::kConvGemm, OpClass::kConvGemmBackwardData, OpClass::kConvGemmBackwardWeight}};
-  return kByPath[static_cast<int>(path)][direction];
+  d->gemm_macs = work.gemm_macs;
+  d->variant = work.variant;
+  if (dir == ConvDirection::kBackwardWeight && shape_of(g, n.outputs, 0) == nullptr) {
+    d->gemm_macs = d->variant = 0;
+    return OpClass::kConvBackwardBias;  // the bias sum only: node_work's FLOPs are right
+  }
+  // Replace the dense multiply-adds node_work counts (every tap of every output) by the path's.
+  const double dense_macs = d->n * d->spatial * static_cast<double>(geo.out_c) * d->taps *
+                            static_cast<double>(geo.c_per_group());
+  *flops = std::max(0.0, *flops - 2 * dense_macs) + 2 * work.macs + work.transform_flops;
+  // A conv with a fused eval-mode batch norm (runtime/fusion.h) normalises and clamps every
+  // output in the same pass: a subtract, a multiply-add and two comparisons per element.
+  if (dir == ConvDirection::kForward && n.attrs.conv_norm) *flops += 4 * static_cast<double>(y->numel());
+  const int direction = static_cast<int>(dir);
+  switch (work.path) {
+    case ConvKernelPath::kDepthwise:
+      return std::array{OpClass::kConvDepthwise, OpClass::kConvDepthwiseBackwardData,
+                        OpClass::kConvDepthwiseBackwardWeight}[direction];
+    case ConvKernelPath::kPointwise:
+      return std::array{OpClass::kConvPointwise, OpClass::kConvPointwiseBackwardData,
+                        OpClass::kConvPointwiseBackwardWeight}[direction];
+    case ConvKernelPath::kDirect:
+      return dir == ConvDirection::kForward ? OpClass::kConvDirectForward : OpClass::kConvDirectBackwardWeight;
+    case ConvKernelPath::kWinogradF2:
+    case ConvKernelPath::kWinogradF4:
+      return std::array{OpClass::kConvWinograd, OpClass::kConvWinogradBackwardData,
+                        OpClass::kConvWinogradBackwardWeight}[direction];
+    default:
+      return std::array{OpClass::kConvGemm, OpClass::kConvGemmBackwardData, OpClass::kConvGemmBackwardWeight}[direction];
+  }
 }
 
 OpClass linear_class(const Graph& g, const Node& n, Dims* d) {
@@ -129,8 +233,9 @@ OpClass pool_class(const Graph& g, const Node& n, Dims* d) {
   }
 }
 
-// The class of a node; fills the shape dims its speed depends on.
-OpClass classify(const Graph& g, const Node& n, Dims* d) {
+// The class of a node; fills the shape dims its speed depends on and corrects *flops (node_work's)
+// where the kernel does other work than the op's definition.
+OpClass classify(const Graph& g, const Node& n, Dims* d, double* flops) {
   const Shape* in0 = shape_of(g, n.inputs, 0);
   const Shape* out0 = shape_of(g, n.outputs, 0);
   *d = tensor_dims(in0);
@@ -138,7 +243,7 @@ OpClass classify(const Graph& g, const Node& n, Dims* d) {
     case OpKind::kConv2d:
     case OpKind::kConv2dBackwardData:
     case OpKind::kConv2dBackwardWeight:
-      return conv_class(g, n, d);
+      return conv_class(g, n, d, flops);
     case OpKind::kLinear:
     case OpKind::kLinearBackwardData:
     case OpKind::kLinearBackwardWeight:
@@ -148,14 +253,21 @@ OpClass classify(const Graph& g, const Node& n, Dims* d) {
     case OpKind::kAvgPool:
     case OpKind::kAvgPoolBackward:
       return pool_class(g, n, d);
-    case OpKind::kBatchNorm: return n.attrs.norm.training ? OpClass::kBatchNormTrain : OpClass::kBatchNormEval;
+    // A fused activation (runtime/fusion.h) is the variant: forward it clamps the output, backward
+    // the norm recomputes the pre-activation and gates the incoming gradient itself.
+    case OpKind::kBatchNorm:
+      d->variant = n.attrs.activation != FusedActivation::kNone ? 1 : 0;
+      return n.attrs.norm.training ? OpClass::kBatchNormTrain : OpClass::kBatchNormEval;
     case OpKind::kBatchNormBackward:
+      d->variant = n.attrs.activation != FusedActivation::kNone ? 1 : 0;
       return n.attrs.norm.training ? OpClass::kBatchNormBackwardTrain : OpClass::kBatchNormBackwardEval;
     case OpKind::kRelu: return OpClass::kRelu;
     case OpKind::kReluBackward: return OpClass::kReluBackward;
     case OpKind::kRelu6: return OpClass::kRelu6;
     case OpKind::kRelu6Backward: return OpClass::kRelu6Backward;
-    case OpKind::kAdd: return OpClass::kAdd;
+    case OpKind::kAdd:
+      d->variant = n.attrs.activation != FusedActivation::kNone ? 1 : 0;
+      return OpClass::kAdd;
     case OpKind::kGradCopy: return OpClass::kGradCopy;
     case OpKind::kFlatten: return OpClass::kFlatten;
     case OpKind::kGlobalAvgPool: return OpClass::kGlobalAvgPool;
@@ -206,13 +318,14 @@ bool parse_op_class(const std::string& name, OpClass* out) {
 NodeFeatures node_features(const Graph& g, const Node& n) {
   NodeFeatures f;
   Dims d;
-  f.op_class = classify(g, n, &d);
   const NodeWork work = node_work(g, n);
   f.row.flops = static_cast<double>(work.flops);
   f.row.bytes = static_cast<double>(work.bytes);
+  f.op_class = classify(g, n, &d, &f.row.flops);
   auto lg = [](double v) { return std::log(v > 1 ? v : 1.0); };
   f.row.z = {lg(f.row.flops + 1), lg(f.row.bytes + 1), lg(d.n),      lg(d.spatial),     lg(d.c_in),
-             lg(d.c_out),          lg(d.taps),           d.stride,     lg(d.gemm_macs + 1)};
+             lg(d.c_out),          lg(d.taps),           d.stride,     lg(d.gemm_macs + 1),
+             d.variant};
   return f;
 }
 

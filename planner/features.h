@@ -3,8 +3,11 @@
 // conv weight gradient) and a fixed row of numeric features that the regressors use.
 //
 // Classes are finer than OpKind because one op runs very different code for different shapes
-// (ops/conv2d.cc picks depthwise loops, one GEMM, or im2col + GEMM), and a model per code path
-// is far more accurate than one model that must learn the switch.
+// (ops/conv2d.cc picks depthwise loops, one GEMM, Winograd, the direct stem kernel or im2col +
+// GEMM), and a model per code path is far more accurate than one model that must learn the
+// switch. The conv classes follow the kernels' own decision (ops/conv2d.h conv2d_kernel_path),
+// and a conv's FLOPs are those of the path it takes: Winograd's products and transforms, the
+// taps an im2col plan keeps, the valid taps of the direct and depthwise loops.
 #pragma once
 
 #include <array>
@@ -22,9 +25,14 @@ enum class OpClass : uint8_t {
   kConvPointwise,            // 1x1, stride 1, no padding: one GEMM over N*H*W rows
   kConvPointwiseBackwardData,
   kConvPointwiseBackwardWeight,
-  kConvGemm,                 // everything else: im2col per image, then a GEMM
+  kConvGemm,                 // other dense convs on the im2col path (any tap-pruning plan)
   kConvGemmBackwardData,
   kConvGemmBackwardWeight,
+  kConvWinograd,             // dense 3x3 stride 1 where ops/conv2d_winograd.h says it pays
+  kConvWinogradBackwardData,
+  kConvWinogradBackwardWeight,
+  kConvDirectForward,        // dense convs with <= 4 input channels (stems): ops/conv2d_direct.h
+  kConvDirectBackwardWeight,
   kConvBackwardBias,         // weight gradient not needed (frozen weight), only the bias sum
   kBatchNormTrain,
   kBatchNormEval,

@@ -19,7 +19,8 @@ namespace edgetrain {
 
 // Bump when the meaning of stored samples or models changes (features, classes, model kinds):
 // an old file then fails to load with a message that says to re-run `edgetrain profile`.
-constexpr int kProfileFormatVersion = 1;
+// 2: conv classes and FLOPs follow the kernel path (Winograd, direct, im2col plan), 10 features.
+constexpr int kProfileFormatVersion = 2;
 
 struct MachineInfo {
   std::string cpu_model;     // /proc/cpuinfo "model name"

@@ -1,5 +1,6 @@
 #include "planner/profiler.h"
 
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,6 +27,13 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Seconds on the wall clock, or of this thread's CPU time (ProfileOptions::single_thread_cpu_time).
+double clock_seconds(bool thread_cpu) {
+  timespec ts{};
+  clock_gettime(thread_cpu ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
 
 size_t align64(size_t b) { return (b + 63) / 64 * 64; }
 
@@ -159,7 +167,8 @@ struct KernelTimer::Pool {
   }
 };
 
-KernelTimer::KernelTimer(const std::vector<int>& threads, uint64_t seed) : threads_(threads) {
+KernelTimer::KernelTimer(const std::vector<int>& threads, uint64_t seed, bool single_thread_cpu_time)
+    : threads_(threads), single_thread_cpu_time_(single_thread_cpu_time) {
   const Pool::Fill fills[kInputPools] = {Pool::Fill::kSigned, Pool::Fill::kPositive, Pool::Fill::kZero,
                                          Pool::Fill::kRelu};
   for (int p = 0; p < kInputPools; ++p) inputs_[p] = std::make_unique<Pool>(fills[p], seed + static_cast<uint64_t>(p));
@@ -303,20 +312,21 @@ Result<std::vector<double>> KernelTimer::time_node(const Graph& g, const Node& n
   std::vector<double> result;
   for (size_t t = 0; t < pools_.size(); ++t) {
     call.parallel = pools_[t]->parallel();
+    const bool cpu = single_thread_cpu_time_ && threads_[t] == 1;
     kernel(call);  // warm-up: caches, code, first use of the output pages
-    auto t0 = Clock::now();
+    double t0 = clock_seconds(cpu);
     kernel(call);
-    const double first = std::max(since(t0), 1e-9);
+    const double first = std::max(clock_seconds(cpu) - t0, 1e-9);
     // Tiny kernels run in groups of calls lasting ~200 us, so the clock's resolution and the
     // timing overhead vanish. The fastest group counts (kernel_time(), see the header).
     const int inner = static_cast<int>(std::clamp(2e-4 / first, 1.0, 2000.0));
-    int groups = static_cast<int>(std::clamp(budget_seconds / (first * inner), 3.0, 15.0));
+    int groups = static_cast<int>(std::clamp(budget_seconds / (first * inner), 3.0, double{kMaxGroups}));
     if (first > 0.2) groups = 2;
     std::vector<double> times{first};
     for (int r = 0; r < groups; ++r) {
-      t0 = Clock::now();
+      t0 = clock_seconds(cpu);
       for (int i = 0; i < inner; ++i) kernel(call);
-      times.push_back(since(t0) / inner);
+      times.push_back((clock_seconds(cpu) - t0) / inner);
     }
     if (inner > 1) times.erase(times.begin());  // `first` was a single call: not comparable
     result.push_back(*std::min_element(times.begin(), times.end()));
@@ -330,6 +340,11 @@ Result<std::vector<double>> KernelTimer::time_node(const Graph& g, const Node& n
 
 // ---------------------------------------------------------------------------------------------
 // Configurations
+
+bool remeasure_disturbed_step(int attempt, int busy_steps, bool quick) {
+  if (attempt >= 2 || quick) return false;
+  return busy_steps < 2 || busy_steps % 5 == 0;
+}
 
 std::vector<StepConfig> validation_configs(bool quick) {
   enum Knob { kPlain = 0, kAdam = 1, kBiasOnly = 2, kNormOnly = 4, kClassifierOnly = 8, kCheckpoint = 16,
@@ -456,7 +471,7 @@ struct SampleOrigin {
 class Sampler {
  public:
   Sampler(const ProfileOptions& o, const Budget& b, Profile* p)
-      : options_(o), budget_(b), profile_(p), timer_(o.threads, o.seed), rng_(o.seed * 7919 + 17),
+      : options_(o), budget_(b), profile_(p), timer_(o.threads, o.seed, o.single_thread_cpu_time), rng_(o.seed * 7919 + 17),
         validation_(validation_configs(false)) {}
 
   void progress(const std::string& line, bool force = false) {
@@ -733,22 +748,31 @@ class Sampler {
       }
       bool ok = true;
       for (int threads : options_.threads) {
-        // A step measured while other processes were busy is measured again (twice at most).
+        // A step measured while other processes were busy is measured again (twice at most),
+        // unless the machine stays busy: after two steps disturbed in every attempt, the next
+        // ones keep their first timing (every fifth tries again), so that a busy machine's
+        // budget still covers the validation configurations instead of re-measuring a few.
         Result<StepSample> st = unsupported("not measured");
+        bool quiet = false;
         for (int attempt = 0; attempt < 3; ++attempt) {
           CpuMonitor m;
           // Validation steps: per-node times from one or two steps (they are only reported),
           // the step time from a few more. Calibration steps: per-node times from three.
           const int profiled = validation ? (options_.quick ? 1 : 2) : 3;
           st = time_step(c, threads, profiled, validation ? budget_.step_rep_seconds : 0.0);
-          if (!st.is_ok() || m.others_cores() <= kMaxOtherCores) break;
-          if (attempt == 2 || options_.quick) {
+          if (!st.is_ok()) break;
+          if (m.others_cores() <= kMaxOtherCores) {
+            quiet = true;
+            break;
+          }
+          if (!remeasure_disturbed_step(attempt, busy_steps_, options_.quick)) {
             ++disturbed_steps;
             break;
           }
           ++retried_steps;
           wait_for_quiet(1.0);
         }
+        if (st.is_ok()) busy_steps_ = quiet ? 0 : busy_steps_ + 1;
         if (!st.is_ok()) {
           if (validation) progress("profile: skipping step " + c.describe() + ": " + st.status().message(), true);
           ok = false;
@@ -825,10 +849,11 @@ class Sampler {
     const double first = times.empty() ? 0.0 : times.front();
     const int reps = static_cast<int>(std::clamp(rep_seconds / std::max(first, 1e-6), 2.0, 7.0));
     times.clear();
+    const bool cpu = options_.single_thread_cpu_time && threads == 1;  // see KernelTimer
     for (int r = 0; r < reps; ++r) {
-      auto t0 = Clock::now();
+      const double t0 = clock_seconds(cpu);
       ET_RETURN_IF_ERROR(t->train_step(lr).status());
-      times.push_back(since(t0));
+      times.push_back(clock_seconds(cpu) - t0);
     }
     s.seconds = *std::min_element(times.begin(), times.end());
     return s;
@@ -848,6 +873,7 @@ class Sampler {
   size_t batch_kernels_ = 0, batch_repeats_ = 0;
   std::vector<std::string> batch_signatures_;
   int busy_streak_ = 0;  // disturbed batches in a row
+  int busy_steps_ = 0;    // steps in a row disturbed in every attempt
 
  public:
   // What the gate did, for the profile.
@@ -890,6 +916,7 @@ Result<Profile> run_profile(const ProfileOptions& options) {
   quiet.set("retried_steps", sampler.retried_steps);
   quiet.set("disturbed_steps_kept", sampler.disturbed_steps);
   quiet.set("waited_seconds", sampler.waited_seconds);
+  quiet.set("single_thread_cpu_time", options.single_thread_cpu_time);
   p.measurement = std::move(quiet);
   sampler.progress("profile: fitting cost models", true);
   FitReport report;

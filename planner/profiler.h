@@ -13,13 +13,17 @@
 // Why the fastest and not the median: interference (other processes, interrupts, a thread of
 // the pool descheduled) only ever adds time, so the fastest repetition is the most repeatable
 // estimate of a kernel's own cost, and the planner wants the cost on a quiet device. Steps are
-// timed the same way, so predictions and measurements agree in kind. What is left is reported
-// as a noise floor: the share of kernel timings that a second measurement, later, puts within
-// 10% of the first.
+// timed the same way, so predictions and measurements agree in kind. At one thread, kernels and
+// whole steps are timed by the calling thread's CPU time (the executor and the timer run
+// single-threaded work on the calling thread, OpenBLAS is single-threaded): on a shared machine
+// the time slices other processes take then do not count, only their effect on caches does.
+// What is left is reported as a noise floor: the share of kernel timings that a second
+// measurement, later, puts within 10% of the first.
 //
 // The quiet gate. Samples are measured in batches of at least 150 ms; a batch during which other
 // processes (or the virtual machine's host) kept more than a quarter of a core busy is thrown
-// away and measuring resumes once the machine is quiet; a disturbed step is measured again.
+// away and measuring resumes once the machine is quiet; a disturbed step is measured again
+// (while the machine stays busy, every fifth only).
 // The profile records how much was thrown away (Profile::measurement). On a machine that stays
 // busy, and in a quick profile (which has no time to wait), disturbed samples are kept and
 // counted instead.
@@ -61,12 +65,23 @@ struct ProfileOptions {
   double calibration_seconds = 0;  // whole steps whose per-node times calibrate the models
   double step_seconds = 0;         // whole steps of the validation configurations
   uint64_t seed = 1;
+  // Time one-thread kernels and steps by the thread's CPU time (CLOCK_THREAD_CPUTIME_ID) instead
+  // of the wall clock: a single-threaded kernel runs on the calling thread only, so its CPU time
+  // is its wall time on a quiet core, without the time slices other processes take (see the
+  // header comment). Multi-threaded timings stay on the wall clock.
+  bool single_thread_cpu_time = true;
   // Progress lines ("force" for lines that must not be dropped); may be empty.
   std::function<void(const std::string& line, bool force)> progress;
 };
 
 // Measures, fits (CostModel::fit) and returns the complete profile, models and report included.
 Result<Profile> run_profile(const ProfileOptions& options);
+
+// The quiet gate's rule for whole steps: whether a step that other processes disturbed in its
+// attempt `attempt` (from 0) is measured again, after `busy_steps` steps in a row that were
+// disturbed in every attempt: at most 3 attempts, none in a quick profile, and on a machine that
+// stays busy (2 such steps in a row) only every fifth step tries again.
+bool remeasure_disturbed_step(int attempt, int busy_steps, bool quick);
 
 // The fixed configurations whose whole steps validate the cost model (none of them is ever
 // sampled for kernels). quick: a subset.
@@ -76,7 +91,8 @@ std::vector<StepConfig> validation_configs(bool quick);
 // benign random data), at each of its thread counts.
 class KernelTimer {
  public:
-  explicit KernelTimer(const std::vector<int>& threads, uint64_t seed = 1);
+  // single_thread_cpu_time: ProfileOptions::single_thread_cpu_time.
+  explicit KernelTimer(const std::vector<int>& threads, uint64_t seed = 1, bool single_thread_cpu_time = true);
   ~KernelTimer();
   KernelTimer(const KernelTimer&) = delete;
   KernelTimer& operator=(const KernelTimer&) = delete;
@@ -84,8 +100,10 @@ class KernelTimer {
   // Bytes of buffers node n needs (inputs, outputs, workspace).
   static size_t node_bytes(const Graph& g, const Node& n);
   // Seconds of one call of node n at each thread count (in the order given to the
-  // constructor): the fastest of several timings (at least 3, 2 for calls over 0.2 s) spending
-  // about budget_seconds per thread count. Fails for a node larger than max_bytes.
+  // constructor): the fastest of several timings (at least 3, 2 for calls over 0.2 s, at most
+  // kMaxGroups) spending about budget_seconds per thread count. Fails for a node larger than
+  // max_bytes.
+  static constexpr int kMaxGroups = 25;
   Result<std::vector<double>> time_node(const Graph& g, const Node& n, double budget_seconds,
                                         size_t max_bytes);
 
@@ -93,6 +111,7 @@ class KernelTimer {
   struct Pool;
   static constexpr int kInputPools = 4;  // signed, positive, zero, post-ReLU-like data
   std::vector<int> threads_;
+  bool single_thread_cpu_time_;
   std::vector<std::unique_ptr<ThreadPool>> pools_;
   std::unique_ptr<Pool> inputs_[kInputPools];
   std::unique_ptr<Pool> outputs_;

@@ -15,6 +15,10 @@ static_assert(sizeof(kKindNames) / sizeof(kKindNames[0]) == kRegressorKindCount,
 
 // log-space predictions are clamped here before exp(): 1e-12 s .. 1e6 s.
 constexpr double kMinLog = -27.6, kMaxLog = 13.8;
+// How far log-space predictions may leave the fitted range of log t (a factor of e^3 = 20), and
+// how far a feature may be extrapolated beyond its fitted range: twice the range, at least 1 (in
+// its log units).
+constexpr double kExtrapolationLog = 3.0, kMinFeatureExtrapolation = 1.0;
 
 // Number of expanded terms of a polynomial in kLogFeatureCount standardised features.
 constexpr int terms_for_degree(int degree) {
@@ -384,6 +388,8 @@ Result<Regressor> Regressor::fit(RegressorKind kind, const std::vector<FeatureRo
     expand(s, s, degree, terms[i].data());
     logt[i] = std::log(y[i]);
   }
+  m.log_t_lo_ = *std::min_element(logt.begin(), logt.end());
+  m.log_t_hi_ = *std::max_element(logt.begin(), logt.end());
   if (kind == RegressorKind::kBoostedTrees) {
     // Trees alone: the base is the mean.
     m.coef_.assign(static_cast<size_t>(terms_for_degree(1)), 0.0);
@@ -411,7 +417,8 @@ Result<Regressor> Regressor::fit(RegressorKind kind, const std::vector<FeatureRo
 double Regressor::linear_log(const FeatureRow& r, int degree) const {
   double s[kLogFeatureCount], c[kLogFeatureCount];
   for (int f = 0; f < kLogFeatureCount; ++f) {
-    s[f] = (r.z[f] - mean_[f]) * scale_[f];
+    const double ext = std::max(2 * (hi_[f] - lo_[f]), kMinFeatureExtrapolation);
+    s[f] = (std::clamp(r.z[f], lo_[f] - ext, hi_[f] + ext) - mean_[f]) * scale_[f];
     c[f] = (std::clamp(r.z[f], lo_[f], hi_[f]) - mean_[f]) * scale_[f];
   }
   double terms[terms_for_degree(2)];
@@ -427,6 +434,7 @@ double Regressor::predict(const FeatureRow& r) const {
   if (kind_ == RegressorKind::kRoofline) return std::max(0.0, coef_[0] * r.flops + coef_[1] * r.bytes + coef_[2]);
   double v = linear_log(r, kind_ == RegressorKind::kLogPoly ? 2 : 1);
   for (int32_t root : roots_) v += tree_value(nodes_, root, r);
+  v = std::clamp(v, log_t_lo_ - kExtrapolationLog, log_t_hi_ + kExtrapolationLog);
   return std::exp(std::clamp(v, kMinLog, kMaxLog));
 }
 
@@ -439,6 +447,8 @@ JsonValue Regressor::to_json() const {
   j.set("scale", doubles_json(scale_.data(), scale_.size()));
   j.set("lo", doubles_json(lo_.data(), lo_.size()));
   j.set("hi", doubles_json(hi_.data(), hi_.size()));
+  const double log_t[2] = {log_t_lo_, log_t_hi_};
+  j.set("log_t_range", doubles_json(log_t, 2));
   if (kind_ == RegressorKind::kLogPoly) return j;
   JsonValue feature = JsonValue::array(), left = JsonValue::array(), right = JsonValue::array(),
             threshold = JsonValue::array(), value = JsonValue::array(), roots = JsonValue::array();
@@ -481,6 +491,10 @@ Result<Regressor> Regressor::from_json(const JsonValue& j) {
   ET_RETURN_IF_ERROR(read_doubles(j, "hi", kLogFeatureCount, m.hi_.data()));
   for (int f = 0; f < kLogFeatureCount; ++f)
     if (!(m.lo_[f] <= m.hi_[f])) return corrupt_data("regressor: feature range lo > hi");
+  double log_t[2];
+  ET_RETURN_IF_ERROR(read_doubles(j, "log_t_range", 2, log_t));
+  if (!(log_t[0] <= log_t[1])) return corrupt_data("regressor: log_t_range lo > hi");
+  m.log_t_lo_ = log_t[0], m.log_t_hi_ = log_t[1];
   if (m.kind_ == RegressorKind::kLogPoly) return m;
   const JsonValue* trees = j.get_object("trees");
   if (trees == nullptr) return corrupt_data("regressor: " + kind + " without 'trees'");

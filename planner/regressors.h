@@ -7,6 +7,10 @@
 //   log_poly      log t = a degree-2 polynomial of the log features z, ridge-regularised on
 //                 standardised features: power laws (t ~ N^a C^b) are linear here. Outside the
 //                 fitted range only the linear part extrapolates.
+//   (Log-space models extrapolate each feature at most by twice its fitted range (at least 1) beyond
+//   it, and predict within a factor e^3 of the fitted times: a feature nearly constant in the
+//   data, e.g. one odd channel count, gets a huge standardised value elsewhere, which once made
+//   a pooling backward predict 10^6 s.)
 //   boosted_trees log t = gradient-boosted depth-3 regression trees on z: steps and kinks that
 //                 no smooth model follows (cache sizes, GEMM blocking, thread splits), but
 //                 constant beyond the sampled shapes.
@@ -28,7 +32,7 @@
 
 namespace edgetrain {
 
-constexpr int kLogFeatureCount = 9;
+constexpr int kLogFeatureCount = 10;
 
 // What a regressor sees of one kernel call.
 struct FeatureRow {
@@ -36,7 +40,9 @@ struct FeatureRow {
   double bytes = 0;  // bytes the kernel must move at least once (inputs, outputs, im2col columns)
   // log(flops + 1), log(bytes + 1), log batch, log pixels per image, log input channels (per
   // group), log output channels (per group), log kernel taps, stride, log multiply-adds of one
-  // GEMM call (0 for ops without one). See planner/features.cc.
+  // GEMM call (0 for ops without one), the kernel variant within the class (convs: the im2col
+  // plan 0 plain / 1 global / 2 classes, the Winograd tile 2 / 4; batch norm and add: 1 with a
+  // fused activation; 0 otherwise). See planner/features.cc.
   std::array<double, kLogFeatureCount> z{};
 };
 
@@ -84,6 +90,8 @@ class Regressor {
   std::vector<double> coef_;
   std::array<double, kLogFeatureCount> mean_{}, scale_{};  // standardisation of z
   std::array<double, kLogFeatureCount> lo_{}, hi_{};        // range of z in the fitted data
+  // Range of log t in the fitted data: log-space predictions stay within kExtrapolationLog of it.
+  double log_t_lo_ = -1e300, log_t_hi_ = 1e300;
   std::vector<TreeNode> nodes_;
   std::vector<int32_t> roots_;
 };

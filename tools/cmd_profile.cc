@@ -39,13 +39,16 @@ void print_header(const Profile& p, const std::string& path) {
               p.kernels.size(), p.steps.size(), format_seconds(p.profile_seconds).c_str());
   if (p.measurement.is_object())
     std::printf("quiet gate (other processes busier than %.2f cores): %lld kernel samples dropped, %lld kept "
-                "while the machine stayed busy; %lld steps measured again, %lld kept disturbed; %.0f s waited\n\n",
+                "while the machine stayed busy; %lld steps measured again, %lld kept disturbed; %.0f s waited\n",
                 p.measurement.get_double("max_other_cores"),
                 static_cast<long long>(p.measurement.get_int("dropped_kernel_samples")),
                 static_cast<long long>(p.measurement.get_int("kept_disturbed_kernel_samples")),
                 static_cast<long long>(p.measurement.get_int("retried_steps")),
                 static_cast<long long>(p.measurement.get_int("disturbed_steps_kept")),
                 p.measurement.get_double("waited_seconds"));
+  if (p.measurement.is_object() && p.measurement.get_bool("single_thread_cpu_time"))
+    std::printf("one-thread kernels and steps timed by the thread's CPU time\n");
+  if (p.measurement.is_object()) std::printf("\n");
 }
 
 JsonValue summary_json(const Profile& p, const std::string& path) {
@@ -89,6 +92,7 @@ int cmd_profile(int argc, char** argv) {
   p.option("threads", "LIST", "1,2", "thread counts to measure, comma-separated");
   p.option("seed", "N", "1", "seed of the shape sampling");
   p.flag("no-priority", "do not raise the scheduling priority while measuring");
+  p.flag("wall-time", "time one-thread kernels and steps by the wall clock (default: the thread's CPU time)");
   p.flag("report", "print the stored profile's report without measuring");
   p.flag("refit", "fit the models again to the stored samples (no measuring) and store them");
   p.flag("json", "print the summary and report as JSON on stdout");
@@ -138,6 +142,7 @@ int cmd_profile(int argc, char** argv) {
 
   ProfileOptions o;
   o.quick = p.has("quick");
+  o.single_thread_cpu_time = !p.has("wall-time");
   Result<std::vector<int>> threads = parse_threads(p.str("threads"));
   if (!threads.is_ok()) return fail(threads.status());
   o.threads = *threads;
