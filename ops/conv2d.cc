@@ -355,7 +355,7 @@ void normalise_all(const Parallel& par, const ConvNormEpilogue& e, float* y, int
 }  // namespace
 
 ConvKernelPath conv2d_kernel_path(const ConvGeometry& g, ConvDirection d) {
-  // The same order of decisions as the three kernels below.
+  // The one order of decisions: the three kernels below dispatch on it.
   const ConvPath path = conv_path(g);
   if (d == ConvDirection::kBackwardWeight && path == ConvPath::kDepthwise) return ConvKernelPath::kDepthwise;
   if (int m = winograd_tile(g)) {
@@ -391,15 +391,20 @@ void conv2d_forward(const KernelCall& call) {
     path_call.workspace = static_cast<float*>(call.workspace) + front;
     path_call.workspace_bytes = call.workspace_bytes - static_cast<size_t>(front) * sizeof(float);
   }
-  if (const int m = winograd_tile(g))
-    return winograd_forward(call.parallel, g, m, x, w, b, y, path_call.workspace, path_call.workspace_bytes,
-                            epilogue);
-  const ConvPath path = conv_path(g);
-  if (path == ConvPath::kDepthwise)
-    return depthwise_forward(call.parallel, g, x, w, b, y, workspace_for(path_call, g), epilogue);
-  if (conv2d_direct_forward_applies(g))
-    return conv2d_direct_forward(call.parallel, g, x, w, b, y, static_cast<float*>(path_call.workspace),
-                                 epilogue);
+  const ConvKernelPath kernel = conv2d_kernel_path(g, ConvDirection::kForward);
+  switch (kernel) {
+    case ConvKernelPath::kWinogradF2:
+    case ConvKernelPath::kWinogradF4:
+      return winograd_forward(call.parallel, g, kernel == ConvKernelPath::kWinogradF2 ? 2 : 4, x, w, b, y,
+                              path_call.workspace, path_call.workspace_bytes, epilogue);
+    case ConvKernelPath::kDepthwise:
+      return depthwise_forward(call.parallel, g, x, w, b, y, workspace_for(path_call, g), epilogue);
+    case ConvKernelPath::kDirect:
+      return conv2d_direct_forward(call.parallel, g, x, w, b, y, static_cast<float*>(path_call.workspace),
+                                   epilogue);
+    default:
+      break;  // the GEMM paths below
+  }
 
   const int64_t cpg = g.c_per_group(), opg = g.out_c_per_group();
   const int64_t kg = g.kh * g.kw * cpg;  // length of one weight row (one output channel)
@@ -407,7 +412,7 @@ void conv2d_forward(const KernelCall& call) {
   if (b) fill_rows_with_bias(call.parallel, y, g.n * pixels, g.out_c, b);
   const float beta = b ? 1.0f : 0.0f;
 
-  if (path == ConvPath::kPointwise) {
+  if (kernel == ConvKernelPath::kPointwise) {
     // Y[:, group g's outputs] = X[:, group g's inputs] * W_g^T over all N*H*W rows.
     for (int64_t gi = 0; gi < g.groups; ++gi)
       gemm(call.parallel, false, true, g.n * pixels, opg, cpg, 1.0f,
@@ -425,17 +430,22 @@ void conv2d_backward_data(const KernelCall& call) {
   const float* dy = call.in_f(0);
   const float* w = call.in_f(1);
   const bool accumulate = call.attrs->accumulates(0);
-  if (const int m = winograd_tile(g))
-    return winograd_backward_data(call.parallel, g, m, dy, w, dx, accumulate, call.workspace,
-                                  call.workspace_bytes);
-  const ConvPath path = conv_path(g);
-  if (path == ConvPath::kDepthwise)
-    return depthwise_backward_data(call.parallel, g, dy, w, dx, accumulate, workspace_for(call, g));
+  const ConvKernelPath kernel = conv2d_kernel_path(g, ConvDirection::kBackwardData);
+  switch (kernel) {
+    case ConvKernelPath::kWinogradF2:
+    case ConvKernelPath::kWinogradF4:
+      return winograd_backward_data(call.parallel, g, kernel == ConvKernelPath::kWinogradF2 ? 2 : 4, dy, w, dx,
+                                    accumulate, call.workspace, call.workspace_bytes);
+    case ConvKernelPath::kDepthwise:
+      return depthwise_backward_data(call.parallel, g, dy, w, dx, accumulate, workspace_for(call, g));
+    default:
+      break;  // the GEMM paths below
+  }
 
   const int64_t cpg = g.c_per_group(), opg = g.out_c_per_group();
   const int64_t kg = g.kh * g.kw * cpg;
   const int64_t pixels = g.out_h * g.out_w;
-  if (path == ConvPath::kPointwise) {
+  if (kernel == ConvKernelPath::kPointwise) {
     // dX[:, group g's inputs] (+)= dY[:, group g's outputs] * W_g over all N*H*W rows.
     for (int64_t gi = 0; gi < g.groups; ++gi)
       gemm(call.parallel, false, false, g.n * pixels, cpg, opg, 1.0f,
@@ -454,23 +464,28 @@ void conv2d_backward_weight(const KernelCall& call) {
   const float* dy = call.in_f(0);
   const float* x = call.in_f(1);
   const bool acc_dw = call.attrs->accumulates(0), acc_db = call.attrs->accumulates(1);
-  const ConvPath path = conv_path(g);
-  if (path == ConvPath::kDepthwise)
+  const ConvKernelPath kernel = conv2d_kernel_path(g, ConvDirection::kBackwardWeight);
+  if (kernel == ConvKernelPath::kDepthwise)
     return depthwise_backward_weight(call.parallel, g, dy, x, dw, db, acc_dw, acc_db, workspace_for(call, g));
 
   const int64_t pixels = g.out_h * g.out_w;
   if (db) bias_gradient(call.parallel, dy, g.n * pixels, g.out_c, db, acc_db);
   if (dw == nullptr) return;
-  if (const int m = winograd_tile(g))
-    return winograd_backward_weight(call.parallel, g, m, dy, x, dw, acc_dw, call.workspace,
-                                    call.workspace_bytes);
-  if (conv2d_direct_backward_weight_applies(g)) {
-    ET_CHECK(call.workspace_bytes >= static_cast<size_t>(conv2d_direct_backward_weight_workspace_floats(g)) * sizeof(float));
-    return conv2d_direct_backward_weight(call.parallel, g, dy, x, dw, acc_dw, static_cast<float*>(call.workspace));
+  switch (kernel) {
+    case ConvKernelPath::kWinogradF2:
+    case ConvKernelPath::kWinogradF4:
+      // The kernel takes the forward's tile and picks its own plan (winograd_backward_weight_tile).
+      return winograd_backward_weight(call.parallel, g, winograd_tile(g), dy, x, dw, acc_dw, call.workspace,
+                                      call.workspace_bytes);
+    case ConvKernelPath::kDirect:
+      ET_CHECK(call.workspace_bytes >= static_cast<size_t>(conv2d_direct_backward_weight_workspace_floats(g)) * sizeof(float));
+      return conv2d_direct_backward_weight(call.parallel, g, dy, x, dw, acc_dw, static_cast<float*>(call.workspace));
+    default:
+      break;  // the GEMM paths below
   }
   const int64_t cpg = g.c_per_group(), opg = g.out_c_per_group();
   const int64_t kg = g.kh * g.kw * cpg;
-  if (path == ConvPath::kPointwise) {
+  if (kernel == ConvKernelPath::kPointwise) {
     // dW_g (+)= dY[:, group g's outputs]^T * X[:, group g's inputs] over all N*H*W rows.
     for (int64_t gi = 0; gi < g.groups; ++gi)
       gemm(call.parallel, true, false, opg, cpg, g.n * pixels, 1.0f,
