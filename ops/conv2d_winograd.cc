@@ -227,45 +227,14 @@ inline void weight_tile(const V* g, V* u) {
 // [k][its width], so a register block reads one contiguous stretch per k; V rows are read in
 // place, one broadcast per (row, k). Accumulators: kRowBlock rows x two vectors, 16 registers.
 
-// The sum over k runs in stretches of kSumBlock, each from zero, added to the result at its
-// end: a float sum of n terms rounds ~n x eps in the worst case, so at 512 channels this rounds
-// like 32 + 16 terms, not 512 (measured at 256 channels, F(4x4): max error 1.9e-5 of the output
-// RMS with one running sum, 5.6e-6 in stretches of 32; see tests/ops/test_conv2d_winograd.cc).
-constexpr int64_t kSumBlock = 32;
-
-template <int R, int NV>
-inline void product_block(int64_t k_count, const float* v, int64_t ldv, const float* u, float* m,
-                          int64_t ldm) {
-  Vec total[R][NV];
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < NV; ++j) total[r][j] = Vec{};
-  for (int64_t k0 = 0; k0 < k_count; k0 += kSumBlock) {
-    Vec acc[R][NV];
-    for (int r = 0; r < R; ++r)
-      for (int j = 0; j < NV; ++j) acc[r][j] = Vec{};
-    const int64_t k1 = std::min(k_count, k0 + kSumBlock);
-    for (int64_t k = k0; k < k1; ++k) {
-      Vec b[NV];
-      for (int j = 0; j < NV; ++j) b[j] = load<Vec>(u + k * NV * kLanes + j * kLanes);
-      for (int r = 0; r < R; ++r) {
-        const float a = v[r * ldv + k];
-        for (int j = 0; j < NV; ++j) acc[r][j] += a * b[j];
-      }
-    }
-    for (int r = 0; r < R; ++r)
-      for (int j = 0; j < NV; ++j) total[r][j] += acc[r][j];
-  }
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < NV; ++j) store(m + r * ldm + j * kLanes, total[r][j]);
-}
-
 // One block of R rows across every panel: the rows' V stays in L1 while the panels stream by.
 template <int R>
 void product_panels(int64_t k_count, const float* v, int64_t ldv, const float* u, int64_t bp,
                     float* m, int64_t ldm) {
   for (int64_t n0 = 0; n0 < bp; n0 += kPanel) {
-    if (bp - n0 >= kPanel) product_block<R, 2>(k_count, v, ldv, u + n0 * k_count, m + n0, ldm);
-    else product_block<R, 1>(k_count, v, ldv, u + n0 * k_count, m + n0, ldm);
+    // A panel is [k][its width]: row k of B at width * k.
+    if (bp - n0 >= kPanel) product_block<R, 2>(k_count, v, ldv, 1, u + n0 * k_count, kPanel, m + n0, ldm, false);
+    else product_block<R, 1>(k_count, v, ldv, 1, u + n0 * k_count, kLanes, m + n0, ldm, false);
   }
 }
 

@@ -174,42 +174,13 @@ inline void dw_tile(const float* s, int64_t a_stride, float* dw_oc, int64_t c_co
   }
 }
 
-// m[r][0..16 NV) (+)= sum_k d[k * ldd + r] * x[k * ldx + 0..16 NV), R rows; sums over tiles in
-// stretches of 32, as the forward's products (ops/conv2d_winograd.cc).
-constexpr int64_t kSumBlock = 32;
-
-template <int R, int NV>
-inline void product_block(int64_t k_count, const float* d, int64_t ldd, const float* x, int64_t ldx,
-                          float* m, int64_t ldm, bool add) {
-  Vec total[R][NV];
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < NV; ++j) total[r][j] = add ? load<Vec>(m + r * ldm + j * kLanes) : Vec{};
-  for (int64_t k0 = 0; k0 < k_count; k0 += kSumBlock) {
-    Vec acc[R][NV];
-    for (int r = 0; r < R; ++r)
-      for (int j = 0; j < NV; ++j) acc[r][j] = Vec{};
-    const int64_t k1 = std::min(k_count, k0 + kSumBlock);
-    for (int64_t k = k0; k < k1; ++k) {
-      Vec b[NV];
-      for (int j = 0; j < NV; ++j) b[j] = load<Vec>(x + k * ldx + j * kLanes);
-      for (int r = 0; r < R; ++r) {
-        const float a = d[k * ldd + r];
-        for (int j = 0; j < NV; ++j) acc[r][j] += a * b[j];
-      }
-    }
-    for (int r = 0; r < R; ++r)
-      for (int j = 0; j < NV; ++j) total[r][j] += acc[r][j];
-  }
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < NV; ++j) store(m + r * ldm + j * kLanes, total[r][j]);
-}
-
 template <int R>
 void product_panels(int64_t k_count, const float* d, int64_t ldd, const float* x, int64_t ldx,
                     int64_t cp, float* m, int64_t ldm, bool add) {
   for (int64_t n0 = 0; n0 < cp; n0 += 2 * kLanes) {
-    if (cp - n0 >= 2 * kLanes) product_block<R, 2>(k_count, d, ldd, x + n0, ldx, m + n0, ldm, add);
-    else product_block<R, 1>(k_count, d, ldd, x + n0, ldx, m + n0, ldm, add);
+    // m[r][..] (+)= sum over tiles k of d[k * ldd + r] * x[k * ldx + ..] (ops/winograd_tiles.h).
+    if (cp - n0 >= 2 * kLanes) product_block<R, 2>(k_count, d, 1, ldd, x + n0, ldx, m + n0, ldm, add);
+    else product_block<R, 1>(k_count, d, 1, ldd, x + n0, ldx, m + n0, ldm, add);
   }
 }
 
