@@ -76,6 +76,7 @@ std::string describe_config(const TrainConfig& c, int layer_count) {
     std::snprintf(buf, sizeof buf, ", sparse(%.2f)", c.compression.capacity);
     s += buf;
   }
+  if (c.norm_statistics == NormStatistics::kRunning) s += ", running-stat norms";
   if (c.optimizer.kind == OptimizerKind::kSgd && c.optimizer.attrs.momentum == 0.0f && c.optimizer.attrs.lr_scale != 1.0f) {
     char buf[48];
     std::snprintf(buf, sizeof buf, ", sgd no momentum (lr x%g)", c.optimizer.attrs.lr_scale);
@@ -123,6 +124,15 @@ Result<double> predict_seconds(const PlanRequest& r, const TrainConfig& config, 
 // one that keeps it: predicted step times a few percent apart (ReLU masks, the cheaper update)
 // are no reason to change the recipe.
 constexpr double kRecipeChangeMargin = 0.05;
+
+// How many recipe changes (momentum dropped, norms on running statistics) a configuration makes
+// against the request: each costs kRecipeChangeMargin of its score.
+double recipe_factor(const TrainConfig& c, const OptimizerConfig& requested) {
+  double f = 1.0;
+  if (is_momentum_free_variant(c.optimizer, requested)) f *= 1.0 - kRecipeChangeMargin;
+  if (c.norm_statistics == NormStatistics::kRunning) f *= 1.0 - kRecipeChangeMargin;
+  return f;
+}
 
 double score_of(PlanObjective o, int64_t trainable, double seconds) {
   switch (o) {
@@ -192,7 +202,11 @@ Result<Plan> plan_training(const PlanRequest& r) {
       r.base.config.optimizer.attrs.momentum > 0.0f)
     optimizers.push_back(momentum_free(r.base.config.optimizer));
 
+  std::vector<NormStatistics> norm_modes{NormStatistics::kBatch};
+  if (r.allow_running_norms) norm_modes.push_back(NormStatistics::kRunning);
+
   std::vector<Combo> combos;
+  for (NormStatistics ns : norm_modes)
   for (const OptimizerConfig& o : optimizers)
   for (const FreezeConfig& f : freezes)
     for (const CheckpointConfig& c : checkpoints)
@@ -203,16 +217,25 @@ Result<Plan> plan_training(const PlanRequest& r) {
         // momentum there saves nothing worth a different recipe (and planning time).
         if (is_momentum_free_variant(o, r.base.config.optimizer) && f.mode != FreezeMode::kNone) continue;
         Combo combo;
+        combo.config.norm_statistics = ns;
         combo.config.optimizer = o;
         combo.config.freeze = f;
         combo.config.checkpoint = c;
         combo.config.compression = z;
+        if (ns == NormStatistics::kRunning) {
+          // Which norms train depends on the freezing alone. Where none does (classifier-only),
+          // every norm uses running statistics anyway: the batch-statistics combination is this one.
+          bool batch_statistics = false;
+          for (const Combo& twin : combos)
+            if (twin.config.freeze.mode == f.mode && twin.config.freeze.frozen_prefix_layers == f.frozen_prefix_layers)
+              batch_statistics |= twin.batch_statistics;
+          if (!batch_statistics) continue;
+        }
         int64_t trainable = 0;
         Result<double> secs = predict_seconds(r, combo.config, 1, &trainable, &combo.batch_statistics);
         if (r.between_candidates) r.between_candidates();
         if (!secs.is_ok()) continue;  // e.g. a freeze mode this model has nothing for
-        combo.best_score = score_of(r.objective, trainable, *secs);
-        if (is_momentum_free_variant(o, r.base.config.optimizer)) combo.best_score *= 1.0 - kRecipeChangeMargin;
+        combo.best_score = score_of(r.objective, trainable, *secs) * recipe_factor(combo.config, r.base.config.optimizer);
         combos.push_back(combo);
       }
   if (combos.empty()) return invalid_argument("no configuration of this model can be trained");
@@ -259,11 +282,12 @@ Result<Plan> plan_training(const PlanRequest& r) {
     if (r.allow_freezing) floor_cfg.freeze.mode = FreezeMode::kClassifierOnly;
     floor_cfg.checkpoint.mode = CheckpointMode::kSqrtBytes;
     floor_cfg.compression = compressions.back();
+    if (r.allow_running_norms) floor_cfg.norm_statistics = NormStatistics::kRunning;
     // The most micro-batches that still build (tiny micro-batches can fail, e.g. a batch norm
     // over a single value per channel).
     PlanCandidate floor;
     Status built = invalid_argument("no micro-batch size builds");
-    std::vector<int> floor_micro = micro_for(!r.allow_freezing);
+    std::vector<int> floor_micro = micro_for(!r.allow_freezing && !r.allow_running_norms);
     for (size_t i = floor_micro.size(); i-- > 0 && !built.is_ok();) {
       floor_cfg.micro_batches = floor_micro[i];
       built = evaluate(floor_cfg, &floor);
@@ -313,9 +337,8 @@ Result<Plan> plan_training(const PlanRequest& r) {
     if (r.between_candidates) r.between_candidates();
     if (!secs.is_ok()) continue;
     best_here.predicted_step_seconds = *secs;
-    best_here.score = score_of(r.objective, best_here.trainable_params, *secs);
-    if (is_momentum_free_variant(best_here.config.optimizer, r.base.config.optimizer))
-      best_here.score *= 1.0 - kRecipeChangeMargin;
+    best_here.score =
+        score_of(r.objective, best_here.trainable_params, *secs) * recipe_factor(best_here.config, r.base.config.optimizer);
     feasible.push_back(best_here);
     std::stable_sort(feasible.begin(), feasible.end(), [](const PlanCandidate& a, const PlanCandidate& b) { return a.score > b.score; });
   }

@@ -52,6 +52,13 @@ struct PlanRequest {
   // optimizer is dropped in favour of the requested optimizer, and the others rank with their
   // score lowered by 5% (a recipe change must buy more than noise in the predicted step time).
   bool allow_momentum_free = true;
+  // Also consider training with every batch norm on its running statistics (NormStatistics::
+  // kRunning), for running statistics recalibrated on the new data first (retrain does:
+  // runtime/norm_recalibration.h). Micro-batching is then exact, so these candidates may use
+  // micro-batches down to one image (min_micro_batch does not apply). Like momentum-free SGD it
+  // changes the recipe: such a candidate ranks with its score lowered by 5%, and one whose
+  // norms all use running statistics anyway (classifier-only) is not considered twice.
+  bool allow_running_norms = false;
   NodeTimePredictor predict;      // required
   // Called after each configuration is laid out (retrain passes malloc_trim): a search frees
   // every candidate's schedules, but the heap keeps the pages it touched, so without it the
@@ -63,7 +70,8 @@ struct PlanRequest {
   // Smallest micro-batch considered: batch-norm statistics of a few images are noise, and a
   // model trained on them evaluates badly (measured here: micro-batches of 8 images took the
   // domain-shift retraining of MobileNetV2 at 32x32 from 57.6% to 38.6%, micro-batches of 16
-  // images with some layers frozen reached 48%). Models without batch norm may go lower.
+  // images with some layers frozen reached 48%). Models without batch norm, and candidates whose
+  // norms use running statistics, may go lower.
   int min_micro_batch = 16;
 };
 

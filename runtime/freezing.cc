@@ -16,6 +16,14 @@ const char* freeze_mode_name(FreezeMode m) {
   return "?";
 }
 
+const char* norm_statistics_name(NormStatistics n) {
+  switch (n) {
+    case NormStatistics::kBatch: return "batch";
+    case NormStatistics::kRunning: return "running";
+  }
+  return "?";
+}
+
 Result<FreezeMode> parse_freeze_mode(const std::string& s) {
   for (FreezeMode m : {FreezeMode::kNone, FreezeMode::kBiasOnly, FreezeMode::kNormOnly, FreezeMode::kClassifierOnly})
     if (s == freeze_mode_name(m)) return m;

@@ -21,5 +21,6 @@ Result<std::vector<bool>> resolve_trainable(const Graph& g, const FreezeConfig& 
 
 Result<FreezeMode> parse_freeze_mode(const std::string& s);
 const char* freeze_mode_name(FreezeMode m);
+const char* norm_statistics_name(NormStatistics n);  // "batch", "running"
 
 }  // namespace edgetrain

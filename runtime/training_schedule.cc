@@ -9,6 +9,7 @@
 #include "memory/compression.h"
 #include "memory/liveness.h"
 #include "memory/micro_batching.h"
+#include "ops/batch_norm.h"
 #include "optimizer/momentum_fusion.h"
 #include "runtime/autodiff.h"
 #include "runtime/freezing.h"
@@ -203,6 +204,16 @@ Result<TrainingSchedule> make_training_schedule(const GraphFactory& factory, int
   TrainingSchedule s;
   ET_ASSIGN_OR_RETURN(s.trainable, resolve_trainable(forward, config.freeze));
   ET_ASSIGN_OR_RETURN(Graph g, build_training_graph(forward, s.trainable, config));
+  // Batch statistics need more than one value per channel (the graph builder leaves this to the
+  // schedule, where each norm's mode is known).
+  for (const Node& n : g.nodes) {
+    if (n.op != OpKind::kBatchNorm || !n.attrs.norm.training) continue;
+    const Value& x = g.value(n.inputs[0]);
+    Result<Shape> ok = batch_norm_output_shape(x.shape, g.value(n.inputs[1]).shape, n.attrs.norm);
+    if (!ok.is_ok())
+      return invalid_argument("batch norm '" + n.layer + "' at micro-batch " + std::to_string(batch / k) + ": " +
+                              ok.status().message() + " (train it on running statistics, or use larger micro-batches)");
+  }
   fuse_activations(g);  // before checkpointing and compression, which see the fused graph
   if (config.checkpoint.mode == CheckpointMode::kBudget) {
     ET_ASSIGN_OR_RETURN(s.graph, fit_checkpoints_to_budget(g, k, config.compression, momentum_fusion_applies(config),

@@ -14,12 +14,14 @@
 
 #include <cstdio>
 #include <memory>
+#include <optional>
 
 #include "models/weights.h"
 #include "planner/cost_model.h"
 #include "planner/memory_chart.h"
 #include "planner/profile_store.h"
 #include "runtime/blas_env.h"
+#include "runtime/norm_recalibration.h"
 #include "tools/commands.h"
 #include "tools/planning.h"
 #include "tools/setup.h"
@@ -38,8 +40,13 @@ void add_plan_options(ArgParser& p) {
            "process overhead beside the planned blocks, counted in the budget (measured 2.4-4.3 MiB for MobileNetV2 "
            "width 0.5 at 32x32: the trainer's schedules and kernel calls, thread stacks, OpenBLAS buffers, heap pages)");
   p.flag("no-freezing", "only consider configurations that train every parameter");
+  p.flag("no-recalibrate",
+         "keep the loaded batch-norm running statistics: no re-estimation on the new data before training, and no "
+         "candidate that trains with every norm on running statistics");
   p.flag("no-momentum-free", "never replace SGD with momentum by momentum-free SGD (lr x 1/(1-momentum), no optimizer state)");
-  p.option("min-micro-batch", "N", "16", "smallest micro-batch the planner considers (batch-norm statistics need a few images)");
+  p.option("min-micro-batch", "N", "16",
+           "smallest micro-batch the planner considers where batch norms train on batch statistics (those of a few "
+           "images are noise); candidates with running-statistic norms may use any");
   p.option("svg", "FILE", "", "write the chosen configuration's memory timeline as SVG");
   p.option("cache-dir", "DIR", "", "where `edgetrain profile` stored its cost models (default ~/.cache/edgetrain)");
 }
@@ -99,6 +106,7 @@ Result<Planned> plan_for(const ArgParser& p, const ModelSpec& spec, const Datase
   r.objective = objective;
   r.allow_freezing = !p.has("no-freezing");
   r.allow_momentum_free = !p.has("no-momentum-free");
+  r.allow_running_norms = !p.has("no-recalibrate");  // retrain recalibrates the norms before training
   ET_ASSIGN_OR_RETURN(int64_t min_micro, p.integer("min-micro-batch"));
   if (min_micro < 1) return invalid_argument("--min-micro-batch must be >= 1");
   r.min_micro_batch = static_cast<int>(min_micro);
@@ -231,6 +239,17 @@ int run_retrain(const ArgParser& p, const Dataset& train, const Dataset* test, c
   malloc_trim(0);  // the candidates' schedules are gone: hand their pages back before training
 
   TrainerOptions o = candidate_options(pl->request.base, chosen.config);
+  // AdaBN: re-estimate the norms' running statistics on the new data (forward passes only) in an
+  // arena no larger than the chosen configuration's block, freed before the trainer allocates its
+  // own. Frozen norms and running-statistic training normalise with these.
+  std::optional<RecalibrationReport> recal;
+  if (!p.has("no-recalibrate")) {
+    Result<RecalibrationReport> rr = recalibrate_norms(pl->request.factory, *params, train, pre, o.batch,
+                                                       chosen.memory.arena_block_bytes(), o.threads);
+    if (!rr.is_ok()) return fail(rr.status());
+    recal = *rr;
+    malloc_trim(0);
+  }
   Result<std::unique_ptr<Trainer>> trainer = Trainer::create(pl->request.factory, o, &*params);
   if (!trainer.is_ok()) return fail(trainer.status());
   Trainer& t = **trainer;
@@ -246,6 +265,15 @@ int run_retrain(const ArgParser& p, const Dataset& train, const Dataset* test, c
   summary = JsonValue::object();
   summary.set("model", model_name(*spec));
   summary.set("plan", plan_json(*pl));
+  if (recal) {
+    JsonValue rj = JsonValue::object();
+    rj.set("images", recal->images);
+    rj.set("batch", recal->batch);
+    rj.set("norms", static_cast<int64_t>(recal->norms));
+    rj.set("arena_bytes", static_cast<int64_t>(recal->arena_bytes));
+    rj.set("seconds", recal->seconds);
+    summary.set("norm_recalibration", std::move(rj));
+  }
   if (test != nullptr && test->size() > 0) {
     Result<EvalReport> ev = evaluate(t, *test, eval_pre, "test");
     if (!ev.is_ok()) return fail(ev.status());

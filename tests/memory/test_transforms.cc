@@ -354,5 +354,38 @@ TEST_P(Levers, BudgetCheckpointingGivesIdenticalTrainingWithinTheBudget) {
   EXPECT_EQ(b.measured_high_water, b.planned_high_water);
 }
 
+// Every batch norm on running statistics (NormStatistics::kRunning) while gamma and beta train:
+// no statistic depends on which images share a micro-batch, so micro-batches of one image,
+// checkpointing, ReLU masks and gradients fused into the momentum buffers train like the plain
+// schedule, and the running statistics never move (they would in batch-statistics training).
+TEST_P(Levers, RunningStatisticNormsMakeOneImageMicroBatchesExact) {
+  const Case& c = GetParam();
+  TrainConfig plain;
+  plain.norm_statistics = NormStatistics::kRunning;
+  TrainConfig all = plain;
+  all.micro_batches = static_cast<int>(c.batch);
+  all.checkpoint.mode = CheckpointMode::kSqrtBytes;
+  all.compression.relu_masks = true;
+  Outcome a = train3(c, plain), b = train3(c, all), batch_stats = train3(c, TrainConfig{});
+  EXPECT_LT(max_rel(b, a), 1e-5);
+  EXPECT_EQ(b.measured_high_water, b.planned_high_water);
+  Result<Graph> g = factory(c)(c.batch, true);
+  ASSERT_TRUE(g.is_ok());
+  bool gamma_moved = false, batch_stats_moved = false;
+  for (size_t i = 0; i < g->params.size(); ++i) {
+    const ParamSpec& p = g->params[i];
+    for (size_t k = 0; k < a.params[i].size(); ++k) {
+      if (p.kind == ParamKind::kNormWeight) gamma_moved |= a.params[i][k] != 1.0f;
+      if (p.kind == ParamKind::kRunningMean) {
+        EXPECT_EQ(a.params[i][k], 0.0f) << p.name;
+        EXPECT_EQ(b.params[i][k], 0.0f) << p.name;
+        batch_stats_moved |= batch_stats.params[i][k] != 0.0f;
+      }
+    }
+  }
+  EXPECT_TRUE(gamma_moved) << "the norms' weights did not train";
+  EXPECT_TRUE(batch_stats_moved) << "batch-statistics training should move the running means";
+}
+
 }  // namespace
 }  // namespace edgetrain
