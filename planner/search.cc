@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "optimizer/momentum_fusion.h"
 #include "planner/op_flops.h"
 #include "runtime/freezing.h"
 
@@ -91,12 +92,18 @@ struct Combo {
   TrainConfig config;  // micro_batches decided by the search
   double best_score = 0;
   bool batch_statistics = true;  // some batch norm trains on batch statistics
+  uint64_t fixed_bytes = 0;      // allocated beside the arena (optimizer state, owned parameters)
+  uint64_t accumulator_bytes = 0;  // gradients the arena holds across micro-batches (k > 1)
 };
 
 // Predicted step seconds of `config` with k micro-batches: k passes of the micro-batch's forward
 // and backward plus one of the updates, from the k = 1 schedule at the micro-batch size.
+// `fixed_bytes`: what the trainer allocates beside the arena whatever the micro-batches
+// (optimizer state, and the parameters unless they are trained in place), as design_trainer counts;
+// `accumulator_bytes`: a lower bound of the arena with more than one micro-batch.
 Result<double> predict_seconds(const PlanRequest& r, const TrainConfig& config, int k, int64_t* trainable,
-                               bool* batch_statistics = nullptr) {
+                               bool* batch_statistics = nullptr, uint64_t* fixed_bytes = nullptr,
+                               uint64_t* accumulator_bytes = nullptr) {
   TrainConfig one = config;
   one.micro_batches = 1;
   // Budget checkpointing before its budget is known (a combination's upper bound): sqrt segments.
@@ -117,6 +124,29 @@ Result<double> predict_seconds(const PlanRequest& r, const TrainConfig& config, 
   *trainable = 0;
   for (size_t i = 0; i < s.graph.params.size(); ++i)
     if (s.trainable[i]) *trainable += s.graph.params[i].shape.numel();
+  if (fixed_bytes) {
+    auto floats = [](const Shape& sh) { return static_cast<uint64_t>((sh.numel() + 15) / 16 * 16); };
+    uint64_t f = 0;
+    std::vector<bool> seen(s.graph.values.size(), false);
+    for (const Node& n : s.graph.nodes)
+      for (ValueId v : n.inputs)
+        if (v != kNoValue && !seen[static_cast<size_t>(v)] && s.graph.value(v).role == ValueRole::kOptimizerState) {
+          seen[static_cast<size_t>(v)] = true;
+          f += floats(s.graph.value(v).shape);
+        }
+    if (!r.base.external_parameters)
+      for (const ParamSpec& p : s.graph.params) f += floats(p.shape);
+    *fixed_bytes = f * sizeof(float);
+  }
+  if (accumulator_bytes) {
+    // Micro-batches without momentum fusion accumulate every trainable parameter's gradient in
+    // the arena until the update: all of them are live at once in the last micro-batch.
+    uint64_t f = 0;
+    if (!momentum_fusion_applies(config))
+      for (size_t i = 0; i < s.graph.params.size(); ++i)
+        if (s.trainable[i]) f += static_cast<uint64_t>(s.graph.params[i].shape.numel());
+    *accumulator_bytes = f * sizeof(float);
+  }
   return k * passes + updates;
 }
 
@@ -206,6 +236,7 @@ Result<Plan> plan_training(const PlanRequest& r) {
   if (r.allow_running_norms) norm_modes.push_back(NormStatistics::kRunning);
 
   std::vector<Combo> combos;
+  int over_budget = 0;  // combinations whose optimizer state alone is over the budget
   for (NormStatistics ns : norm_modes)
   for (const OptimizerConfig& o : optimizers)
   for (const FreezeConfig& f : freezes)
@@ -216,6 +247,10 @@ Result<Plan> plan_training(const PlanRequest& r) {
         // Bias-, norm- and classifier-only training keep a negligible optimizer state: dropping
         // momentum there saves nothing worth a different recipe (and planning time).
         if (is_momentum_free_variant(o, r.base.config.optimizer) && f.mode != FreezeMode::kNone) continue;
+        // Running-statistic norms buy micro-batches of a few images; without momentum, micro-
+        // batches keep every gradient across the step (nothing to fuse them into), so that pair
+        // only fits where one whole batch does, which the batch-statistics twin covers.
+        if (is_momentum_free_variant(o, r.base.config.optimizer) && ns == NormStatistics::kRunning) continue;
         Combo combo;
         combo.config.norm_statistics = ns;
         combo.config.optimizer = o;
@@ -232,13 +267,22 @@ Result<Plan> plan_training(const PlanRequest& r) {
           if (!batch_statistics) continue;
         }
         int64_t trainable = 0;
-        Result<double> secs = predict_seconds(r, combo.config, 1, &trainable, &combo.batch_statistics);
+        uint64_t fixed = 0;
+        Result<double> secs =
+            predict_seconds(r, combo.config, 1, &trainable, &combo.batch_statistics, &fixed, &combo.accumulator_bytes);
         if (r.between_candidates) r.between_candidates();
         if (!secs.is_ok()) continue;  // e.g. a freeze mode this model has nothing for
+        // The optimizer state alone (with the reserve) is over the budget: no micro-batching,
+        // checkpointing or compression can make this combination fit, so none is laid out.
+        combo.fixed_bytes = fixed;
+        if (fixed + r.reserve_bytes > r.budget_bytes) {
+          ++over_budget;
+          continue;
+        }
         combo.best_score = score_of(r.objective, trainable, *secs) * recipe_factor(combo.config, r.base.config.optimizer);
         combos.push_back(combo);
       }
-  if (combos.empty()) return invalid_argument("no configuration of this model can be trained");
+  if (combos.empty() && over_budget == 0) return invalid_argument("no configuration of this model can be trained");
   std::stable_sort(combos.begin(), combos.end(), [](const Combo& a, const Combo& b) { return a.best_score > b.best_score; });
 
   Plan plan;
@@ -310,6 +354,10 @@ Result<Plan> plan_training(const PlanRequest& r) {
       int mid = (lo + hi) / 2;
       TrainConfig cfg = combo.config;
       cfg.micro_batches = ks[static_cast<size_t>(mid)];
+      if (cfg.micro_batches > 1 && combo.fixed_bytes + combo.accumulator_bytes + r.reserve_bytes > r.budget_bytes) {
+        hi = mid - 1;  // the accumulated gradients alone are over: so is every k > 1
+        continue;
+      }
       PlanCandidate c;
       Status s = evaluate(cfg, &c);
       if (!s.is_ok() || c.predicted_peak <= r.budget_bytes) {
