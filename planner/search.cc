@@ -202,7 +202,7 @@ Result<Plan> plan_training(const PlanRequest& r) {
       f.frozen_prefix_layers = layers * pct / 100;
       if (f.frozen_prefix_layers > 0) freezes.push_back(f);
     }
-    for (FreezeMode m : {FreezeMode::kBiasOnly, FreezeMode::kNormOnly, FreezeMode::kClassifierOnly}) {
+    for (FreezeMode m : {FreezeMode::kBiasOnly, FreezeMode::kNormOnly, FreezeMode::kNormAndBias, FreezeMode::kClassifierOnly}) {
       FreezeConfig f;
       f.mode = m;
       freezes.push_back(f);

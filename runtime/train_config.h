@@ -23,6 +23,7 @@ enum class FreezeMode : uint8_t {
   kBiasOnly,        // only biases (conv/linear bias, batch-norm beta) and the classifier
   kNormOnly,        // only batch-norm weight and bias
   kClassifierOnly,  // only the last layer
+  kNormAndBias,     // batch-norm weights and biases, conv/linear biases and the classifier
 };
 
 struct FreezeConfig {

@@ -98,7 +98,7 @@ TEST(PlanSearch, FindsTheExhaustiveOptimum) {
         fz.frozen_prefix_layers = layers * pct / 100;
         if (fz.frozen_prefix_layers > 0) freezes.push_back(fz);
       }
-      for (FreezeMode m : {FreezeMode::kBiasOnly, FreezeMode::kNormOnly, FreezeMode::kClassifierOnly}) {
+      for (FreezeMode m : {FreezeMode::kBiasOnly, FreezeMode::kNormOnly, FreezeMode::kNormAndBias, FreezeMode::kClassifierOnly}) {
         FreezeConfig fz;
         fz.mode = m;
         freezes.push_back(fz);
