@@ -54,8 +54,10 @@ struct PlanRequest {
   bool allow_momentum_free = true;
   // Also consider training with every batch norm on its running statistics (NormStatistics::
   // kRunning), for running statistics recalibrated on the new data first (retrain does:
-  // runtime/norm_recalibration.h). Micro-batching is then exact, so these candidates may use
-  // micro-batches down to one image (min_micro_batch does not apply). Like momentum-free SGD it
+  // runtime/norm_recalibration.h), with the freeze modes that keep every convolution's weights
+  // (bias-only, norm-only, norm-and-bias: the statistics stay right). Micro-batching is then
+  // exact, so these candidates may use micro-batches down to one image (min_micro_batch does not
+  // apply; max_micro_batches does). Like momentum-free SGD it
   // changes the recipe: such a candidate ranks with its score lowered by 5%, and one whose
   // norms all use running statistics anyway (classifier-only) is not considered twice.
   bool allow_running_norms = false;
@@ -66,6 +68,8 @@ struct PlanRequest {
   // MobileNetV2 candidates, 1.9 MiB live).
   std::function<void()> between_candidates;
   int keep = 8;                   // feasible candidates to return, best first
+  // Planning lays out each candidate's unrolled schedule: 32 micro-batches of MobileNetV2 took
+  // the heap of planning to 16.5 MiB (retrain, 8.1 MiB budget), more than the budget.
   int max_micro_batches = 32;
   // Smallest micro-batch considered: batch-norm statistics of a few images are noise, and a
   // model trained on them evaluates badly (measured here: micro-batches of 8 images took the

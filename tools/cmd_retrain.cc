@@ -47,6 +47,9 @@ void add_plan_options(ArgParser& p) {
   p.option("min-micro-batch", "N", "16",
            "smallest micro-batch the planner considers where batch norms train on batch statistics (those of a few "
            "images are noise); candidates with running-statistic norms may use any");
+  p.option("max-micro-batches", "K", "8",
+           "most micro-batches the planner considers: laying out a schedule unrolled K times takes heap that counts in "
+           "the budget (32 micro-batches of MobileNetV2 width 0.5: 16.5 MiB)");
   p.option("svg", "FILE", "", "write the chosen configuration's memory timeline as SVG");
   p.option("cache-dir", "DIR", "", "where `edgetrain profile` stored its cost models (default ~/.cache/edgetrain)");
 }
@@ -110,6 +113,9 @@ Result<Planned> plan_for(const ArgParser& p, const ModelSpec& spec, const Datase
   ET_ASSIGN_OR_RETURN(int64_t min_micro, p.integer("min-micro-batch"));
   if (min_micro < 1) return invalid_argument("--min-micro-batch must be >= 1");
   r.min_micro_batch = static_cast<int>(min_micro);
+  ET_ASSIGN_OR_RETURN(int64_t max_micro, p.integer("max-micro-batches"));
+  if (max_micro < 1) return invalid_argument("--max-micro-batches must be >= 1");
+  r.max_micro_batches = static_cast<int>(max_micro);
   r.predict = predictor.predict;
   // Every 8 candidates: bounds the heap's growth at a fraction of the trims' cost.
   r.between_candidates = [n = 0]() mutable {
@@ -127,6 +133,7 @@ Result<Planned> plan_for(const ArgParser& p, const ModelSpec& spec, const Datase
     to.steps = static_cast<int>(std::max<int64_t>(2, steps));
     ET_ASSIGN_OR_RETURN(double lr, p.number("lr"));
     to.learning_rate = static_cast<float>(lr);
+    to.recalibrate_norms = r.allow_running_norms;  // retrain recalibrates before training: so do the trials
     std::fprintf(stderr, "emulated trials of the best %d candidates, %d steps each:\n", to.candidates, to.steps);
     auto reload = [&p, params]() { return reset_model_parameters(p, *params); };
     ET_ASSIGN_OR_RETURN(out.trials,

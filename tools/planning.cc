@@ -110,11 +110,16 @@ Result<std::vector<TrialResult>> run_trials(const PlanRequest& request, const Pl
   int n = std::min<int>(options.candidates, static_cast<int>(plan.ranked.size()));
   for (int c = 0; c < n; ++c) {
     TrainerOptions o = candidate_options(request.base, plan.ranked[static_cast<size_t>(c)].config);
-    ET_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> t,
-                        Trainer::create(request.factory, o, o.external_parameters ? params : nullptr));
     if (o.external_parameters) {
       if (c > 0) ET_RETURN_IF_ERROR(reload());  // the previous trial trained them
-    } else if (!weights.empty()) {
+      if (options.recalibrate_norms)  // before the trainer exists: the two arenas never coexist
+        ET_RETURN_IF_ERROR(recalibrate_norms(request.factory, *params, data, pre, o.batch,
+                                             plan.ranked[static_cast<size_t>(c)].memory.arena_block_bytes(), o.threads)
+                               .status());
+    }
+    ET_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> t,
+                        Trainer::create(request.factory, o, o.external_parameters ? params : nullptr));
+    if (!o.external_parameters && !weights.empty()) {
       WeightsLoadOptions wo;
       if (skip_classifier) wo.skip_shape_mismatch = true;
       ET_RETURN_IF_ERROR(load_weights(weights, t->params(), wo));

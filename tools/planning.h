@@ -47,6 +47,9 @@ struct TrialOptions {
   int steps = 8;          // training steps each
   float learning_rate = 0.01f;
   uint64_t seed = 7;
+  // Re-estimate the norms' running statistics on `data` before each trial (as retrain does before
+  // training; in place only), in an arena no larger than the candidate's block.
+  bool recalibrate_norms = false;
 };
 
 struct TrialResult {
