@@ -58,7 +58,8 @@ struct PlanRequest {
   // (bias-only, norm-only, norm-and-bias: the statistics stay right). Micro-batching is then
   // exact, so these candidates may use micro-batches down to one image (min_micro_batch does not
   // apply; max_micro_batches does). Like momentum-free SGD it
-  // changes the recipe: such a candidate ranks with its score lowered by 5%, and one whose
+  // changes the recipe: such a candidate ranks with its score lowered by 5%, trains at twice the
+  // learning rate (few parameters move slowly; search.cc has the measurements), and one whose
   // norms all use running statistics anyway (classifier-only) is not considered twice.
   bool allow_running_norms = false;
   NodeTimePredictor predict;      // required

@@ -385,6 +385,16 @@ TEST_P(Levers, RunningStatisticNormsMakeOneImageMicroBatchesExact) {
   }
   EXPECT_TRUE(gamma_moved) << "the norms' weights did not train";
   EXPECT_TRUE(batch_stats_moved) << "batch-statistics training should move the running means";
+  // Sparse storage of the saved post-ReLU values (norm-and-bias, the quarter budget's choice).
+  TrainConfig nb = plain;
+  nb.freeze.mode = FreezeMode::kNormAndBias;
+  TrainConfig packed = nb;
+  packed.micro_batches = 2;
+  packed.compression.relu_masks = true;
+  packed.compression.sparse_activations = true;
+  packed.compression.capacity = 0.7f;
+  Outcome e = train3(c, nb), f = train3(c, packed);
+  EXPECT_LT(max_rel(f, e), 1e-5);
 }
 
 }  // namespace
