@@ -5,6 +5,7 @@
 // data and the model (its parameters, loaded from --weights) are loaded, as PyTorch's baseline
 // is taken with the model loaded: optimizer state, the arena (training and evaluation share
 // one block), planning, the probe and the trials (each smaller than the chosen configuration),
+// the batch-norm recalibration (its arena at most the chosen block, freed before training),
 // and a reserve for the process's own growth while training (thread stacks, allocator
 // bookkeeping, OpenBLAS packing buffers and code pages first touched by backward kernels;
 // --reserve). Retraining trains the loaded parameters in place, so they are not duplicated.
