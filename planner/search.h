@@ -52,6 +52,16 @@ struct PlanRequest {
   // optimizer is dropped in favour of the requested optimizer, and the others rank with their
   // score lowered by 5% (a recipe change must buy more than noise in the predicted step time).
   bool allow_momentum_free = true;
+  // Also consider training with every batch norm on its running statistics (NormStatistics::
+  // kRunning), for running statistics recalibrated on the new data first (retrain does:
+  // runtime/norm_recalibration.h), with the freeze modes that keep every convolution's weights
+  // (bias-only, norm-only, norm-and-bias: the statistics stay right). Micro-batching is then
+  // exact, so these candidates may use micro-batches down to one image (min_micro_batch does not
+  // apply; max_micro_batches does). Like momentum-free SGD it
+  // changes the recipe: such a candidate ranks with its score lowered by 5%, trains at twice the
+  // learning rate (few parameters move slowly; search.cc has the measurements), and one whose
+  // norms all use running statistics anyway (classifier-only) is not considered twice.
+  bool allow_running_norms = false;
   NodeTimePredictor predict;      // required
   // Called after each configuration is laid out (retrain passes malloc_trim): a search frees
   // every candidate's schedules, but the heap keeps the pages it touched, so without it the
@@ -59,11 +69,14 @@ struct PlanRequest {
   // MobileNetV2 candidates, 1.9 MiB live).
   std::function<void()> between_candidates;
   int keep = 8;                   // feasible candidates to return, best first
+  // Planning lays out each candidate's unrolled schedule: 32 micro-batches of MobileNetV2 took
+  // the heap of planning to 16.5 MiB (retrain, 8.1 MiB budget), more than the budget.
   int max_micro_batches = 32;
   // Smallest micro-batch considered: batch-norm statistics of a few images are noise, and a
   // model trained on them evaluates badly (measured here: micro-batches of 8 images took the
   // domain-shift retraining of MobileNetV2 at 32x32 from 57.6% to 38.6%, micro-batches of 16
-  // images with some layers frozen reached 48%). Models without batch norm may go lower.
+  // images with some layers frozen reached 48%). Models without batch norm, and candidates whose
+  // norms use running statistics, may go lower.
   int min_micro_batch = 16;
 };
 

@@ -55,12 +55,13 @@ class Autodiff final : public GradContext {
   std::vector<Node> backward_;
 };
 
-// Frozen batch norms run on running statistics: no saved statistics, no running-stat updates.
-void freeze_norms(Graph& g, const std::vector<bool>& trainable) {
+// Frozen batch norms (every norm with `all`) run on running statistics: no saved statistics, no
+// running-stat updates; the eval-mode backward still gives dgamma/dbeta where they train.
+void freeze_norms(Graph& g, const std::vector<bool>& trainable, bool all) {
   for (Node& n : g.nodes) {
     if (n.op != OpKind::kBatchNorm || !n.attrs.norm.training) continue;
     int gamma = g.value(n.inputs[1]).param_index, beta = g.value(n.inputs[2]).param_index;
-    if (trainable[static_cast<size_t>(gamma)] || trainable[static_cast<size_t>(beta)]) continue;
+    if (!all && (trainable[static_cast<size_t>(gamma)] || trainable[static_cast<size_t>(beta)])) continue;
     n.attrs.norm.training = false;
     n.attrs.norm.update_running_stats = false;
     n.outputs.resize(1);
@@ -77,7 +78,8 @@ Result<Graph> build_training_graph(const Graph& forward, const std::vector<bool>
   if (forward.loss == kNoValue) return invalid_argument("the forward graph has no loss");
   if (!forward.training) return invalid_argument("a training graph needs a forward graph built in training mode");
   Graph g = forward;
-  if (config.freeze.frozen_norm_in_eval_mode) freeze_norms(g, trainable);
+  bool all_running = config.norm_statistics == NormStatistics::kRunning;
+  if (config.freeze.frozen_norm_in_eval_mode || all_running) freeze_norms(g, trainable, all_running);
 
   // Which values lead to a trainable parameter: walk forward from the parameters.
   std::vector<bool> needs(g.values.size(), false);

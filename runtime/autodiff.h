@@ -14,7 +14,8 @@ namespace edgetrain {
 
 // trainable[i] says whether forward.params[i] trains (buffers never do). Frozen batch norms
 // (weight and bias both frozen) switch to running statistics when
-// freeze.frozen_norm_in_eval_mode, so they keep no saved statistics and update nothing.
+// freeze.frozen_norm_in_eval_mode, so they keep no saved statistics and update nothing; with
+// config.norm_statistics == kRunning every batch norm does (trained ones too).
 Result<Graph> build_training_graph(const Graph& forward, const std::vector<bool>& trainable,
                                    const TrainConfig& config);
 

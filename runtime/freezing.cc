@@ -12,14 +12,24 @@ const char* freeze_mode_name(FreezeMode m) {
     case FreezeMode::kBiasOnly: return "bias-only";
     case FreezeMode::kNormOnly: return "norm-only";
     case FreezeMode::kClassifierOnly: return "classifier-only";
+    case FreezeMode::kNormAndBias: return "norm-and-bias";
+  }
+  return "?";
+}
+
+const char* norm_statistics_name(NormStatistics n) {
+  switch (n) {
+    case NormStatistics::kBatch: return "batch";
+    case NormStatistics::kRunning: return "running";
   }
   return "?";
 }
 
 Result<FreezeMode> parse_freeze_mode(const std::string& s) {
-  for (FreezeMode m : {FreezeMode::kNone, FreezeMode::kBiasOnly, FreezeMode::kNormOnly, FreezeMode::kClassifierOnly})
+  for (FreezeMode m : {FreezeMode::kNone, FreezeMode::kBiasOnly, FreezeMode::kNormOnly, FreezeMode::kClassifierOnly,
+                       FreezeMode::kNormAndBias})
     if (s == freeze_mode_name(m)) return m;
-  return invalid_argument("unknown freeze mode '" + s + "' (valid: none, bias-only, norm-only, classifier-only)");
+  return invalid_argument("unknown freeze mode '" + s + "' (valid: none, bias-only, norm-only, norm-and-bias, classifier-only)");
 }
 
 Result<std::vector<bool>> resolve_trainable(const Graph& g, const FreezeConfig& freeze) {
@@ -41,6 +51,10 @@ Result<std::vector<bool>> resolve_trainable(const Graph& g, const FreezeConfig& 
       case FreezeMode::kBiasOnly: on = p.kind == ParamKind::kBias || p.kind == ParamKind::kNormBias || p.layer_index == last_layer; break;
       case FreezeMode::kNormOnly: on = p.kind == ParamKind::kNormWeight || p.kind == ParamKind::kNormBias; break;
       case FreezeMode::kClassifierOnly: on = p.layer_index == last_layer; break;
+      case FreezeMode::kNormAndBias:
+        on = p.kind == ParamKind::kBias || p.kind == ParamKind::kNormBias || p.kind == ParamKind::kNormWeight ||
+             p.layer_index == last_layer;
+        break;
     }
     if (p.layer_index < freeze.frozen_prefix_layers) on = false;
     if (p.layer_index < last_layer && p.layer_index >= last_layer - freeze.frozen_suffix_layers) on = false;

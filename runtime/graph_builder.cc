@@ -127,7 +127,10 @@ ValueId GraphBuilder::batch_norm(ValueId x, const std::string& name, float eps, 
   NormAttrs na;
   na.eps = eps;
   na.momentum = momentum;
-  na.training = graph_.training;
+  // One value per channel is checked where the norm's mode is final: a training schedule may
+  // switch every norm to running statistics (NormStatistics::kRunning), which takes one image
+  // at a 1x1 feature map; make_training_schedule rejects a norm left on batch statistics.
+  na.training = false;
   if (Result<Shape> ys = batch_norm_output_shape(xs, cs, na); !ys.is_ok()) {
     fail(invalid_argument("batch norm '" + name + "': " + ys.status().message()));
     return kNoValue;

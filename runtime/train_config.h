@@ -23,6 +23,7 @@ enum class FreezeMode : uint8_t {
   kBiasOnly,        // only biases (conv/linear bias, batch-norm beta) and the classifier
   kNormOnly,        // only batch-norm weight and bias
   kClassifierOnly,  // only the last layer
+  kNormAndBias,     // batch-norm weights and biases, conv/linear biases and the classifier
 };
 
 struct FreezeConfig {
@@ -66,14 +67,28 @@ struct CompressionConfig {
   bool relu_masks = false;
 };
 
+// Which statistics batch norms normalise with while training.
+enum class NormStatistics : uint8_t {
+  // Trained norms use the (micro-)batch's statistics and update the running ones (torch train
+  // mode); frozen norms use running statistics (FreezeConfig::frozen_norm_in_eval_mode).
+  kBatch,
+  // Every norm normalises with its running statistics (torch eval mode) while its gamma and beta
+  // still train. Nothing depends on which images share a micro-batch, so micro-batching is exact
+  // at any micro-batch size (down to one image). Meant for running statistics re-estimated on the
+  // new data first (runtime/norm_recalibration.h): statistics of the old domain would be wrong.
+  kRunning,
+};
+
 struct TrainConfig {
   OptimizerConfig optimizer;
   FreezeConfig freeze;
   CheckpointConfig checkpoint;
   CompressionConfig compression;
   // The batch runs as this many micro-batches of batch/micro_batches images, gradients
-  // accumulated, one optimizer update per batch. Batch-norm statistics are per micro-batch.
+  // accumulated, one optimizer update per batch. Batch-norm statistics are per micro-batch
+  // (with NormStatistics::kBatch).
   int micro_batches = 1;
+  NormStatistics norm_statistics = NormStatistics::kBatch;
   // Parameter gradients keep their memory for the whole step so they can be read after it
   // (tests against PyTorch); normally each dies right after its update.
   bool retain_parameter_gradients = false;

@@ -9,6 +9,7 @@
 #include "memory/compression.h"
 #include "memory/liveness.h"
 #include "memory/micro_batching.h"
+#include "ops/batch_norm.h"
 #include "optimizer/momentum_fusion.h"
 #include "runtime/autodiff.h"
 #include "runtime/freezing.h"
@@ -99,6 +100,7 @@ class BudgetSearch {
     int64_t lo = 0, hi = INT64_MAX, limit = budget_;
     for (int i = 0; i < kMaxSteps; ++i) {
       std::optional<std::vector<int>> b = cheapest_boundaries(chain, static_cast<size_t>(limit));
+      if (i == 0 && !b) unattainable_ = true;  // no boundary set's modelled peak meets the budget
       bool fits = !b;  // too tight for the model: counts as the tight side
       if (b) {
         ET_ASSIGN_OR_RETURN(fits, verify(chain, *b));
@@ -143,6 +145,8 @@ class BudgetSearch {
   int64_t calibrated_limit() const { return min_error_ == INT64_MAX ? budget_ : budget_ - min_error_; }
 
   bool found() const { return found_; }
+  // The model put every boundary set over the budget itself (and no set was laid out).
+  bool model_unattainable() const { return unattainable_ && tried_.empty(); }
   size_t smallest() const { return smallest_; }
   Graph take_best() { return std::move(best_); }
 
@@ -156,6 +160,7 @@ class BudgetSearch {
   size_t smallest_ = SIZE_MAX;
   int64_t min_error_ = INT64_MAX;  // the least (exact arena - modelled peak) seen; INT64_MAX: none yet
   bool found_ = false;
+  bool unattainable_ = false;
   Graph best_;
   size_t best_cost_ = 0, best_arena_ = 0;
 };
@@ -178,11 +183,20 @@ Result<Graph> fit_checkpoints_to_budget(const Graph& training, int micro_batches
     chain = checkpoint_chain(training, plain, plain_layout);
   }
   ET_RETURN_IF_ERROR(search.search_model(chain));
-  if (!search.found()) {
+  // Without compression the model only errs low (it leaves out fragmentation and short-lived
+  // recompute values): when no boundary set's modelled peak meets the budget, no exact arena
+  // does either, and the byte-balanced sets (one exact layout per segment count, most of a
+  // failing search's time) are not tried. With compression it can err high: they are.
+  bool hopeless = search.model_unattainable() && !compression.sparse_activations;  // masks: see the README
+  if (!search.found() && !hopeless) {
     std::vector<CutPoint> cuts = checkpoint_cut_points(training);
     size_t saved = saved_activation_bytes(training);
-    for (int m = 2; m <= static_cast<int>(cuts.size()) + 1; ++m)
-      ET_RETURN_IF_ERROR(search.arena_of(byte_balanced_boundaries(cuts, saved, m)).status());
+    // Only those the model, calibrated by the sets laid out so far, does not already put over.
+    for (int m = 2; m <= static_cast<int>(cuts.size()) + 1; ++m) {
+      std::vector<int> b = byte_balanced_boundaries(cuts, saved, m);
+      if (static_cast<int64_t>(modelled_peak(chain, b)) > search.calibrated_limit()) continue;
+      ET_RETURN_IF_ERROR(search.arena_of(b).status());
+    }
   }
   if (!search.found())
     return out_of_memory("no checkpointing fits the arena budget of " + std::to_string(budget) +
@@ -203,6 +217,16 @@ Result<TrainingSchedule> make_training_schedule(const GraphFactory& factory, int
   TrainingSchedule s;
   ET_ASSIGN_OR_RETURN(s.trainable, resolve_trainable(forward, config.freeze));
   ET_ASSIGN_OR_RETURN(Graph g, build_training_graph(forward, s.trainable, config));
+  // Batch statistics need more than one value per channel (the graph builder leaves this to the
+  // schedule, where each norm's mode is known).
+  for (const Node& n : g.nodes) {
+    if (n.op != OpKind::kBatchNorm || !n.attrs.norm.training) continue;
+    const Value& x = g.value(n.inputs[0]);
+    Result<Shape> ok = batch_norm_output_shape(x.shape, g.value(n.inputs[1]).shape, n.attrs.norm);
+    if (!ok.is_ok())
+      return invalid_argument("batch norm '" + n.layer + "' at micro-batch " + std::to_string(batch / k) + ": " +
+                              ok.status().message() + " (train it on running statistics, or use larger micro-batches)");
+  }
   fuse_activations(g);  // before checkpointing and compression, which see the fused graph
   fuse_conv_norms(g);   // the frozen region's conv + eval-mode norm pairs
   fuse_activation_backwards(g);  // norms' backwards gate the gradient themselves: no ReLU masks needed

@@ -68,7 +68,7 @@ int demo_retrain(const ArgParser& d, const std::string& weights) {
   Result<TrainerBlueprint> plain_design = design_trainer(graph_factory(spec), plain);
   if (!plain_design.is_ok()) return fail(plain_design.status());
   uint64_t plain_peak = plain_design->memory.total() + kDefaultReserveBytes;
-  double before = 0, clean_before = 0;
+  double before = 0, clean_before = 0, recalibrated = 0;
   {
     TrainerOptions o = plain;
     o.external_parameters = false;
@@ -81,11 +81,32 @@ int demo_retrain(const ArgParser& d, const std::string& weights) {
     Result<EvalReport> c = evaluate(**t, *test, pre, "clean test");
     if (!c.is_ok()) return fail(c.status());
     clean_before = c->accuracy;
+    // What recalibration alone does (retrain re-estimates the norms' running statistics on the
+    // 2,000 shifted training images before it trains): the same images retrain sees.
+    Result<Dataset> train = load_fashion_mnist(dir, Split::kTrain);
+    if (!train.is_ok()) return fail(train.status());
+    Result<Dataset> sub = subset(*train, 2000, 42);
+    if (!sub.is_ok()) return fail(sub.status());
+    DomainShift train_shift;
+    train_shift.seed = 1234;
+    Result<Dataset> shifted_train = apply_domain_shift(*sub, train_shift);
+    if (!shifted_train.is_ok()) return fail(shifted_train.status());
+    Result<int64_t> threads = d.integer("threads");
+    if (!threads.is_ok()) return fail(threads.status());
+    Result<RecalibrationReport> rr =
+        recalibrate_norms(graph_factory(spec), (*t)->params(), *shifted_train, pre, 32, 0, static_cast<int>(*threads));
+    if (!rr.is_ok()) return fail(rr.status());
+    Result<EvalReport> r = evaluate(**t, *shifted_test, pre, "shifted test, recalibrated norms");
+    if (!r.is_ok()) return fail(r.status());
+    recalibrated = r->accuracy;
   }
   std::string recipe = std::to_string(*epochs) + " epochs, batch 32, SGD momentum 0.9, lr " + d.str("retrain-lr") + " " +
                        d.str("retrain-schedule") + (fresh ? ", fresh classifier" : "") + ", seeds " + d.str("retrain-seeds");
   std::printf("\n== retraining under a memory budget (domain shift: rotate 90, invert, noise 0.2) ==\n");
-  std::printf("pretrained model: clean test %.2f%%, shifted test %.2f%% (chance is 10%%)\n", clean_before * 100, before * 100);
+  std::printf("pretrained model: clean test %.2f%%, shifted test %.2f%% (chance is 10%%); with its batch norms'\n"
+              "running statistics re-estimated on the 2,000 shifted training images (no training, as retrain does\n"
+              "first): shifted test %.2f%%\n",
+              clean_before * 100, before * 100, recalibrated * 100);
   std::printf("plain full fine-tuning (batch 32, momentum SGD, no memory lever) adds %s to the process: the budgets are\n"
               "that (generous), half of it (medium) and a quarter of it (tight)\n",
               format_bytes(static_cast<double>(plain_peak)).c_str());

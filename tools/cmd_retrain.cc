@@ -5,6 +5,7 @@
 // data and the model (its parameters, loaded from --weights) are loaded, as PyTorch's baseline
 // is taken with the model loaded: optimizer state, the arena (training and evaluation share
 // one block), planning, the probe and the trials (each smaller than the chosen configuration),
+// the batch-norm recalibration (its arena at most the chosen block, freed before training),
 // and a reserve for the process's own growth while training (thread stacks, allocator
 // bookkeeping, OpenBLAS packing buffers and code pages first touched by backward kernels;
 // --reserve). Retraining trains the loaded parameters in place, so they are not duplicated.
@@ -14,12 +15,14 @@
 
 #include <cstdio>
 #include <memory>
+#include <optional>
 
 #include "models/weights.h"
 #include "planner/cost_model.h"
 #include "planner/memory_chart.h"
 #include "planner/profile_store.h"
 #include "runtime/blas_env.h"
+#include "runtime/norm_recalibration.h"
 #include "tools/commands.h"
 #include "tools/planning.h"
 #include "tools/setup.h"
@@ -38,8 +41,16 @@ void add_plan_options(ArgParser& p) {
            "process overhead beside the planned blocks, counted in the budget (measured 2.4-4.3 MiB for MobileNetV2 "
            "width 0.5 at 32x32: the trainer's schedules and kernel calls, thread stacks, OpenBLAS buffers, heap pages)");
   p.flag("no-freezing", "only consider configurations that train every parameter");
+  p.flag("no-recalibrate",
+         "keep the loaded batch-norm running statistics: no re-estimation on the new data before training, and no "
+         "candidate that trains with every norm on running statistics");
   p.flag("no-momentum-free", "never replace SGD with momentum by momentum-free SGD (lr x 1/(1-momentum), no optimizer state)");
-  p.option("min-micro-batch", "N", "16", "smallest micro-batch the planner considers (batch-norm statistics need a few images)");
+  p.option("min-micro-batch", "N", "16",
+           "smallest micro-batch the planner considers where batch norms train on batch statistics (those of a few "
+           "images are noise); candidates with running-statistic norms may use any");
+  p.option("max-micro-batches", "K", "8",
+           "most micro-batches the planner considers: laying out a schedule unrolled K times takes heap that counts in "
+           "the budget (32 micro-batches of MobileNetV2 width 0.5: 16.5 MiB)");
   p.option("svg", "FILE", "", "write the chosen configuration's memory timeline as SVG");
   p.option("cache-dir", "DIR", "", "where `edgetrain profile` stored its cost models (default ~/.cache/edgetrain)");
 }
@@ -99,9 +110,13 @@ Result<Planned> plan_for(const ArgParser& p, const ModelSpec& spec, const Datase
   r.objective = objective;
   r.allow_freezing = !p.has("no-freezing");
   r.allow_momentum_free = !p.has("no-momentum-free");
+  r.allow_running_norms = !p.has("no-recalibrate");  // retrain recalibrates the norms before training
   ET_ASSIGN_OR_RETURN(int64_t min_micro, p.integer("min-micro-batch"));
   if (min_micro < 1) return invalid_argument("--min-micro-batch must be >= 1");
   r.min_micro_batch = static_cast<int>(min_micro);
+  ET_ASSIGN_OR_RETURN(int64_t max_micro, p.integer("max-micro-batches"));
+  if (max_micro < 1) return invalid_argument("--max-micro-batches must be >= 1");
+  r.max_micro_batches = static_cast<int>(max_micro);
   r.predict = predictor.predict;
   // Every 8 candidates: bounds the heap's growth at a fraction of the trims' cost.
   r.between_candidates = [n = 0]() mutable {
@@ -119,6 +134,7 @@ Result<Planned> plan_for(const ArgParser& p, const ModelSpec& spec, const Datase
     to.steps = static_cast<int>(std::max<int64_t>(2, steps));
     ET_ASSIGN_OR_RETURN(double lr, p.number("lr"));
     to.learning_rate = static_cast<float>(lr);
+    to.recalibrate_norms = r.allow_running_norms;  // retrain recalibrates before training: so do the trials
     std::fprintf(stderr, "emulated trials of the best %d candidates, %d steps each:\n", to.candidates, to.steps);
     auto reload = [&p, params]() { return reset_model_parameters(p, *params); };
     ET_ASSIGN_OR_RETURN(out.trials,
@@ -231,6 +247,17 @@ int run_retrain(const ArgParser& p, const Dataset& train, const Dataset* test, c
   malloc_trim(0);  // the candidates' schedules are gone: hand their pages back before training
 
   TrainerOptions o = candidate_options(pl->request.base, chosen.config);
+  // AdaBN: re-estimate the norms' running statistics on the new data (forward passes only) in an
+  // arena no larger than the chosen configuration's block, freed before the trainer allocates its
+  // own. Frozen norms and running-statistic training normalise with these.
+  std::optional<RecalibrationReport> recal;
+  if (!p.has("no-recalibrate")) {
+    Result<RecalibrationReport> rr = recalibrate_norms(pl->request.factory, *params, train, pre, o.batch,
+                                                       chosen.memory.arena_block_bytes(), o.threads);
+    if (!rr.is_ok()) return fail(rr.status());
+    recal = *rr;
+    malloc_trim(0);
+  }
   Result<std::unique_ptr<Trainer>> trainer = Trainer::create(pl->request.factory, o, &*params);
   if (!trainer.is_ok()) return fail(trainer.status());
   Trainer& t = **trainer;
@@ -246,6 +273,15 @@ int run_retrain(const ArgParser& p, const Dataset& train, const Dataset* test, c
   summary = JsonValue::object();
   summary.set("model", model_name(*spec));
   summary.set("plan", plan_json(*pl));
+  if (recal) {
+    JsonValue rj = JsonValue::object();
+    rj.set("images", recal->images);
+    rj.set("batch", recal->batch);
+    rj.set("norms", static_cast<int64_t>(recal->norms));
+    rj.set("arena_bytes", static_cast<int64_t>(recal->arena_bytes));
+    rj.set("seconds", recal->seconds);
+    summary.set("norm_recalibration", std::move(rj));
+  }
   if (test != nullptr && test->size() > 0) {
     Result<EvalReport> ev = evaluate(t, *test, eval_pre, "test");
     if (!ev.is_ok()) return fail(ev.status());

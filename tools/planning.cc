@@ -75,6 +75,31 @@ Status warm_up_training(const GraphFactory& factory, ParameterStore& params, con
   return Status::ok();
 }
 
+Result<RecalibrationReport> recalibrate_norms(const GraphFactory& factory, ParameterStore& params, const Dataset& data,
+                                              const Preprocess& pre, int64_t batch, size_t max_arena_bytes, int threads) {
+  RecalibrationOptions ro;
+  ro.batch = std::max<int64_t>(2, std::min<int64_t>(batch, data.size()));
+  ro.threads = threads;
+  ro.max_arena_bytes = max_arena_bytes;
+  int64_t at = 0;
+  std::vector<int64_t> idx;
+  std::vector<int32_t> labels;
+  auto next = [&](float* images, int64_t n) {
+    if (at + n > data.size()) return false;
+    idx.resize(static_cast<size_t>(n));
+    labels.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) idx[static_cast<size_t>(i)] = at + i;
+    fill_batch(data, idx.data(), n, pre, images, labels.data(), mix_seed(0x5eed, at));
+    at += n;
+    return true;
+  };
+  ET_ASSIGN_OR_RETURN(RecalibrationReport r, recalibrate_batch_norms(factory, params, ro, next));
+  std::fprintf(stderr, "recalibrated %d batch norms' running statistics on %lld images (passes of %lld, arena %s) in %.2f s\n",
+               r.norms, static_cast<long long>(r.images), static_cast<long long>(r.batch),
+               format_bytes(static_cast<double>(r.arena_bytes)).c_str(), r.seconds);
+  return r;
+}
+
 Result<std::vector<TrialResult>> run_trials(const PlanRequest& request, const Plan& plan, const std::string& weights,
                                             bool skip_classifier, const Dataset& data, const Preprocess& pre,
                                             const TrialOptions& options, ParameterStore* params,
@@ -85,11 +110,16 @@ Result<std::vector<TrialResult>> run_trials(const PlanRequest& request, const Pl
   int n = std::min<int>(options.candidates, static_cast<int>(plan.ranked.size()));
   for (int c = 0; c < n; ++c) {
     TrainerOptions o = candidate_options(request.base, plan.ranked[static_cast<size_t>(c)].config);
-    ET_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> t,
-                        Trainer::create(request.factory, o, o.external_parameters ? params : nullptr));
     if (o.external_parameters) {
       if (c > 0) ET_RETURN_IF_ERROR(reload());  // the previous trial trained them
-    } else if (!weights.empty()) {
+      if (options.recalibrate_norms)  // before the trainer exists: the two arenas never coexist
+        ET_RETURN_IF_ERROR(recalibrate_norms(request.factory, *params, data, pre, o.batch,
+                                             plan.ranked[static_cast<size_t>(c)].memory.arena_block_bytes(), o.threads)
+                               .status());
+    }
+    ET_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> t,
+                        Trainer::create(request.factory, o, o.external_parameters ? params : nullptr));
+    if (!o.external_parameters && !weights.empty()) {
       WeightsLoadOptions wo;
       if (skip_classifier) wo.skip_shape_mismatch = true;
       ET_RETURN_IF_ERROR(load_weights(weights, t->params(), wo));

@@ -10,6 +10,7 @@
 #include "data/dataset.h"
 #include "data/transforms.h"
 #include "planner/search.h"
+#include "runtime/norm_recalibration.h"
 #include "runtime/json.h"
 #include "tools/cli_common.h"
 
@@ -35,11 +36,20 @@ Result<double> probe_activation_density(const GraphFactory& factory, ParameterSt
 Status warm_up_training(const GraphFactory& factory, ParameterStore& params, const Dataset& data, const Preprocess& pre,
                         int threads);
 
+// Re-estimates the batch norms' running statistics of `params` on every full batch of `data`
+// (runtime/norm_recalibration.h: forward passes of at most `batch` images whose arena block stays
+// within max_arena_bytes), and prints what it did on stderr.
+Result<RecalibrationReport> recalibrate_norms(const GraphFactory& factory, ParameterStore& params, const Dataset& data,
+                                              const Preprocess& pre, int64_t batch, size_t max_arena_bytes, int threads);
+
 struct TrialOptions {
   int candidates = 3;     // the best candidates to try
   int steps = 8;          // training steps each
   float learning_rate = 0.01f;
   uint64_t seed = 7;
+  // Re-estimate the norms' running statistics on `data` before each trial (as retrain does before
+  // training; in place only), in an arena no larger than the candidate's block.
+  bool recalibrate_norms = false;
 };
 
 struct TrialResult {

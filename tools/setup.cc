@@ -57,7 +57,7 @@ void add_training_options(ArgParser& p) {
   p.option("momentum", "X", "0.9", "SGD momentum");
   p.flag("nesterov", "Nesterov momentum");
   p.option("weight-decay", "X", "0", "L2 (SGD) or decoupled (AdamW) weight decay");
-  p.option("freeze", "MODE", "none", "none, bias-only, norm-only or classifier-only");
+  p.option("freeze", "MODE", "none", "none, bias-only, norm-only, norm-and-bias or classifier-only");
   p.option("freeze-layers", "K", "0", "freeze the first K layers (conv, batch norm and linear layers count)");
   p.option("freeze-suffix", "K", "0", "freeze the K layers before the classifier (the early layers and the classifier train)");
   p.option("freeze-pattern", "GLOBS", "", "comma-separated parameter-name globs to freeze, e.g. 'features.1*,*.bias'");

@@ -98,7 +98,7 @@ typedef struct et_trainer_config {
   float momentum;            /* SGD momentum in [0, 1); ignored by AdamW. 0.9 */
   int32_t nesterov;          /* nonzero: Nesterov momentum (needs momentum > 0). 0 */
   float weight_decay;        /* L2 (SGD) or decoupled (AdamW) weight decay, >= 0. 0 */
-  const char* freeze;        /* "none" (default), "bias-only", "norm-only", "classifier-only"; NULL: "none" */
+  const char* freeze;        /* "none" (default), "bias-only", "norm-only", "norm-and-bias", "classifier-only"; NULL: "none" */
   int32_t freeze_layers;     /* freeze the first K layers (conv, batch norm, linear), >= 0. 0 */
   const char* freeze_patterns; /* comma-separated parameter-name globs to freeze
                                   ("features.1*,*.bias"); NULL or "": none */

@@ -73,5 +73,59 @@ TEST(ArenaPlan, RandomTimelinesNeverOverlap) {
   }
 }
 
+// The planner finds conflicts through time buckets; the plain quadratic scan it replaced must give
+// the same offsets on any timeline (short and long lives, equal sizes, equal starts).
+ArenaPlan quadratic_plan(const std::vector<UsageRecord>& records, size_t alignment) {
+  auto round_up = [](size_t v, size_t a) { return (v + a - 1) / a * a; };
+  ArenaPlan plan;
+  plan.offsets.assign(records.size(), 0);
+  std::vector<size_t> order(records.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    if (records[a].bytes != records[b].bytes) return records[a].bytes > records[b].bytes;
+    return records[a].first < records[b].first;
+  });
+  std::vector<size_t> placed;
+  for (size_t idx : order) {
+    const UsageRecord& r = records[idx];
+    size_t bytes = round_up(std::max<size_t>(r.bytes, 1), alignment);
+    std::vector<std::pair<size_t, size_t>> conflicts;
+    for (size_t p : placed) {
+      const UsageRecord& q = records[p];
+      if (q.first <= r.last && r.first <= q.last)
+        conflicts.push_back({plan.offsets[p], plan.offsets[p] + round_up(std::max<size_t>(q.bytes, 1), alignment)});
+    }
+    std::sort(conflicts.begin(), conflicts.end());
+    size_t offset = 0;
+    for (const auto& c : conflicts) {
+      if (offset + bytes <= c.first) break;
+      offset = std::max(offset, c.second);
+    }
+    plan.offsets[idx] = offset;
+    plan.size = std::max(plan.size, offset + bytes);
+    placed.push_back(idx);
+  }
+  return plan;
+}
+
+TEST(ArenaPlan, BucketedConflictsGiveTheQuadraticScansPlan) {
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 40; ++trial) {
+    std::vector<UsageRecord> r;
+    int steps = 50 + static_cast<int>(rng() % 2000);
+    int n = 20 + static_cast<int>(rng() % 600);
+    for (int i = 0; i < n; ++i) {
+      int a = static_cast<int>(rng() % steps);
+      int len = rng() % 8 == 0 ? static_cast<int>(rng() % steps) : static_cast<int>(rng() % 6);
+      int b = std::min(steps - 1, a + len);
+      size_t bytes = rng() % 4 == 0 ? 256 : static_cast<size_t>(1 + rng() % 5000);  // many equal sizes
+      r.push_back({a, b, bytes});
+    }
+    ArenaPlan fast = plan_arena(r), slow = quadratic_plan(r, kArenaAlignment);
+    ASSERT_EQ(fast.size, slow.size) << "trial " << trial;
+    ASSERT_EQ(fast.offsets, slow.offsets) << "trial " << trial;
+  }
+}
+
 }  // namespace
 }  // namespace edgetrain

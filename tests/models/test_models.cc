@@ -12,6 +12,7 @@
 
 #include "models/mobilenet_v2.h"
 #include "models/model_zoo.h"
+#include "runtime/training_schedule.h"
 
 namespace edgetrain {
 namespace {
@@ -253,11 +254,19 @@ TEST(ModelZoo, LogitsAreBatchByClassesAndLossIsAttached) {
 
 TEST(ModelZoo, SingleImageAtOnePixelTrainsNotButEvaluates) {
   // At 32x32 ResNet's layer4 runs at 1x1: with one image its batch norms would see one value per
-  // channel, which torch refuses in training too. Evaluation uses the running statistics.
+  // channel, which torch refuses in training too. The training schedule refuses it where a norm
+  // stays on batch statistics (the graph builder cannot know: NormStatistics::kRunning trains
+  // every norm on running statistics, which takes one image). Evaluation uses running statistics.
   const ModelSpec spec = spec_of(Architecture::kResNet18);
-  Result<Graph> train = build_model(spec, 1, /*training=*/true);
+  GraphFactory factory = [spec](int64_t b, bool training) { return build_model(spec, b, training); };
+  Result<TrainingSchedule> train = make_training_schedule(factory, 1, TrainConfig{});
   ASSERT_FALSE(train.is_ok());
-  EXPECT_NE(train.status().message().find("resnet18"), std::string::npos) << train.status().message();
+  EXPECT_NE(train.status().message().find("layer4"), std::string::npos) << train.status().message();
+  EXPECT_NE(train.status().message().find("more than 1 value per channel"), std::string::npos) << train.status().message();
+  TrainConfig running;
+  running.norm_statistics = NormStatistics::kRunning;
+  Result<TrainingSchedule> runs = make_training_schedule(factory, 1, running);
+  EXPECT_TRUE(runs.is_ok()) << runs.status().to_string();
   const Graph eval = build_or_die(spec, 1, /*training=*/false);
   EXPECT_EQ(eval.value(eval.logits).shape, (Shape{1, 10}));
 }

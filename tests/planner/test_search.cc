@@ -92,7 +92,7 @@ TEST(PlanSearch, FindsTheExhaustiveOptimum) {
         fz.frozen_prefix_layers = layers * pct / 100;
         if (fz.frozen_prefix_layers > 0) freezes.push_back(fz);
       }
-      for (FreezeMode m : {FreezeMode::kBiasOnly, FreezeMode::kNormOnly, FreezeMode::kClassifierOnly}) {
+      for (FreezeMode m : {FreezeMode::kBiasOnly, FreezeMode::kNormOnly, FreezeMode::kNormAndBias, FreezeMode::kClassifierOnly}) {
         FreezeConfig fz;
         fz.mode = m;
         freezes.push_back(fz);
@@ -203,6 +203,73 @@ TEST(PlanSearch, MomentumFreeSgdOnlyWhereItBuysSomething) {
   r.allow_momentum_free = false;  // the lever switched off: nothing fits any more
   p = plan_training(r);
   EXPECT_FALSE(p.is_ok());
+}
+
+// Running-statistic norms (NormStatistics::kRunning) enter a plan only where they buy something,
+// and only with freeze modes that keep the convolutions' weights (the statistics stay right): with
+// batch-statistics micro-batches limited to whole batches, a budget below every whole-batch
+// configuration that trains a norm on batch statistics is met by running-stat candidates with
+// smaller micro-batches (with exactly the memory their trainer allocates), beside configurations
+// whose norms are all frozen; at a budget where the whole batch fits, the first choice keeps batch
+// statistics (a recipe change must buy more than noise).
+TEST(PlanSearch, RunningStatisticNormsOnlyWhereTheyBuySomething) {
+  PlanRequest r = request(0, PlanObjective::kMostAccurate);
+  r.min_micro_batch = static_cast<int>(r.base.batch);
+  r.allow_momentum_free = false;
+  r.allow_fitted_checkpoints = false;
+  r.allow_running_norms = true;
+  Result<Graph> fwd = r.factory(r.base.batch, true);
+  ASSERT_TRUE(fwd.is_ok());
+  std::vector<FreezeConfig> freezes(4);
+  freezes[1].mode = FreezeMode::kBiasOnly;
+  freezes[2].mode = FreezeMode::kNormOnly;
+  freezes[3].mode = FreezeMode::kNormAndBias;
+  for (int pct : {25, 50, 75}) {
+    FreezeConfig fz;
+    fz.frozen_prefix_layers = fwd->layer_count * pct / 100;
+    if (fz.frozen_prefix_layers > 0) freezes.push_back(fz);
+  }
+  uint64_t least_whole = UINT64_MAX, plain = 0;
+  for (const FreezeConfig& fz : freezes)
+    for (CheckpointMode ck : {CheckpointMode::kNone, CheckpointMode::kSqrtBytes})
+      for (bool masks : {false, true}) {
+        TrainConfig c = r.base.config;
+        c.freeze = fz;
+        c.checkpoint.mode = ck;
+        c.compression.relu_masks = masks;
+        Result<TrainerBlueprint> d = design_trainer(r.factory, candidate_options(r.base, c));
+        ASSERT_TRUE(d.is_ok());
+        least_whole = std::min<uint64_t>(least_whole, d->memory.total() + r.reserve_bytes);
+        plain = std::max<uint64_t>(plain, d->memory.total() + r.reserve_bytes);
+      }
+  r.budget_bytes = plain * 2;
+  Result<Plan> p = plan_training(r);
+  ASSERT_TRUE(p.is_ok()) << p.status().to_string();
+  EXPECT_EQ(p->ranked[0].config.norm_statistics, NormStatistics::kBatch) << p->ranked[0].label;
+
+  r.budget_bytes = least_whole - 1;
+  p = plan_training(r);
+  ASSERT_TRUE(p.is_ok()) << p.status().to_string();
+  int running = 0;
+  for (const PlanCandidate& c : p->ranked) {
+    if (c.config.norm_statistics == NormStatistics::kRunning) {
+      ++running;
+      FreezeMode m = c.config.freeze.mode;
+      EXPECT_TRUE(m == FreezeMode::kBiasOnly || m == FreezeMode::kNormOnly || m == FreezeMode::kNormAndBias) << c.label;
+      EXPECT_NE(c.label.find("running-stat norms"), std::string::npos) << c.label;
+      EXPECT_FLOAT_EQ(c.config.optimizer.attrs.lr_scale, 2.0f) << c.label;  // affine parameters move slowly
+      EXPECT_NE(c.label.find("lr x2"), std::string::npos) << c.label;
+    }
+    Result<TrainerBlueprint> d = design_trainer(r.factory, candidate_options(r.base, c.config));
+    ASSERT_TRUE(d.is_ok());
+    EXPECT_EQ(d->memory.total() + r.reserve_bytes, c.predicted_peak) << c.label;
+    EXPECT_LE(c.predicted_peak, r.budget_bytes) << c.label;
+  }
+  EXPECT_GT(running, 0);
+  r.allow_running_norms = false;  // the lever switched off: none
+  p = plan_training(r);
+  ASSERT_TRUE(p.is_ok()) << p.status().to_string();
+  for (const PlanCandidate& c : p->ranked) EXPECT_EQ(c.config.norm_statistics, NormStatistics::kBatch) << c.label;
 }
 
 }  // namespace

@@ -139,5 +139,46 @@ TEST(Liveness, MemoryTimelinePeakIsBelowTheArena) {
   EXPECT_EQ(t.peak_bytes, arena_peak + t.parameter_bytes);
 }
 
+// norm-and-bias: bias-only's parameters (every bias, the classifier) plus the batch-norm weights,
+// nothing else; with NormStatistics::kRunning every norm runs on running statistics although
+// its gamma and beta train (the backward still gives dgamma and dbeta).
+TEST(Autodiff, NormAndBiasTrainsNormsBiasesAndTheClassifierOnly) {
+  Graph fwd = small_forward();
+  FreezeConfig f;
+  f.mode = FreezeMode::kNormAndBias;
+  Result<std::vector<bool>> t = resolve_trainable(fwd, f);
+  ASSERT_TRUE(t.is_ok()) << t.status().to_string();
+  FreezeConfig bias;
+  bias.mode = FreezeMode::kBiasOnly;
+  Result<std::vector<bool>> b = resolve_trainable(fwd, bias);
+  ASSERT_TRUE(b.is_ok());
+  int norm_weights = 0;
+  for (size_t i = 0; i < fwd.params.size(); ++i) {
+    const ParamSpec& p = fwd.params[i];
+    bool want = (*b)[i] || p.kind == ParamKind::kNormWeight;
+    EXPECT_EQ((*t)[i], want) << p.name;
+    norm_weights += p.kind == ParamKind::kNormWeight && (*t)[i];
+  }
+  EXPECT_EQ(norm_weights, 3);
+  Result<FreezeMode> parsed = parse_freeze_mode("norm-and-bias");
+  ASSERT_TRUE(parsed.is_ok());
+  EXPECT_EQ(*parsed, FreezeMode::kNormAndBias);
+
+  TrainConfig cfg;
+  cfg.freeze = f;
+  cfg.norm_statistics = NormStatistics::kRunning;
+  Result<Graph> g = build_training_graph(fwd, *t, cfg);
+  ASSERT_TRUE(g.is_ok()) << g.status().to_string();
+  int norm_backward_with_dgamma = 0;
+  for (const Node& n : g->nodes) {
+    if (n.op == OpKind::kBatchNorm) EXPECT_FALSE(n.attrs.norm.training) << n.layer;
+    if (n.op == OpKind::kBatchNormBackward) {
+      EXPECT_FALSE(n.attrs.norm.training) << n.layer;
+      norm_backward_with_dgamma += n.outputs.size() > 1 && n.outputs[1] != kNoValue;
+    }
+  }
+  EXPECT_EQ(norm_backward_with_dgamma, 3);
+}
+
 }  // namespace
 }  // namespace edgetrain
