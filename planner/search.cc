@@ -175,6 +175,23 @@ double recipe_factor(const TrainConfig& c, const OptimizerConfig& requested) {
   return f;
 }
 
+// Whether 1-bit ReLU masks can change anything: a ReLU/ReLU6 straight after a batch norm has its
+// backward inside the norm's backward (runtime/fusion.h fuse_activation_backwards), which needs
+// no mask; only the others (after residual adds, after convs with a bias) read one. MobileNetV2
+// has none, so its mask candidates would only repeat the plain ones.
+bool has_relu_outside_norms(const Graph& forward) {
+  std::vector<int> producer(forward.values.size(), -1);
+  for (size_t i = 0; i < forward.nodes.size(); ++i)
+    for (ValueId v : forward.nodes[i].outputs)
+      if (v != kNoValue) producer[static_cast<size_t>(v)] = static_cast<int>(i);
+  for (const Node& n : forward.nodes) {
+    if (n.op != OpKind::kRelu && n.op != OpKind::kRelu6) continue;
+    const int p = n.inputs.empty() || n.inputs[0] == kNoValue ? -1 : producer[static_cast<size_t>(n.inputs[0])];
+    if (p < 0 || forward.nodes[static_cast<size_t>(p)].op != OpKind::kBatchNorm) return true;
+  }
+  return false;
+}
+
 double score_of(PlanObjective o, int64_t trainable, double seconds) {
   switch (o) {
     case PlanObjective::kCapacityPerSecond: return static_cast<double>(trainable) / std::max(seconds, 1e-9);
@@ -222,8 +239,8 @@ Result<Plan> plan_training(const PlanRequest& r) {
   std::vector<CompressionConfig> compressions(1);
   {
     CompressionConfig masks;
-    masks.relu_masks = true;
-    compressions.push_back(masks);
+    masks.relu_masks = has_relu_outside_norms(forward);
+    if (masks.relu_masks) compressions.push_back(masks);
     if (r.activation_density > 0 && r.activation_density + r.capacity_margin < 0.9) {
       CompressionConfig sparse = masks;
       sparse.sparse_activations = true;

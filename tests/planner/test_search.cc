@@ -272,5 +272,24 @@ TEST(PlanSearch, RunningStatisticNormsOnlyWhereTheyBuySomething) {
   for (const PlanCandidate& c : p->ranked) EXPECT_EQ(c.config.norm_statistics, NormStatistics::kBatch) << c.label;
 }
 
+// 1-bit ReLU masks are candidates only where some ReLU's backward is not inside a norm's backward
+// (runtime/fusion.h): never for MobileNetV2 (every ReLU6 follows a norm), still for the small CNN
+// (a ReLU after a conv with a bias).
+TEST(PlanSearch, MaskCandidatesOnlyWhereAReluDoesNotFollowANorm) {
+  auto any_masks = [](const GraphFactory& f) {
+    PlanRequest r = request(uint64_t{1} << 30, PlanObjective::kMostAccurate);
+    r.factory = f;
+    r.allow_freezing = false;
+    Result<Plan> p = plan_training(r);
+    EXPECT_TRUE(p.is_ok()) << p.status().to_string();
+    bool masks = false;
+    if (p.is_ok())
+      for (const PlanCandidate& c : p->ranked) masks |= c.config.compression.relu_masks;
+    return masks;
+  };
+  EXPECT_FALSE(any_masks(testing::model_factory(Architecture::kMobileNetV2, 32, 0.35f)));
+  EXPECT_TRUE(any_masks(small_cnn()));
+}
+
 }  // namespace
 }  // namespace edgetrain
