@@ -338,14 +338,6 @@ void weight_sums_pixels(const Parallel& par, const ConvGeometry& g, const float*
 
 bool is_depthwise(const ConvGeometry& g) { return g.groups == g.c && g.out_c == g.c; }
 
-DepthwiseRoute depthwise_route(const ConvGeometry& g, ConvDirection direction) {
-  if (direction == ConvDirection::kBackwardData) {
-    if (g.sh != 1 || g.sw != 1) return DepthwiseRoute::kGather;
-    return small_map(g.w) ? DepthwiseRoute::kSmallMap : DepthwiseRoute::kSlices;  // dx is the output
-  }
-  return small_map(g.out_w) ? DepthwiseRoute::kSmallMap : DepthwiseRoute::kSlices;
-}
-
 int64_t depthwise_workspace_floats(const ConvGeometry& g) {
   return std::max(g.kh * g.kw * g.c, weight_chunks(g) * chunk_floats(g));
 }

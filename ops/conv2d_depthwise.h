@@ -21,11 +21,6 @@
 namespace edgetrain {
 
 bool is_depthwise(const ConvGeometry& g);
-
-// Which route a direction takes inside these kernels (for the cost model's features): slices of
-// channels, pixel by pixel on a small map, or (backward data with a stride > 1) the gather.
-enum class DepthwiseRoute : uint8_t { kSlices, kSmallMap, kGather };
-DepthwiseRoute depthwise_route(const ConvGeometry& g, ConvDirection direction);
 // Floats of workspace any direction needs: the weights as [tap][C] (channels contiguous), or the
 // weight gradient's partial sums per chunk of rows.
 int64_t depthwise_workspace_floats(const ConvGeometry& g);

@@ -6,7 +6,6 @@
 #include <string>
 
 #include "ops/conv2d.h"
-#include "ops/conv2d_depthwise.h"
 #include "ops/conv2d_im2col.h"
 #include "planner/op_flops.h"
 
@@ -106,7 +105,6 @@ ConvWork conv_work(const ConvGeometry& g, ConvDirection dir) {
   switch (w.path) {
     case ConvKernelPath::kDepthwise:
       w.macs = n * valid_taps * static_cast<double>(g.c);
-      w.variant = static_cast<double>(depthwise_route(g, dir));  // slices, small map, gather
       break;
     case ConvKernelPath::kDirect:
       w.macs = n * valid_taps * static_cast<double>(g.c) * static_cast<double>(g.out_c);

@@ -20,8 +20,7 @@ namespace edgetrain {
 // Bump when the meaning of stored samples or models changes (features, classes, model kinds):
 // an old file then fails to load with a message that says to re-run `edgetrain profile`.
 // 2: conv classes and FLOPs follow the kernel path (Winograd, direct, im2col plan), 10 features.
-// 3: the depthwise kernels' route (slices, small map, strided gather) is their variant feature.
-constexpr int kProfileFormatVersion = 3;
+constexpr int kProfileFormatVersion = 2;
 
 struct MachineInfo {
   std::string cpu_model;     // /proc/cpuinfo "model name"

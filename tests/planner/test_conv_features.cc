@@ -166,26 +166,6 @@ TEST(ConvFeatures, DepthwiseCountsValidTapsAndPointwiseEveryProduct) {
   EXPECT_DOUBLE_EQ(f.row.flops, 2.0 * 2 * 25 * 8 * 12);
 }
 
-// The depthwise kernels' route is the variant (z[9]): slices 0, small map (<= 4 outputs a row) 1,
-// the stride-2 backward-data gather 2.
-TEST(ConvFeatures, DepthwiseVariantIsTheKernelsRoute) {
-  auto variant = [](const OneConv& c, const Node* n) { return node_features(c.g, *n).row.z[9]; };
-  OneConv big = one_conv(1, 8, 8, 16, 16, 3, 1, 1, /*groups=*/16);
-  ASSERT_NE(big.fwd, nullptr);
-  EXPECT_EQ(variant(big, big.fwd), 0.0);
-  EXPECT_EQ(variant(big, big.data), 0.0);
-  EXPECT_EQ(variant(big, big.weight), 0.0);
-  OneConv tiny = one_conv(4, 2, 2, 16, 16, 3, 1, 1, /*groups=*/16);
-  ASSERT_NE(tiny.fwd, nullptr);
-  EXPECT_EQ(variant(tiny, tiny.fwd), 1.0);
-  EXPECT_EQ(variant(tiny, tiny.data), 1.0);
-  EXPECT_EQ(variant(tiny, tiny.weight), 1.0);
-  OneConv strided = one_conv(1, 16, 16, 16, 16, 3, 2, 1, /*groups=*/16);
-  ASSERT_NE(strided.data, nullptr);
-  EXPECT_EQ(variant(strided, strided.fwd), 0.0);  // 8 outputs a row
-  EXPECT_EQ(variant(strided, strided.data), 2.0);
-}
-
 TEST(ConvFeatures, AFusedEvalNormAddsItsPassOverTheOutput) {
   GraphBuilder b(2, 8, 8, 16, /*training=*/false);
   ValueId y = b.relu(b.batch_norm(b.conv2d(b.input(), "conv", 16, 3, 1, 1), "bn"));
