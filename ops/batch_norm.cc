@@ -16,11 +16,8 @@ namespace {
 
 // The per-channel scale the forward normalises with, from the saved invstd (training) or the
 // running variance (eval).
-float eval_scale(float gamma, float running_var, float eps) {
-  return float(double(gamma) / std::sqrt(double(running_var) + double(eps)));
-}
 float forward_scale(const NormAttrs& a, float gamma, float invstd_or_running_var) {
-  return a.training ? float(double(gamma) * double(invstd_or_running_var)) : eval_scale(gamma, invstd_or_running_var, a.eps);
+  return a.training ? float(double(gamma) * double(invstd_or_running_var)) : batch_norm_eval_scale(gamma, invstd_or_running_var, a.eps);
 }
 
 // A fused activation backward (runtime/fusion.h fuse_activation_backwards): the norm's backward
@@ -42,6 +39,10 @@ struct ActivationGate {
 };
 
 }  // namespace
+
+float batch_norm_eval_scale(float gamma, float running_var, float eps) {
+  return float(double(gamma) / std::sqrt(double(running_var) + double(eps)));
+}
 
 Result<Shape> batch_norm_output_shape(const Shape& x, const Shape& param, const NormAttrs& a) {
   if (x.rank < 2)
@@ -319,13 +320,13 @@ void batch_norm_forward(const KernelCall& call) {
       }
       mean_f[k] = float(mean);
       // From the invstd as saved (rounded to float), so that a backward can recompute exactly
-      // what this pass computed (activation_passes below).
-      scale_f[k] = float(double(gamma[k]) * double(float(invstd)));
+      // what this pass computed (ActivationGate).
+      scale_f[k] = forward_scale(a, gamma[k], float(invstd));
     }
   } else {
     for (int64_t k = 0; k < c; ++k) {
       mean_f[k] = running_mean[k];
-      scale_f[k] = eval_scale(gamma[k], running_var[k], a.eps);
+      scale_f[k] = forward_scale(a, gamma[k], running_var[k]);
     }
   }
   if (!y) return;

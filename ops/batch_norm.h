@@ -25,6 +25,10 @@ namespace edgetrain {
 // unbiased running variance divides by rows - 1).
 Result<Shape> batch_norm_output_shape(const Shape& x, const Shape& param, const NormAttrs& a);
 
+// The per-channel scale an eval-mode norm multiplies (x - running_mean) by, gamma / sqrt(var + eps),
+// rounded as the kernels round it (a conv's fused norm, ops/conv2d.h, uses it to match them).
+float batch_norm_eval_scale(float gamma, float running_var, float eps);
+
 // rows = N*H*W, channels = C; data is [rows][channels].
 template <typename T>
 void batch_norm_forward_naive(int64_t rows, int64_t channels, const NormAttrs& a, const T* x,

@@ -19,6 +19,7 @@
 
 #include <cblas.h>
 
+#include "ops/batch_norm.h"
 #include "ops/conv2d_depthwise.h"
 #include "ops/conv2d_direct.h"
 #include "ops/conv2d_im2col.h"
@@ -224,7 +225,7 @@ void conv2d_forward_reference(const KernelCall& call) {
   const float lo = fused_activation_low(call.attrs->activation), hi = fused_activation_high(call.attrs->activation);
   const int64_t rows = g.n * g.out_h * g.out_w;
   for (int64_t k = 0; k < g.out_c; ++k) {
-    const float scale = float(double(gamma[k]) / std::sqrt(double(var[k]) + double(call.attrs->norm.eps)));
+    const float scale = batch_norm_eval_scale(gamma[k], var[k], call.attrs->norm.eps);
     for (int64_t r = 0; r < rows; ++r) {
       float& v = y[r * g.out_c + k];
       v = std::min(std::max((v - mean[k]) * scale + beta[k], lo), hi);
@@ -282,10 +283,6 @@ inline void add_to(float* __restrict acc, const float* __restrict a, int64_t n) 
   for (int64_t i = 0; i < n; ++i) acc[i] += a[i];
 }
 
-// Smallest chunk worth handing to another thread: about 16K floats of work.
-int64_t min_chunk_for(int64_t floats_per_item) {
-  return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, floats_per_item));
-}
 
 // y[m][:] = b for every row (or zero when b is null), so the GEMM can run with beta = 1 and add
 // into it. OpenBLAS clears C in a separate pass when beta = 0, so prefilling costs nothing extra.
@@ -334,8 +331,7 @@ int64_t epilogue_floats(const Attrs& a, int64_t out_c) { return a.conv_norm ? (o
 ConvNormEpilogue make_epilogue(const KernelCall& call, int64_t out_c, float* scale) {
   const float* gamma = call.in_f(3);
   const float* running_var = call.in_f(6);
-  const double eps = call.attrs->norm.eps;
-  for (int64_t k = 0; k < out_c; ++k) scale[k] = float(double(gamma[k]) / std::sqrt(double(running_var[k]) + eps));
+  for (int64_t k = 0; k < out_c; ++k) scale[k] = batch_norm_eval_scale(gamma[k], running_var[k], call.attrs->norm.eps);
   ConvNormEpilogue e;
   e.mean = call.in_f(5);
   e.scale = scale;

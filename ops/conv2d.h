@@ -41,6 +41,14 @@ struct ConvNormEpilogue {
   void apply_rows(float* y, int64_t rows, int64_t channels) const;
 };
 
+// Range [k0, k1) of kernel taps along one axis that land inside the input for output position o.
+inline void valid_taps(int64_t o, int64_t stride, int64_t pad, int64_t kernel, int64_t size,
+                       int64_t* k0, int64_t* k1) {
+  const int64_t start = o * stride - pad;
+  *k0 = std::clamp<int64_t>(-start, 0, kernel);
+  *k1 = std::clamp<int64_t>(size - start, *k0, kernel);
+}
+
 // Shape rule: validates the weight shape and attributes against the input.
 Result<Shape> conv2d_output_shape(const Shape& x, const Shape& w, const ConvAttrs& a);
 ConvGeometry conv2d_geometry(const Shape& x, const Shape& w, const ConvAttrs& a);

@@ -15,14 +15,6 @@ using simd::store;
 using simd::V16;
 using simd::V8;
 
-// Valid kernel taps [k0, k1) along one axis for an output at `o` (input start o * stride - pad).
-inline void valid_taps(int64_t o, int64_t stride, int64_t pad, int64_t kernel, int64_t size, int64_t* k0,
-                       int64_t* k1) {
-  const int64_t start = o * stride - pad;
-  *k0 = std::clamp<int64_t>(-start, 0, kernel);
-  *k1 = std::clamp<int64_t>(size - start, *k0, kernel);
-}
-
 // Output columns [lo, hi) whose taps all lie inside the input (no padding).
 inline void interior_columns(int64_t out_w, int64_t in_w, int64_t kw, int64_t sw, int64_t pw, int64_t* lo,
                              int64_t* hi) {
@@ -109,8 +101,6 @@ void correlate_rows(const ConvGeometry& g, const float* in, const float* wt, con
   }
 }
 
-// Smallest share of a parallel loop worth handing to another thread: about 16K floats of work.
-int64_t min_rows_for(int64_t floats_per_row) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, floats_per_row)); }
 // Rows a thread computes slice by slice before the next group: ~8K floats of output, so that the
 // group stays in L1/L2 across its slices and for the epilogue.
 int64_t group_rows_for(int64_t floats_per_row) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(1, floats_per_row)); }
@@ -128,7 +118,7 @@ inline void axpy(float* __restrict y, const float* __restrict a, const float* __
 void correlate_pixels(const Parallel& par, const ConvGeometry& g, const float* in, const float* wt,
                       const float* bias, bool accumulate, float* out, const ConvNormEpilogue* epilogue) {
   const int64_t C = g.c, rows = g.n * g.out_h;
-  par.for_each(rows, min_rows_for(g.out_w * C * g.kh * g.kw), [&](int64_t r0, int64_t r1) {
+  par.for_each(rows, min_chunk_for(g.out_w * C * g.kh * g.kw), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t n = r / g.out_h, oy = r % g.out_h, iy0 = oy * g.sh - g.ph;
       const float* img = in + n * g.h * g.w * C;
@@ -159,7 +149,7 @@ void correlate(const Parallel& par, const ConvGeometry& g, const float* in, cons
   if (small_map(g.out_w)) return correlate_pixels(par, g, in, wt, bias, accumulate, out, epilogue);
   const int64_t rows = g.n * g.out_h, C = g.c, row_floats = g.out_w * C;
   const int64_t group = group_rows_for(row_floats);
-  par.for_each(rows, min_rows_for(row_floats * g.kh * g.kw), [&](int64_t r0, int64_t r1) {
+  par.for_each(rows, min_chunk_for(row_floats * g.kh * g.kw), [&](int64_t r0, int64_t r1) {
     for (int64_t g0 = r0; g0 < r1; g0 += group) {
       const int64_t g1 = std::min(r1, g0 + group);
       for_slices(C, [&]<class V>(int64_t c) { correlate_rows<V>(g, in, wt, bias, accumulate, g0, g1, c, out); });
@@ -365,7 +355,7 @@ void depthwise_backward_data(const Parallel& par, const ConvGeometry& g, const f
   const int64_t C = g.c;
   const bool k3s2 = g.kh == 3 && g.kw == 3 && g.sh == 2 && g.sw == 2;
   const int64_t group = group_rows_for(g.w * C);
-  par.for_each(g.n * g.h, min_rows_for(g.w * C * g.kh * g.kw), [&](int64_t r0, int64_t r1) {
+  par.for_each(g.n * g.h, min_chunk_for(g.w * C * g.kh * g.kw), [&](int64_t r0, int64_t r1) {
     for (int64_t g0 = r0; g0 < r1; g0 += group) {
       const int64_t g1 = std::min(r1, g0 + group);
       if (k3s2) {

@@ -74,21 +74,8 @@ constexpr int kMaxBlocks = 64;
 // may grow to this many floats or to the plain plan's size, whichever is larger.
 constexpr int64_t kClassesWorkspaceFloats = int64_t{1} << 20;
 
-// Smallest chunk worth handing to another thread: about 16K floats of work.
-int64_t min_chunk_for(int64_t floats_per_item) {
-  return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, floats_per_item));
-}
-
 inline void add_to(float* __restrict acc, const float* __restrict a, int64_t n) {
   for (int64_t i = 0; i < n; ++i) acc[i] += a[i];
-}
-
-// Range [k0, k1) of kernel taps along one axis that land inside the input for output position o.
-inline void valid_taps(int64_t o, int64_t stride, int64_t pad, int64_t kernel, int64_t size,
-                       int64_t* k0, int64_t* k1) {
-  const int64_t start = o * stride - pad;
-  *k0 = std::clamp<int64_t>(-start, 0, kernel);
-  *k1 = std::clamp<int64_t>(size - start, *k0, kernel);
 }
 
 // --- plans ---------------------------------------------------------------------------------------

@@ -160,10 +160,6 @@ Problem make_problem(const ConvGeometry& g, int m, bool backward) {
   return p;
 }
 
-// Smallest share of a parallel loop worth handing to another thread: about 16K floats of work.
-int64_t min_chunk_for(int64_t floats_per_item) {
-  return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, floats_per_item));
-}
 
 // ---------------------------------------------------------------------------------------------
 // Transforms of one tile, on one vector (or one float) of channels.

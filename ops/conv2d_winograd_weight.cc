@@ -124,9 +124,6 @@ Problem plan(const ConvGeometry& g, int m) {
   return p;
 }
 
-int64_t min_chunk_for(int64_t floats_per_item) {
-  return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, floats_per_item));
-}
 
 // D[a * a_stride] = (G' f G'^T)[a] for the m x m dy values of the tile at (oy0, ox0), channel
 // offset c; values outside the image read as zero.

@@ -207,6 +207,12 @@ struct Parallel {
   }
 };
 
+// Smallest share of a parallel loop worth handing to another thread: about 16K floats of work
+// per chunk (items of floats_per_item floats each).
+inline int64_t min_chunk_for(int64_t floats_per_item) {
+  return floats_per_item >= 16384 ? 1 : 16384 / (floats_per_item > 0 ? floats_per_item : 1);
+}
+
 struct KernelCall {
   const Attrs* attrs = nullptr;
   void* const* in = nullptr;
