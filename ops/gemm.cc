@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "ops/winograd_tiles.h"  // product_block: the register-blocked products kernel
+#include "ops/simd.h"
 
 namespace edgetrain {
 
@@ -69,15 +69,14 @@ void small_gemm_loops(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float a
 // the register-blocked kernel.
 constexpr int64_t kMaxTransposedFloats = 16384;
 
-// Register-blocked (4 rows x 32 or 16 columns of C in registers, ops/winograd_tiles.h
-// product_block) for alpha = 1 and beta 0 or 1, the cases the conv and linear kernels use;
+// Register-blocked (4 rows x 32 or 16 columns of C in registers, ops/simd.h product_block) for alpha = 1 and beta 0 or 1, the cases the conv and linear kernels use;
 // columns past the last 16 and other alphas/betas take the plain loops. Measured: MobileNetV2
 // with micro-batches of 4 images spent 36% of its samples in the plain loops, and its pointwise
 // GEMMs (every one under OpenBLAS's small limit) ran on one thread.
 void small_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  using winograd::kLanes;
-  using winograd::product_block;
+  using simd::kLanes;
+  using simd::product_block;
   const int64_t n_vec = n / kLanes * kLanes;
   if (alpha != 1.0f || (beta != 0.0f && beta != 1.0f) || n_vec == 0 || k == 0 || (tb && n_vec * k > kMaxTransposedFloats))
     return small_gemm_loops(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);

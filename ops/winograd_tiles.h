@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "ops/conv2d.h"
+#include "ops/simd.h"
 
 namespace edgetrain::winograd {
 
@@ -24,18 +25,10 @@ int64_t workspace_budget_floats(const ConvGeometry& g);
 // Tile transforms, written once for a lane vector (16 channels) and for one float (channel
 // counts that are not a multiple of 16). GCC vector extensions: V * float broadcasts.
 
-typedef float Vec __attribute__((vector_size(64)));
-constexpr int64_t kLanes = 16;
-
-template <class V> inline V load(const float* p);
-template <> inline float load<float>(const float* p) { return *p; }
-template <> inline Vec load<Vec>(const float* p) {
-  Vec v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-inline void store(float* p, float v) { *p = v; }
-inline void store(float* p, const Vec& v) { std::memcpy(p, &v, sizeof v); }
+using Vec = simd::V16;
+using simd::kLanes;
+using simd::load;
+using simd::store;
 
 // F(2, 3), interpolation points 0, 1, -1, infinity.
 struct F2 {
@@ -189,43 +182,7 @@ inline void input_tile(int64_t in_h, int64_t in_w, int64_t channels, const float
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The products kernel of every direction: for R rows r,
-//   m[r][0 .. 16 NV) (+)= sum over k of A(r, k) * b[k * ldb + 0 .. 16 NV),  A(r, k) = a[r * a_r + k * a_k],
-// accumulators in registers (R x NV vectors), one broadcast of A per (r, k). The forward and
-// backward data read V rows in place (a_r = ldv, a_k = 1) against packed weight panels; the
-// weight gradient reads dy's transformed tiles across (a_r = 1, a_k = ldd) against x's.
-//
-// The sum over k runs in stretches of kSumBlock, each from zero, added to the result at its
-// end: a float sum of n terms rounds ~n x eps in the worst case, so at 512 channels this rounds
-// like 32 + 16 terms, not 512 (measured at 256 channels, F(4x4): max error 1.9e-5 of the output
-// RMS with one running sum, 5.6e-6 in stretches of 32; see tests/ops/test_conv2d_winograd.cc).
-constexpr int64_t kSumBlock = 32;
-
-template <int R, int NV>
-inline void product_block(int64_t k_count, const float* a, int64_t a_r, int64_t a_k, const float* b, int64_t ldb,
-                          float* m, int64_t ldm, bool add) {
-  Vec total[R][NV];
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < NV; ++j) total[r][j] = add ? load<Vec>(m + r * ldm + j * kLanes) : Vec{};
-  for (int64_t k0 = 0; k0 < k_count; k0 += kSumBlock) {
-    Vec acc[R][NV];
-    for (int r = 0; r < R; ++r)
-      for (int j = 0; j < NV; ++j) acc[r][j] = Vec{};
-    const int64_t k1 = std::min(k_count, k0 + kSumBlock);
-    for (int64_t k = k0; k < k1; ++k) {
-      Vec bk[NV];
-      for (int j = 0; j < NV; ++j) bk[j] = load<Vec>(b + k * ldb + j * kLanes);
-      for (int r = 0; r < R; ++r) {
-        const float av = a[r * a_r + k * a_k];
-        for (int j = 0; j < NV; ++j) acc[r][j] += av * bk[j];
-      }
-    }
-    for (int r = 0; r < R; ++r)
-      for (int j = 0; j < NV; ++j) total[r][j] += acc[r][j];
-  }
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < NV; ++j) store(m + r * ldm + j * kLanes, total[r][j]);
-}
+// The products of every direction: simd::product_block (ops/simd.h).
+using simd::product_block;
 
 }  // namespace edgetrain::winograd
