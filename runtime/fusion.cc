@@ -53,10 +53,13 @@ int drop_nodes(Graph& g, const std::vector<bool>& drop, int dropped) {
   return dropped;
 }
 
-std::atomic<bool> g_conv_norm_fusion{[] {
-  const char* v = std::getenv("EDGETRAIN_CONV_NORM_FUSION");
+// A fusion's switch: on unless the environment variable says "off" (A/B timings).
+bool on_unless_off(const char* variable) {
+  const char* v = std::getenv(variable);
   return !(v && std::string(v) == "off");
-}()};
+}
+
+std::atomic<bool> g_conv_norm_fusion{on_unless_off("EDGETRAIN_CONV_NORM_FUSION")};
 
 }  // namespace
 
@@ -78,10 +81,7 @@ int fuse_activations(Graph& g) {
   return drop_nodes(g, drop, fused);
 }
 
-std::atomic<bool> g_activation_backward_fusion{[] {
-  const char* v = std::getenv("EDGETRAIN_ACTIVATION_BACKWARD_FUSION");
-  return !(v && std::string(v) == "off");
-}()};
+std::atomic<bool> g_activation_backward_fusion{on_unless_off("EDGETRAIN_ACTIVATION_BACKWARD_FUSION")};
 
 void set_activation_backward_fusion(bool enabled) {
   g_activation_backward_fusion.store(enabled, std::memory_order_relaxed);
@@ -154,5 +154,7 @@ int fuse_conv_norms(Graph& g) {
   }
   return drop_nodes(g, drop, fused);
 }
+
+int fuse_ops(Graph& g) { return fuse_activations(g) + fuse_conv_norms(g) + fuse_activation_backwards(g); }
 
 }  // namespace edgetrain

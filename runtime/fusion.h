@@ -34,6 +34,11 @@ int fuse_conv_norms(Graph& g);
 int fuse_activation_backwards(Graph& g);
 void set_activation_backward_fusion(bool enabled);
 
+// Every fusion above, in the order they build on each other (activations into norms and adds,
+// those norms into their convs, activation backwards into norm backwards). What schedules call,
+// before checkpointing and compression (which see the fused graph). Returns how many fused.
+int fuse_ops(Graph& g);
+
 // Tests and A/B timings: off, fuse_conv_norms fuses nothing. A process starts with it on unless
 // EDGETRAIN_CONV_NORM_FUSION=off. Set it before building schedules.
 void set_conv_norm_fusion(bool enabled);

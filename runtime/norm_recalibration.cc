@@ -28,7 +28,7 @@ Result<Graph> statistics_schedule(const GraphFactory& factory, int64_t batch) {
     n.attrs.norm.update_running_stats = true;
     n.attrs.norm.momentum = 1.0f;
   }
-  fuse_activations(g);
+  fuse_ops(g);
   ET_RETURN_IF_ERROR(finalize_schedule(g));
   return g;
 }

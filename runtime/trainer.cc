@@ -17,11 +17,10 @@ size_t store_bytes(const std::vector<ParamSpec>& specs) {
 }
 size_t arena_block_bytes(size_t arena) { return (arena + kArenaSlackBytes + 63) / 64 * 64; }
 
-// The evaluation schedule at a batch size: the eval-mode graph, activations and norms fused, finalized.
+// The evaluation schedule at a batch size: the eval-mode graph, fused (runtime/fusion.h), finalized.
 Result<Graph> evaluation_schedule(const GraphFactory& factory, int64_t batch) {
   ET_ASSIGN_OR_RETURN(Graph g, factory(batch, /*training=*/false));
-  fuse_activations(g);
-  fuse_conv_norms(g);
+  fuse_ops(g);
   ET_RETURN_IF_ERROR(finalize_schedule(g));
   return g;
 }

@@ -241,9 +241,7 @@ Result<TrainingSchedule> make_training_schedule(const GraphFactory& factory, int
       return invalid_argument("batch norm '" + n.layer + "' at micro-batch " + std::to_string(batch / k) + ": " +
                               ok.status().message() + " (train it on running statistics, or use larger micro-batches)");
   }
-  fuse_activations(g);  // before checkpointing and compression, which see the fused graph
-  fuse_conv_norms(g);   // the frozen region's conv + eval-mode norm pairs
-  fuse_activation_backwards(g);  // norms' backwards gate the gradient themselves: no ReLU masks needed
+  fuse_ops(g);  // before checkpointing and compression, which see the fused graph
   if (config.checkpoint.mode == CheckpointMode::kBudget) {
     ET_ASSIGN_OR_RETURN(s.graph, fit_checkpoints_to_budget(g, k, config.compression, momentum_fusion_applies(config),
                                                            config.checkpoint.budget_bytes));
