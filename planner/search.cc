@@ -175,20 +175,20 @@ double recipe_factor(const TrainConfig& c, const OptimizerConfig& requested) {
   return f;
 }
 
-// Whether 1-bit ReLU masks can change anything: a ReLU/ReLU6 straight after a batch norm has its
-// backward inside the norm's backward (runtime/fusion.h fuse_activation_backwards), which needs
-// no mask; only the others (after residual adds, after convs with a bias) read one. MobileNetV2
-// has none, so its mask candidates would only repeat the plain ones.
-bool has_relu_outside_norms(const Graph& forward) {
-  std::vector<int> producer(forward.values.size(), -1);
-  for (size_t i = 0; i < forward.nodes.size(); ++i)
-    for (ValueId v : forward.nodes[i].outputs)
-      if (v != kNoValue) producer[static_cast<size_t>(v)] = static_cast<int>(i);
-  for (const Node& n : forward.nodes) {
-    if (n.op != OpKind::kRelu && n.op != OpKind::kRelu6) continue;
-    const int p = n.inputs.empty() || n.inputs[0] == kNoValue ? -1 : producer[static_cast<size_t>(n.inputs[0])];
-    if (p < 0 || forward.nodes[static_cast<size_t>(p)].op != OpKind::kBatchNorm) return true;
-  }
+// Whether 1-bit ReLU masks change anything: a ReLU/ReLU6 straight after a batch norm has its
+// backward inside the norm's backward (runtime/fusion.h), which needs no mask; only the others
+// (after residual adds, after convs with a bias) read one. The schedule with masks says which:
+// MobileNetV2 has none, so its mask candidates would only repeat the plain ones.
+Result<bool> relu_masks_apply(const PlanRequest& r) {
+  TrainConfig masks = r.base.config;
+  masks.compression = CompressionConfig{};
+  masks.compression.relu_masks = true;
+  masks.checkpoint = CheckpointConfig{};
+  masks.freeze = FreezeConfig{};  // every backward the candidates could have
+  masks.micro_batches = 1;
+  ET_ASSIGN_OR_RETURN(TrainingSchedule s, make_training_schedule(r.factory, r.base.batch, masks));
+  for (const Node& n : s.graph.nodes)
+    if (n.op == OpKind::kPackMask) return true;
   return false;
 }
 
@@ -239,7 +239,7 @@ Result<Plan> plan_training(const PlanRequest& r) {
   std::vector<CompressionConfig> compressions(1);
   {
     CompressionConfig masks;
-    masks.relu_masks = has_relu_outside_norms(forward);
+    ET_ASSIGN_OR_RETURN(masks.relu_masks, relu_masks_apply(r));
     if (masks.relu_masks) compressions.push_back(masks);
     if (r.activation_density > 0 && r.activation_density + r.capacity_margin < 0.9) {
       CompressionConfig sparse = masks;
