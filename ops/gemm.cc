@@ -115,6 +115,13 @@ void gemm(const Parallel& parallel, bool trans_a, bool trans_b, int64_t m, int64
   if (m * n * k <= kOpenBlasSmallLimit) {
     // Split over blocks of 4 rows of C where there is work for both threads.
     if (parallel.threads > 1 && m >= 8 && m * n * k >= kMinSmallParallelWork) {
+      // B^T transposed once here, not by every thread's share.
+      alignas(64) float transposed[kMaxTransposedFloats];  // uninitialised: free unless written
+      if (trans_b && n * k <= kMaxTransposedFloats) {
+        for (int64_t j = 0; j < n; ++j)
+          for (int64_t p = 0; p < k; ++p) transposed[p * n + j] = b[j * ldb + p];
+        trans_b = false, b = transposed, ldb = n;
+      }
       const int64_t blocks = (m + 3) / 4;
       parallel.for_each(blocks, 1, [&](int64_t b0, int64_t b1) {
         const int64_t r0 = b0 * 4, r1 = std::min(m, b1 * 4);
