@@ -16,8 +16,8 @@ constexpr int kSpinIterations = 20000;  // ~0.1-0.5 ms of pause instructions
 inline void cpu_relax() { _mm_pause(); }
 }  // namespace
 
-ThreadPool::ThreadPool(int threads) : threads_(std::max(1, threads)) {
-  for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+ThreadPool::ThreadPool(int threads) : threads_(std::clamp(threads, 1, ChunkClaims::kMaxChunks)) {
+  for (int i = 1; i < threads_; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -46,6 +46,16 @@ static void chunk_bounds(int64_t n, int chunks, int index, int64_t* begin, int64
   *end = *begin + base + (index < extra ? 1 : 0);
 }
 
+void ThreadPool::run_chunk(Parallel::ChunkFn fn, void* ctx, int64_t n, int chunks, int index) {
+  int64_t b, e;
+  chunk_bounds(n, chunks, index, &b, &e);
+  fn(ctx, b, e);
+  if (remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    std::lock_guard<std::mutex> lock(mutex_);  // pairs with the caller's wait
+    done_.notify_one();
+  }
+}
+
 void ThreadPool::run(int64_t n, int64_t min_chunk, Parallel::ChunkFn fn, void* fn_ctx) {
   if (n <= 0) return;
   int chunks = static_cast<int>(std::min<int64_t>(threads_, std::max<int64_t>(1, n / std::max<int64_t>(1, min_chunk))));
@@ -53,28 +63,31 @@ void ThreadPool::run(int64_t n, int64_t min_chunk, Parallel::ChunkFn fn, void* f
     fn(fn_ctx, 0, n);
     return;
   }
+  uint64_t generation;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     fn_ = fn;
     fn_ctx_ = fn_ctx;
     n_ = n;
     chunks_ = chunks;
-    pending_.store(chunks - 1, std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_release);
+    remaining_.store(chunks, std::memory_order_relaxed);
+    generation = generation_.load(std::memory_order_relaxed) + 1;
+    claims_.open(generation);
+    generation_.store(generation, std::memory_order_release);
   }
   if (sleepers_.load(std::memory_order_acquire) > 0) wake_.notify_all();
-  int64_t b, e;
-  chunk_bounds(n, chunks, 0, &b, &e);
-  fn(fn_ctx, b, e);
+  // The caller works through the chunks itself until none is left unclaimed; it then waits only
+  // for chunks a worker is running.
+  for (int index; (index = claims_.claim(generation, chunks)) >= 0;) run_chunk(fn, fn_ctx, n, chunks, index);
   for (int spin = 0; spin < kSpinIterations; ++spin) {
-    if (pending_.load(std::memory_order_acquire) == 0) return;
+    if (remaining_.load(std::memory_order_acquire) == 0) return;
     cpu_relax();
   }
   std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [this] { return pending_.load(std::memory_order_acquire) == 0; });
+  done_.wait(lock, [this] { return remaining_.load(std::memory_order_acquire) == 0; });
 }
 
-void ThreadPool::worker_loop(int index) {
+void ThreadPool::worker_loop() {
   // Jobs count from generation 0: a job posted before this thread got here is still new to it.
   uint64_t seen = 0;
   for (;;) {
@@ -102,15 +115,8 @@ void ThreadPool::worker_loop(int index) {
       n = n_;
       chunks = chunks_;
     }
-    if (index < chunks) {
-      int64_t b, e;
-      chunk_bounds(n, chunks, index, &b, &e);
-      fn(ctx, b, e);
-      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        std::lock_guard<std::mutex> lock(mutex_);  // pairs with the caller's wait
-        done_.notify_one();
-      }
-    }
+    // A job that is already over (the caller ran every chunk) yields no claim.
+    for (int index; (index = claims_.claim(seen, chunks)) >= 0;) run_chunk(fn, ctx, n, chunks, index);
   }
 }
 

@@ -35,5 +35,20 @@ TEST(ThreadPool, MinChunkKeepsSmallWorkOnOneThread) {
   EXPECT_EQ(calls.load(), 1);
 }
 
+TEST(ChunkClaims, EachChunkOnceAndNothingOfANewerJobForAStaleOne) {
+  ChunkClaims claims;
+  claims.open(1);
+  EXPECT_EQ(claims.claim(1, 2), 0);
+  EXPECT_EQ(claims.claim(1, 2), 1);
+  EXPECT_EQ(claims.claim(1, 2), -1);
+  claims.open(2);
+  // A worker that read job 1 and woke late must not take job 2's chunks.
+  EXPECT_EQ(claims.claim(1, 2), -1);
+  EXPECT_EQ(claims.claim(2, 3), 0);
+  EXPECT_EQ(claims.claim(2, 3), 1);
+  EXPECT_EQ(claims.claim(2, 3), 2);
+  EXPECT_EQ(claims.claim(2, 3), -1);
+}
+
 }  // namespace
 }  // namespace edgetrain
