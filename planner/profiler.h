@@ -57,7 +57,7 @@
 namespace edgetrain {
 
 struct ProfileOptions {
-  bool quick = false;                 // ~30 s instead of ~5 minutes
+  bool quick = false;                 // ~30 s instead of ~7 minutes
   std::vector<int> threads = {1, 2};
   // Time budgets in seconds; 0 picks the default of the mode (quick / full).
   double kernel_seconds = 0;

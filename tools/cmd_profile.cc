@@ -87,7 +87,7 @@ int cmd_profile(int argc, char** argv) {
               "Time every kernel kind on this machine over shapes of MobileNetV2 / ResNet-18 training steps,\n"
               "fit per-op cost models (roofline, log-polynomial, boosted trees; the best per op class), validate\n"
               "them on whole training steps of configurations not used in fitting, and store the profile.");
-  p.flag("quick", "a coarse profile in about 30 s (the default takes about 5 minutes)");
+  p.flag("quick", "a coarse profile in about 30 s (the default takes about 7 minutes)");
   p.option("cache-dir", "DIR", "$XDG_CACHE_HOME/edgetrain or ~/.cache/edgetrain", "where the profile is stored");
   p.option("threads", "LIST", "1,2", "thread counts to measure, comma-separated");
   p.option("seed", "N", "1", "seed of the shape sampling");
