@@ -17,6 +17,7 @@
 
 #include "memory/liveness.h"
 #include "planner/cost_model.h"
+#include "ops/gemm.h"
 #include "runtime/blas_env.h"
 #include "runtime/executor.h"
 #include "runtime/parameter_store.h"
@@ -120,6 +121,44 @@ class CpuMonitor {
   double hz_;
   Clock::time_point t0_;
   double busy0_ = 0, self0_ = 0;
+};
+
+// Noise that /proc/stat cannot show: on a virtual machine, other guests of the same host slow
+// our cores (shared caches, memory bandwidth, hyperthread siblings) without any busy or stolen
+// time. A fixed ~0.25 ms workload (small GEMMs and a 4 MiB copy) timed by this thread's CPU time
+// sees it: on this VM with nothing else of ours running, one check in four ran it >10% slower
+// than its best during a noisy hour, and the kernel timings of such periods repeated within 10%
+// only 55% of the time (90% in a quiet hour). A batch of samples with a slow canary at either
+// end is judged like one disturbed by another process.
+class HostCanary {
+ public:
+  HostCanary() : a_(kN * kN, 1.0f), b_(kN * kN, 0.5f), c_(kN * kN), src_(kCopyFloats, 1.0f), dst_(kCopyFloats) {}
+  // True when the canary now runs more than kSlowdown above the fastest run seen so far.
+  bool slowed() {
+    double t = 1e30;
+    for (int r = 0; r < 3; ++r) t = std::min(t, run_once());
+    best_ = std::min(best_, t);
+    return t > best_ * kSlowdown;
+  }
+  void warm_up() {
+    for (int i = 0; i < 8; ++i) slowed();
+  }
+
+ private:
+  static constexpr int kN = 96;
+  static constexpr size_t kCopyFloats = size_t{1} << 20;
+  static constexpr double kSlowdown = 1.08;
+  double run_once() {
+    const double t0 = clock_seconds(/*thread_cpu=*/true);
+    Parallel one_thread;
+    for (int r = 0; r < 4; ++r)
+      gemm(one_thread, false, false, kN, kN, kN, 1.0f, a_.data(), kN, b_.data(), kN, 0.0f, c_.data(), kN);
+    std::memcpy(dst_.data(), src_.data(), kCopyFloats * sizeof(float));
+    src_[static_cast<size_t>(c_[0]) % kCopyFloats] += dst_[kCopyFloats - 1];  // keep the work observable
+    return clock_seconds(true) - t0;
+  }
+  std::vector<float> a_, b_, c_, src_, dst_;
+  double best_ = 1e30;
 };
 
 }  // namespace
@@ -514,6 +553,7 @@ class Sampler {
   static constexpr double kMaxOtherCores = 0.25;
 
   void begin_batch() {
+    canary_slow_at_start_ = canary_.slowed();
     monitor_.mark();
     batch_kernels_ = profile_->kernels.size();
     batch_repeats_ = profile_->repeats.size();
@@ -525,7 +565,9 @@ class Sampler {
   // kept (and counted), and the gate tries again every tenth batch.
   void check_batch(bool final = false) {
     if (!final && monitor_.seconds() < 0.15) return;
-    if (monitor_.others_cores() <= kMaxOtherCores) {
+    const bool host_noise = canary_slow_at_start_ || canary_.slowed();
+    if (host_noise) ++noisy_batches;
+    if (monitor_.others_cores() <= kMaxOtherCores && !host_noise) {
       busy_streak_ = 0;
     } else if (!options_.quick && busy_streak_++ % 10 < 3) {  // a 30 s profile cannot wait
       dropped_kernel_samples += static_cast<int>(profile_->kernels.size() - batch_kernels_);
@@ -759,13 +801,16 @@ class Sampler {
         Result<StepSample> st = unsupported("not measured");
         bool quiet = false;
         for (int attempt = 0; attempt < 3; ++attempt) {
+          const bool noisy_before = canary_.slowed();
           CpuMonitor m;
           // Validation steps: per-node times from one or two steps (they are only reported),
           // the step time from a few more. Calibration steps: per-node times from three.
           const int profiled = validation ? (options_.quick ? 1 : 2) : 3;
           st = time_step(c, threads, profiled, validation ? budget_.step_rep_seconds : 0.0);
           if (!st.is_ok()) break;
-          if (m.others_cores() <= kMaxOtherCores) {
+          const bool host_noise = noisy_before || canary_.slowed();
+          if (host_noise) ++noisy_steps;
+          if (m.others_cores() <= kMaxOtherCores && !host_noise) {
             quiet = true;
             break;
           }
@@ -874,6 +919,8 @@ class Sampler {
   std::set<std::string> seen_;
   // The quiet gate: the samples taken since batch_start_ and their signatures.
   CpuMonitor monitor_;
+  HostCanary canary_;
+  bool canary_slow_at_start_ = false;
   size_t batch_kernels_ = 0, batch_repeats_ = 0;
   std::vector<std::string> batch_signatures_;
   int busy_streak_ = 0;  // disturbed batches in a row
@@ -882,8 +929,9 @@ class Sampler {
  public:
   // What the gate did, for the profile.
   int dropped_kernel_samples = 0, dropped_repeats = 0, kept_disturbed_samples = 0, disturbed_steps = 0,
-      retried_steps = 0;
+      retried_steps = 0, noisy_batches = 0, noisy_steps = 0;
   double waited_seconds = 0;
+  void warm_up_canary() { canary_.warm_up(); }
 };
 
 }  // namespace
@@ -901,6 +949,7 @@ Result<Profile> run_profile(const ProfileOptions& options) {
   p.threads = options.threads;
 
   Sampler sampler(options, budget, &p);
+  sampler.warm_up_canary();
   sampler.initial_grid();
   SelectOptions select;
   select.seed = options.seed;
@@ -920,6 +969,8 @@ Result<Profile> run_profile(const ProfileOptions& options) {
   quiet.set("retried_steps", sampler.retried_steps);
   quiet.set("disturbed_steps_kept", sampler.disturbed_steps);
   quiet.set("waited_seconds", sampler.waited_seconds);
+  quiet.set("host_noise_batches", sampler.noisy_batches);
+  quiet.set("host_noise_step_timings", sampler.noisy_steps);
   quiet.set("single_thread_cpu_time", options.single_thread_cpu_time);
   p.measurement = std::move(quiet);
   sampler.progress("profile: fitting cost models", true);

@@ -46,6 +46,11 @@ void print_header(const Profile& p, const std::string& path) {
                 static_cast<long long>(p.measurement.get_int("retried_steps")),
                 static_cast<long long>(p.measurement.get_int("disturbed_steps_kept")),
                 p.measurement.get_double("waited_seconds"));
+  if (p.measurement.is_object() && p.measurement.find("host_noise_batches") != nullptr)
+    std::printf("host noise (a fixed canary workload >8%% slower than its best): %lld sample batches, %lld step "
+                "timings\n",
+                static_cast<long long>(p.measurement.get_int("host_noise_batches")),
+                static_cast<long long>(p.measurement.get_int("host_noise_step_timings")));
   if (p.measurement.is_object() && p.measurement.get_bool("single_thread_cpu_time"))
     std::printf("one-thread kernels and steps timed by the thread's CPU time\n");
   if (p.measurement.is_object()) std::printf("\n");
