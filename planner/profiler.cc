@@ -135,6 +135,9 @@ class HostCanary {
   HostCanary() : a_(kN * kN, 1.0f), b_(kN * kN, 0.5f), c_(kN * kN), src_(kCopyFloats, 1.0f), dst_(kCopyFloats) {}
   // True when the canary now runs more than kSlowdown above the fastest run seen so far.
   bool slowed() {
+    // Our own pool's workers spin for up to ~0.5 ms after a job (runtime/thread_pool.cc), which
+    // slows a hyperthread sibling: let them fall asleep first.
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
     double t = 1e30;
     for (int r = 0; r < 3; ++r) t = std::min(t, run_once());
     best_ = std::min(best_, t);
@@ -576,7 +579,9 @@ class Sampler {
       origins_.resize(batch_kernels_);
       profile_->repeats.resize(batch_repeats_);
       for (const std::string& sig : batch_signatures_) seen_.erase(sig);
-      if (wait_for_quiet(1.0)) busy_streak_ = 0;
+      // Other processes gone: start afresh. Host noise cannot be waited out this way (the
+      // canary judges the next batch), so it keeps counting towards the busy streak.
+      if (wait_for_quiet(1.0) && !host_noise) busy_streak_ = 0;
     } else {
       kept_disturbed_samples += static_cast<int>(profile_->kernels.size() - batch_kernels_);
     }
