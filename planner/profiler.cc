@@ -141,7 +141,16 @@ class HostCanary {
     double t = 1e30;
     for (int r = 0; r < 3; ++r) t = std::min(t, run_once());
     best_ = std::min(best_, t);
+    if (ratios_.size() < kMaxRatios) ratios_.push_back(t / best_);
     return t > best_ * kSlowdown;
+  }
+  // The canary's times over its best so far, at the given quantile (0.5: median) of all checks.
+  double ratio_quantile(double q) const {
+    if (ratios_.empty()) return 0.0;
+    std::vector<double> r = ratios_;
+    const size_t i = std::min(r.size() - 1, static_cast<size_t>(q * static_cast<double>(r.size())));
+    std::nth_element(r.begin(), r.begin() + static_cast<long>(i), r.end());
+    return r[i];
   }
   void warm_up() {
     for (int i = 0; i < 8; ++i) slowed();
@@ -151,6 +160,7 @@ class HostCanary {
   static constexpr int kN = 96;
   static constexpr size_t kCopyFloats = size_t{1} << 20;
   static constexpr double kSlowdown = 1.08;
+  static constexpr size_t kMaxRatios = 100000;
   double run_once() {
     const double t0 = clock_seconds(/*thread_cpu=*/true);
     Parallel one_thread;
@@ -161,6 +171,7 @@ class HostCanary {
     return clock_seconds(true) - t0;
   }
   std::vector<float> a_, b_, c_, src_, dst_;
+  std::vector<double> ratios_;
   double best_ = 1e30;
 };
 
@@ -937,6 +948,7 @@ class Sampler {
       retried_steps = 0, noisy_batches = 0, noisy_steps = 0;
   double waited_seconds = 0;
   void warm_up_canary() { canary_.warm_up(); }
+  double canary_ratio(double q) const { return canary_.ratio_quantile(q); }
 };
 
 }  // namespace
@@ -976,6 +988,8 @@ Result<Profile> run_profile(const ProfileOptions& options) {
   quiet.set("waited_seconds", sampler.waited_seconds);
   quiet.set("host_noise_batches", sampler.noisy_batches);
   quiet.set("host_noise_step_timings", sampler.noisy_steps);
+  quiet.set("canary_ratio_median", sampler.canary_ratio(0.5));
+  quiet.set("canary_ratio_p90", sampler.canary_ratio(0.9));
   quiet.set("single_thread_cpu_time", options.single_thread_cpu_time);
   p.measurement = std::move(quiet);
   sampler.progress("profile: fitting cost models", true);

@@ -48,9 +48,10 @@ void print_header(const Profile& p, const std::string& path) {
                 p.measurement.get_double("waited_seconds"));
   if (p.measurement.is_object() && p.measurement.find("host_noise_batches") != nullptr)
     std::printf("host noise (a fixed canary workload >8%% slower than its best): %lld sample batches, %lld step "
-                "timings\n",
+                "timings; canary over its best: median %.2fx, 90th percentile %.2fx\n",
                 static_cast<long long>(p.measurement.get_int("host_noise_batches")),
-                static_cast<long long>(p.measurement.get_int("host_noise_step_timings")));
+                static_cast<long long>(p.measurement.get_int("host_noise_step_timings")),
+                p.measurement.get_double("canary_ratio_median"), p.measurement.get_double("canary_ratio_p90"));
   if (p.measurement.is_object() && p.measurement.get_bool("single_thread_cpu_time"))
     std::printf("one-thread kernels and steps timed by the thread's CPU time\n");
   if (p.measurement.is_object()) std::printf("\n");
