@@ -248,24 +248,59 @@ Scratch scratch_of(const KernelCall& call, int64_t rows, int64_t c) {
   return s;
 }
 
-// Runs row_fn(r, s0, s1) over all rows, each block into its own partial slice, then adds the
-// slices into block 0's: on return partial[0..C) and partial[C..2C) hold the two sums.
-template <typename RowFn>
-void reduce_rows(const KernelCall& call, int64_t rows, int64_t c, double* partial, RowFn&& row_fn) {
+// Runs block_fn(r0, r1, s0, s1) over blocks of rows, each into its own partial slice (zeroed),
+// then adds the slices into block 0's: on return partial[0..C) and partial[C..2C) hold the two
+// sums.
+template <typename BlockFn>
+void reduce_blocks(const KernelCall& call, int64_t rows, int64_t c, double* partial, BlockFn&& block_fn) {
   const int64_t blocks = stat_blocks(rows);
   call.parallel.for_each(blocks, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       double* s0 = partial + b * 2 * c;
       double* s1 = s0 + c;
       std::fill(s0, s0 + 2 * c, 0.0);
-      const int64_t r0 = rows * b / blocks, r1 = rows * (b + 1) / blocks;
-      for (int64_t r = r0; r < r1; ++r) row_fn(r, s0, s1);
+      block_fn(rows * b / blocks, rows * (b + 1) / blocks, s0, s1);
     }
   });
   for (int64_t b = 1; b < blocks; ++b) {
     const double* src = partial + b * 2 * c;
     for (int64_t k = 0; k < 2 * c; ++k) partial[k] += src[k];
   }
+}
+
+// Row by row: row_fn(r, s0, s1) adds row r's terms into every channel's sums.
+template <typename RowFn>
+void reduce_rows(const KernelCall& call, int64_t rows, int64_t c, double* partial, RowFn&& row_fn) {
+  reduce_blocks(call, rows, c, partial, [&](int64_t r0, int64_t r1, double* s0, double* s1) {
+    for (int64_t r = r0; r < r1; ++r) row_fn(r, s0, s1);
+  });
+}
+
+// Slices of W channels whose two sums stay in registers across a block's rows: elem(r, k, a, b)
+// adds element (r, k)'s terms into a and b. Row by row, the sums went through memory (two loads
+// and two stores per element), which made the forward's statistics pass store-bound (MobileNetV2
+// 32x32 b32, one thread, interleaved: the norms' forward 2.6-3.1 -> 2.2-2.7 ms per step). Each channel still
+// adds the rows in order: the same sums as row by row, bit for bit. (The gated backward's
+// reduction stayed faster row by row: there GCC kept the slice sums on the stack.)
+template <int64_t W, typename ElemFn>
+int64_t reduce_slices(int64_t r0, int64_t r1, int64_t k0, int64_t c, double* s0, double* s1, ElemFn& elem) {
+  for (; k0 + W <= c; k0 += W) {
+    double a[W] = {}, b[W] = {};
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t j = 0; j < W; ++j) elem(r, k0 + j, a[j], b[j]);
+    for (int64_t j = 0; j < W; ++j) s0[k0 + j] += a[j], s1[k0 + j] += b[j];
+  }
+  return k0;
+}
+
+template <typename ElemFn>
+void reduce_channel_slices(const KernelCall& call, int64_t rows, int64_t c, double* partial, ElemFn&& elem) {
+  reduce_blocks(call, rows, c, partial, [&](int64_t r0, int64_t r1, double* s0, double* s1) {
+    int64_t k0 = reduce_slices<16>(r0, r1, 0, c, s0, s1, elem);
+    k0 = reduce_slices<8>(r0, r1, k0, c, s0, s1, elem);
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t k = k0; k < c; ++k) elem(r, k, s0[k], s1[k]);
+  });
 }
 
 int64_t row_grain(int64_t c) { return std::max<int64_t>(1, kElementsPerChunk / std::max<int64_t>(1, c)); }
@@ -294,14 +329,11 @@ void batch_norm_forward(const KernelCall& call) {
   const double eps = a.eps, m = a.momentum;
 
   if (a.training) {
-    reduce_rows(call, rows, c, s.partial, [&](int64_t r, double* __restrict s0, double* __restrict s1) {
-      const float* __restrict xr = x + r * c;
-      const float* __restrict x0 = x;  // the shift: row 0
-      for (int64_t k = 0; k < c; ++k) {
-        const double d = double(xr[k]) - double(x0[k]);
-        s0[k] += d;
-        s1[k] += d * d;
-      }
+    // Sums of x - x[row 0] and its square (the shift keeps the variance accurate).
+    reduce_channel_slices(call, rows, c, s.partial, [x, c](int64_t r, int64_t k, double& s0, double& s1) {
+      const double d = double(x[r * c + k]) - double(x[k]);
+      s0 += d;
+      s1 += d * d;
     });
     float* saved_mean = call.out_f(1);
     float* saved_invstd = call.out_f(2);
