@@ -278,10 +278,10 @@ void reduce_rows(const KernelCall& call, int64_t rows, int64_t c, double* partia
 
 // Slices of W channels whose two sums stay in registers across a block's rows: elem(r, k, a, b)
 // adds element (r, k)'s terms into a and b. Row by row, the sums went through memory (two loads
-// and two stores per element), which made the forward's statistics pass store-bound (MobileNetV2
-// 32x32 b32, one thread, interleaved: the norms' forward 2.6-3.1 -> 2.2-2.7 ms per step). Each channel still
-// adds the rows in order: the same sums as row by row, bit for bit. (The gated backward's
-// reduction stayed faster row by row: there GCC kept the slice sums on the stack.)
+// and two stores per element). MobileNetV2 32x32 b32, one thread, interleaved: the norms'
+// forward 2.6-3.1 -> 2.2-2.7 ms per step. Each channel still adds the rows in order: the same
+// sums as row by row, bit for bit. The backward's reductions measured slower this way (3.4-4.3
+// -> 4.7-6.1 ms) and stay row by row.
 template <int64_t W, typename ElemFn>
 int64_t reduce_slices(int64_t r0, int64_t r1, int64_t k0, int64_t c, double* s0, double* s1, ElemFn& elem) {
   for (; k0 + W <= c; k0 += W) {
