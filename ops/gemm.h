@@ -15,4 +15,8 @@ namespace edgetrain {
 void gemm(const Parallel& parallel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
+// Whether skinny GEMMs (many rows against a small B, see ops/gemm.cc) take the streaming kernel
+// instead of OpenBLAS (default on). For benchmarks and tests comparing the two.
+void set_gemm_streaming(bool enabled);
+
 }  // namespace edgetrain

@@ -71,4 +71,56 @@ inline void product_block(int64_t k_count, const float* a, int64_t a_r, int64_t 
     for (int j = 0; j < NV; ++j) store(m + r * ldm + j * kLanes, total[r][j]);
 }
 
+// ---------------------------------------------------------------------------------------------
+// The streaming kernel (ops/gemm.cc's skinny GEMMs: C[M,N] (+)= A[M,K] * B[K,N] with M large and
+// B small, the pointwise convs' forward and backward data on small feature maps): B packed once
+// as [K][NV * 16] (zero-padded columns), kept in L1/L2 while row blocks of A stream past it. A tile
+// of R rows x NV vectors keeps its accumulators in registers; A(r, k) = a[r * a_r + k * a_k] (the
+// weight gradient reads A transposed); `cols` (<= 16 NV) are the valid columns, the rest is
+// dropped when storing. The sum over k runs in stretches of kStreamStretch
+// added into C, for the rounding reason given at kSumBlock (C is in L1: the stores are cheap).
+constexpr int64_t kStreamStretch = 64;
+
+template <int R, int NV>
+inline void stream_tile(int64_t k_count, const float* a, int64_t a_r, int64_t a_k, const float* bp, int64_t ldbp,
+                        float* c, int64_t ldc, int64_t cols, bool add) {
+  const bool full = cols == NV * kLanes;
+  for (int64_t k0 = 0; k0 < k_count; k0 += kStreamStretch) {
+    V16 acc[R][NV];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j) acc[r][j] = V16{};
+    const int64_t k1 = std::min(k_count, k0 + kStreamStretch);
+    for (int64_t k = k0; k < k1; ++k) {
+      V16 bk[NV];
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j) {
+        V16 t = load<V16>(bp + k * ldbp + j * kLanes);
+        // Keep B's vectors in registers: GCC otherwise folds the load into every row's FMA,
+        // R loads per vector instead of one (the loop became load-bound).
+        asm("" : "+v"(t));
+        bk[j] = t;
+      }
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        const float av = a[r * a_r + k * a_k];
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) acc[r][j] += av * bk[j];
+      }
+    }
+    const bool into = add || k0 > 0;  // C holds a sum to add to (else it may hold garbage)
+    for (int r = 0; r < R; ++r) {
+      float* cr = c + r * ldc;
+      if (full) {
+        for (int j = 0; j < NV; ++j) store(cr + j * kLanes, into ? load<V16>(cr + j * kLanes) + acc[r][j] : acc[r][j]);
+      } else {
+        alignas(64) float t[NV * kLanes];
+        for (int j = 0; j < NV; ++j) store(t + j * kLanes, acc[r][j]);
+        for (int64_t q = 0; q < cols; ++q) cr[q] = into ? cr[q] + t[q] : t[q];
+      }
+    }
+  }
+}
+
 }  // namespace edgetrain::simd
