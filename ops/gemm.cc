@@ -129,24 +129,55 @@ constexpr int64_t kStreamRowBlock = 24;  // a multiple of every tile's row count
 
 // Measured (bench_conv2d pw_*, one thread, CPU time, streaming vs OpenBLAS): N of 16, 32, 96
 // 1.0-1.15x; N = 24 (a third of the last vector wasted) 0.94-0.95x; N = 144 with K = 24 over
-// 25,088 rows 0.6x. So only narrow C with (nearly) whole vectors streams.
+// 25,088 rows 0.6x. So only narrow C with (nearly) whole vectors streams; N = 24 runs a vector
+// and a half vector (stream_all_columns).
 bool streams(bool ta, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
   const int64_t n_pad = (n + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
+  const int64_t rest = n % simd::kLanes;
+  const int64_t width = rest > 0 && rest <= 8 && n > simd::kLanes ? n - rest + 8 : n_pad;  // with a half vector
   return !ta && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && m >= kStreamMinRows && k > 0 &&
-         n <= kStreamMaxSide && (n_pad - n) * 8 <= n_pad && n_pad * k <= kMaxTransposedFloats &&
+         n <= kStreamMaxSide && (width - n) * 8 <= width && n_pad * k <= kMaxTransposedFloats &&
          streaming_enabled.load(std::memory_order_relaxed);
 }
 
-// Rows [r0, r1) of C against NV vectors of packed B columns starting at column j0 (cols valid).
-template <int NV>
-void stream_rows(int64_t r0, int64_t r1, int64_t k, const float* a, int64_t lda, const float* bp, int64_t ldbp,
-                 float* c, int64_t ldc, int64_t j0, int64_t cols, bool add) {
-  // Accumulators: 12, 16, 18, 16 vectors; each k step loads NV vectors of B and R floats of A.
-  constexpr int R = NV == 1 ? 12 : NV == 2 ? 8 : NV == 3 ? 6 : 4;
+// Rows [r0, r1) of C against NV vectors (and with kHalf a half vector) of packed B columns
+// starting at column j0 (cols valid).
+template <int NV, bool kHalf = false>
+void stream_rows(int64_t r0, int64_t r1, int64_t k, const float* a, int64_t a_r, int64_t a_k, const float* bp,
+                 int64_t ldbp, float* c, int64_t ldc, int64_t j0, int64_t cols, bool add) {
+  // Accumulators: 12, 16, 18, 16 vectors (a half vector counts as a vector); each k step loads
+  // the tile's vectors of B and R floats of A.
+  constexpr int W = NV + (kHalf ? 1 : 0);
+  constexpr int R = W == 1 ? 12 : W == 2 ? 8 : W == 3 ? 6 : 4;
   int64_t i = r0;
   for (; i + R <= r1; i += R)
-    simd::stream_tile<R, NV>(k, a + i * lda, lda, 1, bp + j0, ldbp, c + i * ldc + j0, ldc, cols, add);
-  for (; i < r1; ++i) simd::stream_tile<1, NV>(k, a + i * lda, lda, 1, bp + j0, ldbp, c + i * ldc + j0, ldc, cols, add);
+    simd::stream_tile<R, NV, kHalf>(k, a + i * a_r, a_r, a_k, bp + j0, ldbp, c + i * ldc + j0, ldc, cols, add);
+  for (; i < r1; ++i)
+    simd::stream_tile<1, NV, kHalf>(k, a + i * a_r, a_r, a_k, bp + j0, ldbp, c + i * ldc + j0, ldc, cols, add);
+}
+
+// Rows [r0, r1) of C against every column of packed B (padded to whole vectors, ldbp): tiles of
+// at most 4 vectors; a last tile whose columns end within the first half of a vector uses a
+// half vector there.
+void stream_all_columns(int64_t r0, int64_t r1, int64_t n, int64_t k, const float* a, int64_t a_r, int64_t a_k,
+                        const float* bp, int64_t ldbp, float* c, int64_t ldc, bool add) {
+  using simd::kLanes;
+  for (int64_t j0 = 0; j0 < n; j0 += 4 * kLanes) {
+    const int64_t cols = std::min(n - j0, 4 * kLanes);
+    const int64_t full = cols / kLanes, rest = cols % kLanes;
+    const bool half = rest > 0 && rest <= 8 && full > 0;
+    const int64_t nv = half ? full : (cols + kLanes - 1) / kLanes;
+    const auto run = [&]<int NV, bool H>() { stream_rows<NV, H>(r0, r1, k, a, a_r, a_k, bp, ldbp, c, ldc, j0, cols, add); };
+    switch (nv * 2 + half) {
+      case 2: run.template operator()<1, false>(); break;
+      case 3: run.template operator()<1, true>(); break;
+      case 4: run.template operator()<2, false>(); break;
+      case 5: run.template operator()<2, true>(); break;
+      case 6: run.template operator()<3, false>(); break;
+      case 7: run.template operator()<3, true>(); break;
+      default: run.template operator()<4, false>(); break;
+    }
+  }
 }
 
 void stream_gemm(const Parallel& parallel, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
@@ -170,17 +201,8 @@ void stream_gemm(const Parallel& parallel, bool tb, int64_t m, int64_t n, int64_
   parallel.for_each(blocks, min_blocks, [&](int64_t b0, int64_t b1) {
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t r0 = blk * kStreamRowBlock, r1 = std::min(m, r0 + kStreamRowBlock);
-      // The block's rows of A stay in L1 across the column tiles (at most 4 vectors each).
-      for (int64_t v0 = 0; v0 < vectors; v0 += 4) {
-        const int64_t nv = std::min<int64_t>(4, vectors - v0), j0 = v0 * kLanes;
-        const int64_t cols = std::min(n - j0, nv * kLanes);
-        switch (nv) {
-          case 1: stream_rows<1>(r0, r1, k, a, lda, packed, ldbp, c, ldc, j0, cols, add); break;
-          case 2: stream_rows<2>(r0, r1, k, a, lda, packed, ldbp, c, ldc, j0, cols, add); break;
-          case 3: stream_rows<3>(r0, r1, k, a, lda, packed, ldbp, c, ldc, j0, cols, add); break;
-          default: stream_rows<4>(r0, r1, k, a, lda, packed, ldbp, c, ldc, j0, cols, add); break;
-        }
-      }
+      // The block's rows of A stay in L1 across the column tiles.
+      stream_all_columns(r0, r1, n, k, a, lda, 1, packed, ldbp, c, ldc, add);
     }
   });
 }
@@ -221,24 +243,7 @@ void reduce_rows(int64_t p0, int64_t p1, int64_t m, int64_t n, const float* a, i
     }
     const float* ap = a + p * lda;
     const bool add_here = add || p > p0;
-    for (int64_t v0 = 0; v0 < vectors; v0 += 4) {
-      const int64_t nv = std::min<int64_t>(4, vectors - v0), j0 = v0 * kLanes;
-      const int64_t cols = std::min(n - j0, nv * kLanes);
-      auto tiles = [&]<int NV>() {
-        constexpr int R = NV == 1 ? 12 : NV == 2 ? 8 : NV == 3 ? 6 : 4;
-        int64_t i = 0;
-        for (; i + R <= m; i += R)
-          simd::stream_tile<R, NV>(rows, ap + i, 1, lda, bp + j0, ldbp, c + i * ldc + j0, ldc, cols, add_here);
-        for (; i < m; ++i)
-          simd::stream_tile<1, NV>(rows, ap + i, 1, lda, bp + j0, ldbp, c + i * ldc + j0, ldc, cols, add_here);
-      };
-      switch (nv) {
-        case 1: tiles.template operator()<1>(); break;
-        case 2: tiles.template operator()<2>(); break;
-        case 3: tiles.template operator()<3>(); break;
-        default: tiles.template operator()<4>(); break;
-      }
-    }
+    stream_all_columns(0, m, n, rows, ap, 1, lda, bp, ldbp, c, ldc, add_here);
   }
 }
 
