@@ -14,17 +14,23 @@ int64_t conv2d_direct_forward_workspace_floats(const ConvGeometry& g) { return g
 
 namespace {
 
-// kPixels adjacent output pixels of one row, output channels [co0, co0 + kBlock): the
-// accumulators stay in registers (kPixels * kBlock / 16 AVX-512 or / 8 AVX2 vectors) and every
-// weight row loaded serves all kPixels pixels. All pixels must share the valid taps
-// [ky0, ky1) x [kx0, kx1).
-template <int kBlock, int kPixels>
+// kPixels adjacent output pixels of one row, output channels [co0, co0 + 16 NV): the
+// accumulators stay in registers (kPixels * NV vectors) and every weight vector loaded serves all
+// kPixels pixels (one broadcast of x per pixel and input channel). All pixels must share the
+// valid taps [ky0, ky1) x [kx0, kx1).
+template <int NV, int kPixels>
 inline void pixels_block(const ConvGeometry& g, const float* __restrict x_img, const float* __restrict wt,
                          const float* __restrict b, int64_t oy, int64_t ox, int64_t ky0, int64_t ky1, int64_t kx0,
                          int64_t kx1, int64_t co0, float* __restrict out) {
-  float acc[kPixels][kBlock];
-  for (int p = 0; p < kPixels; ++p)
-    for (int j = 0; j < kBlock; ++j) acc[p][j] = b ? b[co0 + j] : 0.0f;
+  using simd::V16;
+  using simd::kLanes;
+  V16 acc[kPixels][NV];
+#pragma GCC unroll 8
+  for (int j = 0; j < NV; ++j) {
+    const V16 init = b ? simd::load<V16>(b + co0 + j * kLanes) : V16{};
+#pragma GCC unroll 8
+    for (int p = 0; p < kPixels; ++p) acc[p][j] = init;
+  }
   const int64_t iy0 = oy * g.sh - g.ph, ix0 = ox * g.sw - g.pw;
   const int64_t pixel_step = g.sw * g.c;  // input distance between adjacent output pixels
   for (int64_t ky = ky0; ky < ky1; ++ky)
@@ -32,15 +38,25 @@ inline void pixels_block(const ConvGeometry& g, const float* __restrict x_img, c
       const float* __restrict xp = x_img + ((iy0 + ky) * g.w + (ix0 + kx)) * g.c;
       const float* __restrict wp = wt + (ky * g.kw + kx) * g.c * g.out_c + co0;
       for (int64_t ci = 0; ci < g.c; ++ci) {
-        const float* __restrict wr = wp + ci * g.out_c;
+        V16 wv[NV];
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) {
+          V16 t = simd::load<V16>(wp + ci * g.out_c + j * kLanes);
+          asm("" : "+v"(t));  // in a register: GCC would fold the load into every pixel's FMA
+          wv[j] = t;
+        }
+#pragma GCC unroll 8
         for (int p = 0; p < kPixels; ++p) {
-          const float xv = xp[p * pixel_step + ci];
-          for (int j = 0; j < kBlock; ++j) acc[p][j] += xv * wr[j];
+          const V16 xv = xp[p * pixel_step + ci] - V16{};  // broadcast (x - 0 folds to x)
+#pragma GCC unroll 8
+          for (int j = 0; j < NV; ++j) acc[p][j] += xv * wv[j];
         }
       }
     }
+#pragma GCC unroll 8
   for (int p = 0; p < kPixels; ++p)
-    for (int j = 0; j < kBlock; ++j) out[p * g.out_c + co0 + j] = acc[p][j];
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) simd::store(out + p * g.out_c + co0 + j * kLanes, acc[p][j]);
 }
 
 // The remaining output channels (fewer than 16), one at a time.
@@ -59,16 +75,18 @@ inline void pixel_tail(const ConvGeometry& g, const float* x_img, const float* w
   }
 }
 
-// kPixels pixels' channels in blocks of 64 and 16, then the tail one channel at a time.
+// kPixels pixels' channels in blocks of 64, 32 and 16, then the tail one channel at a time.
 template <int kPixels>
 inline void pixels_all_channels(const ConvGeometry& g, const float* x_img, const float* wt, const float* b,
                                 int64_t oy, int64_t ox, int64_t ky0, int64_t ky1, int64_t kx0, int64_t kx1,
                                 float* out) {
   int64_t co = 0;
   for (; co + 64 <= g.out_c; co += 64)
-    pixels_block<64, kPixels>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, co, out);
+    pixels_block<4, kPixels>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, co, out);
+  for (; co + 32 <= g.out_c; co += 32)
+    pixels_block<2, kPixels>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, co, out);
   for (; co + 16 <= g.out_c; co += 16)
-    pixels_block<16, kPixels>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, co, out);
+    pixels_block<1, kPixels>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, co, out);
   if (co < g.out_c)
     for (int p = 0; p < kPixels; ++p)
       pixel_tail(g, x_img, wt, b, oy, ox + p, ky0, ky1, kx0, kx1, co, out + p * g.out_c);
@@ -97,17 +115,23 @@ void conv2d_direct_forward(const Parallel& parallel, const ConvGeometry& g, cons
         const int64_t ix0 = ox * g.sw - g.pw;
         const int64_t kx0 = std::clamp<int64_t>(-ix0, 0, g.kw), kx1 = std::clamp<int64_t>(g.w - ix0, kx0, g.kw);
         float* out = y + (r * g.out_w + ox) * g.out_c;
-        // Two pixels at once where the next one has the same valid columns (the interior).
-        if (ox + 1 < g.out_w) {
-          const int64_t nx0 = ix0 + g.sw;
+        // Up to four pixels at once where the next ones have the same valid columns (the
+        // interior): 4 pixels x 64 channels is 16 accumulators, one weight load per 4 FMAs.
+        int same = 1;
+        for (; same < 4 && ox + same < g.out_w; ++same) {
+          const int64_t nx0 = ix0 + same * g.sw;
           const int64_t nkx0 = std::clamp<int64_t>(-nx0, 0, g.kw), nkx1 = std::clamp<int64_t>(g.w - nx0, nkx0, g.kw);
-          if (nkx0 == kx0 && nkx1 == kx1) {
-            pixels_all_channels<2>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, out);
-            ++ox;
-            continue;
-          }
+          if (nkx0 != kx0 || nkx1 != kx1) break;
         }
-        pixels_all_channels<1>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, out);
+        if (same == 4) {
+          pixels_all_channels<4>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, out);
+          ox += 3;
+        } else if (same >= 2) {
+          pixels_all_channels<2>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, out);
+          ++ox;
+        } else {
+          pixels_all_channels<1>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, out);
+        }
       }
       if (epilogue) epilogue->apply_rows(y + r * g.out_w * g.out_c, g.out_w, g.out_c);
     }
