@@ -33,26 +33,28 @@ inline void pixels_block(const ConvGeometry& g, const float* __restrict x_img, c
   }
   const int64_t iy0 = oy * g.sh - g.ph, ix0 = ox * g.sw - g.pw;
   const int64_t pixel_step = g.sw * g.c;  // input distance between adjacent output pixels
-  for (int64_t ky = ky0; ky < ky1; ++ky)
-    for (int64_t kx = kx0; kx < kx1; ++kx) {
-      const float* __restrict xp = x_img + ((iy0 + ky) * g.w + (ix0 + kx)) * g.c;
-      const float* __restrict wp = wt + (ky * g.kw + kx) * g.c * g.out_c + co0;
-      for (int64_t ci = 0; ci < g.c; ++ci) {
-        V16 wv[NV];
+  // Within a kernel row the valid taps' (kx, ci) entries are contiguous both in the input row
+  // and in the reordered weights: one loop of (kx1 - kx0) * C steps (21 for a 7x7 stem).
+  const int64_t run = (kx1 - kx0) * g.c;
+  for (int64_t ky = ky0; ky < ky1; ++ky) {
+    const float* __restrict xp = x_img + ((iy0 + ky) * g.w + (ix0 + kx0)) * g.c;
+    const float* __restrict wp = wt + (ky * g.kw + kx0) * g.c * g.out_c + co0;
+    for (int64_t q = 0; q < run; ++q) {
+      V16 wv[NV];
 #pragma GCC unroll 8
-        for (int j = 0; j < NV; ++j) {
-          V16 t = simd::load<V16>(wp + ci * g.out_c + j * kLanes);
-          asm("" : "+v"(t));  // in a register: GCC would fold the load into every pixel's FMA
-          wv[j] = t;
-        }
+      for (int j = 0; j < NV; ++j) {
+        V16 t = simd::load<V16>(wp + q * g.out_c + j * kLanes);
+        asm("" : "+v"(t));  // in a register: GCC would fold the load into every pixel's FMA
+        wv[j] = t;
+      }
 #pragma GCC unroll 8
-        for (int p = 0; p < kPixels; ++p) {
-          const V16 xv = xp[p * pixel_step + ci] - V16{};  // broadcast (x - 0 folds to x)
+      for (int p = 0; p < kPixels; ++p) {
+        const V16 xv = xp[p * pixel_step + q] - V16{};  // broadcast (x - 0 folds to x)
 #pragma GCC unroll 8
-          for (int j = 0; j < NV; ++j) acc[p][j] += xv * wv[j];
-        }
+        for (int j = 0; j < NV; ++j) acc[p][j] += xv * wv[j];
       }
     }
+  }
 #pragma GCC unroll 8
   for (int p = 0; p < kPixels; ++p)
 #pragma GCC unroll 8
@@ -81,8 +83,11 @@ inline void pixels_all_channels(const ConvGeometry& g, const float* x_img, const
                                 int64_t oy, int64_t ox, int64_t ky0, int64_t ky1, int64_t kx0, int64_t kx1,
                                 float* out) {
   int64_t co = 0;
+  // 64 channels of more than 4 pixels would not fit the registers: 4 pixels at a time.
+  constexpr int kWide = kPixels < 4 ? kPixels : 4;
   for (; co + 64 <= g.out_c; co += 64)
-    pixels_block<4, kPixels>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, co, out);
+    for (int p = 0; p < kPixels; p += kWide)
+      pixels_block<4, kWide>(g, x_img, wt, b, oy, ox + p, ky0, ky1, kx0, kx1, co, out + p * g.out_c);
   for (; co + 32 <= g.out_c; co += 32)
     pixels_block<2, kPixels>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, co, out);
   for (; co + 16 <= g.out_c; co += 16)
@@ -115,15 +120,19 @@ void conv2d_direct_forward(const Parallel& parallel, const ConvGeometry& g, cons
         const int64_t ix0 = ox * g.sw - g.pw;
         const int64_t kx0 = std::clamp<int64_t>(-ix0, 0, g.kw), kx1 = std::clamp<int64_t>(g.w - ix0, kx0, g.kw);
         float* out = y + (r * g.out_w + ox) * g.out_c;
-        // Up to four pixels at once where the next ones have the same valid columns (the
-        // interior): 4 pixels x 64 channels is 16 accumulators, one weight load per 4 FMAs.
+        // Up to eight pixels at once where the next ones have the same valid columns (the
+        // interior): 4 pixels x 64 channels or 8 x 32 is 16 accumulators, one weight load per 4
+        // or 8 FMAs.
         int same = 1;
-        for (; same < 4 && ox + same < g.out_w; ++same) {
+        for (; same < 8 && ox + same < g.out_w; ++same) {
           const int64_t nx0 = ix0 + same * g.sw;
           const int64_t nkx0 = std::clamp<int64_t>(-nx0, 0, g.kw), nkx1 = std::clamp<int64_t>(g.w - nx0, nkx0, g.kw);
           if (nkx0 != kx0 || nkx1 != kx1) break;
         }
-        if (same == 4) {
+        if (same == 8) {  // 32 channels x 8 pixels: 16 accumulators (MobileNetV2's stem)
+          pixels_all_channels<8>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, out);
+          ox += 7;
+        } else if (same >= 4) {
           pixels_all_channels<4>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, out);
           ox += 3;
         } else if (same >= 2) {
