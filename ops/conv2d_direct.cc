@@ -160,49 +160,70 @@ int64_t weight_chunks(const ConvGeometry& g) {
   return std::clamp<int64_t>(std::min<int64_t>(8, work >> 20), 1, std::max<int64_t>(1, g.n * g.out_h));
 }
 
-// (tap, ci) sums a block of output channels keeps in registers.
-constexpr int kGroup = 24;
+// (kx, ci) entries of one kernel row a task sums: with two vectors of output channels, 24
+// accumulators.
+constexpr int kEntries = 12;
 
-// Adds, for output channels [co, co + width of V) and the (tap, ci) entries [k0, k0 + count),
-// the products over dy rows [r0, r1) to part[k][co] ([K][out_c]).
-template <class V>
-void weight_group(const ConvGeometry& g, const float* dy, const float* x, int64_t r0, int64_t r1, int64_t co,
-                  int64_t k0, int count, float* part) {
+// Adds, for output channels [co, co + NV widths of V) and the entries [e0, e0 + count) of kernel
+// row ky (entry e = kx * C + ci), the products over dy rows [r0, r1) to part[k][co] ([K][out_c],
+// k = ky * kw * C + e). A kernel row's entries are contiguous in the input row, so an interior
+// pixel reads them at fixed offsets from one pointer; each dy vector loaded serves all entries
+// and each broadcast input value NV vectors of channels. Sums run over the pixels in order, as
+// the reference's loop does.
+template <class V, int NV>
+void weight_entries(const ConvGeometry& g, const float* dy, const float* x, int64_t r0, int64_t r1, int64_t co,
+                    int64_t ky, int64_t e0, int count, float* part) {
   using simd::load;
+  constexpr int64_t kWidth = sizeof(V) / sizeof(float);
   const int64_t C = g.c;
-  // Each entry's offset in the input from the pixel's window origin, and its tap.
-  int64_t offset[kGroup], ky[kGroup], kx[kGroup];
-  for (int j = 0; j < count; ++j) {
-    const int64_t k = k0 + j, ci = k % C, tap = k / C;
-    ky[j] = tap / g.kw, kx[j] = tap % g.kw;
-    offset[j] = (ky[j] * g.w + kx[j]) * C + ci;
-  }
-  V acc[kGroup];
-  for (int j = 0; j < kGroup; ++j) acc[j] = V{};
+  int64_t kx[kEntries];
+  for (int j = 0; j < count; ++j) kx[j] = (e0 + j) / C;
+  V acc[kEntries][NV];
+#pragma GCC unroll 12
+  for (int j = 0; j < kEntries; ++j)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[j][v] = V{};
   for (int64_t r = r0; r < r1; ++r) {
-    const int64_t n = r / g.out_h, oy = r % g.out_h, iy0 = oy * g.sh - g.ph;
-    const float* img = x + n * g.h * g.w * C;
+    const int64_t n = r / g.out_h, oy = r % g.out_h, iy = oy * g.sh - g.ph + ky;
+    if (iy < 0 || iy >= g.h) continue;  // the kernel row lies in the padding
+    const float* x_row = x + (n * g.h + iy) * g.w * C;
     const float* dy_row = dy + r * g.out_w * g.out_c + co;
-    const bool full_rows = iy0 >= 0 && iy0 + g.kh <= g.h;
     for (int64_t ox = 0; ox < g.out_w; ++ox) {
       const int64_t ix0 = ox * g.sw - g.pw;
-      const V d = load<V>(dy_row + ox * g.out_c);
-      const float* window = img + (iy0 * g.w + ix0) * C;  // may point outside: only valid taps read it
-      if (full_rows && ix0 >= 0 && ix0 + g.kw <= g.w) {
-#pragma GCC unroll 24
-        for (int j = 0; j < kGroup; ++j)
-          if (j < count) acc[j] += d * window[offset[j]];
+      V d[NV];
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) {
+        V t = load<V>(dy_row + ox * g.out_c + v * kWidth);
+        asm("" : "+v"(t));  // in a register: GCC would fold the load into every entry's FMA
+        d[v] = t;
+      }
+      const float* window = x_row + ix0 * C + e0;  // may point outside: only valid entries read it
+      if (ix0 >= 0 && ix0 + g.kw <= g.w) {
+#pragma GCC unroll 12
+        for (int j = 0; j < kEntries; ++j)
+          if (j < count) {
+            const V xv = window[j] - V{};  // broadcast (x - 0 folds to x)
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; ++v) acc[j][v] += d[v] * xv;
+          }
       } else {
-#pragma GCC unroll 24
-        for (int j = 0; j < kGroup; ++j) {
+#pragma GCC unroll 12
+        for (int j = 0; j < kEntries; ++j) {
           if (j >= count) continue;
-          const int64_t iy = iy0 + ky[j], ix = ix0 + kx[j];
-          if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w) acc[j] += d * window[offset[j]];
+          const int64_t ix = ix0 + kx[j];
+          if (ix < 0 || ix >= g.w) continue;
+          const V xv = window[j] - V{};
+#pragma GCC unroll 2
+          for (int v = 0; v < NV; ++v) acc[j][v] += d[v] * xv;
         }
       }
     }
   }
-  for (int j = 0; j < count; ++j) simd::store(part + (k0 + j) * g.out_c + co, load<V>(part + (k0 + j) * g.out_c + co) + acc[j]);
+  for (int j = 0; j < count; ++j)
+    for (int v = 0; v < NV; ++v) {
+      float* p = part + (ky * g.kw * C + e0 + j) * g.out_c + co + v * kWidth;
+      simd::store(p, load<V>(p) + acc[j][v]);
+    }
 }
 
 }  // namespace
@@ -214,16 +235,23 @@ int64_t conv2d_direct_backward_weight_workspace_floats(const ConvGeometry& g) {
 void conv2d_direct_backward_weight(const Parallel& parallel, const ConvGeometry& g, const float* dy,
                                    const float* x, float* dw, bool accumulate, float* workspace) {
   const int64_t K = g.kh * g.kw * g.c, rows = g.n * g.out_h, chunks = weight_chunks(g);
-  const int64_t groups = (K + kGroup - 1) / kGroup;
+  const int64_t row_entries = g.kw * g.c, row_groups = (row_entries + kEntries - 1) / kEntries;
+  const int64_t groups = g.kh * row_groups;
   std::fill(workspace, workspace + chunks * K * g.out_c, 0.0f);
-  // One task per (chunk, group of entries); every block of output channels within it.
+  // One task per (chunk, kernel row, group of its entries); every block of output channels
+  // within it: pairs of 16-channel vectors, then single slices.
   parallel.for_each(chunks * groups, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t chunk = t / groups, k0 = (t % groups) * kGroup;
-      const int count = static_cast<int>(std::min<int64_t>(kGroup, K - k0));
+      const int64_t chunk = t / groups, ky = t % groups / row_groups, e0 = t % row_groups * kEntries;
+      const int count = static_cast<int>(std::min<int64_t>(kEntries, row_entries - e0));
       const int64_t r0 = chunk * rows / chunks, r1 = (chunk + 1) * rows / chunks;
       float* part = workspace + chunk * K * g.out_c;
-      simd::for_slices(g.out_c, [&]<class V>(int64_t co) { weight_group<V>(g, dy, x, r0, r1, co, k0, count, part); });
+      int64_t co = 0;
+      for (; co + 2 * simd::kLanes <= g.out_c; co += 2 * simd::kLanes)
+        weight_entries<simd::V16, 2>(g, dy, x, r0, r1, co, ky, e0, count, part);
+      simd::for_slices(g.out_c - co, [&]<class V>(int64_t c) {
+        weight_entries<V, 1>(g, dy, x, r0, r1, co + c, ky, e0, count, part);
+      });
     }
   });
   // Chunks in order, transposed to OHWI [out_c][K].
