@@ -44,7 +44,7 @@ inline void pixels_block(const ConvGeometry& g, const float* __restrict x_img, c
 #pragma GCC unroll 8
       for (int j = 0; j < NV; ++j) {
         V16 t = simd::load<V16>(wp + q * g.out_c + j * kLanes);
-        asm("" : "+v"(t));  // in a register: GCC would fold the load into every pixel's FMA
+        simd::keep_in_register(t);  // else GCC folds the load into every pixel's FMA
         wv[j] = t;
       }
 #pragma GCC unroll 8
@@ -194,7 +194,7 @@ void weight_entries(const ConvGeometry& g, const float* dy, const float* x, int6
 #pragma GCC unroll 2
       for (int v = 0; v < NV; ++v) {
         V t = load<V>(dy_row + ox * g.out_c + v * kWidth);
-        asm("" : "+v"(t));  // in a register: GCC would fold the load into every entry's FMA
+        simd::keep_in_register(t);  // else GCC folds the load into every entry's FMA
         d[v] = t;
       }
       const float* window = x_row + ix0 * C + e0;  // may point outside: only valid entries read it

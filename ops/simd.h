@@ -22,6 +22,19 @@ template <class V> inline V load(const float* p) {
 template <> inline float load<float>(const float* p) { return *p; }
 template <class V> inline void store(float* p, const V& v) { std::memcpy(p, &v, sizeof v); }
 
+// Keeps a loaded vector in a register: GCC otherwise folds a load that feeds several FMAs into
+// each of them (R loads where one would do; the register-blocked loops became load-bound). Only
+// where V fits one register (AVX-512: up to 16 floats; AVX: up to 8); elsewhere nothing.
+template <class V> inline void keep_in_register(V& v) {
+#if defined(__AVX512F__)
+  asm("" : "+v"(v));
+#elif defined(__AVX__)
+  if constexpr (sizeof(V) <= 32) asm("" : "+x"(v));
+#else
+  (void)v;
+#endif
+}
+
 // f.operator()<V>(c) over slices covering [0, channels): 16 wide, then 8, then single channels.
 template <class F>
 inline void for_slices(int64_t channels, F&& f) {
@@ -102,15 +115,13 @@ inline void stream_tile(int64_t k_count, const float* a, int64_t a_r, int64_t a_
 #pragma GCC unroll 8
       for (int j = 0; j < NV; ++j) {
         V16 t = load<V16>(bp + k * ldbp + j * kLanes);
-        // Keep B's vectors in registers: GCC otherwise folds the load into every row's FMA,
-        // R loads per vector instead of one (the loop became load-bound).
-        asm("" : "+v"(t));
+        keep_in_register(t);
         bk[j] = t;
       }
       V8 bh{};
       if constexpr (kHalf) {
         bh = load<V8>(bp + k * ldbp + NV * kLanes);
-        asm("" : "+v"(bh));
+        keep_in_register(bh);
       }
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
