@@ -3,6 +3,10 @@
 // (a training step must not allocate), and its spinning threads would compete with our pool.
 // OpenBLAS is therefore pinned to one thread (set_blas_threads(1) in the executor) and the
 // split happens here: along M (rows of C) when M is the larger side, else along N.
+// Two shapes skip OpenBLAS: skinny products (many rows against a B of at most 96 columns: the
+// pointwise convs of small feature maps) and skinny reductions (A^T B over many rows into a small
+// C: their weight gradients) run hand-written streaming kernels (ops/gemm.cc), and products under
+// OpenBLAS's small-matrix limit run register-blocked loops.
 #pragma once
 
 #include <cstdint>
