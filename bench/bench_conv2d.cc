@@ -22,6 +22,7 @@
 #include "ops/conv2d.h"
 #include "ops/conv2d_im2col.h"
 #include "ops/conv2d_winograd.h"
+#include "ops/gemm.h"
 #include "runtime/blas_env.h"
 #include "runtime/thread_pool.h"
 
@@ -157,6 +158,55 @@ void register_resnet18() {
       }
 }
 
+// MobileNetV2's pointwise convs on 32x32 images, batch 32 (8,192 rows at 16x16 down to 128 at
+// 2x2), and ResNet-18's 1x1 stride-2 downsampling convs, each direction twice: /openblas with
+// ops/gemm.cc's streaming kernel for skinny GEMMs off, /stream with it on (the default).
+//   build/bench/bench_conv2d --benchmark_filter='^pw_|down1x1' --benchmark_repetitions=5
+//       --benchmark_enable_random_interleaving=true
+constexpr NamedLayer kPointwise[] = {
+    {"pw_32to16_16x16", {32, 16, 16, 32, 16, 1, 1, 0, 1}},
+    {"pw_16to96_16x16", {32, 16, 16, 16, 96, 1, 1, 0, 1}},
+    {"pw_96to24_8x8", {32, 8, 8, 96, 24, 1, 1, 0, 1}},
+    {"pw_24to144_8x8", {32, 8, 8, 24, 144, 1, 1, 0, 1}},
+    {"pw_144to24_8x8", {32, 8, 8, 144, 24, 1, 1, 0, 1}},
+    {"pw_144to32_4x4", {32, 4, 4, 144, 32, 1, 1, 0, 1}},
+    {"pw_32to192_4x4", {32, 4, 4, 32, 192, 1, 1, 0, 1}},
+    {"pw_192to64_2x2", {32, 2, 2, 192, 64, 1, 1, 0, 1}},
+    {"pw_64to384_2x2", {32, 2, 2, 64, 384, 1, 1, 0, 1}},
+    {"pw_384to96_2x2", {32, 2, 2, 384, 96, 1, 1, 0, 1}},
+    {"pw_96to576_2x2", {32, 2, 2, 96, 576, 1, 1, 0, 1}},
+    {"pw_at224_24to144_56x56_b8", {8, 56, 56, 24, 144, 1, 1, 0, 1}},
+    {"pw_at224_144to24_56x56_b8", {8, 56, 56, 144, 24, 1, 1, 0, 1}},
+    {"down1x1_s2_64to128_8x8", {32, 8, 8, 64, 128, 1, 2, 0, 1}},
+    {"down1x1_s2_128to256_4x4", {32, 4, 4, 128, 256, 1, 2, 0, 1}},
+    {"down1x1_s2_256to512_2x2", {32, 2, 2, 256, 512, 1, 2, 0, 1}},
+    {"down1x1_s2_at224_64to128_56x56_b8", {8, 56, 56, 64, 128, 1, 2, 0, 1}},
+};
+
+void register_pointwise() {
+  const struct {
+    const char* name;
+    OpKind op;
+  } dirs[] = {{"fwd", OpKind::kConv2d},
+              {"bwd_data", OpKind::kConv2dBackwardData},
+              {"bwd_weight", OpKind::kConv2dBackwardWeight}};
+  for (const NamedLayer& nl : kPointwise)
+    for (const auto& d : dirs)
+      for (bool stream : {false, true}) {
+        const std::string name = std::string(nl.name) + "_" + d.name + (stream ? "/stream" : "/openblas");
+        const Layer l = nl.layer;
+        const OpKind op = d.op;
+        auto* b = benchmark::RegisterBenchmark(name.c_str(), [l, op, stream](benchmark::State& st) {
+          set_gemm_streaming(stream);
+          run_layer(st, l, op);
+          set_gemm_streaming(true);
+        });
+        b->UseRealTime()->ComputeStatistics("min", [](const std::vector<double>& v) {
+          return *std::min_element(v.begin(), v.end());
+        });
+      }
+}
+
 BENCHMARK_CAPTURE(run_layer, pw96to24_8x8_fwd, kProject96to24, OpKind::kConv2d)->UseRealTime();
 BENCHMARK_CAPTURE(run_layer, pw96to24_8x8_bwd_data, kProject96to24, OpKind::kConv2dBackwardData)->UseRealTime();
 BENCHMARK_CAPTURE(run_layer, pw96to24_8x8_bwd_weight, kProject96to24, OpKind::kConv2dBackwardWeight)->UseRealTime();
@@ -194,6 +244,7 @@ int main(int argc, char** argv) {
   // threads would otherwise spin in sched_yield next to the measured kernels.
   edgetrain::set_blas_threads(1);
   edgetrain::register_resnet18();
+  edgetrain::register_pointwise();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -14,33 +14,51 @@ int64_t conv2d_direct_forward_workspace_floats(const ConvGeometry& g) { return g
 
 namespace {
 
-// kPixels adjacent output pixels of one row, output channels [co0, co0 + kBlock): the
-// accumulators stay in registers (kPixels * kBlock / 16 AVX-512 or / 8 AVX2 vectors) and every
-// weight row loaded serves all kPixels pixels. All pixels must share the valid taps
-// [ky0, ky1) x [kx0, kx1).
-template <int kBlock, int kPixels>
+// kPixels adjacent output pixels of one row, output channels [co0, co0 + 16 NV): the
+// accumulators stay in registers (kPixels * NV vectors) and every weight vector loaded serves all
+// kPixels pixels (one broadcast of x per pixel and input channel). All pixels must share the
+// valid taps [ky0, ky1) x [kx0, kx1).
+template <int NV, int kPixels>
 inline void pixels_block(const ConvGeometry& g, const float* __restrict x_img, const float* __restrict wt,
                          const float* __restrict b, int64_t oy, int64_t ox, int64_t ky0, int64_t ky1, int64_t kx0,
                          int64_t kx1, int64_t co0, float* __restrict out) {
-  float acc[kPixels][kBlock];
-  for (int p = 0; p < kPixels; ++p)
-    for (int j = 0; j < kBlock; ++j) acc[p][j] = b ? b[co0 + j] : 0.0f;
+  using simd::V16;
+  using simd::kLanes;
+  V16 acc[kPixels][NV];
+#pragma GCC unroll 8
+  for (int j = 0; j < NV; ++j) {
+    const V16 init = b ? simd::load<V16>(b + co0 + j * kLanes) : V16{};
+#pragma GCC unroll 8
+    for (int p = 0; p < kPixels; ++p) acc[p][j] = init;
+  }
   const int64_t iy0 = oy * g.sh - g.ph, ix0 = ox * g.sw - g.pw;
   const int64_t pixel_step = g.sw * g.c;  // input distance between adjacent output pixels
-  for (int64_t ky = ky0; ky < ky1; ++ky)
-    for (int64_t kx = kx0; kx < kx1; ++kx) {
-      const float* __restrict xp = x_img + ((iy0 + ky) * g.w + (ix0 + kx)) * g.c;
-      const float* __restrict wp = wt + (ky * g.kw + kx) * g.c * g.out_c + co0;
-      for (int64_t ci = 0; ci < g.c; ++ci) {
-        const float* __restrict wr = wp + ci * g.out_c;
-        for (int p = 0; p < kPixels; ++p) {
-          const float xv = xp[p * pixel_step + ci];
-          for (int j = 0; j < kBlock; ++j) acc[p][j] += xv * wr[j];
-        }
+  // Within a kernel row the valid taps' (kx, ci) entries are contiguous both in the input row
+  // and in the reordered weights: one loop of (kx1 - kx0) * C steps (21 for a 7x7 stem).
+  const int64_t run = (kx1 - kx0) * g.c;
+  for (int64_t ky = ky0; ky < ky1; ++ky) {
+    const float* __restrict xp = x_img + ((iy0 + ky) * g.w + (ix0 + kx0)) * g.c;
+    const float* __restrict wp = wt + (ky * g.kw + kx0) * g.c * g.out_c + co0;
+    for (int64_t q = 0; q < run; ++q) {
+      V16 wv[NV];
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j) {
+        V16 t = simd::load<V16>(wp + q * g.out_c + j * kLanes);
+        simd::keep_in_register(t);  // else GCC folds the load into every pixel's FMA
+        wv[j] = t;
+      }
+#pragma GCC unroll 8
+      for (int p = 0; p < kPixels; ++p) {
+        const V16 xv = xp[p * pixel_step + q] - V16{};  // broadcast (x - 0 folds to x)
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) acc[p][j] += xv * wv[j];
       }
     }
+  }
+#pragma GCC unroll 8
   for (int p = 0; p < kPixels; ++p)
-    for (int j = 0; j < kBlock; ++j) out[p * g.out_c + co0 + j] = acc[p][j];
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) simd::store(out + p * g.out_c + co0 + j * kLanes, acc[p][j]);
 }
 
 // The remaining output channels (fewer than 16), one at a time.
@@ -59,16 +77,21 @@ inline void pixel_tail(const ConvGeometry& g, const float* x_img, const float* w
   }
 }
 
-// kPixels pixels' channels in blocks of 64 and 16, then the tail one channel at a time.
+// kPixels pixels' channels in blocks of 64, 32 and 16, then the tail one channel at a time.
 template <int kPixels>
 inline void pixels_all_channels(const ConvGeometry& g, const float* x_img, const float* wt, const float* b,
                                 int64_t oy, int64_t ox, int64_t ky0, int64_t ky1, int64_t kx0, int64_t kx1,
                                 float* out) {
   int64_t co = 0;
+  // 64 channels of more than 4 pixels would not fit the registers: 4 pixels at a time.
+  constexpr int kWide = kPixels < 4 ? kPixels : 4;
   for (; co + 64 <= g.out_c; co += 64)
-    pixels_block<64, kPixels>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, co, out);
+    for (int p = 0; p < kPixels; p += kWide)
+      pixels_block<4, kWide>(g, x_img, wt, b, oy, ox + p, ky0, ky1, kx0, kx1, co, out + p * g.out_c);
+  for (; co + 32 <= g.out_c; co += 32)
+    pixels_block<2, kPixels>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, co, out);
   for (; co + 16 <= g.out_c; co += 16)
-    pixels_block<16, kPixels>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, co, out);
+    pixels_block<1, kPixels>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, co, out);
   if (co < g.out_c)
     for (int p = 0; p < kPixels; ++p)
       pixel_tail(g, x_img, wt, b, oy, ox + p, ky0, ky1, kx0, kx1, co, out + p * g.out_c);
@@ -97,17 +120,27 @@ void conv2d_direct_forward(const Parallel& parallel, const ConvGeometry& g, cons
         const int64_t ix0 = ox * g.sw - g.pw;
         const int64_t kx0 = std::clamp<int64_t>(-ix0, 0, g.kw), kx1 = std::clamp<int64_t>(g.w - ix0, kx0, g.kw);
         float* out = y + (r * g.out_w + ox) * g.out_c;
-        // Two pixels at once where the next one has the same valid columns (the interior).
-        if (ox + 1 < g.out_w) {
-          const int64_t nx0 = ix0 + g.sw;
+        // Up to eight pixels at once where the next ones have the same valid columns (the
+        // interior): 4 pixels x 64 channels or 8 x 32 is 16 accumulators, one weight load per 4
+        // or 8 FMAs.
+        int same = 1;
+        for (; same < 8 && ox + same < g.out_w; ++same) {
+          const int64_t nx0 = ix0 + same * g.sw;
           const int64_t nkx0 = std::clamp<int64_t>(-nx0, 0, g.kw), nkx1 = std::clamp<int64_t>(g.w - nx0, nkx0, g.kw);
-          if (nkx0 == kx0 && nkx1 == kx1) {
-            pixels_all_channels<2>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, out);
-            ++ox;
-            continue;
-          }
+          if (nkx0 != kx0 || nkx1 != kx1) break;
         }
-        pixels_all_channels<1>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, out);
+        if (same == 8) {  // 32 channels x 8 pixels: 16 accumulators (MobileNetV2's stem)
+          pixels_all_channels<8>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, out);
+          ox += 7;
+        } else if (same >= 4) {
+          pixels_all_channels<4>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, out);
+          ox += 3;
+        } else if (same >= 2) {
+          pixels_all_channels<2>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, out);
+          ++ox;
+        } else {
+          pixels_all_channels<1>(g, x_img, wt, b, oy, ox, ky0, ky1, kx0, kx1, out);
+        }
       }
       if (epilogue) epilogue->apply_rows(y + r * g.out_w * g.out_c, g.out_w, g.out_c);
     }
@@ -127,49 +160,70 @@ int64_t weight_chunks(const ConvGeometry& g) {
   return std::clamp<int64_t>(std::min<int64_t>(8, work >> 20), 1, std::max<int64_t>(1, g.n * g.out_h));
 }
 
-// (tap, ci) sums a block of output channels keeps in registers.
-constexpr int kGroup = 24;
+// (kx, ci) entries of one kernel row a task sums: with two vectors of output channels, 24
+// accumulators.
+constexpr int kEntries = 12;
 
-// Adds, for output channels [co, co + width of V) and the (tap, ci) entries [k0, k0 + count),
-// the products over dy rows [r0, r1) to part[k][co] ([K][out_c]).
-template <class V>
-void weight_group(const ConvGeometry& g, const float* dy, const float* x, int64_t r0, int64_t r1, int64_t co,
-                  int64_t k0, int count, float* part) {
+// Adds, for output channels [co, co + NV widths of V) and the entries [e0, e0 + count) of kernel
+// row ky (entry e = kx * C + ci), the products over dy rows [r0, r1) to part[k][co] ([K][out_c],
+// k = ky * kw * C + e). A kernel row's entries are contiguous in the input row, so an interior
+// pixel reads them at fixed offsets from one pointer; each dy vector loaded serves all entries
+// and each broadcast input value NV vectors of channels. Sums run over the pixels in order, as
+// the reference's loop does.
+template <class V, int NV>
+void weight_entries(const ConvGeometry& g, const float* dy, const float* x, int64_t r0, int64_t r1, int64_t co,
+                    int64_t ky, int64_t e0, int count, float* part) {
   using simd::load;
+  constexpr int64_t kWidth = sizeof(V) / sizeof(float);
   const int64_t C = g.c;
-  // Each entry's offset in the input from the pixel's window origin, and its tap.
-  int64_t offset[kGroup], ky[kGroup], kx[kGroup];
-  for (int j = 0; j < count; ++j) {
-    const int64_t k = k0 + j, ci = k % C, tap = k / C;
-    ky[j] = tap / g.kw, kx[j] = tap % g.kw;
-    offset[j] = (ky[j] * g.w + kx[j]) * C + ci;
-  }
-  V acc[kGroup];
-  for (int j = 0; j < kGroup; ++j) acc[j] = V{};
+  int64_t kx[kEntries];
+  for (int j = 0; j < count; ++j) kx[j] = (e0 + j) / C;
+  V acc[kEntries][NV];
+#pragma GCC unroll 12
+  for (int j = 0; j < kEntries; ++j)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[j][v] = V{};
   for (int64_t r = r0; r < r1; ++r) {
-    const int64_t n = r / g.out_h, oy = r % g.out_h, iy0 = oy * g.sh - g.ph;
-    const float* img = x + n * g.h * g.w * C;
+    const int64_t n = r / g.out_h, oy = r % g.out_h, iy = oy * g.sh - g.ph + ky;
+    if (iy < 0 || iy >= g.h) continue;  // the kernel row lies in the padding
+    const float* x_row = x + (n * g.h + iy) * g.w * C;
     const float* dy_row = dy + r * g.out_w * g.out_c + co;
-    const bool full_rows = iy0 >= 0 && iy0 + g.kh <= g.h;
     for (int64_t ox = 0; ox < g.out_w; ++ox) {
       const int64_t ix0 = ox * g.sw - g.pw;
-      const V d = load<V>(dy_row + ox * g.out_c);
-      const float* window = img + (iy0 * g.w + ix0) * C;  // may point outside: only valid taps read it
-      if (full_rows && ix0 >= 0 && ix0 + g.kw <= g.w) {
-#pragma GCC unroll 24
-        for (int j = 0; j < kGroup; ++j)
-          if (j < count) acc[j] += d * window[offset[j]];
+      V d[NV];
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) {
+        V t = load<V>(dy_row + ox * g.out_c + v * kWidth);
+        simd::keep_in_register(t);  // else GCC folds the load into every entry's FMA
+        d[v] = t;
+      }
+      const float* window = x_row + ix0 * C + e0;  // may point outside: only valid entries read it
+      if (ix0 >= 0 && ix0 + g.kw <= g.w) {
+#pragma GCC unroll 12
+        for (int j = 0; j < kEntries; ++j)
+          if (j < count) {
+            const V xv = window[j] - V{};  // broadcast (x - 0 folds to x)
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; ++v) acc[j][v] += d[v] * xv;
+          }
       } else {
-#pragma GCC unroll 24
-        for (int j = 0; j < kGroup; ++j) {
+#pragma GCC unroll 12
+        for (int j = 0; j < kEntries; ++j) {
           if (j >= count) continue;
-          const int64_t iy = iy0 + ky[j], ix = ix0 + kx[j];
-          if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w) acc[j] += d * window[offset[j]];
+          const int64_t ix = ix0 + kx[j];
+          if (ix < 0 || ix >= g.w) continue;
+          const V xv = window[j] - V{};
+#pragma GCC unroll 2
+          for (int v = 0; v < NV; ++v) acc[j][v] += d[v] * xv;
         }
       }
     }
   }
-  for (int j = 0; j < count; ++j) simd::store(part + (k0 + j) * g.out_c + co, load<V>(part + (k0 + j) * g.out_c + co) + acc[j]);
+  for (int j = 0; j < count; ++j)
+    for (int v = 0; v < NV; ++v) {
+      float* p = part + (ky * g.kw * C + e0 + j) * g.out_c + co + v * kWidth;
+      simd::store(p, load<V>(p) + acc[j][v]);
+    }
 }
 
 }  // namespace
@@ -181,16 +235,23 @@ int64_t conv2d_direct_backward_weight_workspace_floats(const ConvGeometry& g) {
 void conv2d_direct_backward_weight(const Parallel& parallel, const ConvGeometry& g, const float* dy,
                                    const float* x, float* dw, bool accumulate, float* workspace) {
   const int64_t K = g.kh * g.kw * g.c, rows = g.n * g.out_h, chunks = weight_chunks(g);
-  const int64_t groups = (K + kGroup - 1) / kGroup;
+  const int64_t row_entries = g.kw * g.c, row_groups = (row_entries + kEntries - 1) / kEntries;
+  const int64_t groups = g.kh * row_groups;
   std::fill(workspace, workspace + chunks * K * g.out_c, 0.0f);
-  // One task per (chunk, group of entries); every block of output channels within it.
+  // One task per (chunk, kernel row, group of its entries); every block of output channels
+  // within it: pairs of 16-channel vectors, then single slices.
   parallel.for_each(chunks * groups, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t chunk = t / groups, k0 = (t % groups) * kGroup;
-      const int count = static_cast<int>(std::min<int64_t>(kGroup, K - k0));
+      const int64_t chunk = t / groups, ky = t % groups / row_groups, e0 = t % row_groups * kEntries;
+      const int count = static_cast<int>(std::min<int64_t>(kEntries, row_entries - e0));
       const int64_t r0 = chunk * rows / chunks, r1 = (chunk + 1) * rows / chunks;
       float* part = workspace + chunk * K * g.out_c;
-      simd::for_slices(g.out_c, [&]<class V>(int64_t co) { weight_group<V>(g, dy, x, r0, r1, co, k0, count, part); });
+      int64_t co = 0;
+      for (; co + 2 * simd::kLanes <= g.out_c; co += 2 * simd::kLanes)
+        weight_entries<simd::V16, 2>(g, dy, x, r0, r1, co, ky, e0, count, part);
+      simd::for_slices(g.out_c - co, [&]<class V>(int64_t c) {
+        weight_entries<V, 1>(g, dy, x, r0, r1, co + c, ky, e0, count, part);
+      });
     }
   });
   // Chunks in order, transposed to OHWI [out_c][K].

@@ -27,9 +27,9 @@ void conv2d_direct_forward(const Parallel& parallel, const ConvGeometry& g, cons
 // Weight gradient of the same convs: dw[co][tap][ci] (+)= sum over output pixels of
 // dy[p][co] * x[p's tap][ci]. im2col would build columns [pixels][kh*kw*ci] for a GEMM whose
 // output is only out_c x 27 (MobileNetV2) or 64 x 147 (ResNet): too small for OpenBLAS, measured
-// 3-5 GFLOP/s and 9% of a MobileNetV2 32x32 step. Here a block of output channels (one vector)
-// keeps up to 24 of its (tap, ci) sums in registers while it streams over a chunk of pixels,
-// multiplying the dy vector by one broadcast input value per sum. Chunks of rows are fixed by
+// 3-5 GFLOP/s and 9% of a MobileNetV2 32x32 step. Here a block of output channels (two vectors,
+// else one) keeps up to 12 (kx, ci) sums of one kernel row in registers while it streams over a
+// chunk of pixels, multiplying the dy vectors by one broadcast input value per sum. Chunks of rows are fixed by
 // the shape, summed in order afterwards: results do not depend on the thread count.
 bool conv2d_direct_backward_weight_applies(const ConvGeometry& g);
 // Floats of workspace: the chunks' partial sums, [chunk][kh*kw*ci][out_c].

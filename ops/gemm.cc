@@ -3,6 +3,9 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <string_view>
 
 #include "ops/simd.h"
 
@@ -108,10 +111,179 @@ void small_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, 
     small_gemm_loops(ta, tb, m, n - n_vec, k, alpha, a, lda, tb ? b + n_vec * ldb : b + n_vec, ldb, beta, c + n_vec, ldc);
 }
 
+// --- Skinny GEMMs: many rows of A against a small B ----------------------------------------------
+// The pointwise convs of small feature maps (MobileNetV2 at 32x32: 8,192 rows against 16-96
+// channels) multiply a tall A by a B of a few thousand floats. OpenBLAS packs A (and B) on every
+// call and is memory-bound there; the streaming kernel (ops/simd.h stream_tile) packs only B,
+// once, and reads A in place, one block of rows at a time. Used where N is at most
+// kStreamMaxSide, B fits the stack buffer and at most 1/8 of the last vector is padding.
+// EDGETRAIN_GEMM_STREAMING=off starts with it off (whole-model A/B runs, e.g. edgetrain bench).
+bool streaming_default() {
+  const char* e = std::getenv("EDGETRAIN_GEMM_STREAMING");
+  return e == nullptr || std::string_view(e) != "off";
+}
+std::atomic<bool> streaming_enabled{streaming_default()};
+constexpr int64_t kStreamMaxSide = 96;
+constexpr int64_t kStreamMinRows = 64;
+constexpr int64_t kStreamRowBlock = 24;  // a multiple of every tile's row count (12, 8, 6, 4)
+
+// Measured (bench_conv2d pw_*, one thread, CPU time, streaming vs OpenBLAS): N of 16, 32, 96
+// 1.0-1.15x; N = 24 (a third of the last vector wasted) 0.94-0.95x; N = 144 with K = 24 over
+// 25,088 rows 0.6x. So only narrow C with (nearly) whole vectors streams; N = 24 runs a vector
+// and a half vector (stream_all_columns).
+bool streams(bool ta, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
+  const int64_t n_pad = (n + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
+  const int64_t rest = n % simd::kLanes;
+  const int64_t width = rest > 0 && rest <= 8 && n > simd::kLanes ? n - rest + 8 : n_pad;  // with a half vector
+  return !ta && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && m >= kStreamMinRows && k > 0 &&
+         n <= kStreamMaxSide && (width - n) * 8 <= width && n_pad * k <= kMaxTransposedFloats &&
+         streaming_enabled.load(std::memory_order_relaxed);
+}
+
+// Rows [r0, r1) of C against NV vectors (and with kHalf a half vector) of packed B columns
+// starting at column j0 (cols valid).
+template <int NV, bool kHalf = false>
+void stream_rows(int64_t r0, int64_t r1, int64_t k, const float* a, int64_t a_r, int64_t a_k, const float* bp,
+                 int64_t ldbp, float* c, int64_t ldc, int64_t j0, int64_t cols, bool add) {
+  // Accumulators: 12, 16, 18, 16 vectors (a half vector counts as a vector); each k step loads
+  // the tile's vectors of B and R floats of A.
+  constexpr int W = NV + (kHalf ? 1 : 0);
+  constexpr int R = W == 1 ? 12 : W == 2 ? 8 : W == 3 ? 6 : 4;
+  int64_t i = r0;
+  for (; i + R <= r1; i += R)
+    simd::stream_tile<R, NV, kHalf>(k, a + i * a_r, a_r, a_k, bp + j0, ldbp, c + i * ldc + j0, ldc, cols, add);
+  for (; i < r1; ++i)
+    simd::stream_tile<1, NV, kHalf>(k, a + i * a_r, a_r, a_k, bp + j0, ldbp, c + i * ldc + j0, ldc, cols, add);
+}
+
+// Rows [r0, r1) of C against every column of packed B (padded to whole vectors, ldbp): tiles of
+// at most 4 vectors; a last tile whose columns end within the first half of a vector uses a
+// half vector there.
+void stream_all_columns(int64_t r0, int64_t r1, int64_t n, int64_t k, const float* a, int64_t a_r, int64_t a_k,
+                        const float* bp, int64_t ldbp, float* c, int64_t ldc, bool add) {
+  using simd::kLanes;
+  for (int64_t j0 = 0; j0 < n; j0 += 4 * kLanes) {
+    const int64_t cols = std::min(n - j0, 4 * kLanes);
+    const int64_t full = cols / kLanes, rest = cols % kLanes;
+    const bool half = rest > 0 && rest <= 8 && full > 0;
+    const int64_t nv = half ? full : (cols + kLanes - 1) / kLanes;
+    const auto run = [&]<int NV, bool H>() { stream_rows<NV, H>(r0, r1, k, a, a_r, a_k, bp, ldbp, c, ldc, j0, cols, add); };
+    switch (nv * 2 + half) {
+      case 2: run.template operator()<1, false>(); break;
+      case 3: run.template operator()<1, true>(); break;
+      case 4: run.template operator()<2, false>(); break;
+      case 5: run.template operator()<2, true>(); break;
+      case 6: run.template operator()<3, false>(); break;
+      case 7: run.template operator()<3, true>(); break;
+      default: run.template operator()<4, false>(); break;
+    }
+  }
+}
+
+void stream_gemm(const Parallel& parallel, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  using simd::kLanes;
+  const int64_t vectors = (n + kLanes - 1) / kLanes, ldbp = vectors * kLanes;
+  alignas(64) float packed[kMaxTransposedFloats];  // uninitialised: free unless written
+  for (int64_t p = 0; p < k; ++p) {
+    float* row = packed + p * ldbp;
+    if (tb) {
+      for (int64_t j = 0; j < n; ++j) row[j] = b[j * ldb + p];
+    } else {
+      for (int64_t j = 0; j < n; ++j) row[j] = b[p * ldb + j];
+    }
+    for (int64_t j = n; j < ldbp; ++j) row[j] = 0.0f;
+  }
+  const bool add = beta == 1.0f;
+  const int64_t blocks = (m + kStreamRowBlock - 1) / kStreamRowBlock;
+  const int64_t min_blocks =
+      m * n * k < kMinSmallParallelWork ? blocks : std::max<int64_t>(1, kMinSmallParallelWork / (kStreamRowBlock * n * k));
+  parallel.for_each(blocks, min_blocks, [&](int64_t b0, int64_t b1) {
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t r0 = blk * kStreamRowBlock, r1 = std::min(m, r0 + kStreamRowBlock);
+      // The block's rows of A stay in L1 across the column tiles.
+      stream_all_columns(r0, r1, n, k, a, lda, 1, packed, ldbp, c, ldc, add);
+    }
+  });
+}
+
+// --- Skinny reductions: C[M,N] = A^T B over many rows, C small ----------------------------------
+// The pointwise convs' weight gradients (dW = dY^T X over N*H*W rows). Every 64 rows of A and B
+// (kStreamStretch: in L1) run through all tiles of C, whose sums are added into C; the rows are
+// split over the threads, each thread but the first summing into its own copy of C (on the
+// caller's stack), added up at the end. Both operands are read once, none packed whole.
+constexpr int64_t kReduceMinRows = 512;
+constexpr int64_t kReducePartRows = 128;
+constexpr int64_t kReduceMaxPackedColumns = 256;  // B's rows are packed only when N % 16 != 0
+
+bool reduces(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
+  const int64_t n_pad = (n + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
+  return ta && !tb && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && k >= kReduceMinRows &&
+         (m <= kStreamMaxSide || n <= kStreamMaxSide) && m * n_pad <= kMaxTransposedFloats &&
+         (n % simd::kLanes == 0 || n_pad <= kReduceMaxPackedColumns) &&
+         streaming_enabled.load(std::memory_order_relaxed);
+}
+
+// C (+)= A[p0:p1]^T B[p0:p1] (A(i, p) = a[p * lda + i]).
+void reduce_rows(int64_t p0, int64_t p1, int64_t m, int64_t n, const float* a, int64_t lda, const float* b,
+                 int64_t ldb, float* c, int64_t ldc, bool add) {
+  using simd::kLanes;
+  const int64_t vectors = (n + kLanes - 1) / kLanes, n_pad = vectors * kLanes;
+  const bool pack = n % kLanes != 0;  // the last vector would read past B's last row
+  alignas(64) float packed[simd::kStreamStretch * kReduceMaxPackedColumns];  // uninitialised: free unless written
+  for (int64_t p = p0; p < p1; p += simd::kStreamStretch) {
+    const int64_t rows = std::min(simd::kStreamStretch, p1 - p);
+    const float* bp = b + p * ldb;
+    int64_t ldbp = ldb;
+    if (pack) {
+      for (int64_t r = 0; r < rows; ++r) {
+        std::copy(b + (p + r) * ldb, b + (p + r) * ldb + n, packed + r * n_pad);
+        std::fill(packed + r * n_pad + n, packed + (r + 1) * n_pad, 0.0f);
+      }
+      bp = packed, ldbp = n_pad;
+    }
+    const float* ap = a + p * lda;
+    const bool add_here = add || p > p0;
+    stream_all_columns(0, m, n, rows, ap, 1, lda, bp, ldbp, c, ldc, add_here);
+  }
+}
+
+void reduce_gemm(const Parallel& parallel, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  const int64_t n_pad = (n + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
+  // Parts of the rows: one per thread, as many as have a copy of C in the buffer and enough rows.
+  alignas(64) float partial[kMaxTransposedFloats];  // uninitialised: free unless written
+  // Parts of at least kReducePartRows rows (a 4x4 map at batch 32 has 512: two parts; one part
+  // ran at 0.65x OpenBLAS's two threads there); a part's extra cost, clearing and adding a copy
+  // of C, is small next to its rows' work.
+  const int64_t copies = kMaxTransposedFloats / (m * n_pad);
+  const int64_t by_rows = m * n * k < kMinParallelWork ? 1 : k / kReducePartRows;
+  const int64_t parts = std::clamp<int64_t>(std::min<int64_t>(parallel.threads, by_rows), 1, copies + 1);
+  parallel.for_each(parts, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t p0 = k * t / parts, p1 = k * (t + 1) / parts;
+      if (t == 0) reduce_rows(p0, p1, m, n, a, lda, b, ldb, c, ldc, beta == 1.0f);
+      else reduce_rows(p0, p1, m, n, a, lda, b, ldb, partial + (t - 1) * m * n_pad, n_pad, false);
+    }
+  });
+  for (int64_t t = 1; t < parts; ++t)
+    for (int64_t i = 0; i < m; ++i) {
+      float* __restrict ci = c + i * ldc;
+      const float* __restrict pi = partial + ((t - 1) * m + i) * n_pad;
+      for (int64_t j = 0; j < n; ++j) ci[j] += pi[j];
+    }
+}
+
 }  // namespace
+
+void set_gemm_streaming(bool enabled) { streaming_enabled.store(enabled, std::memory_order_relaxed); }
 
 void gemm(const Parallel& parallel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (streams(trans_a, m, n, k, alpha, beta))
+    return stream_gemm(parallel, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
+  if (reduces(trans_a, trans_b, m, n, k, alpha, beta)) return reduce_gemm(parallel, m, n, k, a, lda, b, ldb, beta, c, ldc);
   if (m * n * k <= kOpenBlasSmallLimit) {
     // Split over blocks of 4 rows of C where there is work for both threads.
     if (parallel.threads > 1 && m >= 8 && m * n * k >= kMinSmallParallelWork) {

@@ -22,6 +22,19 @@ template <class V> inline V load(const float* p) {
 template <> inline float load<float>(const float* p) { return *p; }
 template <class V> inline void store(float* p, const V& v) { std::memcpy(p, &v, sizeof v); }
 
+// Keeps a loaded vector in a register: GCC otherwise folds a load that feeds several FMAs into
+// each of them (R loads where one would do; the register-blocked loops became load-bound). Only
+// where V fits one register (AVX-512: up to 16 floats; AVX: up to 8); elsewhere nothing.
+template <class V> inline void keep_in_register(V& v) {
+#if defined(__AVX512F__)
+  asm("" : "+v"(v));
+#elif defined(__AVX__)
+  if constexpr (sizeof(V) <= 32) asm("" : "+x"(v));
+#else
+  (void)v;
+#endif
+}
+
 // f.operator()<V>(c) over slices covering [0, channels): 16 wide, then 8, then single channels.
 template <class F>
 inline void for_slices(int64_t channels, F&& f) {
@@ -69,6 +82,69 @@ inline void product_block(int64_t k_count, const float* a, int64_t a_r, int64_t 
   }
   for (int r = 0; r < R; ++r)
     for (int j = 0; j < NV; ++j) store(m + r * ldm + j * kLanes, total[r][j]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The streaming kernel (ops/gemm.cc's skinny GEMMs: C[M,N] (+)= A[M,K] * B[K,N] with M large and
+// B small, the pointwise convs' forward and backward data on small feature maps): B packed once
+// as [K][NV * 16] (zero-padded columns), kept in L1/L2 while row blocks of A stream past it. A tile
+// of R rows x NV vectors (and maybe a half vector) keeps its accumulators in registers; A(r, k) = a[r * a_r + k * a_k] (the
+// weight gradient reads A transposed); `cols` (<= 16 NV) are the valid columns, the rest is
+// dropped when storing. The sum over k runs in stretches of kStreamStretch
+// added into C, for the rounding reason given at kSumBlock (C is in L1: the stores are cheap).
+constexpr int64_t kStreamStretch = 64;
+
+template <int R, int NV, bool kHalf = false>
+inline void stream_tile(int64_t k_count, const float* a, int64_t a_r, int64_t a_k, const float* bp, int64_t ldbp,
+                        float* c, int64_t ldc, int64_t cols, bool add) {
+  // NV vectors of 16 columns, then with kHalf one of 8 (N = 24 wastes no lanes).
+  constexpr int kWidth = NV * kLanes + (kHalf ? 8 : 0);
+  const bool full = cols == kWidth;
+  for (int64_t k0 = 0; k0 < k_count; k0 += kStreamStretch) {
+    V16 acc[R][NV];
+    V8 half[R];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j) acc[r][j] = V16{};
+      half[r] = V8{};
+    }
+    const int64_t k1 = std::min(k_count, k0 + kStreamStretch);
+    for (int64_t k = k0; k < k1; ++k) {
+      V16 bk[NV];
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j) {
+        V16 t = load<V16>(bp + k * ldbp + j * kLanes);
+        keep_in_register(t);
+        bk[j] = t;
+      }
+      V8 bh{};
+      if constexpr (kHalf) {
+        bh = load<V8>(bp + k * ldbp + NV * kLanes);
+        keep_in_register(bh);
+      }
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        const V16 av = a[r * a_r + k * a_k] - V16{};  // one broadcast (x - 0 folds to x), its low half for the half vector
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) acc[r][j] += av * bk[j];
+        if constexpr (kHalf) half[r] += __builtin_shufflevector(av, av, 0, 1, 2, 3, 4, 5, 6, 7) * bh;
+      }
+    }
+    const bool into = add || k0 > 0;  // C holds a sum to add to (else it may hold garbage)
+    for (int r = 0; r < R; ++r) {
+      float* cr = c + r * ldc;
+      if (full) {
+        for (int j = 0; j < NV; ++j) store(cr + j * kLanes, into ? load<V16>(cr + j * kLanes) + acc[r][j] : acc[r][j]);
+        if constexpr (kHalf) store(cr + NV * kLanes, into ? load<V8>(cr + NV * kLanes) + half[r] : half[r]);
+      } else {
+        alignas(64) float t[NV * kLanes + 8];
+        for (int j = 0; j < NV; ++j) store(t + j * kLanes, acc[r][j]);
+        if constexpr (kHalf) store(t + NV * kLanes, half[r]);
+        for (int64_t q = 0; q < cols; ++q) cr[q] = into ? cr[q] + t[q] : t[q];
+      }
+    }
+  }
 }
 
 }  // namespace edgetrain::simd

@@ -57,10 +57,13 @@ const std::vector<ConvCase> kLarge = {
     {"3x3_c64_to_16", 2, 16, 16, 64, 16, 3, 3, 1, 1, 1, 1, 1},  // col2im splits over 2 threads
     {"3x3_s2_c32_64", 2, 14, 14, 32, 64, 3, 3, 2, 2, 1, 1, 1},
     {"stem_3x3_s2", 2, 32, 32, 3, 32, 3, 3, 2, 2, 1, 1, 1},
-    // Direct weight gradient: 147 (tap, ci) sums in groups of 24, 16 + 8 output channels; and
+    // Direct weight gradient: a kernel row's 21 (kx, ci) entries in tasks of 12 and 9, 16 + 8
+    // output channels; and
     // several chunks of rows with a scalar channel tail.
     {"stem_7x7_s2_c24", 2, 20, 20, 3, 24, 7, 7, 2, 2, 3, 3, 1},
     {"stem_3x3_s2_chunks", 8, 32, 32, 3, 41, 3, 3, 2, 2, 1, 1, 1},
+    // 4 input channels: a kernel row's 28 entries in tasks of 12, 12 and 4; 32 + 16 + 4 channels.
+    {"stem_7x7_s2_c4_to_52", 2, 17, 19, 4, 52, 7, 7, 2, 2, 3, 3, 1},
     {"depthwise_c48_s2", 2, 14, 14, 48, 48, 3, 3, 2, 2, 1, 1, 48},
     {"depthwise_c48_s1", 2, 14, 14, 48, 48, 3, 3, 1, 1, 1, 1, 48},
     // Channel slices of 16, 8 and single channels; maps with no interior; odd strides/sizes;

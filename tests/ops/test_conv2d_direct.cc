@@ -1,5 +1,5 @@
 // The direct forward for convs with few input channels (ops/conv2d_direct.h): every output-channel
-// blocking (64, 16, and the tail), padding on every side, strides, with and without bias, on 1
+// blocking (64, 32, 16, and the tail), every run of pixels (8, 4, 2, 1), padding on every side, strides, with and without bias, on 1
 // and 2 threads, against the naive reference through the op table; and which convs take it.
 #include <gtest/gtest.h>
 
@@ -31,6 +31,10 @@ const std::vector<StemCase> kCases = {
     {"one_channel_5x5_p2", 2, 9, 9, 1, 16, 5, 1, 2},
     {"four_channels_no_pad", 2, 8, 7, 4, 7, 3, 1, 0},         // tail only
     {"kernel_larger_than_input", 1, 3, 2, 2, 20, 5, 1, 2},     // every pixel clips taps
+    // Runs of 8, 4, 2 and 1 pixels with the same valid taps along wide rows; 64 + 32 + 16 + 5
+    // channels (runs of 8 take the 64-channel block 4 pixels at a time).
+    {"runs_8_4_2_1_blocks_64_32_16_tail", 2, 5, 47, 2, 117, 3, 1, 1},
+    {"runs_of_8_32_channels_stride_2", 1, 4, 61, 3, 32, 3, 2, 1},
 };
 
 Attrs attrs_of(const StemCase& k) {
