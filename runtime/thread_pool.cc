@@ -17,7 +17,20 @@ inline void cpu_relax() { _mm_pause(); }
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) : threads_(std::clamp(threads, 1, ChunkClaims::kMaxChunks)) {
-  for (int i = 1; i < threads_; ++i) workers_.emplace_back([this] { worker_loop(); });
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, kWorkerStackBytes);
+  for (int i = 1; i < threads_; ++i) {
+    pthread_t t;
+    auto run = [](void* pool) -> void* {
+      static_cast<ThreadPool*>(pool)->worker_loop();
+      return nullptr;
+    };
+    // A worker that cannot start leaves its share to the threads that did: chunks are claimed,
+    // so the pool still finishes every job, only with fewer hands.
+    if (pthread_create(&t, &attr, run, this) == 0) workers_.push_back(t);
+  }
+  pthread_attr_destroy(&attr);
 }
 
 ThreadPool::~ThreadPool() {
@@ -27,7 +40,7 @@ ThreadPool::~ThreadPool() {
     generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
-  for (std::thread& t : workers_) t.join();
+  for (pthread_t t : workers_) pthread_join(t, nullptr);
 }
 
 Parallel ThreadPool::parallel() {

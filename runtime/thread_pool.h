@@ -15,7 +15,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
-#include <thread>
+#include <pthread.h>
 #include <vector>
 
 #include "ops/op.h"
@@ -49,6 +49,13 @@ class ChunkClaims {
   std::atomic<uint64_t> word_{0};
 };
 
+// Kernels keep up to ~200 KiB of scratch on the stack of the thread that runs a chunk (packed
+// GEMM operands in ops/gemm.cc, of fixed size, so that a step allocates nothing). glibc gives
+// threads 8 MiB by default but musl only 128 KiB, so the workers ask for this much, and a thread
+// that calls into edgetrain needs at least kMinCallerStackBytes (include/edgetrain/README.md).
+constexpr size_t kWorkerStackBytes = size_t{2} << 20;
+constexpr size_t kMinCallerStackBytes = size_t{512} << 10;
+
 class ThreadPool {
  public:
   explicit ThreadPool(int threads);
@@ -68,7 +75,8 @@ class ThreadPool {
   void run_chunk(Parallel::ChunkFn fn, void* ctx, int64_t n, int chunks, int index);
 
   int threads_;
-  std::vector<std::thread> workers_;
+  // pthreads, not std::thread: the workers need a stack size of our choosing (kWorkerStackBytes).
+  std::vector<pthread_t> workers_;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable done_;

@@ -1,6 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <pthread.h>
+
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 #include "runtime/thread_pool.h"
@@ -48,6 +52,36 @@ TEST(ChunkClaims, EachChunkOnceAndNothingOfANewerJobForAStaleOne) {
   EXPECT_EQ(claims.claim(2, 3), 1);
   EXPECT_EQ(claims.claim(2, 3), 2);
   EXPECT_EQ(claims.claim(2, 3), -1);
+}
+
+TEST(ThreadPool, WorkersHaveTheStackTheKernelsNeed) {
+  // Workers are created with kWorkerStackBytes, not the C library's default (8 MiB on glibc,
+  // 128 KiB on musl, too little for the kernels' stack scratch).
+  ThreadPool pool(2);
+  const pthread_t caller = pthread_self();
+  std::atomic<size_t> worker_stack{0};
+  for (int attempt = 0; attempt < 5 && worker_stack.load() == 0; ++attempt) {
+    std::atomic<int> started{0};
+    pool.parallel().for_each(2, 1, [&](int64_t, int64_t) {
+      started++;
+      if (pthread_equal(pthread_self(), caller)) {
+        // Hold this chunk until the worker has claimed the other one (or a second passed).
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+        while (started.load() < 2 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+        return;
+      }
+      pthread_attr_t attr;
+      size_t bytes = 0;
+      if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        pthread_attr_getstacksize(&attr, &bytes);
+        pthread_attr_destroy(&attr);
+      }
+      worker_stack = bytes;
+    });
+  }
+  ASSERT_GT(worker_stack.load(), 0u) << "no chunk ran on the worker in 5 jobs";
+  EXPECT_GE(worker_stack.load(), kWorkerStackBytes);
+  EXPECT_LT(worker_stack.load(), kWorkerStackBytes + (size_t{1} << 20));
 }
 
 }  // namespace
