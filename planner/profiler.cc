@@ -126,9 +126,9 @@ class CpuMonitor {
 // Noise that /proc/stat cannot show: on a virtual machine, other guests of the same host slow
 // our cores (shared caches, memory bandwidth, hyperthread siblings) without any busy or stolen
 // time. A fixed ~0.25 ms workload (small GEMMs and a 4 MiB copy) timed by this thread's CPU time
-// sees it: on this VM with nothing else of ours running, one check in four ran it >10% slower
-// than its best during a noisy hour, and the kernel timings of such periods repeated within 10%
-// only 55% of the time (90% in a quiet hour). A batch of samples with a slow canary at either
+// sees it: on this VM with every other process stopped it ran at a median of 1.26x its best
+// (90th percentile 1.94x) in a noisy quarter of an hour, and a profile of such a period
+// repeated its kernel timings within 10% only 55% of the time (90% in a quiet hour). A batch of samples with a slow canary at either
 // end is judged like one disturbed by another process.
 class HostCanary {
  public:
