@@ -236,7 +236,9 @@ int cmd_demo(int argc, char** argv) {
   d.option("out-dir", "DIR", "out/demo", "where the pretrained weights go");
   d.option("threads", "N", "2", "threads");
   d.option("data", "SRC", "fashion-mnist", "Fashion-MNIST location (see edgetrain train --help)");
-  d.option("seed", "N", "2", "pretraining seed (measured: seed 1 reached 82.6%, seed 2 86.2%; see the README)");
+  d.option("seed", "N", "1",
+           "pretraining seed (2026-12-06, seeds 1-5: 87.8, 80.8, 83.3, 87.3, 78.9%: lr 0.1 makes the loss jump for "
+           "some seeds; see the README)");
   d.flag("skip-pretrain", "reuse the pretrained weights in --out-dir from an earlier run");
   d.option("retrain-epochs", "N", "5", "retraining epochs over the 2,000 shifted images");
   d.option("retrain-lr", "X", "0.01", "retraining peak learning rate (SGD momentum 0.9, batch 32)");
