@@ -210,10 +210,11 @@ void stream_gemm(const Parallel& parallel, bool tb, int64_t m, int64_t n, int64_
 // --- Skinny reductions: C[M,N] = A^T B over many rows, C small ----------------------------------
 // The pointwise convs' weight gradients (dW = dY^T X over N*H*W rows). Every 64 rows of A and B
 // (kStreamStretch: in L1) run through all tiles of C, whose sums are added into C; the rows are
-// split over the threads, each thread but the first summing into its own copy of C (on the
-// caller's stack), added up at the end. Both operands are read once, none packed whole.
+// split into up to kReduceParts parts (whichever thread claims one), each part but the first
+// summing into its own copy of C (on the caller's stack), added up in order at the end. Both operands are read once, none packed whole.
 constexpr int64_t kReduceMinRows = 512;
 constexpr int64_t kReducePartRows = 128;
+constexpr int64_t kReduceParts = 4;  // up to 4 threads share the rows
 constexpr int64_t kReduceMaxPackedColumns = 256;  // B's rows are packed only when N % 16 != 0
 
 bool reduces(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
@@ -255,10 +256,11 @@ void reduce_gemm(const Parallel& parallel, int64_t m, int64_t n, int64_t k, cons
   alignas(64) float partial[kMaxTransposedFloats];  // uninitialised: free unless written
   // Parts of at least kReducePartRows rows (a 4x4 map at batch 32 has 512: two parts; one part
   // ran at 0.65x OpenBLAS's two threads there); a part's extra cost, clearing and adding a copy
-  // of C, is small next to its rows' work.
+  // of C, is small next to its rows' work. The count follows the shape alone, not the threads,
+  // so the sums (and a training run) are the same on one thread as on two.
   const int64_t copies = kMaxTransposedFloats / (m * n_pad);
   const int64_t by_rows = m * n * k < kMinParallelWork ? 1 : k / kReducePartRows;
-  const int64_t parts = std::clamp<int64_t>(std::min<int64_t>(parallel.threads, by_rows), 1, copies + 1);
+  const int64_t parts = std::clamp<int64_t>(std::min(kReduceParts, by_rows), 1, copies + 1);
   parallel.for_each(parts, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t p0 = k * t / parts, p1 = k * (t + 1) / parts;

@@ -145,4 +145,23 @@ TEST(Gemm, SkinnyReductionMatchesTheNaiveProduct) {
 }
 
 }  // namespace
+// The reduction's parts follow the shape, not the thread count: one thread and two give the same
+// bits (a training run does not change with --threads).
+TEST(Gemm, SkinnyReductionIsTheSameOnOneAndTwoThreads) {
+  set_gemm_streaming(true);
+  for (int64_t k : {1024, 4096, 8192})
+    for (auto [m, n] : {std::pair<int64_t, int64_t>{16, 32}, {96, 24}, {24, 96}, {144, 24}}) {
+      const std::vector<float> a = random_values(static_cast<size_t>(k * m), 4);
+      const std::vector<float> b = random_values(static_cast<size_t>(k * n), 5);
+      std::vector<std::vector<float>> c;
+      for (int threads : {1, 2}) {
+        ThreadPool pool(threads);
+        c.emplace_back(static_cast<size_t>(m * n), 0.0f);
+        gemm(pool.parallel(), true, false, m, n, k, 1.0f, a.data(), m, b.data(), n, 0.0f, c.back().data(), n);
+      }
+      for (int64_t i = 0; i < m * n; ++i)
+        ASSERT_EQ(c[0][i], c[1][i]) << "m " << m << " n " << n << " k " << k << " element " << i;
+    }
+}
+
 }  // namespace edgetrain
