@@ -374,6 +374,62 @@ void weight_sums(const ConvGeometry& g, const float* dy, const float* x, int64_t
   store(part + taps * C + c, load<V>(part + taps * C + c) + db);
 }
 
+// The same for 3x3 kernels and NS adjacent slices: the nine sums of each slice stay in
+// registers for every pixel, those next to the padding included (taps in the padding skipped).
+template <class V, int NS>
+void weight_sums_3x3(const ConvGeometry& g, const float* dy, const float* x, int64_t r0, int64_t r1, int64_t c,
+                     float* part, bool first) {
+  constexpr int64_t kL = sizeof(V) / sizeof(float);
+  const int64_t C = g.c;
+  V sum[NS][9], db[NS];
+  for (int s = 0; s < NS; ++s) {
+    db[s] = first ? V{} : load<V>(part + 9 * C + c + s * kL);
+    for (int t = 0; t < 9; ++t) sum[s][t] = first ? V{} : load<V>(part + t * C + c + s * kL);
+  }
+  int64_t col_lo = 0, col_hi = 0;
+  interior_columns(g.out_w, g.w, 3, g.sw, g.pw, &col_lo, &col_hi);
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t n = r / g.out_h, oy = r % g.out_h;
+    const float* img = x + n * g.h * g.w * C + c;
+    const float* dy_row = dy + r * g.out_w * C + c;
+    int64_t ky0, ky1;
+    valid_taps(oy, g.sh, g.ph, 3, g.h, &ky0, &ky1);
+    const int64_t iy0 = oy * g.sh - g.ph;
+    const bool full_rows = ky0 == 0 && ky1 == 3;
+    const int64_t lo = full_rows ? col_lo : 0, hi = full_rows ? col_hi : 0;
+    auto border = [&](int64_t ox) {
+      int64_t kx0, kx1;
+      valid_taps(ox, g.sw, g.pw, 3, g.w, &kx0, &kx1);
+      const int64_t base = (iy0 * g.w + ox * g.sw - g.pw) * C;
+      V d[NS];
+      for (int s = 0; s < NS; ++s) d[s] = load<V>(dy_row + ox * C + s * kL), db[s] += d[s];
+#pragma GCC unroll 3
+      for (int ky = 0; ky < 3; ++ky)
+#pragma GCC unroll 3
+        for (int kx = 0; kx < 3; ++kx)
+          if (ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1) {
+            const float* q = img + base + (ky * g.w + kx) * C;
+            for (int s = 0; s < NS; ++s) sum[s][ky * 3 + kx] += load<V>(q + s * kL) * d[s];
+          }
+    };
+    for (int64_t ox = 0; ox < lo; ++ox) border(ox);
+    const int64_t step = g.sw * C;
+    const float* p = img + (iy0 * g.w + lo * g.sw - g.pw) * C;
+    for (int64_t ox = lo; ox < hi; ++ox, p += step) {
+      V d[NS];
+      for (int s = 0; s < NS; ++s) d[s] = load<V>(dy_row + ox * C + s * kL), db[s] += d[s];
+      for (int ky = 0; ky < 3; ++ky)
+        for (int kx = 0; kx < 3; ++kx)
+          for (int s = 0; s < NS; ++s) sum[s][ky * 3 + kx] += load<V>(p + (ky * g.w + kx) * C + s * kL) * d[s];
+    }
+    for (int64_t ox = std::max(lo, hi); ox < g.out_w; ++ox) border(ox);
+  }
+  for (int s = 0; s < NS; ++s) {
+    for (int t = 0; t < 9; ++t) store(part + t * C + c + s * kL, sum[s][t]);
+    store(part + 9 * C + c + s * kL, db[s]);
+  }
+}
+
 // The weight gradient's sums on small maps, into one chunk's [tap][C] + [C]: parallel over
 // blocks of 64 channels, each thread owning its channels.
 void weight_sums_pixels(const Parallel& par, const ConvGeometry& g, const float* dy, const float* x, float* part) {
@@ -462,13 +518,19 @@ void depthwise_backward_weight(const Parallel& par, const ConvGeometry& g, const
   // One task per chunk; within it, groups of rows small enough to stay in cache while every
   // channel slice sums over them.
   const int64_t group = group_rows_for(g.out_w * C);
+  const bool k3 = g.kh == 3 && g.kw == 3;
   par.for_each(chunks, 1, [&](int64_t k0, int64_t k1) {
     for (int64_t chunk = k0; chunk < k1; ++chunk) {
       const int64_t r0 = chunk * rows / chunks, r1 = (chunk + 1) * rows / chunks;
       float* part = workspace + chunk * chunk_floats(g);
       for (int64_t g0 = r0; g0 < r1; g0 += group) {
         const int64_t g1 = std::min(r1, g0 + group);
-        for_slices(C, [&]<class V>(int64_t c) { weight_sums<V>(g, dy, x, g0, g1, c, part, g0 == r0); });
+        if (k3)
+          for_slice_pairs(C, [&]<class V, int NS>(int64_t c) {
+            weight_sums_3x3<V, NS>(g, dy, x, g0, g1, c, part, g0 == r0);
+          });
+        else
+          for_slices(C, [&]<class V>(int64_t c) { weight_sums<V>(g, dy, x, g0, g1, c, part, g0 == r0); });
       }
     }
   });
