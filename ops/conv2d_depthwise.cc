@@ -517,7 +517,7 @@ void depthwise_backward_weight(const Parallel& par, const ConvGeometry& g, const
   } else {
   // One task per chunk; within it, groups of rows small enough to stay in cache while every
   // channel slice sums over them.
-  const int64_t group = group_rows_for(g.out_w * C);
+  const int64_t group = group_rows_for(g.out_w * C / 4);
   const bool k3 = g.kh == 3 && g.kw == 3;
   par.for_each(chunks, 1, [&](int64_t k0, int64_t k1) {
     for (int64_t chunk = k0; chunk < k1; ++chunk) {
