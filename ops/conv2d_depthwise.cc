@@ -476,6 +476,11 @@ void depthwise_forward(const Parallel& par, const ConvGeometry& g, const float* 
   correlate(par, g, x, workspace, b, /*accumulate=*/false, y, epilogue);
 }
 
+bool depthwise_backward_data_streams(const ConvGeometry& g, const float* dx, bool accumulate) {
+  const bool k3s2 = g.kh == 3 && g.kw == 3 && g.sh == 2 && g.sw == 2;
+  return k3s2 && use_streaming(dx, g.n * g.h * g.w * g.c, g.c, accumulate);
+}
+
 void depthwise_backward_data(const Parallel& par, const ConvGeometry& g, const float* dy,
                              const float* w, float* dx, bool accumulate, float* workspace) {
   if (g.sh == 1 && g.sw == 1) {
@@ -493,7 +498,7 @@ void depthwise_backward_data(const Parallel& par, const ConvGeometry& g, const f
   const int64_t C = g.c;
   const bool k3s2 = g.kh == 3 && g.kw == 3 && g.sh == 2 && g.sw == 2;
   const int64_t group = group_rows_for(g.w * C);
-  const bool stream = k3s2 && use_streaming(dx, g.n * g.h * g.w * C, C, accumulate);
+  const bool stream = depthwise_backward_data_streams(g, dx, accumulate);
   par.for_each(g.n * g.h, min_chunk_for(g.w * C * g.kh * g.kw), [&](int64_t r0, int64_t r1) {
     for (int64_t g0 = r0; g0 < r1; g0 += group) {
       const int64_t g1 = std::min(r1, g0 + group);
