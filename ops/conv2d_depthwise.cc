@@ -59,6 +59,20 @@ void correlate_rows_any(const ConvGeometry& g, const float* in, const float* wt,
   }
 }
 
+// f.operator()<KY0, KY1>() for a row of valid kernel rows [ky0, ky1) of a 3x3 kernel.
+template <class F>
+__attribute__((always_inline)) inline void with_rows(int64_t ky0, int64_t ky1, F&& f) {
+  switch (ky0 * 4 + ky1) {
+    case 3: f.template operator()<0, 3>(); break;
+    case 7: f.template operator()<1, 3>(); break;
+    case 2: f.template operator()<0, 2>(); break;
+    case 6: f.template operator()<1, 2>(); break;
+    case 1: f.template operator()<0, 1>(); break;
+    case 11: f.template operator()<2, 3>(); break;
+    default: f.template operator()<0, 0>(); break;  // no valid row: bias (or out) only
+  }
+}
+
 // The same for 3x3 kernels and NS adjacent slices at once: their nine weights stay in registers
 // (constant indices once the tap loops unroll), weights loaded once for all rows (small maps
 // have a pixel or two per row). Two 16-channel slices per pass read two adjacent cache lines of
@@ -80,42 +94,43 @@ void correlate_rows_3x3(const ConvGeometry& g, const float* in, const float* wt,
     const float* img = in + n * g.h * g.w * C + c;
     float* row = out + r * g.out_w * C + c;
     const int64_t iy0 = oy * g.sh - g.ph;
-    const bool full_rows = iy0 >= 0 && iy0 + 3 <= g.h;
-    const int64_t lo = full_rows ? col_lo : 0, hi = full_rows ? col_hi : 0;
     int64_t ky0, ky1;
     valid_taps(oy, g.sh, g.ph, 3, g.h, &ky0, &ky1);
-    // Pixels next to the padding (every pixel of a 1- or 2-pixel map): the weights still in
-    // registers, the taps in the padding skipped.
-    auto border = [&](int64_t ox) {
-      int64_t kx0, kx1;
-      valid_taps(ox, g.sw, g.pw, 3, g.w, &kx0, &kx1);
-      const int64_t base = (iy0 * g.w + ox * g.sw - g.pw) * C;
-      float* o = row + ox * C;
-      V acc[NS];
-      for (int s = 0; s < NS; ++s) acc[s] = accumulate ? load<V>(o + s * kL) : start[s];
+    // The row's valid kernel rows [KY0, KY1) as constants: rows next to the padding run the
+    // interior loop too, only the columns next to it take `border`.
+    with_rows(ky0, ky1, [&]<int KY0, int KY1>() __attribute__((always_inline)) {
+      // Pixels next to the padding (every pixel of a 1- or 2-pixel map): the weights still in
+      // registers, the taps in the padding skipped.
+      auto border = [&](int64_t ox) {
+        int64_t kx0, kx1;
+        valid_taps(ox, g.sw, g.pw, 3, g.w, &kx0, &kx1);
+        const int64_t base = (iy0 * g.w + ox * g.sw - g.pw) * C;
+        float* o = row + ox * C;
+        V acc[NS];
+        for (int s = 0; s < NS; ++s) acc[s] = accumulate ? load<V>(o + s * kL) : start[s];
 #pragma GCC unroll 3
-      for (int ky = 0; ky < 3; ++ky)
+        for (int ky = KY0; ky < KY1; ++ky)
 #pragma GCC unroll 3
-        for (int kx = 0; kx < 3; ++kx)
-          if (ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1) {
-            const float* q = img + base + (ky * g.w + kx) * C;
-            for (int s = 0; s < NS; ++s) acc[s] += load<V>(q + s * kL) * w[s][ky * 3 + kx];
-          }
-      for (int s = 0; s < NS; ++s) store(o + s * kL, acc[s]);
-    };
-    for (int64_t ox = 0; ox < lo; ++ox) border(ox);
-    const int64_t step = g.sw * C;
-    const float* p = img + (iy0 * g.w + lo * g.sw - g.pw) * C;
-    for (int64_t ox = lo; ox < hi; ++ox, p += step) {
-      float* o = row + ox * C;
-      V acc[NS];
-      for (int s = 0; s < NS; ++s) acc[s] = accumulate ? load<V>(o + s * kL) : start[s];
-      for (int ky = 0; ky < 3; ++ky)
-        for (int kx = 0; kx < 3; ++kx)
-          for (int s = 0; s < NS; ++s) acc[s] += load<V>(p + (ky * g.w + kx) * C + s * kL) * w[s][ky * 3 + kx];
-      for (int s = 0; s < NS; ++s) store(o + s * kL, acc[s]);
-    }
-    for (int64_t ox = std::max(lo, hi); ox < g.out_w; ++ox) border(ox);
+          for (int kx = 0; kx < 3; ++kx)
+            if (kx >= kx0 && kx < kx1)
+              for (int s = 0; s < NS; ++s) acc[s] += load<V>(img + (base + (ky * g.w + kx) * C + s * kL)) * w[s][ky * 3 + kx];
+        for (int s = 0; s < NS; ++s) store(o + s * kL, acc[s]);
+      };
+      for (int64_t ox = 0; ox < col_lo; ++ox) border(ox);
+      const int64_t step = g.sw * C;
+      int64_t off = (iy0 * g.w + col_lo * g.sw - g.pw) * C;
+      for (int64_t ox = col_lo; ox < col_hi; ++ox, off += step) {
+        float* o = row + ox * C;
+        V acc[NS];
+        for (int s = 0; s < NS; ++s) acc[s] = accumulate ? load<V>(o + s * kL) : start[s];
+        for (int ky = KY0; ky < KY1; ++ky)
+          for (int kx = 0; kx < 3; ++kx)
+            for (int s = 0; s < NS; ++s)
+              acc[s] += load<V>(img + (off + (ky * g.w + kx) * C + s * kL)) * w[s][ky * 3 + kx];
+        for (int s = 0; s < NS; ++s) store(o + s * kL, acc[s]);
+      }
+      for (int64_t ox = std::max(col_lo, col_hi); ox < g.out_w; ++ox) border(ox);
+    });
   }
 }
 
@@ -400,34 +415,34 @@ void weight_sums_3x3(const ConvGeometry& g, const float* dy, const float* x, int
     int64_t ky0, ky1;
     valid_taps(oy, g.sh, g.ph, 3, g.h, &ky0, &ky1);
     const int64_t iy0 = oy * g.sh - g.ph;
-    const bool full_rows = ky0 == 0 && ky1 == 3;
-    const int64_t lo = full_rows ? col_lo : 0, hi = full_rows ? col_hi : 0;
-    auto border = [&](int64_t ox) {
-      int64_t kx0, kx1;
-      valid_taps(ox, g.sw, g.pw, 3, g.w, &kx0, &kx1);
-      const int64_t base = (iy0 * g.w + ox * g.sw - g.pw) * C;
-      V d[NS];
-      for (int s = 0; s < NS; ++s) d[s] = load<V>(dy_row + ox * C + s * kL), db[s] += d[s];
+    with_rows(ky0, ky1, [&]<int KY0, int KY1>() __attribute__((always_inline)) {
+      auto border = [&](int64_t ox) {
+        int64_t kx0, kx1;
+        valid_taps(ox, g.sw, g.pw, 3, g.w, &kx0, &kx1);
+        const int64_t base = (iy0 * g.w + ox * g.sw - g.pw) * C;
+        V d[NS];
+        for (int s = 0; s < NS; ++s) d[s] = load<V>(dy_row + ox * C + s * kL), db[s] += d[s];
 #pragma GCC unroll 3
-      for (int ky = 0; ky < 3; ++ky)
+        for (int ky = KY0; ky < KY1; ++ky)
 #pragma GCC unroll 3
-        for (int kx = 0; kx < 3; ++kx)
-          if (ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1) {
-            const float* q = img + base + (ky * g.w + kx) * C;
-            for (int s = 0; s < NS; ++s) sum[s][ky * 3 + kx] += load<V>(q + s * kL) * d[s];
-          }
-    };
-    for (int64_t ox = 0; ox < lo; ++ox) border(ox);
-    const int64_t step = g.sw * C;
-    const float* p = img + (iy0 * g.w + lo * g.sw - g.pw) * C;
-    for (int64_t ox = lo; ox < hi; ++ox, p += step) {
-      V d[NS];
-      for (int s = 0; s < NS; ++s) d[s] = load<V>(dy_row + ox * C + s * kL), db[s] += d[s];
-      for (int ky = 0; ky < 3; ++ky)
-        for (int kx = 0; kx < 3; ++kx)
-          for (int s = 0; s < NS; ++s) sum[s][ky * 3 + kx] += load<V>(p + (ky * g.w + kx) * C + s * kL) * d[s];
-    }
-    for (int64_t ox = std::max(lo, hi); ox < g.out_w; ++ox) border(ox);
+          for (int kx = 0; kx < 3; ++kx)
+            if (kx >= kx0 && kx < kx1)
+              for (int s = 0; s < NS; ++s)
+                sum[s][ky * 3 + kx] += load<V>(img + (base + (ky * g.w + kx) * C + s * kL)) * d[s];
+      };
+      for (int64_t ox = 0; ox < col_lo; ++ox) border(ox);
+      const int64_t step = g.sw * C;
+      int64_t off = (iy0 * g.w + col_lo * g.sw - g.pw) * C;
+      for (int64_t ox = col_lo; ox < col_hi; ++ox, off += step) {
+        V d[NS];
+        for (int s = 0; s < NS; ++s) d[s] = load<V>(dy_row + ox * C + s * kL), db[s] += d[s];
+        for (int ky = KY0; ky < KY1; ++ky)
+          for (int kx = 0; kx < 3; ++kx)
+            for (int s = 0; s < NS; ++s)
+              sum[s][ky * 3 + kx] += load<V>(img + (off + (ky * g.w + kx) * C + s * kL)) * d[s];
+      }
+      for (int64_t ox = std::max(col_lo, col_hi); ox < g.out_w; ++ox) border(ox);
+    });
   }
   for (int s = 0; s < NS; ++s) {
     for (int t = 0; t < 9; ++t) store(part + t * C + c + s * kL, sum[s][t]);
