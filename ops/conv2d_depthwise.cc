@@ -23,11 +23,36 @@ inline void interior_columns(int64_t out_w, int64_t in_w, int64_t kw, int64_t sw
   *hi = last < 0 ? *lo : std::clamp<int64_t>(last / sw + 1, *lo, out_w);
 }
 
-// OHWI [C][kh][kw][1] -> [tap][C]; rotated: tap (ky, kx) takes w's (kh-1-ky, kw-1-kx).
-void transpose_weights(const ConvGeometry& g, const float* w, float* wt, bool rotate) {
+// The taps some output of the correlation geometry g reads, [ky0, ky1) x [kx0, kx1) (a 1x1 map
+// padded by 1: only the centre).
+void used_taps(const ConvGeometry& g, int64_t* ky0, int64_t* ky1, int64_t* kx0, int64_t* kx1) {
+  *ky0 = std::clamp<int64_t>(g.ph - (g.out_h - 1) * g.sh, 0, g.kh);
+  *ky1 = std::clamp<int64_t>(g.h + g.ph, *ky0, g.kh);
+  *kx0 = std::clamp<int64_t>(g.pw - (g.out_w - 1) * g.sw, 0, g.kw);
+  *kx1 = std::clamp<int64_t>(g.w + g.pw, *kx0, g.kw);
+}
+int64_t used_tap_count(const ConvGeometry& g) {
+  int64_t ky0, ky1, kx0, kx1;
+  used_taps(g, &ky0, &ky1, &kx0, &kx1);
+  return std::max<int64_t>(1, (ky1 - ky0) * (kx1 - kx0));
+}
+
+// OHWI [C][kh][kw][1] -> [tap][C]; rotated: tap (ky, kx) takes w's (kh-1-ky, kw-1-kx). With
+// used_only, only the taps correlation geometry g reads (the per-pixel path reads no others).
+void transpose_weights(const ConvGeometry& g, const float* w, float* wt, bool rotate, bool used_only) {
   const int64_t taps = g.kh * g.kw;
-  for (int64_t c = 0; c < g.c; ++c)
-    for (int64_t t = 0; t < taps; ++t) wt[(rotate ? taps - 1 - t : t) * g.c + c] = w[c * taps + t];
+  int64_t ky0 = 0, ky1 = g.kh, kx0 = 0, kx1 = g.kw;
+  if (used_only) used_taps(g, &ky0, &ky1, &kx0, &kx1);
+  if (ky0 == 0 && ky1 == g.kh && kx0 == 0 && kx1 == g.kw) {
+    for (int64_t c = 0; c < g.c; ++c)
+      for (int64_t t = 0; t < taps; ++t) wt[(rotate ? taps - 1 - t : t) * g.c + c] = w[c * taps + t];
+    return;
+  }
+  for (int64_t ky = ky0; ky < ky1; ++ky)
+    for (int64_t kx = kx0; kx < kx1; ++kx) {
+      const int64_t u = ky * g.kw + kx, t = rotate ? taps - 1 - u : u;
+      for (int64_t c = 0; c < g.c; ++c) wt[u * g.c + c] = w[c * taps + t];
+    }
 }
 
 // The correlation at the heart of forward and stride-1 backward data, on a geometry whose input
@@ -165,7 +190,7 @@ inline void axpy(float* __restrict y, const float* __restrict a, const float* __
 __attribute__((noinline)) void correlate_pixels(const Parallel& par, const ConvGeometry& g, const float* in, const float* wt,
                       const float* bias, bool accumulate, float* out, const ConvNormEpilogue* epilogue) {
   const int64_t C = g.c, rows = g.n * g.out_h;
-  par.for_each(rows, min_chunk_for(g.out_w * C * g.kh * g.kw), [&](int64_t r0, int64_t r1) {
+  par.for_each(rows, min_chunk_for(g.out_w * C * used_tap_count(g)), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t n = r / g.out_h, oy = r % g.out_h, iy0 = oy * g.sh - g.ph;
       const float* img = in + n * g.h * g.w * C;
@@ -454,7 +479,7 @@ void weight_sums_3x3(const ConvGeometry& g, const float* dy, const float* x, int
 // blocks of 64 channels, each thread owning its channels.
 void weight_sums_pixels(const Parallel& par, const ConvGeometry& g, const float* dy, const float* x, float* part) {
   const int64_t C = g.c, taps = g.kh * g.kw, blocks = (C + 63) / 64;
-  par.for_each(blocks, 1, [&](int64_t b0, int64_t b1) {
+  par.for_each(blocks, min_chunk_for(g.n * g.out_h * g.out_w * 64 * used_tap_count(g)), [&](int64_t b0, int64_t b1) {
     const int64_t c0 = b0 * 64, c1 = std::min(C, b1 * 64), cb = c1 - c0;
     for (int64_t t = 0; t <= taps; ++t) std::fill(part + t * C + c0, part + t * C + c1, 0.0f);
     for (int64_t r = 0; r < g.n * g.out_h; ++r) {
@@ -487,7 +512,7 @@ int64_t depthwise_workspace_floats(const ConvGeometry& g) {
 
 void depthwise_forward(const Parallel& par, const ConvGeometry& g, const float* x, const float* w,
                        const float* b, float* y, float* workspace, const ConvNormEpilogue* epilogue) {
-  transpose_weights(g, w, workspace, /*rotate=*/false);
+  transpose_weights(g, w, workspace, /*rotate=*/false, pixel_path(g));
   correlate(par, g, x, workspace, b, /*accumulate=*/false, y, epilogue);
 }
 
@@ -501,15 +526,15 @@ void depthwise_backward_data(const Parallel& par, const ConvGeometry& g, const f
   if (g.sh == 1 && g.sw == 1) {
     // dx = dy correlated with the rotated kernel, padded by k - 1 - p: a forward geometry from
     // dy's size to x's.
-    transpose_weights(g, w, workspace, /*rotate=*/true);
     ConvGeometry t = g;
     t.h = g.out_h, t.w = g.out_w;
     t.ph = g.kh - 1 - g.ph, t.pw = g.kw - 1 - g.pw;
     t.out_h = g.h, t.out_w = g.w;
+    transpose_weights(t, w, workspace, /*rotate=*/true, pixel_path(t));
     correlate(par, t, dy, workspace, nullptr, accumulate, dx, nullptr);
     return;
   }
-  transpose_weights(g, w, workspace, /*rotate=*/false);
+  transpose_weights(g, w, workspace, /*rotate=*/false, /*used_only=*/false);
   const int64_t C = g.c;
   const bool k3s2 = g.kh == 3 && g.kw == 3 && g.sh == 2 && g.sw == 2;
   const int64_t group = group_rows_for(g.w * C);
@@ -563,7 +588,7 @@ void depthwise_backward_weight(const Parallel& par, const ConvGeometry& g, const
   // Chunks added in order into chunk 0's sums (contiguous over channels), then dw transposed to
   // OHWI [C][tap] and db, both added to or overwritten.
   const int64_t per_chunk = chunk_floats(g);
-  par.for_each(C, 256, [&](int64_t c0, int64_t c1) {
+  par.for_each(C, std::max<int64_t>(256, min_chunk_for((taps + 1) * chunks)), [&](int64_t c0, int64_t c1) {
     for (int64_t t = 0; t <= taps; ++t) {
       float* __restrict sum = workspace + t * C;
       for (int64_t k = 1; k < chunks; ++k) {
