@@ -5,7 +5,9 @@
 // is walked half as often as slice by slice: up to 1.5x on the large maps); per pass the
 // accumulators stay in registers and so do the 18 weights (forward, backward data) or the 18
 // weight-gradient sums (backward weight), border pixels included: taps in the padding are
-// skipped, the rest use the same registers. Other kernel sizes take each pixel's valid taps.
+// skipped, the rest use the same registers, and a row's valid kernel rows are template constants
+// (rows next to the padding run the interior loop). Other kernel sizes take each pixel's valid
+// taps.
 //   forward          y[p][c] = sum over taps x[..][c] * w[c][tap], groups of output rows per task
 //   backward data    stride 1: the forward correlation of dy with the kernel rotated by 180
 //                    degrees; 3x3 stride 2 gathers each dx pixel's 1, 2 or 4 products by row and
@@ -18,7 +20,8 @@
 //                    own stretch of the workspace over groups of ~32K dy floats, then the chunks
 //                    are added in order
 // Maps one pixel wide (and non-3x3 kernels on maps up to 4 wide) go pixel by pixel over all
-// channels instead. Measured against XNNPACK's depthwise forward: bench/bench_depthwise_xnnpack.cc
+// channels instead, transposing only the weights they read (a 1x1 map: the centre tap); every
+// parallel loop sizes its chunks by the taps really read, so tiny layers stay on one thread. Measured against XNNPACK's depthwise forward: bench/bench_depthwise_xnnpack.cc
 // and bench/README.md. Tried and not kept: prefetching the next input rows, and non-temporal
 // stores for the forward's output (both measured slower here).
 #pragma once
