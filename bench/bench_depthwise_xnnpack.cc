@@ -69,8 +69,8 @@ void xnnpack_forward(benchmark::State& state, const Depthwise& l) {
     return;
   }
   const int64_t oh = out_size(l.h, l.stride), ow = out_size(l.w, l.stride);
-  std::vector<float> x = bench::random_buffer(l.n * l.h * l.w * l.c, 1), w = bench::random_buffer(l.c * 9, 2);
-  std::vector<float> y(static_cast<size_t>(l.n * oh * ow * l.c));
+  bench::Buffer x = bench::random_buffer(l.n * l.h * l.w * l.c, 1), w = bench::random_buffer(l.c * 9, 2);
+  bench::Buffer y(static_cast<size_t>(l.n * oh * ow * l.c));
   // groups = C, one input and one output channel per group: the kernel is [C][3][3][1], the
   // OHWI layout edgetrain keeps depthwise weights in.
   xnn_operator_t op = nullptr;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdlib>
+#include <new>
 #include <random>
 #include <vector>
 
@@ -14,11 +15,24 @@
 
 namespace edgetrain::bench {
 
-inline std::vector<float> random_buffer(int64_t n, uint32_t seed) {
+// 64-byte aligned, as the arena places every tensor (memory/arena.h), so that the kernels take
+// the paths they take in training (the depthwise kernels' streaming stores need it).
+template <class T>
+struct Aligned64 {
+  using value_type = T;
+  Aligned64() = default;
+  template <class U> Aligned64(const Aligned64<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{64}); }
+  template <class U> bool operator==(const Aligned64<U>&) const { return true; }
+};
+using Buffer = std::vector<float, Aligned64<float>>;
+
+inline Buffer random_buffer(int64_t n, uint32_t seed) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   // 16 floats of slack: XNNPACK may read past the end of its input.
-  std::vector<float> v(static_cast<size_t>(n) + 16);
+  Buffer v(static_cast<size_t>(n) + 16);
   for (float& x : v) x = dist(rng);
   return v;
 }
@@ -63,7 +77,7 @@ class ConvCall {
   Attrs attrs_;
   const OpInfo& info_;
   ThreadPool pool_;
-  std::vector<float> x_, w_, y_, workspace_;
+  Buffer x_, w_, y_, workspace_;
   std::vector<void*> in_, out_;
   std::vector<Shape> in_shape_, out_shape_;
   KernelCall call_;

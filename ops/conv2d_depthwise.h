@@ -1,16 +1,29 @@
 // Depthwise convolution (groups == input channels == output channels), the fast kernels of all
 // three directions. NHWC keeps a pixel's channels contiguous, so every kernel works on slices of
-// 16 channels (one AVX-512 vector; then 8, then single channels for the tail): per slice the
-// accumulators stay in registers, and for 3x3 kernels so do the 9 weights (forward, backward
-// data) or the 9 weight-gradient sums (backward weight), so each multiply-add costs one load.
-// Pixels whose taps reach into the padding take a general loop over their valid taps.
-//   forward          y[p][c] = sum over taps x[..][c] * w[c][tap], one output row per task
+// 16 channels (one AVX-512 vector; then 8, then single channels for the tail). 3x3 kernels take
+// two 16-channel slices per pass (each pass reads two adjacent cache lines of a pixel, and a row
+// is walked half as often as slice by slice: up to 1.5x on the large maps); per pass the
+// accumulators stay in registers and so do the 18 weights (forward, backward data) or the 18
+// weight-gradient sums (backward weight), border pixels included: taps in the padding are
+// skipped, the rest use the same registers, and a row's valid kernel rows are template constants
+// (rows next to the padding run the interior loop). Other kernel sizes take each pixel's valid
+// taps.
+//   forward          y[p][c] = sum over taps x[..][c] * w[c][tap], groups of output rows per task
 //   backward data    stride 1: the forward correlation of dy with the kernel rotated by 180
-//                    degrees; larger strides gather, per dx pixel, the dy pixels that read it
+//                    degrees; 3x3 stride 2 gathers each dx pixel's 1, 2 or 4 products by row and
+//                    column parity (padding 1: pixel pairs), and writes a dx over 8 MiB with
+//                    non-temporal stores when it may (64-byte aligned, C % 16 == 0, not
+//                    accumulating: dx is 4x dy, and an ordinary store reads every line first);
+//                    other strides gather per dx pixel the dy pixels that read it
 //   backward weight  rows of dy are split into a fixed number of chunks (whatever the thread
 //                    count, so results do not depend on it), each chunk x slice sums into its
-//                    own stretch of the workspace, then the chunks are added in order
-// Measured against XNNPACK's depthwise forward: bench/bench_depthwise_xnnpack.cc.
+//                    own stretch of the workspace over groups of ~32K dy floats, then the chunks
+//                    are added in order
+// Maps one pixel wide (and non-3x3 kernels on maps up to 4 wide) go pixel by pixel over all
+// channels instead, transposing only the weights they read (a 1x1 map: the centre tap); every
+// parallel loop sizes its chunks by the taps really read, so tiny layers stay on one thread. Measured against XNNPACK's depthwise forward: bench/bench_depthwise_xnnpack.cc
+// and bench/README.md. Tried and not kept: prefetching the next input rows, and non-temporal
+// stores for the forward's output (both measured slower here).
 #pragma once
 
 #include <cstdint>
@@ -31,6 +44,8 @@ void depthwise_forward(const Parallel& par, const ConvGeometry& g, const float* 
 // dx (+)= the gradient with respect to x.
 void depthwise_backward_data(const Parallel& par, const ConvGeometry& g, const float* dy,
                              const float* w, float* dx, bool accumulate, float* workspace);
+// Whether depthwise_backward_data writes dx with non-temporal stores (exposed for its tests).
+bool depthwise_backward_data_streams(const ConvGeometry& g, const float* dx, bool accumulate);
 // dw, db (+)= the gradients with respect to w (OHWI: [C][kh][kw][1]) and b; either may be null.
 void depthwise_backward_weight(const Parallel& par, const ConvGeometry& g, const float* dy,
                                const float* x, float* dw, float* db, bool accumulate_dw,

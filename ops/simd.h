@@ -7,6 +7,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace edgetrain::simd {
 
@@ -21,6 +24,30 @@ template <class V> inline V load(const float* p) {
 }
 template <> inline float load<float>(const float* p) { return *p; }
 template <class V> inline void store(float* p, const V& v) { std::memcpy(p, &v, sizeof v); }
+
+// Non-temporal stores (AVX-512 only): a whole 64-byte aligned line written to memory without
+// reading it into the cache first. store_stream of anything but a V16 is an ordinary store; a
+// writer ends with stream_fence() before others may read what it wrote.
+constexpr bool kCanStream =
+#if defined(__AVX512F__)
+    true;
+#else
+    false;
+#endif
+template <class V> inline void store_stream(float* p, const V& v) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(V) == 64) {
+    _mm512_stream_ps(p, reinterpret_cast<const __m512&>(v));
+    return;
+  }
+#endif
+  store(p, v);
+}
+inline void stream_fence() {
+#if defined(__AVX512F__)
+  _mm_sfence();
+#endif
+}
 
 // Keeps a loaded vector in a register: GCC otherwise folds a load that feeds several FMAs into
 // each of them (R loads where one would do; the register-blocked loops became load-bound). Only

@@ -1,0 +1,161 @@
+// The depthwise kernels' own paths (ops/conv2d_depthwise.h) against the naive reference: border
+// pixels of stride 1 and 2 on odd and tiny maps (the taps in the padding skipped with the
+// weights in registers), pairs of 16-channel slices with 8-wide and single-channel tails
+// (C = 16, 24, 44, 512), accumulate on and off, the stride-2 backward data's non-temporal
+// stores (taken only for large, aligned, whole-vector, overwritten dx), and a backward weight
+// that is bit-identical on 1 and 2 threads.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <new>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ops/conv2d.h"
+#include "ops/conv2d_depthwise.h"
+#include "ops/simd.h"
+#include "runtime/thread_pool.h"
+
+namespace edgetrain {
+namespace {
+
+// 64-byte aligned floats (the arena's alignment), with `offset` floats of shift available.
+class Buffer {
+ public:
+  explicit Buffer(int64_t n, int64_t offset = 0) : offset_(offset), size_(n) {
+    data_ = static_cast<float*>(::operator new((n + offset) * sizeof(float), std::align_val_t{64}));
+  }
+  ~Buffer() { ::operator delete(data_, std::align_val_t{64}); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  float* data() { return data_ + offset_; }
+  std::vector<float> vec() { return {data(), data() + size_}; }
+  void fill_random(uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+    for (int64_t i = 0; i < size_; ++i) data()[i] = dist(rng);
+  }
+  void set(const std::vector<float>& v) { std::copy(v.begin(), v.end(), data()); }
+
+ private:
+  float* data_;
+  int64_t offset_, size_;
+};
+
+ConvGeometry depthwise(int64_t n, int64_t h, int64_t w, int64_t c, int64_t stride, int64_t pad = 1, int64_t k = 3) {
+  ConvGeometry g{n, h, w, c, c, k, k, stride, stride, pad, pad, c, 0, 0};
+  g.out_h = (h + 2 * pad - k) / stride + 1, g.out_w = (w + 2 * pad - k) / stride + 1;
+  return g;
+}
+
+// Largest |a - b| over the largest |b| (at least 1).
+double max_error(const std::vector<float>& a, const std::vector<float>& b) {
+  double err = 0.0, scale = 1.0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    err = std::max(err, std::fabs(static_cast<double>(a[i]) - b[i]));
+    scale = std::max(scale, std::fabs(static_cast<double>(b[i])));
+  }
+  return err / scale;
+}
+
+constexpr double kTolerance = 1e-5;
+
+// Every direction of g on `threads` threads against the naive reference, with and without
+// accumulation; `offset` shifts every buffer off the 64-byte alignment.
+void check_all_directions(const ConvGeometry& g, int threads, int64_t offset = 0) {
+  SCOPED_TRACE(testing::Message() << g.n << "x" << g.h << "x" << g.w << "x" << g.c << " s" << g.sh << " p" << g.ph
+                                  << " threads " << threads << " offset " << offset);
+  ThreadPool pool(threads);
+  const Parallel par = pool.parallel();
+  const int64_t xs = g.n * g.h * g.w * g.c, ys = g.n * g.out_h * g.out_w * g.c, ws = g.c * g.kh * g.kw;
+  Buffer x(xs, offset), y(ys, offset), dy(ys, offset), dx(xs, offset), w(ws, offset), b(g.c, offset),
+      dw(ws, offset), db(g.c, offset), workspace(depthwise_workspace_floats(g), offset);
+  x.fill_random(1), dy.fill_random(2), w.fill_random(3), b.fill_random(4);
+  for (bool accumulate : {false, true}) {
+    SCOPED_TRACE(accumulate ? "accumulate" : "overwrite");
+    // Forward (bias on the overwrite round only; forward never accumulates).
+    if (!accumulate) {
+      std::vector<float> expect(ys);
+      conv2d_forward_naive<float>(g, x.data(), w.data(), b.data(), expect.data());
+      y.fill_random(5);
+      depthwise_forward(par, g, x.data(), w.data(), b.data(), y.data(), workspace.data(), nullptr);
+      EXPECT_LT(max_error(y.vec(), expect), kTolerance) << "forward";
+    }
+    // Backward data.
+    dx.fill_random(6);
+    std::vector<float> expect_dx = dx.vec();
+    conv2d_backward_data_naive<float>(g, dy.data(), w.data(), expect_dx.data(), accumulate);
+    depthwise_backward_data(par, g, dy.data(), w.data(), dx.data(), accumulate, workspace.data());
+    EXPECT_LT(max_error(dx.vec(), expect_dx), kTolerance) << "backward data";
+    // Backward weight.
+    dw.fill_random(7), db.fill_random(8);
+    std::vector<float> expect_dw = dw.vec(), expect_db = db.vec();
+    conv2d_backward_weight_naive<float>(g, dy.data(), x.data(), expect_dw.data(), expect_db.data(), accumulate,
+                                        accumulate);
+    depthwise_backward_weight(par, g, dy.data(), x.data(), dw.data(), db.data(), accumulate, accumulate,
+                              workspace.data());
+    EXPECT_LT(max_error(dw.vec(), expect_dw), kTolerance) << "backward weight dw";
+    EXPECT_LT(max_error(db.vec(), expect_db), kTolerance) << "backward weight db";
+  }
+}
+
+TEST(Conv2dDepthwise, BorderPixelsOnOddAndTinyMapsMatchReference) {
+  // 1x1 (the per-pixel path), 2x2 .. 4x4 (slices, every pixel a border pixel), odd sizes where
+  // stride 2's last column or row has a tap in the padding or none.
+  for (int64_t stride : {1, 2})
+    for (int64_t size : {1, 2, 3, 4, 5, 7, 9})
+      for (int64_t c : {16, 24, 44, 512}) check_all_directions(depthwise(2, size, size + (size > 2 ? 2 : 0), c, stride), 2);
+}
+
+TEST(Conv2dDepthwise, LayerSizedMapsMatchReference) {
+  check_all_directions(depthwise(2, 14, 14, 96, 1), 2);   // 3 slice pairs
+  check_all_directions(depthwise(2, 15, 13, 144, 2), 2);  // 4 pairs and one 16-slice
+  check_all_directions(depthwise(1, 28, 28, 40, 1), 1);   // a pair and an 8-wide tail
+  check_all_directions(depthwise(2, 9, 11, 48, 1, 2, 5), 2);  // 5x5: the any-kernel paths
+}
+
+TEST(Conv2dDepthwise, StreamsOnlyLargeAlignedWholeVectorOverwrittenDx) {
+  alignas(64) static float aligned[16];
+  const ConvGeometry big = depthwise(2, 112, 112, 96, 2);  // dx 9.2 MiB
+  EXPECT_EQ(depthwise_backward_data_streams(big, aligned, false), simd::kCanStream);
+  EXPECT_FALSE(depthwise_backward_data_streams(big, aligned, true));      // accumulating
+  EXPECT_FALSE(depthwise_backward_data_streams(big, aligned + 4, false));  // not 64-byte aligned
+  EXPECT_FALSE(depthwise_backward_data_streams(depthwise(2, 112, 112, 88, 2), aligned, false));  // C % 16
+  EXPECT_FALSE(depthwise_backward_data_streams(depthwise(1, 112, 112, 96, 2), aligned, false));  // 4.6 MiB
+  EXPECT_FALSE(depthwise_backward_data_streams(depthwise(2, 112, 112, 96, 1), aligned, false));  // stride 1
+}
+
+TEST(Conv2dDepthwise, StreamedAndUnstreamedBackwardDataMatchReference) {
+  // Streamed (aligned), and the same sizes that must not stream: shifted off alignment, and C
+  // not a multiple of 16 (88 = 5 x 16 + 8).
+  check_all_directions(depthwise(2, 112, 112, 96, 2), 2);
+  check_all_directions(depthwise(2, 112, 112, 96, 2), 2, /*offset=*/4);
+  check_all_directions(depthwise(2, 112, 112, 88, 2), 2);
+}
+
+TEST(Conv2dDepthwise, BackwardWeightIsIdenticalOnOneAndTwoThreads) {
+  for (const ConvGeometry& g : {depthwise(4, 56, 56, 144, 1), depthwise(8, 14, 14, 44, 2), depthwise(32, 2, 2, 384, 1),
+                                depthwise(8, 7, 7, 960, 1)}) {
+    std::vector<float> result[2];
+    for (int threads : {1, 2}) {
+      ThreadPool pool(threads);
+      const int64_t xs = g.n * g.h * g.w * g.c, ys = g.n * g.out_h * g.out_w * g.c;
+      Buffer x(xs), dy(ys), dw(g.c * 9), db(g.c), workspace(depthwise_workspace_floats(g));
+      x.fill_random(1), dy.fill_random(2);
+      depthwise_backward_weight(pool.parallel(), g, dy.data(), x.data(), dw.data(), db.data(), false, false,
+                                workspace.data());
+      result[threads - 1] = dw.vec();
+      const std::vector<float> dbv = db.vec();
+      result[threads - 1].insert(result[threads - 1].end(), dbv.begin(), dbv.end());
+    }
+    ASSERT_EQ(result[0].size(), result[1].size());
+    EXPECT_EQ(0, std::memcmp(result[0].data(), result[1].data(), result[0].size() * sizeof(float)))
+        << g.n << "x" << g.h << "x" << g.w << "x" << g.c;
+  }
+}
+
+}  // namespace
+}  // namespace edgetrain
