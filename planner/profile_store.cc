@@ -55,7 +55,7 @@ Status check_machine(const MachineInfo& stored, const MachineInfo& current) {
   std::string diff;
   if (stored.cpu_model != current.cpu_model)
     diff += "CPU '" + stored.cpu_model + "' (this machine: '" + current.cpu_model + "')";
-  if (stored.blas_core != current.blas_core) {
+  if (blas_sgemm_family(stored.blas_core) != blas_sgemm_family(current.blas_core)) {
     if (!diff.empty()) diff += " and ";
     diff += "OpenBLAS core " + stored.blas_core + " (this process: " + current.blas_core + ")";
   }

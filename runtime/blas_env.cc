@@ -34,6 +34,8 @@ bool core_uses_avx2(const std::string& c) {
 
 }  // namespace
 
+std::string blas_sgemm_family(const std::string& core) { return core_uses_avx512(core) ? "SkylakeX" : core; }
+
 BlasInfo blas_info() {
   BlasInfo b;
   b.core = openblas_get_corename();

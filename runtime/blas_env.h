@@ -19,6 +19,11 @@ struct BlasInfo {
 };
 
 BlasInfo blas_info();
+// The core whose single-precision GEMM kernels `core` runs in OpenBLAS 0.3.21: Cooperlake and
+// SapphireRapids add bf16/int8 kernels to SkylakeX's and keep its sgemm, so all three answer
+// "SkylakeX"; any other core answers itself. Timings measured on one apply to the others
+// (OPENBLAS_CORETYPE=auto picks Cooperlake on CPUs with avx512_bf16; the re-exec picks SkylakeX).
+std::string blas_sgemm_family(const std::string& core);
 // One line for `edgetrain --version` / diagnostics: "OpenBLAS core SkylakeX (OPENBLAS_CORETYPE=auto), 2 threads".
 std::string blas_summary();
 

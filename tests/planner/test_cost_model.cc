@@ -445,6 +445,14 @@ TEST(ProfileStore, DetectsAnotherCpuOrBlasCore) {
   s = check_machine(other, here);
   ASSERT_FALSE(s.is_ok());
   EXPECT_NE(s.message().find("Prescott"), std::string::npos);
+  // Cores with the same sgemm kernels (OPENBLAS_CORETYPE=auto vs the re-exec's choice) match.
+  other = here, here.blas_core = "SkylakeX";
+  for (const char* same : {"SkylakeX", "Cooperlake", "SapphireRapids"}) {
+    other.blas_core = same;
+    EXPECT_TRUE(check_machine(other, here).is_ok()) << same;
+  }
+  other.blas_core = "Haswell";
+  EXPECT_FALSE(check_machine(other, here).is_ok());
 }
 
 TEST(ProfileStore, CostModelLoadRefusesAForeignProfileUnlessAllowed) {
