@@ -6,6 +6,8 @@
 #include <map>
 #include <memory>
 
+#include "memory/liveness.h"
+
 namespace edgetrain {
 
 Result<std::vector<GroupFit>> fit_groups(const std::vector<KernelSample>& kernels, const SelectOptions& options) {
@@ -249,6 +251,7 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
   struct Calibration {
     std::vector<FeatureRow> x;
     std::vector<double> ratio;
+    std::vector<int> step;  // index into csteps: the folds of the selection keep a step together
   };
   std::map<std::pair<int, int>, Calibration> calib;  // (class, threads)
   // Per calibration step: its nodes' features and times, and the ratio of its summed in-step
@@ -260,13 +263,14 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
     std::vector<NodeFeatures> f;
     std::vector<double> alone, inside;
     double ratio;
+    double footprint;  // step_footprint_bytes
   };
   std::vector<CalibrationStep> csteps;
   for (const StepSample& s : p.steps) {
     if (s.validation) continue;
     Result<Graph> g = build_step_graph(s.config);
     if (!g.is_ok() || s.node_seconds.size() != g->nodes.size()) continue;
-    CalibrationStep cs{s.threads, {}, {}, {}, 0};
+    CalibrationStep cs{s.threads, {}, {}, {}, 0, step_footprint_bytes(*g)};
     double sum_alone = 0, sum_inside = 0;
     const std::vector<int> repeats = node_repeats(*g);
     for (size_t i = 0; i < g->nodes.size(); ++i) {
@@ -286,24 +290,34 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
     cs.ratio = sum_inside / sum_alone;
     csteps.push_back(std::move(cs));
   }
+  // Stage 2a: per thread count, the footprint factor (FootprintFactor) from the calibration
+  // steps' ratios. A step whose ratio is more than 1.3x off the fitted line (another process
+  // slowed it, or its node timings were lost) is left out of it and of the corrections. (The
+  // line replaces a median over all steps: small steps, whose tensors stay in cache, ran 1.1x
+  // their kernels alone against 1.6x for the median step and were left out as disturbed.)
   int dropped_steps = 0;
-  for (int t : m.threads_) {
-    std::vector<double> ratios;
+  for (size_t ti = 0; ti < m.threads_.size(); ++ti) {
+    const int t = m.threads_[ti];
+    std::vector<double> lf, lr;
     for (const CalibrationStep& cs : csteps)
-      if (cs.threads == t) ratios.push_back(cs.ratio);
-    if (ratios.empty()) continue;
-    std::sort(ratios.begin(), ratios.end());
-    const double median = ratios[ratios.size() / 2];
-    for (const CalibrationStep& cs : csteps) {
+      if (cs.threads == t && cs.footprint > 0) lf.push_back(std::log(cs.footprint)), lr.push_back(std::log(cs.ratio));
+    std::vector<bool> kept_fit;
+    FootprintFactor& ff = m.per_threads_[ti].footprint;
+    ff = fit_footprint_factor(lf, lr, kKeepStepRatio, &kept_fit);
+    for (size_t k = 0, si = 0; si < csteps.size(); ++si) {
+      const CalibrationStep& cs = csteps[si];
       if (cs.threads != t) continue;
-      if (cs.ratio > 1.3 * median || cs.ratio < median / 1.3) {
+      const bool kept = cs.footprint > 0 && kept_fit[k++];
+      if (!kept) {
         ++dropped_steps;
         continue;
       }
       for (size_t i = 0; i < cs.f.size(); ++i) {
         Calibration& c = calib[{static_cast<int>(cs.f[i].op_class), t}];
         c.x.push_back(cs.f[i].row);
-        c.ratio.push_back(std::clamp(cs.inside[i] / cs.alone[i], kMinCorrection, kMaxCorrection));
+        // What the footprint factor leaves to the class: the node's ratio over its step's.
+        c.ratio.push_back(std::clamp(cs.inside[i] / cs.alone[i] / ff.factor(cs.footprint), kMinCorrection, kMaxCorrection));
+        c.step.push_back(static_cast<int>(si));
       }
     }
   }
@@ -311,7 +325,7 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
   // (stage 3 follows the corrections below)
   for (auto& [key, c] : calib) {
     if (c.x.size() < 8) continue;  // too few to say more than noise
-    Result<Selection> sel = select_regressor(c.x, c.ratio, options);
+    Result<Selection> sel = select_regressor(c.x, c.ratio, c.step, options);
     if (!sel.is_ok()) return sel.status();
     const size_t t = static_cast<size_t>(std::find(m.threads_.begin(), m.threads_.end(), key.second) - m.threads_.begin());
     if (t >= m.threads_.size()) continue;
@@ -394,9 +408,10 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
     step_meas.push_back(r.measured);
     if (s.node_seconds.size() != g->nodes.size()) continue;
     const std::vector<int> repeats = node_repeats(*g);
+    const double footprint = step_footprint_bytes(*g);
     for (size_t i = 0; i < g->nodes.size(); ++i) {
       const NodeFeatures f = node_features(*g, g->nodes[i]);
-      const double pr = m.predict_seconds(f, s.threads), me = s.node_seconds[i] / repeats[i];
+      const double pr = m.predict_seconds(f, s.threads, footprint), me = s.node_seconds[i] / repeats[i];
       node_pred.push_back(pr);
       node_meas.push_back(me);
       auto& [hits, count] = instep[{static_cast<int>(f.op_class), s.threads}];
@@ -437,6 +452,13 @@ JsonValue CostModel::to_json() const {
     e.set("corrections", std::move(corrections));
     e.set("fallback", pt.fallback.to_json());
     e.set("step_scale", pt.step_scale);
+    JsonValue fp = JsonValue::object();
+    fp.set("intercept", pt.footprint.intercept);
+    fp.set("slope", pt.footprint.slope);
+    fp.set("log_lo", pt.footprint.log_lo);
+    fp.set("log_hi", pt.footprint.log_hi);
+    fp.set("typical", pt.footprint.typical);
+    e.set("footprint", std::move(fp));
     j.push_back(std::move(e));
   }
   JsonValue root = JsonValue::object();
@@ -457,6 +479,15 @@ Result<CostModel> CostModel::from_json(const JsonValue& models) {
     pt.corrections.resize(kOpClassCount);
     pt.corrected.assign(kOpClassCount, false);
     pt.step_scale = e.get_double("step_scale", 1.0);  // absent in profiles from before stage 3
+    if (const JsonValue* fp = e.get_object("footprint")) {  // absent before the footprint factor
+      pt.footprint.intercept = fp->get_double("intercept", 0.0);
+      pt.footprint.slope = fp->get_double("slope", 0.0);
+      pt.footprint.log_lo = fp->get_double("log_lo", 0.0);
+      pt.footprint.log_hi = fp->get_double("log_hi", 0.0);
+      pt.footprint.typical = fp->get_double("typical", 1.0);
+      if (!(pt.footprint.typical > 0) || pt.footprint.log_lo > pt.footprint.log_hi)
+        return corrupt_data("cost model: a malformed footprint factor");
+    }
     if (!(pt.step_scale > 0)) return corrupt_data("cost model: step_scale must be positive");
     if (const JsonValue* corrections = e.get_object("corrections")) {
       for (const JsonMember& mem : corrections->members()) {
@@ -526,31 +557,128 @@ double CostModel::predict_isolated_seconds(const NodeFeatures& f, int threads) c
   return pt.fallback.predict(f.row);
 }
 
-double CostModel::predict_seconds(const NodeFeatures& f, int threads) const {
+double CostModel::predict_seconds(const NodeFeatures& f, int threads, double footprint_bytes) const {
   const double alone = predict_isolated_seconds(f, threads);
   if (per_threads_.empty()) return alone;
   const PerThreads& pt = for_threads(threads);
-  if (f.op_class == OpClass::kCount) return alone * pt.step_scale;
+  const double scale = pt.footprint.factor(footprint_bytes) * pt.step_scale;
+  if (f.op_class == OpClass::kCount) return alone * scale;
   const size_t c = static_cast<size_t>(f.op_class);
-  if (!pt.corrected[c]) return alone * pt.step_scale;
-  return alone * std::clamp(pt.corrections[c].predict(f.row), kMinCorrection, kMaxCorrection) * pt.step_scale;
+  if (!pt.corrected[c]) return alone * scale;
+  return alone * std::clamp(pt.corrections[c].predict(f.row), kMinCorrection, kMaxCorrection) * scale;
 }
 
 double CostModel::predict_node_seconds(const Graph& g, const Node& n, int threads) const {
-  return predict_seconds(node_features(g, n), threads);
+  return predict_seconds(node_features(g, n), threads, step_footprint_bytes(g));
 }
 
 std::function<double(const Graph&, const Node&)> CostModel::node_predictor(int threads) const {
   auto self = std::make_shared<const CostModel>(*this);
-  return [self, threads](const Graph& g, const Node& n) { return self->predict_node_seconds(g, n, threads); };
+  // The graph's footprint is laid out once per graph: again whenever its first node is asked
+  // for (a step's nodes are scored in order) or another graph object comes.
+  struct Cache {
+    const Graph* graph = nullptr;
+    const Node* nodes = nullptr;
+    double footprint = 0;
+  };
+  auto cache = std::make_shared<Cache>();
+  return [self, threads, cache](const Graph& g, const Node& n) {
+    if (cache->graph != &g || cache->nodes != g.nodes.data() || &n == g.nodes.data()) {
+      cache->graph = &g;
+      cache->nodes = g.nodes.data();
+      cache->footprint = step_footprint_bytes(g);
+    }
+    return self->predict_seconds(node_features(g, n), threads, cache->footprint);
+  };
 }
 
 double CostModel::predict_step_seconds(const Graph& g, int threads) const {
   // A micro-batched schedule runs its body once per micro-batch (node_repeats).
   std::vector<int> repeats = node_repeats(g);
+  const double footprint = step_footprint_bytes(g);
   double s = 0;
-  for (size_t i = 0; i < g.nodes.size(); ++i) s += repeats[i] * predict_node_seconds(g, g.nodes[i], threads);
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    s += repeats[i] * predict_seconds(node_features(g, g.nodes[i]), threads, footprint);
   return s;
+}
+
+double step_footprint_bytes(const Graph& g) {
+  Result<ArenaLayout> layout = layout_arena(g);
+  if (!layout.is_ok()) return 0.0;
+  double outside = 0;
+  for (const Value& v : g.values)
+    if (!value_in_arena(v) && v.alias_of == kNoValue) outside += static_cast<double>(v.bytes());
+  return static_cast<double>(layout->arena_bytes) + outside;
+}
+
+double FootprintFactor::factor(double footprint_bytes) const {
+  if (!(footprint_bytes > 0)) return typical;
+  return std::exp(intercept + slope * std::clamp(std::log(footprint_bytes), log_lo, log_hi));
+}
+
+FootprintFactor fit_footprint_factor(const std::vector<double>& log_footprint, const std::vector<double>& log_ratio,
+                                     double keep_ratio, std::vector<bool>* kept) {
+  const size_t n = log_footprint.size();
+  if (kept) kept->assign(n, true);
+  FootprintFactor ff;
+  if (log_ratio.size() != n || n == 0) return ff;
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  // A start that outliers do not move: Theil-Sen (the median of the pairwise slopes).
+  std::vector<double> slopes;
+  for (size_t i = 0; i < n; ++i)
+    for (size_t j = i + 1; j < n; ++j)
+      if (std::fabs(log_footprint[j] - log_footprint[i]) > 1e-9)
+        slopes.push_back((log_ratio[j] - log_ratio[i]) / (log_footprint[j] - log_footprint[i]));
+  double slope = n >= 4 && !slopes.empty() ? std::max(0.0, median(slopes)) : 0.0;
+  std::vector<double> resid(n);
+  for (size_t i = 0; i < n; ++i) resid[i] = log_ratio[i] - slope * log_footprint[i];
+  double intercept = median(resid);
+  // Keep the steps near that line, then least squares on them.
+  std::vector<double> x, y;
+  for (size_t i = 0; i < n; ++i) {
+    const bool keep = std::fabs(log_ratio[i] - intercept - slope * log_footprint[i]) <= std::log(keep_ratio);
+    if (kept) (*kept)[i] = keep;
+    if (keep) x.push_back(log_footprint[i]), y.push_back(log_ratio[i]);
+  }
+  if (x.empty()) return ff;
+  // log factor = intercept + slope * clamp(log footprint, lo, hi): flat below lo (the step fits
+  // in the cache), flat above hi (its tensors come from memory), with the knees lo <= hi chosen
+  // among the kept footprints by least squares (both at the ends: a straight line).
+  std::vector<double> knots = x;
+  std::sort(knots.begin(), knots.end());
+  knots.erase(std::unique(knots.begin(), knots.end()), knots.end());
+  const bool knees = x.size() >= 8;  // four parameters want more than a handful of steps
+  double best = INFINITY;
+  for (size_t a = 0; a < knots.size(); ++a) {
+    for (size_t b = knots.size(); b-- > a;) {
+      if (!knees && (a != 0 || b != knots.size() - 1)) continue;
+      const double lo = knots[a], hi = knots[b];
+      double mx = 0, my = 0;
+      for (size_t i = 0; i < x.size(); ++i) mx += std::clamp(x[i], lo, hi), my += y[i];
+      mx /= static_cast<double>(x.size());
+      my /= static_cast<double>(x.size());
+      double sxx = 0, sxy = 0;
+      for (size_t i = 0; i < x.size(); ++i) {
+        const double cx = std::clamp(x[i], lo, hi) - mx;
+        sxx += cx * cx, sxy += cx * (y[i] - my);
+      }
+      // Fewer than 4 steps or one footprint: a constant. Only a slowdown that grows with the
+      // footprint is a cache effect; a negative slope is noise.
+      const double sl = x.size() >= 4 && sxx > 0 ? std::max(0.0, sxy / sxx) : 0.0;
+      const double ic = my - sl * mx;
+      double sse = 0;
+      for (size_t i = 0; i < x.size(); ++i) {
+        const double e = y[i] - ic - sl * std::clamp(x[i], lo, hi);
+        sse += e * e;
+      }
+      if (sse < best - 1e-12) best = sse, ff.intercept = ic, ff.slope = sl, ff.log_lo = lo, ff.log_hi = hi;
+    }
+  }
+  ff.typical = std::exp(ff.intercept + ff.slope * std::clamp(median(x), ff.log_lo, ff.log_hi));
+  return ff;
 }
 
 }  // namespace edgetrain

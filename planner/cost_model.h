@@ -5,9 +5,12 @@
 //   double step = m->predict_step_seconds(training_graph, /*threads=*/2);
 //
 // A node's prediction has two stages: the op class's model of the kernel timed alone (fitted to
-// the profiler's single-kernel samples), times the class's in-step correction (fitted to the
-// ratio of per-node times inside real training steps to that prediction: caches make a kernel
-// slower inside a step than alone). A step's time is the sum of its nodes' predictions (the
+// the profiler's single-kernel samples), times the in-step slowdown (caches make a kernel slower
+// inside a step than alone), fitted to the ratio of per-node times inside real calibration steps
+// to that prediction in two parts: a factor of the whole step's memory footprint
+// (FootprintFactor: a step that fits in the last-level cache runs its kernels ~1.1x their time
+// alone, one of hundreds of MiB ~1.6x, whatever the node), then the class's correction of what
+// is left (cross-validated by whole steps). A step's time is the sum of its nodes' predictions (the
 // executor runs nodes one after the other, each using all threads). A prediction is a feature extraction and one small model
 // evaluation, well under a microsecond per node, so a planner can score thousands of candidate
 // schedules per second. Thread counts that were not profiled use the nearest profiled one below
@@ -27,6 +30,28 @@
 #include "runtime/status.h"
 
 namespace edgetrain {
+
+// Bytes a training step touches: its arena as laid out (memory/liveness.h) plus everything kept
+// beside it (parameters, buffers, optimizer state). 0 when the graph cannot be laid out.
+double step_footprint_bytes(const Graph& g);
+
+// How much slower every kernel of a step runs than alone, as a function of the step's footprint:
+// log factor = intercept + slope * log(footprint), the footprint clamped to the range fitted.
+// Measured on the 2026-12-06 profile: 1.1x for steps of a few MiB, 1.6-1.7x for steps of
+// 100-450 MiB, at every node size: a small step's tensors are still in the last-level cache when
+// they are read again, a large step's come from memory.
+struct FootprintFactor {
+  double intercept = 0, slope = 0;
+  double log_lo = 0, log_hi = 0;
+  double typical = 1.0;  // the factor of the median calibration step (footprint unknown)
+  double factor(double footprint_bytes) const;  // `typical` for footprint_bytes <= 0
+};
+// Fits log ratio (a calibration step's in-step time over its kernels' predicted time alone) on
+// log footprint: a Theil-Sen line first, then least squares on the steps within a factor
+// keep_ratio of it (`kept`, per step, says which). A constant with fewer than 4 steps kept or a
+// single footprint, the identity with none; never a negative slope.
+FootprintFactor fit_footprint_factor(const std::vector<double>& log_footprint, const std::vector<double>& log_ratio,
+                                     double keep_ratio = 1.3, std::vector<bool>* kept = nullptr);
 
 // The fitting samples of one (class, thread count) and the model selection made on them.
 struct GroupFit {
@@ -117,7 +142,9 @@ class CostModel {
   // Sum over the graph's nodes, each as often as the executor runs it (a micro-batched
   // schedule runs the nodes before its first update once per micro-batch).
   double predict_step_seconds(const Graph& g, int threads) const;
-  double predict_seconds(const NodeFeatures& f, int threads) const;
+  // footprint_bytes: the step's step_footprint_bytes (<= 0: unknown, the median calibration
+  // step's factor).
+  double predict_seconds(const NodeFeatures& f, int threads, double footprint_bytes = -1) const;
   // The first stage only: the kernel timed alone (what the profiler's kernel samples measure).
   double predict_isolated_seconds(const NodeFeatures& f, int threads) const;
   // predict_node_seconds at a fixed thread count as a plain function (planner/search.h's
@@ -138,9 +165,12 @@ class CostModel {
     // Stage 3: whole-step time / summed node predictions, the median over calibration steps (what
     // per-node models and in-step corrections still miss, e.g. dispatch and timer overhead).
     double step_scale = 1.0;
+    FootprintFactor footprint;  // stage 2a: the step's footprint (identity before it was fitted)
   };
   // Bounds of a correction factor: a badly extrapolated ratio must not wreck a step's sum.
   static constexpr double kMinCorrection = 0.25, kMaxCorrection = 4.0;
+  // A calibration step this far off its footprint's ratio was disturbed and is left out.
+  static constexpr double kKeepStepRatio = 1.3;
   const PerThreads& for_threads(int threads) const;
 
   std::vector<int> threads_;        // ascending

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <numeric>
 
 #include "runtime/parameter_store.h"  // Rng
@@ -577,15 +578,34 @@ int choose_candidate(const std::vector<CandidateScore>& candidates) {
 
 Result<Selection> select_regressor(const std::vector<FeatureRow>& x, const std::vector<double>& y,
                                    const SelectOptions& options) {
+  return select_regressor(x, y, std::vector<int>(), options);
+}
+
+Result<Selection> select_regressor(const std::vector<FeatureRow>& x, const std::vector<double>& y,
+                                   const std::vector<int>& groups, const SelectOptions& options) {
   if (x.empty()) return invalid_argument("select_regressor: no samples");
+  if (!groups.empty() && groups.size() != x.size()) return invalid_argument("select_regressor: one group per row");
   const size_t n = x.size();
-  const int folds = static_cast<int>(std::min<size_t>(n, static_cast<size_t>(std::max(2, options.folds))));
-  // Deterministic fold assignment: a seeded shuffle dealt round-robin.
-  std::vector<int> order(n), fold(n);
-  std::iota(order.begin(), order.end(), 0);
+  // Deterministic fold assignment: a seeded shuffle of the rows (or of the distinct groups)
+  // dealt round-robin; all rows of a group share its fold.
+  // One group alone cannot be held out from itself: its rows are then folded one by one.
+  std::vector<int> ids(n);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::vector<int> units = groups;
+  std::sort(units.begin(), units.end());
+  units.erase(std::unique(units.begin(), units.end()), units.end());
+  if (units.size() >= 2) ids = groups;
+  units = ids;
+  std::sort(units.begin(), units.end());
+  units.erase(std::unique(units.begin(), units.end()), units.end());
+  const int folds =
+      static_cast<int>(std::min<size_t>(units.size(), static_cast<size_t>(std::max(2, options.folds))));
   Rng rng(options.seed);
-  for (size_t i = n; i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
-  for (size_t i = 0; i < n; ++i) fold[static_cast<size_t>(order[i])] = static_cast<int>(i % static_cast<size_t>(folds));
+  for (size_t i = units.size(); i > 1; --i) std::swap(units[i - 1], units[rng.below(i)]);
+  std::map<int, int> unit_fold;
+  for (size_t i = 0; i < units.size(); ++i) unit_fold[units[i]] = static_cast<int>(i % static_cast<size_t>(folds));
+  std::vector<int> fold(n);
+  for (size_t i = 0; i < n; ++i) fold[i] = unit_fold[ids[i]];
 
   Selection sel;
   std::vector<Regressor> fulls;

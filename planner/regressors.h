@@ -138,5 +138,10 @@ int choose_candidate(const std::vector<CandidateScore>& candidates);
 // row is its own fold.
 Result<Selection> select_regressor(const std::vector<FeatureRow>& x, const std::vector<double>& y,
                                    const SelectOptions& options = {});
+// The same with rows in groups (groups[i] for row i): a group's rows are never split between
+// folds, so the score is that of a model predicting groups it has not seen (e.g. the nodes of a
+// training step the model was not fitted on).
+Result<Selection> select_regressor(const std::vector<FeatureRow>& x, const std::vector<double>& y,
+                                   const std::vector<int>& groups, const SelectOptions& options = {});
 
 }  // namespace edgetrain
