@@ -55,6 +55,13 @@ void transpose_weights(const ConvGeometry& g, const float* w, float* wt, bool ro
     }
 }
 
+// transpose_weights for channels [c0, c1) only, every tap.
+void transpose_weights_channels(const ConvGeometry& g, const float* w, float* wt, bool rotate, int64_t c0, int64_t c1) {
+  const int64_t taps = g.kh * g.kw;
+  for (int64_t c = c0; c < c1; ++c)
+    for (int64_t t = 0; t < taps; ++t) wt[(rotate ? taps - 1 - t : t) * g.c + c] = w[c * taps + t];
+}
+
 // The correlation at the heart of forward and stride-1 backward data, on a geometry whose input
 // is `in` [n][h][w][C] and output `out` [n][out_h][out_w][C], weights [tap][C]: output rows
 // [r0, r1) (r = n * out_h + oy) for the channel slice at c. acc starts from the bias, or from out
@@ -221,6 +228,24 @@ __attribute__((noinline)) void correlate_pixels(const Parallel& par, const ConvG
       }
       if (epilogue) epilogue->apply_rows(out + r * g.out_w * C, g.out_w, C);
     }
+  });
+}
+
+// 3x3 kernels on maps up to 4x4 without an epilogue (MobileNetV2's 2x2 maps): a layer is a few
+// microseconds, as much as transposing every weight before the parallel loop. Instead each thread
+// owns units of 32 channels, transposes their weights and runs every row for them.
+bool correlate_by_channels(const ConvGeometry& g, const ConvNormEpilogue* epilogue) {
+  return epilogue == nullptr && weight_direct_3x3(g);
+}
+void correlate_channels(const Parallel& par, const ConvGeometry& g, const float* in, const float* w, bool rotate,
+                        float* wt, const float* bias, bool accumulate, float* out) {
+  const int64_t C = g.c, rows = g.n * g.out_h, units = (C + kChannelUnit - 1) / kChannelUnit;
+  par.for_each(units, min_chunk_for(rows * g.out_w * kChannelUnit * 9), [&](int64_t u0, int64_t u1) {
+    const int64_t c0 = u0 * kChannelUnit, c1 = std::min(C, u1 * kChannelUnit);
+    transpose_weights_channels(g, w, wt, rotate, c0, c1);
+    for_slice_pairs(c1 - c0, [&]<class V, int NS>(int64_t c) {
+      correlate_rows_3x3<V, NS>(g, in, wt, bias, accumulate, 0, rows, c0 + c, out);
+    });
   });
 }
 
@@ -621,6 +646,8 @@ int64_t depthwise_workspace_floats(const ConvGeometry& g) {
 
 void depthwise_forward(const Parallel& par, const ConvGeometry& g, const float* x, const float* w,
                        const float* b, float* y, float* workspace, const ConvNormEpilogue* epilogue) {
+  if (correlate_by_channels(g, epilogue))
+    return correlate_channels(par, g, x, w, /*rotate=*/false, workspace, b, /*accumulate=*/false, y);
   transpose_weights(g, w, workspace, /*rotate=*/false, pixel_path(g));
   correlate(par, g, x, workspace, b, /*accumulate=*/false, y, epilogue);
 }
@@ -639,6 +666,8 @@ void depthwise_backward_data(const Parallel& par, const ConvGeometry& g, const f
     t.h = g.out_h, t.w = g.out_w;
     t.ph = g.kh - 1 - g.ph, t.pw = g.kw - 1 - g.pw;
     t.out_h = g.h, t.out_w = g.w;
+    if (correlate_by_channels(t, nullptr))
+      return correlate_channels(par, t, dy, w, /*rotate=*/true, workspace, nullptr, accumulate, dx);
     transpose_weights(t, w, workspace, /*rotate=*/true, pixel_path(t));
     correlate(par, t, dy, workspace, nullptr, accumulate, dx, nullptr);
     return;
