@@ -158,12 +158,13 @@ TEST(Conv2dDepthwise, BackwardWeightIsIdenticalOnOneAndTwoThreads) {
 }
 
 // The weight gradient on tiny maps (the 1x1 map's per-channel sums straight into dw's read taps,
-// the 2x2 map's channel units written straight to dw): dw or db alone (the other null and left
+// the channel units of 2x2 .. 7x7 maps written straight to dw): dw or db alone (the other null and left
 // untouched), accumulating or not, 1 and 2 threads bit-identical, against the reference.
 TEST(Conv2dDepthwise, TinyMapWeightGradientWithEitherOutputAlone) {
   for (const ConvGeometry& g : {depthwise(32, 1, 1, 960, 1), depthwise(5, 1, 1, 44, 1), depthwise(6, 2, 2, 384, 1),
                                 depthwise(3, 2, 2, 40, 1), depthwise(7, 2, 2, 9, 2), depthwise(4, 3, 3, 52, 1, 2, 5),
-                                depthwise(3, 2, 3, 24, 1, 2, 5), depthwise(32, 4, 4, 72, 1)})
+                                depthwise(3, 2, 3, 24, 1, 2, 5), depthwise(32, 4, 4, 72, 1),
+                                depthwise(2, 7, 7, 264, 1), depthwise(2, 14, 13, 280, 2), depthwise(2, 5, 7, 256, 1)})
     for (int outputs : {1, 2, 3})  // dw, db, both
       for (bool accumulate : {false, true}) {
         SCOPED_TRACE(testing::Message() << g.n << "x" << g.h << "x" << g.w << "x" << g.c << " k" << g.kh
