@@ -28,6 +28,7 @@
 //                    backward data and backward weight run in one parallel loop over units of
 //                    32 channels; each thread transposes only its own weights, and the weight
 //                    gradient sums all dy rows in registers and writes dw and db directly
+//                    (the weight gradient also on maps up to 7x7 with at least 256 channels)
 //   one-pixel maps   the weight gradient sums each read tap over the batch in registers, straight
 //                    into dw (unread taps 0, or kept when accumulating) and db; no workspace
 // Chunking by channels, each channel's sums run in the same order on any thread count.
