@@ -55,6 +55,13 @@ void transpose_weights(const ConvGeometry& g, const float* w, float* wt, bool ro
     }
 }
 
+// transpose_weights for channels [c0, c1) only, every tap.
+void transpose_weights_channels(const ConvGeometry& g, const float* w, float* wt, bool rotate, int64_t c0, int64_t c1) {
+  const int64_t taps = g.kh * g.kw;
+  for (int64_t c = c0; c < c1; ++c)
+    for (int64_t t = 0; t < taps; ++t) wt[(rotate ? taps - 1 - t : t) * g.c + c] = w[c * taps + t];
+}
+
 // The correlation at the heart of forward and stride-1 backward data, on a geometry whose input
 // is `in` [n][h][w][C] and output `out` [n][out_h][out_w][C], weights [tap][C]: output rows
 // [r0, r1) (r = n * out_h + oy) for the channel slice at c. acc starts from the bias, or from out
@@ -182,6 +189,23 @@ bool small_map(int64_t out_w) { return out_w <= kSmallMapWidth; }
 // MobileNetV2's 2x2 map, 384 channels, batch 32: forward 23.9 -> 14.8 us on 1 thread).
 bool pixel_path(const ConvGeometry& g) { return small_map(g.out_w) && !(g.kh == 3 && g.kw == 3 && g.out_w > 1); }
 
+// Small maps (both sides up to kSmallMapWidth) with 3x3 kernels: a layer is a few microseconds,
+// as much as the row chunks' set-up (a zero fill, a second parallel loop adding the chunks and
+// transposing). Instead each thread owns units of 32 channels and sums every dy row for them in
+// registers, then writes them to dw (OHWI) and db itself. Chunking by channels, each channel's
+// sum runs over the rows in order: the same on any thread count.
+constexpr int64_t kChannelUnit = 32;
+bool weight_direct_3x3(const ConvGeometry& g) {
+  return g.kh == 3 && g.kw == 3 && small_map(g.out_w) && small_map(g.out_h) && !pixel_path(g);
+}
+// The weight gradient takes the same path on maps up to 7x7 with at least 8 channel units (so
+// that two threads share them evenly): MobileNetV2's dw960 7x7 and dw576 stride 2 (7x7 out)
+// measured 87 -> 55 and 94 -> 68 us at 2 threads; dw144 8x8 (5 units) measured 44 -> 58 us.
+bool weight_direct_3x3_any(const ConvGeometry& g) {
+  return weight_direct_3x3(g) || (g.kh == 3 && g.kw == 3 && g.out_w <= 7 && g.out_h <= 7 && g.out_w > 1 &&
+                                  g.c >= 8 * kChannelUnit);
+}
+
 inline void axpy(float* __restrict y, const float* __restrict a, const float* __restrict b, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a[i] * b[i];
 }
@@ -211,6 +235,24 @@ __attribute__((noinline)) void correlate_pixels(const Parallel& par, const ConvG
       }
       if (epilogue) epilogue->apply_rows(out + r * g.out_w * C, g.out_w, C);
     }
+  });
+}
+
+// 3x3 kernels on maps up to 4x4 without an epilogue (MobileNetV2's 2x2 maps): a layer is a few
+// microseconds, as much as transposing every weight before the parallel loop. Instead each thread
+// owns units of 32 channels, transposes their weights and runs every row for them.
+bool correlate_by_channels(const ConvGeometry& g, const ConvNormEpilogue* epilogue) {
+  return epilogue == nullptr && weight_direct_3x3(g);
+}
+void correlate_channels(const Parallel& par, const ConvGeometry& g, const float* in, const float* w, bool rotate,
+                        float* wt, const float* bias, bool accumulate, float* out) {
+  const int64_t C = g.c, rows = g.n * g.out_h, units = (C + kChannelUnit - 1) / kChannelUnit;
+  par.for_each(units, min_chunk_for(rows * g.out_w * kChannelUnit * 9), [&](int64_t u0, int64_t u1) {
+    const int64_t c0 = u0 * kChannelUnit, c1 = std::min(C, u1 * kChannelUnit);
+    transpose_weights_channels(g, w, wt, rotate, c0, c1);
+    for_slice_pairs(c1 - c0, [&]<class V, int NS>(int64_t c) {
+      correlate_rows_3x3<V, NS>(g, in, wt, bias, accumulate, 0, rows, c0 + c, out);
+    });
   });
 }
 
@@ -362,7 +404,7 @@ inline void gather_rows_3x3_s2(const ConvGeometry& g, const float* dy, const flo
 constexpr int64_t kWeightChunks = 8;
 // ... each with at least ~16K multiply-adds' worth of dy (small maps: fewer chunks to add up).
 int64_t weight_chunks(const ConvGeometry& g) {
-  if (pixel_path(g)) return 1;
+  if (pixel_path(g) || weight_direct_3x3_any(g)) return 1;
   const int64_t by_work = g.n * g.out_h * g.out_w * g.c / 16384;
   return std::clamp<int64_t>(std::min(kWeightChunks, by_work), 1, std::max<int64_t>(1, g.n * g.out_h));
 }
@@ -421,16 +463,13 @@ void weight_sums(const ConvGeometry& g, const float* dy, const float* x, int64_t
 
 // The same for 3x3 kernels and NS adjacent slices: the nine sums of each slice stay in
 // registers for every pixel, those next to the padding included (taps in the padding skipped).
+// Adds dy rows [r0, r1) to sum and db.
 template <class V, int NS>
-void weight_sums_3x3(const ConvGeometry& g, const float* dy, const float* x, int64_t r0, int64_t r1, int64_t c,
-                     float* part, bool first) {
+__attribute__((always_inline)) inline void sum_rows_3x3(const ConvGeometry& g, const float* dy, const float* x,
+                                                        int64_t r0, int64_t r1, int64_t c, V (&sum)[NS][9],
+                                                        V (&db)[NS]) {
   constexpr int64_t kL = sizeof(V) / sizeof(float);
   const int64_t C = g.c;
-  V sum[NS][9], db[NS];
-  for (int s = 0; s < NS; ++s) {
-    db[s] = first ? V{} : load<V>(part + 9 * C + c + s * kL);
-    for (int t = 0; t < 9; ++t) sum[s][t] = first ? V{} : load<V>(part + t * C + c + s * kL);
-  }
   int64_t col_lo = 0, col_hi = 0;
   interior_columns(g.out_w, g.w, 3, g.sw, g.pw, &col_lo, &col_hi);
   for (int64_t r = r0; r < r1; ++r) {
@@ -469,19 +508,112 @@ void weight_sums_3x3(const ConvGeometry& g, const float* dy, const float* x, int
       for (int64_t ox = std::max(col_lo, col_hi); ox < g.out_w; ++ox) border(ox);
     });
   }
+}
+
+// One chunk's sums for dy rows [r0, r1) into part ([tap][C], then db's [C]), which the first
+// group of a chunk starts from zero.
+template <class V, int NS>
+void weight_sums_3x3(const ConvGeometry& g, const float* dy, const float* x, int64_t r0, int64_t r1, int64_t c,
+                     float* part, bool first) {
+  constexpr int64_t kL = sizeof(V) / sizeof(float);
+  const int64_t C = g.c;
+  V sum[NS][9], db[NS];
+  for (int s = 0; s < NS; ++s) {
+    db[s] = first ? V{} : load<V>(part + 9 * C + c + s * kL);
+    for (int t = 0; t < 9; ++t) sum[s][t] = first ? V{} : load<V>(part + t * C + c + s * kL);
+  }
+  sum_rows_3x3<V, NS>(g, dy, x, r0, r1, c, sum, db);
   for (int s = 0; s < NS; ++s) {
     for (int t = 0; t < 9; ++t) store(part + t * C + c + s * kL, sum[s][t]);
     store(part + 9 * C + c + s * kL, db[s]);
   }
 }
 
-// The weight gradient's sums on small maps, into one chunk's [tap][C] + [C]: parallel over
-// blocks of 64 channels, each thread owning its channels.
-void weight_sums_pixels(const Parallel& par, const ConvGeometry& g, const float* dy, const float* x, float* part) {
+// The weight gradient of weight_direct_3x3's small maps, for NS slices at c.
+template <class V, int NS>
+void weight_grads_3x3_direct(const ConvGeometry& g, const float* dy, const float* x, int64_t c, float* dw, float* db,
+                             bool accumulate_dw, bool accumulate_db) {
+  constexpr int64_t kL = sizeof(V) / sizeof(float);
+  V sum[NS][9], dbs[NS];
+  for (int s = 0; s < NS; ++s) {
+    dbs[s] = V{};
+    for (int t = 0; t < 9; ++t) sum[s][t] = V{};
+  }
+  sum_rows_3x3<V, NS>(g, dy, x, 0, g.n * g.out_h, c, sum, dbs);
+  if (db)
+    for (int s = 0; s < NS; ++s) {
+      float* p = db + c + s * kL;
+      store(p, accumulate_db ? load<V>(p) + dbs[s] : dbs[s]);
+    }
+  if (dw) {
+    float t9[9][NS * kL];  // [tap][channel], transposed to [channel][tap] below
+    for (int s = 0; s < NS; ++s)
+      for (int t = 0; t < 9; ++t) store(&t9[t][s * kL], sum[s][t]);
+    float* o = dw + c * 9;
+    for (int64_t k = 0; k < NS * kL; ++k)
+      for (int t = 0; t < 9; ++t) o[k * 9 + t] = accumulate_dw ? o[k * 9 + t] + t9[t][k] : t9[t][k];
+  }
+}
+
+// The sum over i < n of a[i * stride], in four independent chains so that the adds do not wait
+// on each other.
+template <class V>
+inline V sum_strided(const float* a, int64_t n, int64_t stride) {
+  V s[4] = {};
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int j = 0; j < 4; ++j) s[j] += load<V>(a + (i + j) * stride);
+  for (; i < n; ++i) s[0] += load<V>(a + i * stride);
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+// The weight gradient of maps with one output pixel (MobileNetV2's 1x1 maps, padding 1: only the
+// centre tap): every image reads the same taps, so for the slice at c each tap's sum over the
+// batch runs in registers and goes straight to dw (OHWI; the taps never read are 0, or left as
+// they are when accumulating), and db's likewise.
+template <class V>
+void weight_grads_one_pixel(const ConvGeometry& g, const float* dy, const float* x, int64_t c, float* dw, float* db,
+                            bool accumulate_dw, bool accumulate_db) {
+  constexpr int64_t kL = sizeof(V) / sizeof(float);
+  const int64_t C = g.c, taps = g.kh * g.kw, image = g.h * g.w * C;
+  if (db) {
+    const V s = sum_strided<V>(dy + c, g.n, C);
+    store(db + c, accumulate_db ? load<V>(db + c) + s : s);
+  }
+  if (dw == nullptr) return;
+  if (!accumulate_dw) std::fill(dw + c * taps, dw + (c + kL) * taps, 0.0f);
+  int64_t ky0, ky1, kx0, kx1;
+  valid_taps(0, g.sh, g.ph, g.kh, g.h, &ky0, &ky1);
+  valid_taps(0, g.sw, g.pw, g.kw, g.w, &kx0, &kx1);
+  for (int64_t ky = ky0; ky < ky1; ++ky)
+    for (int64_t kx = kx0; kx < kx1; ++kx) {
+      const float* xp = x + ((ky - g.ph) * g.w + kx - g.pw) * C + c;
+      V s[4] = {};
+      int64_t n = 0;
+      for (; n + 4 <= g.n; n += 4)
+        for (int j = 0; j < 4; ++j) s[j] += load<V>(xp + (n + j) * image) * load<V>(dy + (n + j) * C + c);
+      for (; n < g.n; ++n) s[0] += load<V>(xp + n * image) * load<V>(dy + n * C + c);
+      float lanes[kL];
+      store(lanes, (s[0] + s[1]) + (s[2] + s[3]));
+      const int64_t t = ky * g.kw + kx;
+      for (int64_t k = 0; k < kL; ++k) dw[(c + k) * taps + t] += lanes[k];
+    }
+}
+
+// The weight gradient on the per-pixel path (one-pixel maps, other kernels on small maps):
+// parallel over blocks of 64 channels, each thread owning its channels: their sums of the taps
+// the map reads (a 1x1 map: the centre) in workspace ([tap][C], then db's [C]), then written to
+// dw (OHWI; the taps never read are 0, or left as they are when accumulating) and db.
+void weight_grads_pixels(const Parallel& par, const ConvGeometry& g, const float* dy, const float* x, float* part,
+                         float* dw, float* dbo, bool accumulate_dw, bool accumulate_db) {
   const int64_t C = g.c, taps = g.kh * g.kw, blocks = (C + 63) / 64;
+  int64_t uy0, uy1, ux0, ux1;
+  used_taps(g, &uy0, &uy1, &ux0, &ux1);
+  auto used = [&](int64_t t) { return t / g.kw >= uy0 && t / g.kw < uy1 && t % g.kw >= ux0 && t % g.kw < ux1; };
   par.for_each(blocks, min_chunk_for(g.n * g.out_h * g.out_w * 64 * used_tap_count(g)), [&](int64_t b0, int64_t b1) {
     const int64_t c0 = b0 * 64, c1 = std::min(C, b1 * 64), cb = c1 - c0;
-    for (int64_t t = 0; t <= taps; ++t) std::fill(part + t * C + c0, part + t * C + c1, 0.0f);
+    for (int64_t t = 0; t <= taps; ++t)
+      if (t == taps || used(t)) std::fill(part + t * C + c0, part + t * C + c1, 0.0f);
     for (int64_t r = 0; r < g.n * g.out_h; ++r) {
       const int64_t n = r / g.out_h, oy = r % g.out_h, iy0 = oy * g.sh - g.ph;
       const float* img = x + n * g.h * g.w * C;
@@ -499,6 +631,15 @@ void weight_sums_pixels(const Parallel& par, const ConvGeometry& g, const float*
             axpy(part + (ky * g.kw + kx) * C + c0, img + ((iy0 + ky) * g.w + ix0 + kx) * C + c0, d, cb);
       }
     }
+    if (dw)
+      for (int64_t t = 0; t < taps; ++t) {
+        const bool u = used(t);
+        if (!u && accumulate_dw) continue;
+        const float* sum = part + t * C;
+        for (int64_t c = c0; c < c1; ++c) dw[c * taps + t] = !u ? 0.0f : accumulate_dw ? dw[c * taps + t] + sum[c] : sum[c];
+      }
+    if (dbo)
+      for (int64_t c = c0; c < c1; ++c) dbo[c] = (accumulate_db ? dbo[c] : 0.0f) + part[taps * C + c];
   });
 }
 
@@ -512,6 +653,8 @@ int64_t depthwise_workspace_floats(const ConvGeometry& g) {
 
 void depthwise_forward(const Parallel& par, const ConvGeometry& g, const float* x, const float* w,
                        const float* b, float* y, float* workspace, const ConvNormEpilogue* epilogue) {
+  if (correlate_by_channels(g, epilogue))
+    return correlate_channels(par, g, x, w, /*rotate=*/false, workspace, b, /*accumulate=*/false, y);
   transpose_weights(g, w, workspace, /*rotate=*/false, pixel_path(g));
   correlate(par, g, x, workspace, b, /*accumulate=*/false, y, epilogue);
 }
@@ -530,6 +673,8 @@ void depthwise_backward_data(const Parallel& par, const ConvGeometry& g, const f
     t.h = g.out_h, t.w = g.out_w;
     t.ph = g.kh - 1 - g.ph, t.pw = g.kw - 1 - g.pw;
     t.out_h = g.h, t.out_w = g.w;
+    if (correlate_by_channels(t, nullptr))
+      return correlate_channels(par, t, dy, w, /*rotate=*/true, workspace, nullptr, accumulate, dx);
     transpose_weights(t, w, workspace, /*rotate=*/true, pixel_path(t));
     correlate(par, t, dy, workspace, nullptr, accumulate, dx, nullptr);
     return;
@@ -561,10 +706,27 @@ void depthwise_backward_weight(const Parallel& par, const ConvGeometry& g, const
                                bool accumulate_db, float* workspace) {
   if (dw == nullptr && db == nullptr) return;
   const int64_t C = g.c, taps = g.kh * g.kw, rows = g.n * g.out_h;
+  if (g.out_h == 1 && g.out_w == 1) {
+    par.for_each((C + 63) / 64, min_chunk_for(g.n * 64 * used_tap_count(g)), [&](int64_t b0, int64_t b1) {
+      const int64_t c0 = b0 * 64, c1 = std::min(C, b1 * 64);
+      for_slices(c1 - c0, [&]<class V>(int64_t c) {
+        weight_grads_one_pixel<V>(g, dy, x, c0 + c, dw, db, accumulate_dw, accumulate_db);
+      });
+    });
+    return;
+  }
+  if (pixel_path(g)) return weight_grads_pixels(par, g, dy, x, workspace, dw, db, accumulate_dw, accumulate_db);
+  if (weight_direct_3x3_any(g)) {
+    const int64_t units = (C + kChannelUnit - 1) / kChannelUnit;
+    par.for_each(units, min_chunk_for(rows * g.out_w * kChannelUnit * 9), [&](int64_t u0, int64_t u1) {
+      const int64_t c0 = u0 * kChannelUnit, c1 = std::min(C, u1 * kChannelUnit);
+      for_slice_pairs(c1 - c0, [&]<class V, int NS>(int64_t c) {
+        weight_grads_3x3_direct<V, NS>(g, dy, x, c0 + c, dw, db, accumulate_dw, accumulate_db);
+      });
+    });
+    return;
+  }
   const int64_t chunks = weight_chunks(g);
-  if (pixel_path(g)) {
-    weight_sums_pixels(par, g, dy, x, workspace);
-  } else {
   // One task per chunk; within it, groups of rows small enough to stay in cache while every
   // channel slice sums over them.
   const int64_t group = group_rows_for(g.out_w * C / 4);
@@ -584,7 +746,6 @@ void depthwise_backward_weight(const Parallel& par, const ConvGeometry& g, const
       }
     }
   });
-  }
   // Chunks added in order into chunk 0's sums (contiguous over channels), then dw transposed to
   // OHWI [C][tap] and db, both added to or overwritten.
   const int64_t per_chunk = chunk_floats(g);

@@ -21,7 +21,18 @@
 //                    are added in order
 // Maps one pixel wide (and non-3x3 kernels on maps up to 4 wide) go pixel by pixel over all
 // channels instead, transposing only the weights they read (a 1x1 map: the centre tap); every
-// parallel loop sizes its chunks by the taps really read, so tiny layers stay on one thread. Measured against XNNPACK's depthwise forward: bench/bench_depthwise_xnnpack.cc
+// parallel loop sizes its chunks by the taps really read, so tiny layers stay on one thread.
+// Tiny layers take a few microseconds, as much as a second parallel loop or a serial pass over
+// all weights, so:
+//   3x3 kernels on maps up to 4x4 (not one pixel wide): forward (without an epilogue), stride-1
+//                    backward data and backward weight run in one parallel loop over units of
+//                    32 channels; each thread transposes only its own weights, and the weight
+//                    gradient sums all dy rows in registers and writes dw and db directly
+//                    (the weight gradient also on maps up to 7x7 with at least 256 channels)
+//   one-pixel maps   the weight gradient sums each read tap over the batch in registers, straight
+//                    into dw (unread taps 0, or kept when accumulating) and db; no workspace
+// Chunking by channels, each channel's sums run in the same order on any thread count.
+// Measured against XNNPACK's depthwise forward: bench/bench_depthwise_xnnpack.cc
 // and bench/README.md. Tried and not kept: prefetching the next input rows, and non-temporal
 // stores for the forward's output (both measured slower here).
 #pragma once

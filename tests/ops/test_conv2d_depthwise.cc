@@ -2,8 +2,8 @@
 // pixels of stride 1 and 2 on odd and tiny maps (the taps in the padding skipped with the
 // weights in registers), pairs of 16-channel slices with 8-wide and single-channel tails
 // (C = 16, 24, 44, 512), accumulate on and off, the stride-2 backward data's non-temporal
-// stores (taken only for large, aligned, whole-vector, overwritten dx), and a backward weight
-// that is bit-identical on 1 and 2 threads.
+// stores (taken only for large, aligned, whole-vector, overwritten dx), a backward weight
+// that is bit-identical on 1 and 2 threads, and the tiny maps' weight gradient with dw or db alone.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -138,7 +138,7 @@ TEST(Conv2dDepthwise, StreamedAndUnstreamedBackwardDataMatchReference) {
 
 TEST(Conv2dDepthwise, BackwardWeightIsIdenticalOnOneAndTwoThreads) {
   for (const ConvGeometry& g : {depthwise(4, 56, 56, 144, 1), depthwise(8, 14, 14, 44, 2), depthwise(32, 2, 2, 384, 1),
-                                depthwise(8, 7, 7, 960, 1)}) {
+                                depthwise(8, 7, 7, 960, 1), depthwise(32, 1, 1, 960, 1), depthwise(32, 2, 2, 200, 1)}) {
     std::vector<float> result[2];
     for (int threads : {1, 2}) {
       ThreadPool pool(threads);
@@ -155,6 +155,49 @@ TEST(Conv2dDepthwise, BackwardWeightIsIdenticalOnOneAndTwoThreads) {
     EXPECT_EQ(0, std::memcmp(result[0].data(), result[1].data(), result[0].size() * sizeof(float)))
         << g.n << "x" << g.h << "x" << g.w << "x" << g.c;
   }
+}
+
+// The weight gradient on tiny maps (the 1x1 map's per-channel sums straight into dw's read taps,
+// the channel units of 2x2 .. 7x7 maps written straight to dw): dw or db alone (the other null and left
+// untouched), accumulating or not, 1 and 2 threads bit-identical, against the reference.
+TEST(Conv2dDepthwise, TinyMapWeightGradientWithEitherOutputAlone) {
+  for (const ConvGeometry& g : {depthwise(32, 1, 1, 960, 1), depthwise(5, 1, 1, 44, 1), depthwise(6, 2, 2, 384, 1),
+                                depthwise(3, 2, 2, 40, 1), depthwise(7, 2, 2, 9, 2), depthwise(4, 3, 3, 52, 1, 2, 5),
+                                depthwise(3, 2, 3, 24, 1, 2, 5), depthwise(32, 4, 4, 72, 1),
+                                depthwise(2, 7, 7, 264, 1), depthwise(2, 14, 13, 280, 2), depthwise(2, 5, 7, 256, 1)})
+    for (int outputs : {1, 2, 3})  // dw, db, both
+      for (bool accumulate : {false, true}) {
+        SCOPED_TRACE(testing::Message() << g.n << "x" << g.h << "x" << g.w << "x" << g.c << " k" << g.kh
+                                        << " outputs " << outputs << (accumulate ? " accumulate" : ""));
+        const int64_t xs = g.n * g.h * g.w * g.c, ys = g.n * g.out_h * g.out_w * g.c, ws = g.c * g.kh * g.kw;
+        Buffer x(xs), dy(ys);
+        x.fill_random(1), dy.fill_random(2);
+        std::vector<float> expect_dw(ws), expect_db(g.c);
+        {
+          Buffer dw0(ws), db0(g.c);
+          dw0.fill_random(7), db0.fill_random(8);
+          expect_dw = dw0.vec(), expect_db = db0.vec();
+        }
+        const std::vector<float> start_dw = expect_dw, start_db = expect_db;
+        conv2d_backward_weight_naive<float>(g, dy.data(), x.data(), expect_dw.data(), expect_db.data(), accumulate,
+                                            accumulate);
+        std::vector<float> got[2];
+        for (int threads : {1, 2}) {
+          ThreadPool pool(threads);
+          Buffer dw(ws), db(g.c), workspace(depthwise_workspace_floats(g));
+          dw.fill_random(7), db.fill_random(8), workspace.fill_random(9);
+          depthwise_backward_weight(pool.parallel(), g, dy.data(), x.data(), (outputs & 1) ? dw.data() : nullptr,
+                                    (outputs & 2) ? db.data() : nullptr, accumulate, accumulate, workspace.data());
+          if (outputs & 1) EXPECT_LT(max_error(dw.vec(), expect_dw), kTolerance) << "dw, threads " << threads;
+          else EXPECT_EQ(dw.vec(), start_dw) << "dw written though null, threads " << threads;
+          if (outputs & 2) EXPECT_LT(max_error(db.vec(), expect_db), kTolerance) << "db, threads " << threads;
+          else EXPECT_EQ(db.vec(), start_db) << "db written though null, threads " << threads;
+          got[threads - 1] = dw.vec();
+          const std::vector<float> dbv = db.vec();
+          got[threads - 1].insert(got[threads - 1].end(), dbv.begin(), dbv.end());
+        }
+        EXPECT_EQ(0, std::memcmp(got[0].data(), got[1].data(), got[0].size() * sizeof(float))) << "1 vs 2 threads";
+      }
 }
 
 }  // namespace
