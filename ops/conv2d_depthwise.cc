@@ -37,17 +37,20 @@ int64_t used_tap_count(const ConvGeometry& g) {
   return std::max<int64_t>(1, (ky1 - ky0) * (kx1 - kx0));
 }
 
+// transpose_weights for channels [c0, c1) only, every tap.
+void transpose_weights_channels(const ConvGeometry& g, const float* w, float* wt, bool rotate, int64_t c0, int64_t c1) {
+  const int64_t taps = g.kh * g.kw;
+  for (int64_t c = c0; c < c1; ++c)
+    for (int64_t t = 0; t < taps; ++t) wt[(rotate ? taps - 1 - t : t) * g.c + c] = w[c * taps + t];
+}
+
 // OHWI [C][kh][kw][1] -> [tap][C]; rotated: tap (ky, kx) takes w's (kh-1-ky, kw-1-kx). With
 // used_only, only the taps correlation geometry g reads (the per-pixel path reads no others).
 void transpose_weights(const ConvGeometry& g, const float* w, float* wt, bool rotate, bool used_only) {
   const int64_t taps = g.kh * g.kw;
   int64_t ky0 = 0, ky1 = g.kh, kx0 = 0, kx1 = g.kw;
   if (used_only) used_taps(g, &ky0, &ky1, &kx0, &kx1);
-  if (ky0 == 0 && ky1 == g.kh && kx0 == 0 && kx1 == g.kw) {
-    for (int64_t c = 0; c < g.c; ++c)
-      for (int64_t t = 0; t < taps; ++t) wt[(rotate ? taps - 1 - t : t) * g.c + c] = w[c * taps + t];
-    return;
-  }
+  if (ky0 == 0 && ky1 == g.kh && kx0 == 0 && kx1 == g.kw) return transpose_weights_channels(g, w, wt, rotate, 0, g.c);
   for (int64_t ky = ky0; ky < ky1; ++ky)
     for (int64_t kx = kx0; kx < kx1; ++kx) {
       const int64_t u = ky * g.kw + kx, t = rotate ? taps - 1 - u : u;
@@ -55,12 +58,6 @@ void transpose_weights(const ConvGeometry& g, const float* w, float* wt, bool ro
     }
 }
 
-// transpose_weights for channels [c0, c1) only, every tap.
-void transpose_weights_channels(const ConvGeometry& g, const float* w, float* wt, bool rotate, int64_t c0, int64_t c1) {
-  const int64_t taps = g.kh * g.kw;
-  for (int64_t c = c0; c < c1; ++c)
-    for (int64_t t = 0; t < taps; ++t) wt[(rotate ? taps - 1 - t : t) * g.c + c] = w[c * taps + t];
-}
 
 // The correlation at the heart of forward and stride-1 backward data, on a geometry whose input
 // is `in` [n][h][w][C] and output `out` [n][out_h][out_w][C], weights [tap][C]: output rows
@@ -412,15 +409,14 @@ int64_t weight_chunks(const ConvGeometry& g) {
 int64_t chunk_floats(const ConvGeometry& g) { return (g.kh * g.kw + 1) * g.c; }
 
 // Adds the sums over dy rows [r0, r1) for the slice at c to part ([tap][C], then db's [C]),
-// which the first group of a chunk starts from zero.
+// which the first group of a chunk starts from zero. Any kernel size: each pixel's valid taps,
+// summed in part (L1); 3x3 kernels take weight_sums_3x3.
 template <class V>
-void weight_sums(const ConvGeometry& g, const float* dy, const float* x, int64_t r0, int64_t r1, int64_t c,
-                 float* part, bool first) {
+void weight_sums_any(const ConvGeometry& g, const float* dy, const float* x, int64_t r0, int64_t r1, int64_t c,
+                     float* part, bool first) {
   const int64_t C = g.c, kw = g.kw, taps = g.kh * g.kw;
-  const bool k3 = g.kh == 3 && kw == 3;
   if (first)
     for (int64_t t = 0; t <= taps; ++t) store(part + t * C + c, V{});
-  V fast[9] = {};  // 3x3: in registers, added to part at the end; other kernel sizes: in part
   V db = V{};
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t n = r / g.out_h, oy = r % g.out_h;
@@ -429,9 +425,7 @@ void weight_sums(const ConvGeometry& g, const float* dy, const float* x, int64_t
     int64_t ky0, ky1;
     valid_taps(oy, g.sh, g.ph, g.kh, g.h, &ky0, &ky1);
     const int64_t iy0 = oy * g.sh - g.ph;
-    // Pixels next to the padding (and every pixel of other kernel sizes): only their valid
-    // taps, summed in part (L1).
-    auto pixel = [&](int64_t ox) {
+    for (int64_t ox = 0; ox < g.out_w; ++ox) {
       const V d = load<V>(dy_row + ox * C + c);
       db += d;
       int64_t kx0, kx1;
@@ -442,22 +436,8 @@ void weight_sums(const ConvGeometry& g, const float* dy, const float* x, int64_t
           float* s = part + (ky * kw + kx) * C + c;
           store(s, load<V>(s) + load<V>(img + ((iy0 + ky) * g.w + ix0 + kx) * C + c) * d);
         }
-    };
-    int64_t lo = 0, hi = 0;
-    if (k3 && ky0 == 0 && ky1 == 3) interior_columns(g.out_w, g.w, kw, g.sw, g.pw, &lo, &hi);
-    for (int64_t ox = 0; ox < lo; ++ox) pixel(ox);
-    const int64_t step = g.sw * C;
-    const float* p = img + (iy0 * g.w + lo * g.sw - g.pw) * C + c;
-    for (int64_t ox = lo; ox < hi; ++ox, p += step) {
-      const V d = load<V>(dy_row + ox * C + c);
-      db += d;
-      for (int ky = 0; ky < 3; ++ky)
-        for (int kx = 0; kx < 3; ++kx) fast[ky * 3 + kx] += load<V>(p + (ky * g.w + kx) * C) * d;
     }
-    for (int64_t ox = std::max(lo, hi); ox < g.out_w; ++ox) pixel(ox);
   }
-  if (k3)
-    for (int t = 0; t < 9; ++t) store(part + t * C + c, load<V>(part + t * C + c) + fast[t]);
   store(part + taps * C + c, load<V>(part + taps * C + c) + db);
 }
 
@@ -742,7 +722,7 @@ void depthwise_backward_weight(const Parallel& par, const ConvGeometry& g, const
             weight_sums_3x3<V, NS>(g, dy, x, g0, g1, c, part, g0 == r0);
           });
         else
-          for_slices(C, [&]<class V>(int64_t c) { weight_sums<V>(g, dy, x, g0, g1, c, part, g0 == r0); });
+          for_slices(C, [&]<class V>(int64_t c) { weight_sums_any<V>(g, dy, x, g0, g1, c, part, g0 == r0); });
       }
     }
   });

@@ -211,7 +211,8 @@ void stream_gemm(const Parallel& parallel, bool tb, int64_t m, int64_t n, int64_
 // The pointwise convs' weight gradients (dW = dY^T X over N*H*W rows). Every 64 rows of A and B
 // (kStreamStretch: in L1) run through all tiles of C, whose sums are added into C; the rows are
 // split into up to kReduceParts parts (whichever thread claims one), each part but the first
-// summing into its own copy of C (on the caller's stack), added up in order at the end. Both operands are read once, none packed whole.
+// summing into its own copy of C (on the caller's stack), added up in order at the end. Both
+// operands are read once, none packed whole.
 constexpr int64_t kReduceMinRows = 512;
 constexpr int64_t kReducePartRows = 128;
 constexpr int64_t kReduceParts = 4;  // up to 4 threads share the rows

@@ -589,15 +589,15 @@ Result<Selection> select_regressor(const std::vector<FeatureRow>& x, const std::
   // Deterministic fold assignment: a seeded shuffle of the rows (or of the distinct groups)
   // dealt round-robin; all rows of a group share its fold.
   // One group alone cannot be held out from itself: its rows are then folded one by one.
+  auto distinct = [](std::vector<int> v) {
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+    return v;
+  };
   std::vector<int> ids(n);
   std::iota(ids.begin(), ids.end(), 0);
-  std::vector<int> units = groups;
-  std::sort(units.begin(), units.end());
-  units.erase(std::unique(units.begin(), units.end()), units.end());
-  if (units.size() >= 2) ids = groups;
-  units = ids;
-  std::sort(units.begin(), units.end());
-  units.erase(std::unique(units.begin(), units.end()), units.end());
+  if (distinct(groups).size() >= 2) ids = groups;
+  std::vector<int> units = distinct(ids);
   const int folds =
       static_cast<int>(std::min<size_t>(units.size(), static_cast<size_t>(std::max(2, options.folds))));
   Rng rng(options.seed);
