@@ -10,6 +10,16 @@
 
 namespace edgetrain {
 
+namespace {
+// The q_lo and q_hi quantiles of v (nearest rank); {1, 1} for an empty v.
+std::pair<double, double> percentile_range(std::vector<double> v, double q_lo, double q_hi) {
+  if (v.empty()) return {1.0, 1.0};
+  std::sort(v.begin(), v.end());
+  auto at = [&](double q) { return v[static_cast<size_t>(std::lround(q * static_cast<double>(v.size() - 1)))]; };
+  return {at(q_lo), at(q_hi)};
+}
+}  // namespace
+
 Result<std::vector<GroupFit>> fit_groups(const std::vector<KernelSample>& kernels, const SelectOptions& options) {
   std::map<std::pair<int, int>, std::vector<size_t>> groups;  // (class, threads) -> samples
   for (size_t i = 0; i < kernels.size(); ++i)
@@ -233,6 +243,7 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
     pt.present.assign(kOpClassCount, false);
     pt.corrections.resize(kOpClassCount);
     pt.corrected.assign(kOpClassCount, false);
+    pt.correction_bounds.assign(kOpClassCount, {kMinCorrection, kMaxCorrection});
     std::vector<FeatureRow> x;
     std::vector<double> y;
     for (const KernelSample& s : p.kernels)
@@ -331,6 +342,7 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
     if (t >= m.threads_.size()) continue;
     m.per_threads_[t].corrections[static_cast<size_t>(key.first)] = sel->model;
     m.per_threads_[t].corrected[static_cast<size_t>(key.first)] = true;
+    m.per_threads_[t].correction_bounds[static_cast<size_t>(key.first)] = percentile_range(c.ratio, 0.05, 0.95);
     calib_report[key] = {static_cast<int>(c.x.size()), sel->candidates[static_cast<size_t>(sel->chosen)]};
   }
   // Stage 3: one scale per thread count from whole calibration steps (median: a step slowed by
@@ -450,6 +462,15 @@ JsonValue CostModel::to_json() const {
       if (pt.corrected[static_cast<size_t>(c)])
         corrections.set(op_class_name(static_cast<OpClass>(c)), pt.corrections[static_cast<size_t>(c)].to_json());
     e.set("corrections", std::move(corrections));
+    JsonValue bounds = JsonValue::object();
+    for (int c = 0; c < kOpClassCount; ++c)
+      if (pt.corrected[static_cast<size_t>(c)]) {
+        JsonValue b = JsonValue::array();
+        b.push_back(pt.correction_bounds[static_cast<size_t>(c)].first);
+        b.push_back(pt.correction_bounds[static_cast<size_t>(c)].second);
+        bounds.set(op_class_name(static_cast<OpClass>(c)), std::move(b));
+      }
+    e.set("correction_bounds", std::move(bounds));
     e.set("fallback", pt.fallback.to_json());
     e.set("step_scale", pt.step_scale);
     JsonValue fp = JsonValue::object();
@@ -478,6 +499,7 @@ Result<CostModel> CostModel::from_json(const JsonValue& models) {
     pt.present.assign(kOpClassCount, false);
     pt.corrections.resize(kOpClassCount);
     pt.corrected.assign(kOpClassCount, false);
+    pt.correction_bounds.assign(kOpClassCount, {kMinCorrection, kMaxCorrection});
     pt.step_scale = e.get_double("step_scale", 1.0);  // absent in profiles from before stage 3
     if (const JsonValue* fp = e.get_object("footprint")) {  // absent before the footprint factor
       pt.footprint.intercept = fp->get_double("intercept", 0.0);
@@ -497,6 +519,17 @@ Result<CostModel> CostModel::from_json(const JsonValue& models) {
         if (!r.is_ok()) return corrupt_data("cost model: correction " + mem.key + ": " + r.status().message());
         pt.corrections[static_cast<size_t>(c)] = std::move(*r);
         pt.corrected[static_cast<size_t>(c)] = true;
+      }
+    }
+    // Absent in profiles from before the bounds: the fixed limits.
+    if (const JsonValue* bounds = e.get_object("correction_bounds")) {
+      for (const JsonMember& mem : bounds->members()) {
+        OpClass c;
+        if (!parse_op_class(mem.key, &c)) return corrupt_data("cost model: unknown op class '" + mem.key + "'");
+        const JsonValue *lo = mem.value.at(0), *hi = mem.value.at(1);
+        if (lo == nullptr || hi == nullptr || !(lo->as_double() > 0) || !(hi->as_double() >= lo->as_double()))
+          return corrupt_data("cost model: correction bounds of " + mem.key + " must be [lo, hi] with 0 < lo <= hi");
+        pt.correction_bounds[static_cast<size_t>(c)] = {lo->as_double(), hi->as_double()};
       }
     }
     if (const JsonValue* classes = e.get_object("classes")) {
@@ -565,7 +598,8 @@ double CostModel::predict_seconds(const NodeFeatures& f, int threads, double foo
   if (f.op_class == OpClass::kCount) return alone * scale;
   const size_t c = static_cast<size_t>(f.op_class);
   if (!pt.corrected[c]) return alone * scale;
-  return alone * std::clamp(pt.corrections[c].predict(f.row), kMinCorrection, kMaxCorrection) * scale;
+  const auto [lo, hi] = pt.correction_bounds[c];
+  return alone * std::clamp(pt.corrections[c].predict(f.row), lo, hi) * scale;
 }
 
 double CostModel::predict_node_seconds(const Graph& g, const Node& n, int threads) const {

@@ -161,6 +161,11 @@ class CostModel {
     std::vector<bool> present;
     std::vector<Regressor> corrections;  // per OpClass: in-step time / isolated prediction
     std::vector<bool> corrected;
+    // Per OpClass: the range a correction may take, the 5th to 95th percentile of the ratios it
+    // was fitted to. A correction fitted mostly on MobileNetV2 and small-CNN nodes once gave
+    // ResNet's im2col convs 4x (forward) and 0.25x (backward data) at one thread, far outside
+    // anything measured, and ResNet steps came out 24-64% over.
+    std::vector<std::pair<double, double>> correction_bounds;
     Regressor fallback;
     // Stage 3: whole-step time / summed node predictions, the median over calibration steps (what
     // per-node models and in-step corrections still miss, e.g. dispatch and timer overhead).

@@ -20,6 +20,7 @@ TrainConfig StepConfig::train_config() const {
   t.compression.capacity = sparse_capacity;
   t.compression.relu_masks = relu_masks;
   t.micro_batches = micro_batches;
+  t.norm_statistics = norm_statistics;
   return t;
 }
 
@@ -42,6 +43,7 @@ std::string StepConfig::describe() const {
   if (sparse_activations) s += " sparse";
   if (relu_masks) s += " masks";
   if (micro_batches > 1) s += " mb" + std::to_string(micro_batches);
+  if (norm_statistics == NormStatistics::kRunning) s += " running-norms";
   return s;
 }
 
@@ -51,7 +53,8 @@ bool StepConfig::operator==(const StepConfig& o) const {
          model.in_channels == o.model.in_channels && batch == o.batch && optimizer == o.optimizer &&
          momentum == o.momentum && freeze == o.freeze && frozen_prefix_layers == o.frozen_prefix_layers &&
          checkpoint_segments == o.checkpoint_segments && sparse_activations == o.sparse_activations &&
-         sparse_capacity == o.sparse_capacity && relu_masks == o.relu_masks && micro_batches == o.micro_batches;
+         sparse_capacity == o.sparse_capacity && relu_masks == o.relu_masks && micro_batches == o.micro_batches &&
+         norm_statistics == o.norm_statistics;
 }
 
 GraphFactory step_graph_factory(const StepConfig& c) {
@@ -81,6 +84,7 @@ JsonValue step_config_to_json(const StepConfig& c) {
   j.set("sparse_capacity", static_cast<double>(c.sparse_capacity));
   j.set("relu_masks", c.relu_masks);
   j.set("micro_batches", c.micro_batches);
+  j.set("norm_statistics", c.norm_statistics == NormStatistics::kRunning ? "running" : "batch");
   return j;
 }
 
@@ -105,6 +109,11 @@ Result<StepConfig> step_config_from_json(const JsonValue& j) {
   c.sparse_capacity = static_cast<float>(j.get_double("sparse_capacity", 0.75));
   c.relu_masks = j.get_bool("relu_masks");
   c.micro_batches = static_cast<int>(j.get_int("micro_batches", 1));
+  // Absent in profiles written before the planner's running-statistics variant was profiled.
+  const std::string norms = j.get_string("norm_statistics", "batch");
+  if (norms != "batch" && norms != "running")
+    return corrupt_data("step config: unknown norm_statistics '" + norms + "' (expected batch or running)");
+  c.norm_statistics = norms == "running" ? NormStatistics::kRunning : NormStatistics::kBatch;
   if (c.micro_batches < 1 || c.checkpoint_segments < 0)
     return corrupt_data("step config: micro_batches must be >= 1 and checkpoint_segments >= 0");
   return c;

@@ -28,6 +28,7 @@ struct StepConfig {
   float sparse_capacity = 0.75f;
   bool relu_masks = false;
   int micro_batches = 1;
+  NormStatistics norm_statistics = NormStatistics::kBatch;
 
   TrainConfig train_config() const;
   // "mobilenet_v2 w0.5 64px b8 sgd(m)", then the knobs that differ from the defaults.

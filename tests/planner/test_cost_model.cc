@@ -727,6 +727,82 @@ TEST(CostModel, InStepCorrectionsFollowTheStepFootprint) {
   ASSERT_TRUE(back.is_ok());
   Graph g = *build_step_graph(config(56, 2, 1));
   EXPECT_EQ(back->predict_step_seconds(g, 1), m->predict_step_seconds(g, 1));
+
+  // Every node ran at the footprint law: what is left to the class corrections is ~1, and
+  // their bounds (the 5th-95th percentile of what they were fitted to) say so.
+  JsonValue models = m->to_json();
+  const JsonValue* bounds = models.get_array("per_threads")->at(0)->get_object("correction_bounds");
+  ASSERT_NE(bounds, nullptr);
+  ASSERT_GT(bounds->size(), 0u);
+  for (const JsonMember& b : bounds->members()) {
+    EXPECT_GT(b.value.at(0)->as_double(), 0.8) << b.key;
+    EXPECT_LT(b.value.at(1)->as_double(), 1.25) << b.key;
+  }
+}
+
+// A class correction never leaves its bounds: with both bounds at 1.5 a node's prediction is
+// 1.5x what bounds of 1 give, whatever the fitted correction says. Malformed bounds are refused.
+TEST(CostModel, ClassCorrectionsStayWithinTheirBounds) {
+  Profile p = synthetic_profile();
+  StepConfig c;
+  c.model.arch = Architecture::kMobileNetV2;
+  c.model.width_mult = 0.5f;
+  c.model.input_size = 64;
+  c.batch = 4;
+  SelectOptions o;
+  o.fit.trees = 5;
+  Result<CostModel> plain = CostModel::fit(p, o, nullptr);
+  ASSERT_TRUE(plain.is_ok());
+  Graph g = *build_step_graph(c);
+  for (int input : {48, 64, 96}) {  // calibration steps at 1.3x the kernels' time alone
+    StepSample s;
+    s.config = c;
+    s.config.model.input_size = input;
+    s.threads = 1;
+    Graph cg = *build_step_graph(s.config);
+    const std::vector<int> repeats = node_repeats(cg);
+    for (size_t i = 0; i < cg.nodes.size(); ++i) {
+      s.node_seconds.push_back(1.3 * repeats[i] * plain->predict_isolated_seconds(node_features(cg, cg.nodes[i]), 1));
+      s.seconds += s.node_seconds.back();
+    }
+    p.steps.push_back(s);
+  }
+  Result<CostModel> m = CostModel::fit(p, o, nullptr);
+  ASSERT_TRUE(m.is_ok());
+  JsonValue models = m->to_json();
+  JsonValue& per = const_cast<JsonValue&>(*models.get_array("per_threads")->at(0));
+  const JsonValue* fitted = per.get_object("correction_bounds");
+  ASSERT_NE(fitted, nullptr);
+  ASSERT_GT(fitted->size(), 0u);
+  auto with_bounds = [&](double lo, double hi) {
+    JsonValue bounds = JsonValue::object();
+    for (const JsonMember& b : fitted->members()) {
+      JsonValue pair = JsonValue::array();
+      pair.push_back(lo);
+      pair.push_back(hi);
+      bounds.set(b.key, std::move(pair));
+    }
+    JsonValue copy = models;
+    const_cast<JsonValue&>(*copy.get_array("per_threads")->at(0)).set("correction_bounds", std::move(bounds));
+    return CostModel::from_json(copy);
+  };
+  Result<CostModel> one = with_bounds(1.0, 1.0), high = with_bounds(1.5, 1.5);
+  ASSERT_TRUE(one.is_ok() && high.is_ok());
+  const OpClass corrected = [&] {
+    OpClass oc = OpClass::kCount;
+    EXPECT_TRUE(parse_op_class(fitted->members().front().key, &oc));
+    return oc;
+  }();
+  int checked = 0;
+  for (const Node& n : g.nodes) {
+    const NodeFeatures f = node_features(g, n);
+    if (f.op_class != corrected) continue;
+    EXPECT_NEAR(high->predict_seconds(f, 1, 1e7) / one->predict_seconds(f, 1, 1e7), 1.5, 1e-9);
+    ++checked;
+  }
+  EXPECT_GT(checked, 0) << op_class_name(corrected);
+  EXPECT_FALSE(with_bounds(0.0, 1.0).is_ok());
+  EXPECT_FALSE(with_bounds(2.0, 1.0).is_ok());
 }
 
 TEST(CostModel, ClassesWithoutSamplesUseTheFallback) {
@@ -846,12 +922,28 @@ TEST(StepConfig, JsonRoundTrip) {
   c.optimizer = OptimizerKind::kAdamW;
   c.freeze = FreezeMode::kBiasOnly;
   c.frozen_prefix_layers = 3;
+  c.micro_batches = 4;
+  c.norm_statistics = NormStatistics::kRunning;
   Result<StepConfig> back = step_config_from_json(step_config_to_json(c));
   ASSERT_TRUE(back.is_ok()) << back.status().to_string();
   EXPECT_TRUE(*back == c) << back->describe() << " vs " << c.describe();
+  EXPECT_EQ(back->train_config().norm_statistics, NormStatistics::kRunning);
   JsonValue bad = step_config_to_json(c);
   bad.set("optimizer", "lion");
   EXPECT_FALSE(step_config_from_json(bad).is_ok());
+  bad = step_config_to_json(c);
+  bad.set("norm_statistics", "moving");
+  Result<StepConfig> unknown = step_config_from_json(bad);
+  ASSERT_FALSE(unknown.is_ok());
+  EXPECT_NE(unknown.status().message().find("norm_statistics"), std::string::npos) << unknown.status().to_string();
+  // Profiles written before the field existed: batch statistics.
+  JsonValue old = JsonValue::object();
+  const JsonValue full = step_config_to_json(c);
+  for (const JsonMember& m : full.members())
+    if (m.key != "norm_statistics") old.set(m.key, m.value);
+  Result<StepConfig> legacy = step_config_from_json(old);
+  ASSERT_TRUE(legacy.is_ok()) << legacy.status().to_string();
+  EXPECT_EQ(legacy->norm_statistics, NormStatistics::kBatch);
 }
 
 }  // namespace
