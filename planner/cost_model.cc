@@ -86,15 +86,19 @@ JsonValue FitReport::to_json() const {
   summary.set("step_count", step_count);
   summary.set("step_within_10pct", step_within);
   summary.set("step_r2", step_r2);
-  JsonValue repeat = JsonValue::array();
-  for (const Repeatability& r : repeatability) {
-    JsonValue k = JsonValue::object();
-    k.set("threads", r.threads);
-    k.set("count", r.count);
-    k.set("within_10pct", r.within);
-    repeat.push_back(std::move(k));
-  }
-  summary.set("repeatability", std::move(repeat));
+  auto repeat_json = [](const std::vector<Repeatability>& list) {
+    JsonValue repeat = JsonValue::array();
+    for (const Repeatability& r : list) {
+      JsonValue k = JsonValue::object();
+      k.set("threads", r.threads);
+      k.set("count", r.count);
+      k.set("within_10pct", r.within);
+      repeat.push_back(std::move(k));
+    }
+    return repeat;
+  };
+  summary.set("repeatability", repeat_json(repeatability));
+  summary.set("step_repeatability", repeat_json(step_repeatability));
   j.set("summary", std::move(summary));
   JsonValue classes = JsonValue::array();
   for (const ClassReport& c : this->classes) {
@@ -188,6 +192,11 @@ std::string report_text(const JsonValue& report) {
       for (const JsonValue& r : rep->items())
         s += "noise floor, " + std::to_string(r.get_int("threads")) + " thread(s): " +
              pct(r.get_double("within_10pct")) + " of kernel timings repeated later were within 10% (n=" +
+             std::to_string(r.get_int("count")) + ")\n";
+    if (const JsonValue* rep = sum->get_array("step_repeatability"))
+      for (const JsonValue& r : rep->items())
+        s += "noise floor, whole steps, " + std::to_string(r.get_int("threads")) + " thread(s): " +
+             pct(r.get_double("within_10pct")) + " of validation steps timed again were within 10% (n=" +
              std::to_string(r.get_int("count")) + ")\n";
     // Per thread count, from the per-class and per-step rows.
     std::map<int64_t, std::pair<double, int64_t>> held, steps_in;  // threads -> (hits, count)
@@ -397,6 +406,11 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
     for (const RepeatSample& r : p.repeats)
       if (r.threads == t) second.push_back(r.second), first.push_back(r.first);
     if (!first.empty()) report->repeatability.push_back({t, static_cast<int>(first.size()), within_share(second, first)});
+    std::vector<double> step_second, step_first;
+    for (const RepeatSample& r : p.step_repeats)
+      if (r.threads == t) step_second.push_back(r.second), step_first.push_back(r.first);
+    if (!step_first.empty())
+      report->step_repeatability.push_back({t, static_cast<int>(step_first.size()), within_share(step_second, step_first)});
   }
   report->op_holdout_count = static_cast<int>(all_pred.size());
   report->op_holdout_within = within_share(all_pred, all_meas);

@@ -111,6 +111,9 @@ struct FitReport {
     double within = 0;
   };
   std::vector<Repeatability> repeatability;
+  // The same for whole validation steps timed again at the end of the profile
+  // (Profile::step_repeats): the noise floor of the whole-step share.
+  std::vector<Repeatability> step_repeatability;
   // Whole validation steps: measured vs the sum of node predictions.
   std::vector<StepReport> steps;
   int step_count = 0;

@@ -122,15 +122,19 @@ JsonValue profile_to_json(const Profile& p) {
     steps.push_back(std::move(k));
   }
   j.set("steps", std::move(steps));
-  JsonValue repeats = JsonValue::array();
-  for (const RepeatSample& r : p.repeats) {
-    JsonValue k = JsonValue::array();
-    k.push_back(r.threads);
-    k.push_back(r.first);
-    k.push_back(r.second);
-    repeats.push_back(std::move(k));
-  }
-  j.set("repeats", std::move(repeats));
+  auto repeats_json = [](const std::vector<RepeatSample>& list) {
+    JsonValue repeats = JsonValue::array();
+    for (const RepeatSample& r : list) {
+      JsonValue k = JsonValue::array();
+      k.push_back(r.threads);
+      k.push_back(r.first);
+      k.push_back(r.second);
+      repeats.push_back(std::move(k));
+    }
+    return repeats;
+  };
+  j.set("repeats", repeats_json(p.repeats));
+  j.set("step_repeats", repeats_json(p.step_repeats));
   j.set("measurement", p.measurement);
   j.set("models", p.models);
   j.set("report", p.report);
@@ -194,10 +198,13 @@ Result<Profile> profile_from_json(const JsonValue& j) {
       p.steps.push_back(std::move(s));
     }
   }
-  if (const JsonValue* rs = j.get_array("repeats")) {
+  for (const char* key : {"repeats", "step_repeats"}) {
+    const JsonValue* rs = j.get_array(key);
+    if (rs == nullptr) continue;
+    std::vector<RepeatSample>& out = std::string(key) == "repeats" ? p.repeats : p.step_repeats;
     for (const JsonValue& r : rs->items()) {
-      if (r.size() != 3) return corrupt_data("profile: a repeat sample must be [threads, first, second]");
-      p.repeats.push_back({static_cast<int>(r.at(0)->as_int(1)), r.at(1)->as_double(), r.at(2)->as_double()});
+      if (r.size() != 3) return corrupt_data(std::string("profile: a ") + key + " entry must be [threads, first, second]");
+      out.push_back({static_cast<int>(r.at(0)->as_int(1)), r.at(1)->as_double(), r.at(2)->as_double()});
     }
   }
   if (const JsonValue* m = j.find("measurement")) p.measurement = *m;

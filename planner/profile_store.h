@@ -74,6 +74,9 @@ struct Profile {
   std::vector<KernelSample> kernels;
   std::vector<StepSample> steps;
   std::vector<RepeatSample> repeats;
+  // Validation steps timed a second time at the end (first: the StepSample's seconds): the noise
+  // floor of the whole-step numbers. Empty in profiles from before it was measured.
+  std::vector<RepeatSample> step_repeats;
   // How quiet the machine was: samples thrown away and steps measured again because other
   // processes were busy (planner/profiler.cc's quiet gate).
   JsonValue measurement;

@@ -397,6 +397,8 @@ std::string temp_dir(const std::string& name) {
 
 TEST(ProfileStore, SaveThenLoadGivesTheSameProfile) {
   Profile p = synthetic_profile();
+  p.repeats = {{1, 2e-4, 2.1e-4}};
+  p.step_repeats = {{2, 1e-3, 1.05e-3}, {2, 1e-3, 1.3e-3}};
   SelectOptions o;
   o.fit.trees = 10;
   FitReport report;
@@ -423,6 +425,13 @@ TEST(ProfileStore, SaveThenLoadGivesTheSameProfile) {
   ASSERT_EQ(back->steps.size(), 1u);
   EXPECT_TRUE(back->steps[0].config == p.steps[0].config);
   EXPECT_EQ(back->steps[0].node_seconds, p.steps[0].node_seconds);
+  ASSERT_EQ(back->step_repeats.size(), 2u);
+  EXPECT_EQ(back->step_repeats[1].second, 1.3e-3);
+  // One of the two step timings repeated within 10%: the whole-step noise floor is 50%.
+  ASSERT_EQ(report.step_repeatability.size(), 1u);
+  EXPECT_EQ(report.step_repeatability[0].threads, 2);
+  EXPECT_DOUBLE_EQ(report.step_repeatability[0].within, 0.5);
+  EXPECT_NE(report_text(p.report).find("whole steps, 2 thread(s): 50.0%"), std::string::npos) << report_text(p.report);
   EXPECT_TRUE(back->models == p.models);
   EXPECT_TRUE(back->report == p.report);
   EXPECT_TRUE(to_json(profile_to_json(*back)) == to_json(profile_to_json(p)));
