@@ -839,7 +839,7 @@ class Sampler {
           // of a few profiled steps, the step time the fastest of the plain steps that fit in
           // step_rep_seconds): the fitted step scale carries over only to steps measured the
           // same way. (Validation steps once took the fastest of up to 7 plain steps against
-          // calibration's 2, and came out 10-18% faster than predicted at one thread.)
+          // calibration's 2.)
           const int profiled = options_.quick ? 1 : 3;
           st = time_step(c, threads, profiled, budget_.step_rep_seconds);
           if (!st.is_ok()) break;
