@@ -185,14 +185,14 @@ void stream_gemm(const Parallel& parallel, bool tb, int64_t m, int64_t n, int64_
   using simd::kLanes;
   const int64_t vectors = (n + kLanes - 1) / kLanes, ldbp = vectors * kLanes;
   alignas(64) float packed[kMaxTransposedFloats];  // uninitialised: free unless written
-  for (int64_t p = 0; p < k; ++p) {
-    float* row = packed + p * ldbp;
-    if (tb) {
-      for (int64_t j = 0; j < n; ++j) row[j] = b[j * ldb + p];
-    } else {
-      for (int64_t j = 0; j < n; ++j) row[j] = b[p * ldb + j];
+  if (tb) {
+    simd::transpose_pack(b, ldb, n, k, packed, ldbp, ldbp);
+  } else {
+    for (int64_t p = 0; p < k; ++p) {
+      float* row = packed + p * ldbp;
+      std::copy(b + p * ldb, b + p * ldb + n, row);
+      std::fill(row + n, row + ldbp, 0.0f);
     }
-    for (int64_t j = n; j < ldbp; ++j) row[j] = 0.0f;
   }
   const bool add = beta == 1.0f;
   const int64_t blocks = (m + kStreamRowBlock - 1) / kStreamRowBlock;
