@@ -250,18 +250,52 @@ void reduce_rows(int64_t p0, int64_t p1, int64_t m, int64_t n, const float* a, i
   }
 }
 
+// A C of few columns and many rows (dW of a conv with few inputs and many outputs: 96 x 16 in
+// MobileNetV2's 16 -> 96 expansion) runs transposed: its tiles would be one vector wide, R rows
+// of A broadcast per vector of B (9 loads per 8 FMAs, load-bound: 53% of the one-thread sgemm
+// peak), while C^T = B^T A has 6 vectors per row and 4 x 4 tiles (2 loads per 4 FMAs).
+bool reduces_transposed(int64_t m, int64_t n) {
+  const int64_t m_pad = (m + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
+  return n < 2 * simd::kLanes && m >= 2 * simd::kLanes && (m % simd::kLanes == 0 || m_pad <= kReduceMaxPackedColumns);
+}
+
+// Parts of at least kReducePartRows rows (a 4x4 map at batch 32 has 512: two parts; one part
+// ran at 0.65x OpenBLAS's two threads there); a part's extra cost, clearing and adding a copy
+// of C, is small next to its rows' work. The count follows the shape alone, not the threads,
+// so the sums (and a training run) are the same on one thread as on two.
+int64_t reduce_parts(int64_t m, int64_t n, int64_t k, int64_t copies) {
+  const int64_t by_rows = m * n * k < kMinParallelWork ? 1 : k / kReducePartRows;
+  return std::clamp<int64_t>(std::min(kReduceParts, by_rows), 1, copies);
+}
+
+// C (+)= (B^T A)^T: every part sums its rows' C^T into its own copy (n x m_pad), added into C
+// in part order at the end.
+void reduce_gemm_transposed(const Parallel& parallel, int64_t m, int64_t n, int64_t k, const float* a,
+                            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  const int64_t m_pad = (m + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
+  alignas(64) float partial[kMaxTransposedFloats];  // uninitialised: free unless written
+  const int64_t parts = reduce_parts(m, n, k, kMaxTransposedFloats / (n * m_pad));
+  parallel.for_each(parts, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      reduce_rows(k * t / parts, k * (t + 1) / parts, n, m, b, ldb, a, lda, partial + t * n * m_pad, m_pad, false);
+  });
+  for (int64_t i = 0; i < m; ++i) {
+    float* __restrict ci = c + i * ldc;
+    for (int64_t j = 0; j < n; ++j) {
+      float sum = beta == 1.0f ? ci[j] : 0.0f;
+      for (int64_t t = 0; t < parts; ++t) sum += partial[(t * n + j) * m_pad + i];
+      ci[j] = sum;
+    }
+  }
+}
+
 void reduce_gemm(const Parallel& parallel, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (reduces_transposed(m, n)) return reduce_gemm_transposed(parallel, m, n, k, a, lda, b, ldb, beta, c, ldc);
   const int64_t n_pad = (n + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
   // Parts of the rows: one per thread, as many as have a copy of C in the buffer and enough rows.
   alignas(64) float partial[kMaxTransposedFloats];  // uninitialised: free unless written
-  // Parts of at least kReducePartRows rows (a 4x4 map at batch 32 has 512: two parts; one part
-  // ran at 0.65x OpenBLAS's two threads there); a part's extra cost, clearing and adding a copy
-  // of C, is small next to its rows' work. The count follows the shape alone, not the threads,
-  // so the sums (and a training run) are the same on one thread as on two.
-  const int64_t copies = kMaxTransposedFloats / (m * n_pad);
-  const int64_t by_rows = m * n * k < kMinParallelWork ? 1 : k / kReducePartRows;
-  const int64_t parts = std::clamp<int64_t>(std::min(kReduceParts, by_rows), 1, copies + 1);
+  const int64_t parts = reduce_parts(m, n, k, kMaxTransposedFloats / (m * n_pad) + 1);
   parallel.for_each(parts, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t p0 = k * t / parts, p1 = k * (t + 1) / parts;

@@ -106,15 +106,17 @@ TEST(Gemm, SkinnyStreamingMatchesTheNaiveProduct) {
 
 // The streaming reduction for weight gradients (A transposed, K >= 512, C small): row counts off
 // its stretches (64) and the threads' parts, C's rows off its tiles, columns off its vectors
-// (N % 16 != 0 packs B's rows), beta 0 (C NaN) and 1, one and two threads, streaming on and off.
+// (N % 16 != 0 packs B's rows), C both ways round, beta 0 (C NaN) and 1, one and two threads, streaming on and off.
 TEST(Gemm, SkinnyReductionMatchesTheNaiveProduct) {
   for (bool streaming : {true, false}) {
     set_gemm_streaming(streaming);
     for (int threads : {1, 2}) {
       ThreadPool pool(threads);
       for (int64_t k : {512, 1000, 2049})
+        // {96, 16}, {96, 24}, {144, 24}, {40, 7}, {33, 31} run transposed (C^T = B^T A: few
+        // columns, many rows), the last two with A's rows packed (M % 16 != 0).
         for (auto [m, n] : {std::pair<int64_t, int64_t>{1, 16}, {13, 96}, {16, 32}, {24, 17}, {96, 24}, {144, 24},
-                            {40, 200}, {7, 1}})
+                            {40, 200}, {7, 1}, {96, 16}, {40, 7}, {33, 31}})
           for (float beta : {0.0f, 1.0f}) {
             const int64_t lda = m + 3, ldb = n + 2, ldc = n + 5;
             const std::vector<float> a = random_values(static_cast<size_t>(k * lda), 1);
@@ -150,7 +152,7 @@ TEST(Gemm, SkinnyReductionMatchesTheNaiveProduct) {
 TEST(Gemm, SkinnyReductionIsTheSameOnOneAndTwoThreads) {
   set_gemm_streaming(true);
   for (int64_t k : {1024, 4096, 8192})
-    for (auto [m, n] : {std::pair<int64_t, int64_t>{16, 32}, {96, 24}, {24, 96}, {144, 24}}) {
+    for (auto [m, n] : {std::pair<int64_t, int64_t>{16, 32}, {96, 24}, {24, 96}, {144, 24}, {96, 16}}) {
       const std::vector<float> a = random_values(static_cast<size_t>(k * m), 4);
       const std::vector<float> b = random_values(static_cast<size_t>(k * n), 5);
       std::vector<std::vector<float>> c;
