@@ -160,7 +160,7 @@ void register_resnet18() {
 }
 
 // MobileNetV2's pointwise convs on 32x32 images, batch 32 (8,192 rows at 16x16 down to 128 at
-// 2x2), and ResNet-18's 1x1 stride-2 downsampling convs, each direction twice: /openblas with
+// 2x2, 32 at 1x1), and ResNet-18's 1x1 stride-2 downsampling convs, each direction twice: /openblas with
 // ops/gemm.cc's streaming kernel for skinny GEMMs off, /stream with it on (the default).
 //   build/bench/bench_conv2d --benchmark_filter='^pw_|down1x1' --benchmark_repetitions=5
 //       --benchmark_enable_random_interleaving=true
@@ -176,6 +176,9 @@ constexpr NamedLayer kPointwise[] = {
     {"pw_64to384_2x2", {32, 2, 2, 64, 384, 1, 1, 0, 1}},
     {"pw_384to96_2x2", {32, 2, 2, 384, 96, 1, 1, 0, 1}},
     {"pw_96to576_2x2", {32, 2, 2, 96, 576, 1, 1, 0, 1}},
+    {"pw_576to160_1x1", {32, 1, 1, 576, 160, 1, 1, 0, 1}},  // block 6.0 project (1x1 maps: 32 rows)
+    {"pw_160to960_1x1", {32, 1, 1, 160, 960, 1, 1, 0, 1}},
+    {"pw_320to1280_1x1", {32, 1, 1, 320, 1280, 1, 1, 0, 1}},  // the last conv
     {"pw_at224_24to144_56x56_b8", {8, 56, 56, 24, 144, 1, 1, 0, 1}},
     {"pw_at224_144to24_56x56_b8", {8, 56, 56, 144, 24, 1, 1, 0, 1}},
     {"down1x1_s2_64to128_8x8", {32, 8, 8, 64, 128, 1, 2, 0, 1}},

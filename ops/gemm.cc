@@ -311,6 +311,62 @@ void reduce_gemm(const Parallel& parallel, int64_t m, int64_t n, int64_t k, cons
     }
 }
 
+
+// --- Short GEMMs: a few rows of C against a wide B ------------------------------------------------
+// The 1x1 convs of 1x1 maps at batch 32 (MobileNetV2's last blocks, ResNet-18's layer4
+// downsampling: C of 32 rows x 256-1280 columns). OpenBLAS packs all of B (the weights) for its
+// 32 rows, which costs about as much as the product (one-thread: 55% of its sgemm peak on
+// 32 x 512 x 256). Here C^T = B^T A^T runs through the streaming kernel instead: A^T, small, is
+// packed once ([K][M], M padded to whole vectors), B^T's rows are read in place, blocks of
+// kShortBlock rows of C^T land in a per-thread scratch tile and are transposed into C.
+constexpr int64_t kShortMinRows = 16, kShortMaxRows = 64, kShortMinColumns = 128, kShortBlock = 128;
+// A^T packed on the caller's stack: 128 KiB, K up to 1024 at 32 rows (MobileNetV2's 960 -> 160 and
+// 576 -> 160; the 1280-wide backward data of its last conv stays with OpenBLAS). With the 32 KiB
+// tile per thread this stays within the ~200 KiB runtime/thread_pool.h allows kernels.
+constexpr int64_t kShortMaxPackedFloats = 32768;
+
+bool short_rows(bool ta, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
+  const int64_t m_pad = (m + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
+  return !ta && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && m >= kShortMinRows && m <= kShortMaxRows &&
+         (m_pad - m) * 4 <= m_pad && n >= kShortMinColumns && k > 0 && k * m_pad <= kShortMaxPackedFloats &&
+         m * n * k > kOpenBlasSmallLimit && streaming_enabled.load(std::memory_order_relaxed);
+}
+
+// C[:, j0 + 0 .. cols) (+)= t^T, t = rows [0, cols) of a [.][ldt] tile holding C^T's rows j0...
+void add_transposed(const float* t, int64_t ldt, int64_t m, int64_t cols, float* c, int64_t ldc, bool add) {
+  using simd::kLanes;
+  for (int64_t i0 = 0; i0 < m; i0 += kLanes)
+    for (int64_t j = 0; j < cols; j += kLanes) {
+      alignas(64) float out[kLanes * kLanes];  // out[i - i0][j' - j]; rows past cols are never stored
+      simd::transpose_16x16(t + j * ldt + i0, ldt, out, kLanes);
+      const int64_t width = std::min(kLanes, cols - j);
+      for (int64_t i = i0; i < std::min(m, i0 + kLanes); ++i) {
+        float* ci = c + i * ldc + j;
+        const float* oi = out + (i - i0) * kLanes;
+        for (int64_t q = 0; q < width; ++q) ci[q] = add ? ci[q] + oi[q] : oi[q];
+      }
+    }
+}
+
+void short_gemm(const Parallel& parallel, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  const int64_t m_pad = (m + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
+  alignas(64) float packed[kShortMaxPackedFloats];  // A^T: [k][m_pad]; uninitialised: free unless written
+  simd::transpose_pack(a, lda, m, k, packed, m_pad, m_pad);
+  // Row j of B^T, element p: B(p, j) = b[j * ldb + p] (tb) or b[p * ldb + j].
+  const int64_t b_r = tb ? ldb : 1, b_k = tb ? 1 : ldb;
+  const int64_t blocks = (n + kShortBlock - 1) / kShortBlock;
+  parallel.for_each(blocks, 1, [&](int64_t blk0, int64_t blk1) {
+    // Every row of the tile is written by stream_all_columns before add_transposed reads it;
+    // rows past a last partial block are read by the 16x16 transposes but never stored.
+    alignas(64) float tile[kShortBlock * kShortMaxRows];
+    for (int64_t blk = blk0; blk < blk1; ++blk) {
+      const int64_t j0 = blk * kShortBlock, cols = std::min(kShortBlock, n - j0);
+      stream_all_columns(0, cols, m, k, b + j0 * b_r, b_r, b_k, packed, m_pad, tile, m_pad, false);
+      add_transposed(tile, m_pad, m, cols, c + j0, ldc, beta == 1.0f);
+    }
+  });
+}
 }  // namespace
 
 void set_gemm_streaming(bool enabled) { streaming_enabled.store(enabled, std::memory_order_relaxed); }
@@ -321,6 +377,8 @@ void gemm(const Parallel& parallel, bool trans_a, bool trans_b, int64_t m, int64
   if (streams(trans_a, m, n, k, alpha, beta))
     return stream_gemm(parallel, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
   if (reduces(trans_a, trans_b, m, n, k, alpha, beta)) return reduce_gemm(parallel, m, n, k, a, lda, b, ldb, beta, c, ldc);
+  if (short_rows(trans_a, m, n, k, alpha, beta))
+    return short_gemm(parallel, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
   if (m * n * k <= kOpenBlasSmallLimit) {
     // Split over blocks of 4 rows of C where there is work for both threads.
     if (parallel.threads > 1 && m >= 8 && m * n * k >= kMinSmallParallelWork) {

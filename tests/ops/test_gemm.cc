@@ -104,6 +104,48 @@ TEST(Gemm, SkinnyStreamingMatchesTheNaiveProduct) {
   set_gemm_streaming(true);
 }
 
+// Short GEMMs (16-64 rows of C against 128 or more columns: the 1x1 convs of 1x1 maps) run
+// C^T = B^T A^T through the streaming kernel: row counts on and off whole vectors (24 and 60 end
+// in a partial one), columns across its blocks of 128 (517, 300, 144 end in partial ones), K on
+// and off 16, up to the packed A^T's limit (every shape here is above OpenBLAS's small limit but
+// 24 x 144 x 256),
+// B stored both ways, beta 0 (C NaN) and 1, one and two threads, streaming on and off.
+TEST(Gemm, ShortRowsMatchTheNaiveProduct) {
+  for (bool streaming : {true, false}) {
+    set_gemm_streaming(streaming);
+    for (int threads : {1, 2}) {
+      ThreadPool pool(threads);
+      for (bool tb : {false, true})
+        for (int64_t m : {24, 32, 60, 64})
+          for (auto [n, k] : {std::pair<int64_t, int64_t>{300, 160}, {517, 100}, {1280, 40}, {144, 256}, {160, 512}})
+            for (float beta : {0.0f, 1.0f}) {
+              const int64_t lda = k + 3, ldb = (tb ? k : n) + 2, ldc = n + 5;
+              const std::vector<float> a = random_values(static_cast<size_t>(m * lda), 1);
+              const std::vector<float> b = random_values(static_cast<size_t>((tb ? n : k) * ldb), 2);
+              std::vector<float> c = random_values(static_cast<size_t>(m * ldc), 3);
+              if (beta == 0.0f)
+                for (int64_t i = 0; i < m; ++i)
+                  for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = std::numeric_limits<float>::quiet_NaN();
+              const std::vector<float> c0 = c;
+              gemm(pool.parallel(), false, tb, m, n, k, 1.0f, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+              double worst = 0;
+              for (int64_t i = 0; i < m; ++i)
+                for (int64_t j = 0; j < n; ++j) {
+                  double want = beta == 0.0f ? 0.0 : double(c0[i * ldc + j]);
+                  for (int64_t p = 0; p < k; ++p)
+                    want += double(a[i * lda + p]) * double(tb ? b[j * ldb + p] : b[p * ldb + j]);
+                  worst = std::max(worst, std::fabs(double(c[i * ldc + j]) - want) / std::max(1.0, std::fabs(want)));
+                }
+              ASSERT_LT(worst, 1e-5) << "streaming " << streaming << " tb " << tb << " m " << m << " n " << n
+                                     << " k " << k << " beta " << beta << " threads " << threads;
+              for (int64_t i = 0; i < m; ++i)
+                for (int64_t j = n; j < ldc; ++j) ASSERT_EQ(c[i * ldc + j], c0[i * ldc + j]) << "padding changed";
+            }
+    }
+  }
+  set_gemm_streaming(true);
+}
+
 // The streaming reduction for weight gradients (A transposed, K >= 512, C small): row counts off
 // its stretches (64) and the threads' parts, C's rows off its tiles, columns off its vectors
 // (N % 16 != 0 packs B's rows), C both ways round, beta 0 (C NaN) and 1, one and two threads, streaming on and off.
