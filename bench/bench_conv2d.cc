@@ -161,7 +161,7 @@ void register_resnet18() {
 
 // MobileNetV2's pointwise convs on 32x32 images, batch 32 (8,192 rows at 16x16 down to 128 at
 // 2x2, 32 at 1x1), and ResNet-18's 1x1 stride-2 downsampling convs, each direction twice: /openblas with
-// ops/gemm.cc's streaming kernel for skinny GEMMs off, /stream with it on (the default).
+// ops/gemm.cc's streaming kernels for skinny and short GEMMs off, /stream with it on (the default).
 //   build/bench/bench_conv2d --benchmark_filter='^pw_|down1x1' --benchmark_repetitions=5
 //       --benchmark_enable_random_interleaving=true
 constexpr NamedLayer kPointwise[] = {
