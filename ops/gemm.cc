@@ -123,12 +123,13 @@ bool streaming_default() {
   return e == nullptr || std::string_view(e) != "off";
 }
 std::atomic<bool> streaming_enabled{streaming_default()};
-constexpr int64_t kStreamMaxSide = 96;
+constexpr int64_t kStreamMaxSide = 128;
 constexpr int64_t kStreamMinRows = 64;
 constexpr int64_t kStreamRowBlock = 24;  // a multiple of every tile's row count (12, 8, 6, 4)
 
 // Measured (bench_conv2d pw_*, one thread, CPU time, streaming vs OpenBLAS): N of 16, 32, 96
-// 1.0-1.15x; N = 24 (a third of the last vector wasted) 0.94-0.95x; N = 144 with K = 24 over
+// 1.0-1.15x; N = 24 (a third of the last vector wasted) 0.94-0.95x; N = 128 with K = 64 (ResNet-18's
+// layer2 1x1 stride-2 downsampling, through im2col) 1.19-1.25x; N = 144 with K = 24 over
 // 25,088 rows 0.6x. So only narrow C with (nearly) whole vectors streams; N = 24 runs a vector
 // and a half vector (stream_all_columns).
 bool streams(bool ta, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
@@ -214,6 +215,7 @@ void stream_gemm(const Parallel& parallel, bool tb, int64_t m, int64_t n, int64_
 // summing into its own copy of C (on the caller's stack), added up in order at the end. Both
 // operands are read once, none packed whole.
 constexpr int64_t kReduceMinRows = 512;
+constexpr int64_t kReduceMaxSide = 96;  // one side of C at most this
 constexpr int64_t kReducePartRows = 128;
 constexpr int64_t kReduceParts = 4;  // up to 4 threads share the rows
 constexpr int64_t kReduceMaxPackedColumns = 256;  // B's rows are packed only when N % 16 != 0
@@ -221,7 +223,7 @@ constexpr int64_t kReduceMaxPackedColumns = 256;  // B's rows are packed only wh
 bool reduces(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
   const int64_t n_pad = (n + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
   return ta && !tb && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && k >= kReduceMinRows &&
-         (m <= kStreamMaxSide || n <= kStreamMaxSide) && m * n_pad <= kMaxTransposedFloats &&
+         (m <= kReduceMaxSide || n <= kReduceMaxSide) && m * n_pad <= kMaxTransposedFloats &&
          (n % simd::kLanes == 0 || n_pad <= kReduceMaxPackedColumns) &&
          streaming_enabled.load(std::memory_order_relaxed);
 }

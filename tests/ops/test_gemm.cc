@@ -62,7 +62,7 @@ TEST(Gemm, MatchesTheNaiveProductForEveryLayoutAndShape) {
   }
 }
 
-// The streaming kernel for skinny GEMMs (no transposed A, M >= 64, K or N <= 96): row counts
+// The streaming kernel for skinny GEMMs (no transposed A, M >= 64, N <= 128): row counts
 // off its row blocks (24) and tiles (12, 8, 6, 4 rows), columns off its vectors (16) and tiles
 // (4 vectors; 24, 40, 56, 88 end in a half vector), K across its stretches of 64, beta 0 and 1, B stored both ways, one and two
 // threads; the same shapes through OpenBLAS (streaming off) for comparison.
@@ -75,7 +75,7 @@ TEST(Gemm, SkinnyStreamingMatchesTheNaiveProduct) {
         for (int64_t m : {64, 77, 300, 1031})
           for (auto [n, k] : {std::pair<int64_t, int64_t>{1, 5}, {15, 96}, {16, 32}, {17, 130}, {24, 144}, {40, 7},
                               {64, 65}, {65, 24}, {96, 96}, {144, 24}, {200, 3}, {577, 16},
-                              {8, 20}, {56, 33}, {88, 70}})
+                              {8, 20}, {56, 33}, {88, 70}, {128, 128}, {120, 33}})
             for (float beta : {0.0f, 1.0f}) {
               const int64_t lda = k + 3, ldb = (tb ? k : n) + 2, ldc = n + 5;
               const std::vector<float> a = random_values(static_cast<size_t>(m * lda), 1);
