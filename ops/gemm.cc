@@ -321,9 +321,11 @@ void reduce_gemm(const Parallel& parallel, int64_t m, int64_t n, int64_t k, cons
 // 32 x 512 x 256). Here C^T = B^T A^T runs through the streaming kernel instead: A^T, small, is
 // packed once ([K][M], M padded to whole vectors), B^T's rows are read in place, blocks of
 // kShortBlock rows of C^T land in a per-thread scratch tile and are transposed into C.
-constexpr int64_t kShortMinRows = 16, kShortMaxRows = 64, kShortMinColumns = 128, kShortBlock = 128;
+// Up to 32 rows: at 64 (ResNet-18's layer3 downsampling, backward data, split in two) it ran as
+// fast as OpenBLAS, at 128 0.87-0.90x.
+constexpr int64_t kShortMinRows = 16, kShortMaxRows = 32, kShortMinColumns = 128, kShortBlock = 128;
 // A^T packed on the caller's stack: 128 KiB, K up to 1024 at 32 rows (MobileNetV2's 960 -> 160 and
-// 576 -> 160; the 1280-wide backward data of its last conv stays with OpenBLAS). With the 32 KiB
+// 576 -> 160; the 1280-wide backward data of its last conv stays with OpenBLAS). With the 16 KiB
 // tile per thread this stays within the ~200 KiB runtime/thread_pool.h allows kernels.
 constexpr int64_t kShortMaxPackedFloats = 32768;
 

@@ -5,7 +5,7 @@
 // split happens here: along M (rows of C) when M is the larger side, else along N.
 // Three shapes skip OpenBLAS: skinny products (many rows against a B of at most 96 columns: the
 // pointwise convs of small feature maps), skinny reductions (A^T B over many rows into a small
-// C: their weight gradients) and short products (16-64 rows of C against a wide B: the 1x1 convs
+// C: their weight gradients) and short products (16-32 rows of C against a wide B: the 1x1 convs
 // of 1x1 maps, run as C^T = B^T A^T) run hand-written streaming kernels (ops/gemm.cc), and
 // products under OpenBLAS's small-matrix limit run register-blocked loops.
 #pragma once

@@ -104,20 +104,19 @@ TEST(Gemm, SkinnyStreamingMatchesTheNaiveProduct) {
   set_gemm_streaming(true);
 }
 
-// Short GEMMs (16-64 rows of C against 128 or more columns: the 1x1 convs of 1x1 maps) run
-// C^T = B^T A^T through the streaming kernel: row counts on and off whole vectors (24 and 60 end
-// in a partial one), columns across its blocks of 128 (517, 300, 144 end in partial ones), K on
-// and off 16, up to the packed A^T's limit (every shape here is above OpenBLAS's small limit but
-// 24 x 144 x 256),
-// B stored both ways, beta 0 (C NaN) and 1, one and two threads, streaming on and off.
+// Short GEMMs (16-32 rows of C against 128 or more columns: the 1x1 convs of 1x1 maps) run
+// C^T = B^T A^T through the streaming kernel: row counts on and off whole vectors (24 and 28 end
+// in a partial one), columns across its blocks (517, 300, 144 end in partial ones), K on and off
+// 16 up to the packed A^T's limit (1024 at 32 rows; every shape here is above OpenBLAS's small
+// limit), B stored both ways, beta 0 (C NaN) and 1, one and two threads, streaming on and off.
 TEST(Gemm, ShortRowsMatchTheNaiveProduct) {
   for (bool streaming : {true, false}) {
     set_gemm_streaming(streaming);
     for (int threads : {1, 2}) {
       ThreadPool pool(threads);
       for (bool tb : {false, true})
-        for (int64_t m : {24, 32, 60, 64})
-          for (auto [n, k] : {std::pair<int64_t, int64_t>{300, 160}, {517, 100}, {1280, 40}, {144, 256}, {160, 512}})
+        for (int64_t m : {16, 24, 28, 32})
+          for (auto [n, k] : {std::pair<int64_t, int64_t>{300, 256}, {517, 160}, {1280, 60}, {144, 513}, {160, 1024}})
             for (float beta : {0.0f, 1.0f}) {
               const int64_t lda = k + 3, ldb = (tb ? k : n) + 2, ldc = n + 5;
               const std::vector<float> a = random_values(static_cast<size_t>(m * lda), 1);
@@ -136,7 +135,8 @@ TEST(Gemm, ShortRowsMatchTheNaiveProduct) {
                     want += double(a[i * lda + p]) * double(tb ? b[j * ldb + p] : b[p * ldb + j]);
                   worst = std::max(worst, std::fabs(double(c[i * ldc + j]) - want) / std::max(1.0, std::fabs(want)));
                 }
-              ASSERT_LT(worst, 1e-5) << "streaming " << streaming << " tb " << tb << " m " << m << " n " << n
+              // OpenBLAS sums K = 1024 terms in one running sum (1.04e-5 measured).
+              ASSERT_LT(worst, streaming ? 1e-5 : 5e-5) << "streaming " << streaming << " tb " << tb << " m " << m << " n " << n
                                      << " k " << k << " beta " << beta << " threads " << threads;
               for (int64_t i = 0; i < m; ++i)
                 for (int64_t j = n; j < ldc; ++j) ASSERT_EQ(c[i * ldc + j], c0[i * ldc + j]) << "padding changed";
