@@ -214,7 +214,9 @@ void stream_gemm(const Parallel& parallel, bool tb, int64_t m, int64_t n, int64_
 // split into up to kReduceParts parts (whichever thread claims one), each part but the first
 // summing into its own copy of C (on the caller's stack), added up in order at the end. Both
 // operands are read once, none packed whole.
-constexpr int64_t kReduceMinRows = 512;
+// 256: the im2col path's chunks of ResNet-18's 8x8 1x1 stride-2 downsampling have 256 rows; at
+// 512 they went to OpenBLAS's sgemm_tn (packing both operands: 1.19-1.27x slower, one thread).
+constexpr int64_t kReduceMinRows = 256;
 constexpr int64_t kReduceMaxSide = 96;  // one side of C at most this
 constexpr int64_t kReducePartRows = 128;
 constexpr int64_t kReduceParts = 4;  // up to 4 threads share the rows

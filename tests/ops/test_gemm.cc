@@ -146,7 +146,7 @@ TEST(Gemm, ShortRowsMatchTheNaiveProduct) {
   set_gemm_streaming(true);
 }
 
-// The streaming reduction for weight gradients (A transposed, K >= 512, C small): row counts off
+// The streaming reduction for weight gradients (A transposed, K >= 256, C small): row counts off
 // its stretches (64) and the threads' parts, C's rows off its tiles, columns off its vectors
 // (N % 16 != 0 packs B's rows), C both ways round, beta 0 (C NaN) and 1, one and two threads, streaming on and off.
 TEST(Gemm, SkinnyReductionMatchesTheNaiveProduct) {
@@ -154,7 +154,7 @@ TEST(Gemm, SkinnyReductionMatchesTheNaiveProduct) {
     set_gemm_streaming(streaming);
     for (int threads : {1, 2}) {
       ThreadPool pool(threads);
-      for (int64_t k : {512, 1000, 2049})
+      for (int64_t k : {256, 300, 512, 1000, 2049})
         // {96, 16}, {96, 24}, {144, 24}, {40, 7}, {33, 31} run transposed (C^T = B^T A: few
         // columns, many rows), the last two with A's rows packed (M % 16 != 0).
         for (auto [m, n] : {std::pair<int64_t, int64_t>{1, 16}, {13, 96}, {16, 32}, {24, 17}, {96, 24}, {144, 24},
