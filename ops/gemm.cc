@@ -326,16 +326,16 @@ void reduce_gemm(const Parallel& parallel, int64_t m, int64_t n, int64_t k, cons
 // Up to 32 rows: at 64 (ResNet-18's layer3 downsampling, backward data, split in two) it ran as
 // fast as OpenBLAS, at 128 0.87-0.90x.
 constexpr int64_t kShortMinRows = 16, kShortMaxRows = 32, kShortMinColumns = 128, kShortBlock = 128;
-// A^T packed on the caller's stack: 128 KiB, K up to 1024 at 32 rows (MobileNetV2's 960 -> 160 and
-// 576 -> 160; the 1280-wide backward data of its last conv stays with OpenBLAS). With the 16 KiB
-// tile per thread this stays within the ~200 KiB runtime/thread_pool.h allows kernels.
+// A^T packed on the caller's stack: 128 KiB, 1024 of K at 32 rows (MobileNetV2's 960 -> 160 and
+// 576 -> 160 in one piece; the 1280-wide backward data of its last conv in two, each added into
+// C). With the 16 KiB tile per thread this stays within the ~200 KiB runtime/thread_pool.h allows
+// kernels.
 constexpr int64_t kShortMaxPackedFloats = 32768;
 
 bool short_rows(bool ta, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
   const int64_t m_pad = (m + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
   return !ta && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && m >= kShortMinRows && m <= kShortMaxRows &&
-         (m_pad - m) * 4 <= m_pad && n >= kShortMinColumns && k > 0 && k * m_pad <= kShortMaxPackedFloats &&
-         m * n * k > kOpenBlasSmallLimit && streaming_enabled.load(std::memory_order_relaxed);
+         (m_pad - m) * 4 <= m_pad && n >= kShortMinColumns && k > 0 && m * n * k > kOpenBlasSmallLimit && streaming_enabled.load(std::memory_order_relaxed);
 }
 
 // C[:, j0 + 0 .. cols) (+)= t^T, t = rows [0, cols) of a [.][ldt] tile holding C^T's rows j0...
@@ -354,13 +354,13 @@ void add_transposed(const float* t, int64_t ldt, int64_t m, int64_t cols, float*
     }
 }
 
-void short_gemm(const Parallel& parallel, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-                const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+// C (+)= A B for K of at most kShortMaxPackedFloats / m_pad; B^T's row j, element p at
+// b[j * b_r + p * b_k].
+void short_gemm_piece(const Parallel& parallel, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                      const float* b, int64_t b_r, int64_t b_k, float beta, float* c, int64_t ldc) {
   const int64_t m_pad = (m + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
   alignas(64) float packed[kShortMaxPackedFloats];  // A^T: [k][m_pad]; uninitialised: free unless written
   simd::transpose_pack(a, lda, m, k, packed, m_pad, m_pad);
-  // Row j of B^T, element p: B(p, j) = b[j * ldb + p] (tb) or b[p * ldb + j].
-  const int64_t b_r = tb ? ldb : 1, b_k = tb ? 1 : ldb;
   // Blocks of at most kShortBlock rows of C^T, an even count of equal ones (whole tiles of 8), so
   // that two threads get equal shares: 160 columns as 128 + 32 left one thread 80% of the work.
   // Every element is one tile's sum whatever the blocks, so results do not depend on them.
@@ -378,6 +378,19 @@ void short_gemm(const Parallel& parallel, bool tb, int64_t m, int64_t n, int64_t
       add_transposed(tile, m_pad, m, cols, c + j0, ldc, beta == 1.0f);
     }
   });
+}
+
+void short_gemm(const Parallel& parallel, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  const int64_t m_pad = (m + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
+  // Row j of B^T, element p: B(p, j) = b[j * ldb + p] (tb) or b[p * ldb + j].
+  const int64_t b_r = tb ? ldb : 1, b_k = tb ? 1 : ldb;
+  // K in pieces whose A^T fits the buffer (whole stretches of the kernel's sums), the first with
+  // beta, the others added into C: the same sums on any number of threads.
+  const int64_t piece = kShortMaxPackedFloats / m_pad / simd::kStreamStretch * simd::kStreamStretch;
+  for (int64_t k0 = 0; k0 < k; k0 += piece)
+    short_gemm_piece(parallel, m, n, std::min(piece, k - k0), a + k0, lda, b + k0 * b_k, b_r, b_k,
+                     k0 == 0 ? beta : 1.0f, c, ldc);
 }
 }  // namespace
 

@@ -107,8 +107,8 @@ TEST(Gemm, SkinnyStreamingMatchesTheNaiveProduct) {
 // Short GEMMs (16-32 rows of C against 128 or more columns: the 1x1 convs of 1x1 maps) run
 // C^T = B^T A^T through the streaming kernel: row counts on and off whole vectors (24 and 28 end
 // in a partial one), columns across its blocks (517, 300, 144 end in partial ones), K on and off
-// 16 up to the packed A^T's limit (1024 at 32 rows; every shape here is above OpenBLAS's small
-// limit), B stored both ways, beta 0 (C NaN) and 1, one and two threads, streaming on and off.
+// 16 up to the packed A^T's limit (1024 at 32 rows) and past it (1100: two pieces at 24-32 rows;
+// every shape here is above OpenBLAS's small limit), B stored both ways, beta 0 (C NaN) and 1, one and two threads, streaming on and off.
 TEST(Gemm, ShortRowsMatchTheNaiveProduct) {
   for (bool streaming : {true, false}) {
     set_gemm_streaming(streaming);
@@ -116,7 +116,7 @@ TEST(Gemm, ShortRowsMatchTheNaiveProduct) {
       ThreadPool pool(threads);
       for (bool tb : {false, true})
         for (int64_t m : {16, 24, 28, 32})
-          for (auto [n, k] : {std::pair<int64_t, int64_t>{300, 256}, {517, 160}, {1280, 60}, {144, 513}, {160, 1024}})
+          for (auto [n, k] : {std::pair<int64_t, int64_t>{300, 256}, {517, 160}, {1280, 60}, {144, 513}, {160, 1024}, {200, 1100}})
             for (float beta : {0.0f, 1.0f}) {
               const int64_t lda = k + 3, ldb = (tb ? k : n) + 2, ldc = n + 5;
               const std::vector<float> a = random_values(static_cast<size_t>(m * lda), 1);
