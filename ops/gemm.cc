@@ -123,12 +123,13 @@ bool streaming_default() {
   return e == nullptr || std::string_view(e) != "off";
 }
 std::atomic<bool> streaming_enabled{streaming_default()};
-constexpr int64_t kStreamMaxSide = 96;
+constexpr int64_t kStreamMaxSide = 128;
 constexpr int64_t kStreamMinRows = 64;
 constexpr int64_t kStreamRowBlock = 24;  // a multiple of every tile's row count (12, 8, 6, 4)
 
 // Measured (bench_conv2d pw_*, one thread, CPU time, streaming vs OpenBLAS): N of 16, 32, 96
-// 1.0-1.15x; N = 24 (a third of the last vector wasted) 0.94-0.95x; N = 144 with K = 24 over
+// 1.0-1.15x; N = 24 (a third of the last vector wasted) 0.94-0.95x; N = 128 with K = 64 (ResNet-18's
+// layer2 1x1 stride-2 downsampling, through im2col) 1.19-1.25x; N = 144 with K = 24 over
 // 25,088 rows 0.6x. So only narrow C with (nearly) whole vectors streams; N = 24 runs a vector
 // and a half vector (stream_all_columns).
 bool streams(bool ta, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
@@ -185,14 +186,14 @@ void stream_gemm(const Parallel& parallel, bool tb, int64_t m, int64_t n, int64_
   using simd::kLanes;
   const int64_t vectors = (n + kLanes - 1) / kLanes, ldbp = vectors * kLanes;
   alignas(64) float packed[kMaxTransposedFloats];  // uninitialised: free unless written
-  for (int64_t p = 0; p < k; ++p) {
-    float* row = packed + p * ldbp;
-    if (tb) {
-      for (int64_t j = 0; j < n; ++j) row[j] = b[j * ldb + p];
-    } else {
-      for (int64_t j = 0; j < n; ++j) row[j] = b[p * ldb + j];
+  if (tb) {
+    simd::transpose_pack(b, ldb, n, k, packed, ldbp, ldbp);
+  } else {
+    for (int64_t p = 0; p < k; ++p) {
+      float* row = packed + p * ldbp;
+      std::copy(b + p * ldb, b + p * ldb + n, row);
+      std::fill(row + n, row + ldbp, 0.0f);
     }
-    for (int64_t j = n; j < ldbp; ++j) row[j] = 0.0f;
   }
   const bool add = beta == 1.0f;
   const int64_t blocks = (m + kStreamRowBlock - 1) / kStreamRowBlock;
@@ -213,7 +214,10 @@ void stream_gemm(const Parallel& parallel, bool tb, int64_t m, int64_t n, int64_
 // split into up to kReduceParts parts (whichever thread claims one), each part but the first
 // summing into its own copy of C (on the caller's stack), added up in order at the end. Both
 // operands are read once, none packed whole.
-constexpr int64_t kReduceMinRows = 512;
+// 256: the im2col path's chunks of ResNet-18's 8x8 1x1 stride-2 downsampling have 256 rows; at
+// 512 they went to OpenBLAS's sgemm_tn (packing both operands: 1.19-1.27x slower, one thread).
+constexpr int64_t kReduceMinRows = 256;
+constexpr int64_t kReduceMaxSide = 96;  // one side of C at most this
 constexpr int64_t kReducePartRows = 128;
 constexpr int64_t kReduceParts = 4;  // up to 4 threads share the rows
 constexpr int64_t kReduceMaxPackedColumns = 256;  // B's rows are packed only when N % 16 != 0
@@ -221,7 +225,7 @@ constexpr int64_t kReduceMaxPackedColumns = 256;  // B's rows are packed only wh
 bool reduces(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
   const int64_t n_pad = (n + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
   return ta && !tb && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && k >= kReduceMinRows &&
-         (m <= kStreamMaxSide || n <= kStreamMaxSide) && m * n_pad <= kMaxTransposedFloats &&
+         (m <= kReduceMaxSide || n <= kReduceMaxSide) && m * n_pad <= kMaxTransposedFloats &&
          (n % simd::kLanes == 0 || n_pad <= kReduceMaxPackedColumns) &&
          streaming_enabled.load(std::memory_order_relaxed);
 }
@@ -250,18 +254,52 @@ void reduce_rows(int64_t p0, int64_t p1, int64_t m, int64_t n, const float* a, i
   }
 }
 
+// A C of few columns and many rows (dW of a conv with few inputs and many outputs: 96 x 16 in
+// MobileNetV2's 16 -> 96 expansion) runs transposed: its tiles would be one vector wide, R rows
+// of A broadcast per vector of B (9 loads per 8 FMAs, load-bound: 53% of the one-thread sgemm
+// peak), while C^T = B^T A has 6 vectors per row and 4 x 4 tiles (2 loads per 4 FMAs).
+bool reduces_transposed(int64_t m, int64_t n) {
+  const int64_t m_pad = (m + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
+  return n < 2 * simd::kLanes && m >= 2 * simd::kLanes && (m % simd::kLanes == 0 || m_pad <= kReduceMaxPackedColumns);
+}
+
+// Parts of at least kReducePartRows rows (a 4x4 map at batch 32 has 512: two parts; one part
+// ran at 0.65x OpenBLAS's two threads there); a part's extra cost, clearing and adding a copy
+// of C, is small next to its rows' work. The count follows the shape alone, not the threads,
+// so the sums (and a training run) are the same on one thread as on two.
+int64_t reduce_parts(int64_t m, int64_t n, int64_t k, int64_t copies) {
+  const int64_t by_rows = m * n * k < kMinParallelWork ? 1 : k / kReducePartRows;
+  return std::clamp<int64_t>(std::min(kReduceParts, by_rows), 1, copies);
+}
+
+// C (+)= (B^T A)^T: every part sums its rows' C^T into its own copy (n x m_pad), added into C
+// in part order at the end.
+void reduce_gemm_transposed(const Parallel& parallel, int64_t m, int64_t n, int64_t k, const float* a,
+                            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  const int64_t m_pad = (m + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
+  alignas(64) float partial[kMaxTransposedFloats];  // uninitialised: free unless written
+  const int64_t parts = reduce_parts(m, n, k, kMaxTransposedFloats / (n * m_pad));
+  parallel.for_each(parts, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      reduce_rows(k * t / parts, k * (t + 1) / parts, n, m, b, ldb, a, lda, partial + t * n * m_pad, m_pad, false);
+  });
+  for (int64_t i = 0; i < m; ++i) {
+    float* __restrict ci = c + i * ldc;
+    for (int64_t j = 0; j < n; ++j) {
+      float sum = beta == 1.0f ? ci[j] : 0.0f;
+      for (int64_t t = 0; t < parts; ++t) sum += partial[(t * n + j) * m_pad + i];
+      ci[j] = sum;
+    }
+  }
+}
+
 void reduce_gemm(const Parallel& parallel, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (reduces_transposed(m, n)) return reduce_gemm_transposed(parallel, m, n, k, a, lda, b, ldb, beta, c, ldc);
   const int64_t n_pad = (n + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
   // Parts of the rows: one per thread, as many as have a copy of C in the buffer and enough rows.
   alignas(64) float partial[kMaxTransposedFloats];  // uninitialised: free unless written
-  // Parts of at least kReducePartRows rows (a 4x4 map at batch 32 has 512: two parts; one part
-  // ran at 0.65x OpenBLAS's two threads there); a part's extra cost, clearing and adding a copy
-  // of C, is small next to its rows' work. The count follows the shape alone, not the threads,
-  // so the sums (and a training run) are the same on one thread as on two.
-  const int64_t copies = kMaxTransposedFloats / (m * n_pad);
-  const int64_t by_rows = m * n * k < kMinParallelWork ? 1 : k / kReducePartRows;
-  const int64_t parts = std::clamp<int64_t>(std::min(kReduceParts, by_rows), 1, copies + 1);
+  const int64_t parts = reduce_parts(m, n, k, kMaxTransposedFloats / (m * n_pad) + 1);
   parallel.for_each(parts, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t p0 = k * t / parts, p1 = k * (t + 1) / parts;
@@ -277,6 +315,83 @@ void reduce_gemm(const Parallel& parallel, int64_t m, int64_t n, int64_t k, cons
     }
 }
 
+
+// --- Short GEMMs: a few rows of C against a wide B ------------------------------------------------
+// The 1x1 convs of 1x1 maps at batch 32 (MobileNetV2's last blocks, ResNet-18's layer4
+// downsampling: C of 32 rows x 256-1280 columns). OpenBLAS packs all of B (the weights) for its
+// 32 rows, which costs about as much as the product (one-thread: 55% of its sgemm peak on
+// 32 x 512 x 256). Here C^T = B^T A^T runs through the streaming kernel instead: A^T, small, is
+// packed once ([K][M], M padded to whole vectors), B^T's rows are read in place, blocks of
+// kShortBlock rows of C^T land in a per-thread scratch tile and are transposed into C.
+// Up to 32 rows: at 64 (ResNet-18's layer3 downsampling, backward data, split in two) it ran as
+// fast as OpenBLAS, at 128 0.87-0.90x.
+constexpr int64_t kShortMinRows = 16, kShortMaxRows = 32, kShortMinColumns = 128, kShortBlock = 128;
+// A^T packed on the caller's stack: 128 KiB, 1024 of K at 32 rows (MobileNetV2's 960 -> 160 and
+// 576 -> 160 in one piece; the 1280-wide backward data of its last conv in two, each added into
+// C). With the 16 KiB tile per thread this stays within the ~200 KiB runtime/thread_pool.h allows
+// kernels.
+constexpr int64_t kShortMaxPackedFloats = 32768;
+
+bool short_rows(bool ta, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
+  const int64_t m_pad = (m + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
+  return !ta && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && m >= kShortMinRows && m <= kShortMaxRows &&
+         (m_pad - m) * 4 <= m_pad && n >= kShortMinColumns && k > 0 && m * n * k > kOpenBlasSmallLimit && streaming_enabled.load(std::memory_order_relaxed);
+}
+
+// C[:, j0 + 0 .. cols) (+)= t^T, t = rows [0, cols) of a [.][ldt] tile holding C^T's rows j0...
+void add_transposed(const float* t, int64_t ldt, int64_t m, int64_t cols, float* c, int64_t ldc, bool add) {
+  using simd::kLanes;
+  for (int64_t i0 = 0; i0 < m; i0 += kLanes)
+    for (int64_t j = 0; j < cols; j += kLanes) {
+      alignas(64) float out[kLanes * kLanes];  // out[i - i0][j' - j]; rows past cols are never stored
+      simd::transpose_16x16(t + j * ldt + i0, ldt, out, kLanes);
+      const int64_t width = std::min(kLanes, cols - j);
+      for (int64_t i = i0; i < std::min(m, i0 + kLanes); ++i) {
+        float* ci = c + i * ldc + j;
+        const float* oi = out + (i - i0) * kLanes;
+        for (int64_t q = 0; q < width; ++q) ci[q] = add ? ci[q] + oi[q] : oi[q];
+      }
+    }
+}
+
+// C (+)= A B for K of at most kShortMaxPackedFloats / m_pad; B^T's row j, element p at
+// b[j * b_r + p * b_k].
+void short_gemm_piece(const Parallel& parallel, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                      const float* b, int64_t b_r, int64_t b_k, float beta, float* c, int64_t ldc) {
+  const int64_t m_pad = (m + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
+  alignas(64) float packed[kShortMaxPackedFloats];  // A^T: [k][m_pad]; uninitialised: free unless written
+  simd::transpose_pack(a, lda, m, k, packed, m_pad, m_pad);
+  // Blocks of at most kShortBlock rows of C^T, an even count of equal ones (whole tiles of 8), so
+  // that two threads get equal shares: 160 columns as 128 + 32 left one thread 80% of the work.
+  // Every element is one tile's sum whatever the blocks, so results do not depend on them.
+  int64_t blocks = (n + kShortBlock - 1) / kShortBlock;
+  blocks += blocks % 2;
+  const int64_t block = ((n + blocks - 1) / blocks + 7) / 8 * 8;
+  blocks = (n + block - 1) / block;
+  parallel.for_each(blocks, 1, [&](int64_t blk0, int64_t blk1) {
+    // Every row of the tile is written by stream_all_columns before add_transposed reads it;
+    // rows past a last partial block are read by the 16x16 transposes but never stored.
+    alignas(64) float tile[kShortBlock * kShortMaxRows];
+    for (int64_t blk = blk0; blk < blk1; ++blk) {
+      const int64_t j0 = blk * block, cols = std::min(block, n - j0);
+      stream_all_columns(0, cols, m, k, b + j0 * b_r, b_r, b_k, packed, m_pad, tile, m_pad, false);
+      add_transposed(tile, m_pad, m, cols, c + j0, ldc, beta == 1.0f);
+    }
+  });
+}
+
+void short_gemm(const Parallel& parallel, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  const int64_t m_pad = (m + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
+  // Row j of B^T, element p: B(p, j) = b[j * ldb + p] (tb) or b[p * ldb + j].
+  const int64_t b_r = tb ? ldb : 1, b_k = tb ? 1 : ldb;
+  // K in pieces whose A^T fits the buffer (whole stretches of the kernel's sums), the first with
+  // beta, the others added into C: the same sums on any number of threads.
+  const int64_t piece = kShortMaxPackedFloats / m_pad / simd::kStreamStretch * simd::kStreamStretch;
+  for (int64_t k0 = 0; k0 < k; k0 += piece)
+    short_gemm_piece(parallel, m, n, std::min(piece, k - k0), a + k0, lda, b + k0 * b_k, b_r, b_k,
+                     k0 == 0 ? beta : 1.0f, c, ldc);
+}
 }  // namespace
 
 void set_gemm_streaming(bool enabled) { streaming_enabled.store(enabled, std::memory_order_relaxed); }
@@ -287,6 +402,8 @@ void gemm(const Parallel& parallel, bool trans_a, bool trans_b, int64_t m, int64
   if (streams(trans_a, m, n, k, alpha, beta))
     return stream_gemm(parallel, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
   if (reduces(trans_a, trans_b, m, n, k, alpha, beta)) return reduce_gemm(parallel, m, n, k, a, lda, b, ldb, beta, c, ldc);
+  if (short_rows(trans_a, m, n, k, alpha, beta))
+    return short_gemm(parallel, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
   if (m * n * k <= kOpenBlasSmallLimit) {
     // Split over blocks of 4 rows of C where there is work for both threads.
     if (parallel.threads > 1 && m >= 8 && m * n * k >= kMinSmallParallelWork) {

@@ -3,10 +3,11 @@
 // (a training step must not allocate), and its spinning threads would compete with our pool.
 // OpenBLAS is therefore pinned to one thread (set_blas_threads(1) in the executor) and the
 // split happens here: along M (rows of C) when M is the larger side, else along N.
-// Two shapes skip OpenBLAS: skinny products (many rows against a B of at most 96 columns: the
-// pointwise convs of small feature maps) and skinny reductions (A^T B over many rows into a small
-// C: their weight gradients) run hand-written streaming kernels (ops/gemm.cc), and products under
-// OpenBLAS's small-matrix limit run register-blocked loops.
+// Three shapes skip OpenBLAS: skinny products (many rows against a B of at most 96 columns: the
+// pointwise convs of small feature maps), skinny reductions (A^T B over many rows into a small
+// C: their weight gradients) and short products (16-32 rows of C against a wide B: the 1x1 convs
+// of 1x1 maps, run as C^T = B^T A^T) run hand-written streaming kernels (ops/gemm.cc), and
+// products under OpenBLAS's small-matrix limit run register-blocked loops.
 #pragma once
 
 #include <cstdint>
@@ -19,8 +20,8 @@ namespace edgetrain {
 void gemm(const Parallel& parallel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
-// Whether skinny GEMMs (many rows against a small B, see ops/gemm.cc) take the streaming kernel
-// instead of OpenBLAS (default on). For benchmarks and tests comparing the two.
+// Whether skinny and short GEMMs (see ops/gemm.cc) take the streaming kernel instead of OpenBLAS
+// (default on). For benchmarks and tests comparing the two.
 void set_gemm_streaming(bool enabled);
 
 }  // namespace edgetrain

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -69,6 +70,54 @@ inline void for_slices(int64_t channels, F&& f) {
   for (; c + 16 <= channels; c += 16) f.template operator()<V16>(c);
   for (; c + 8 <= channels; c += 8) f.template operator()<V8>(c);
   for (; c < channels; ++c) f.template operator()<float>(c);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 16x16 transpose in registers: dst[c * ld_dst + r] = src[r * ld_src + c] for r, c < 16. Four
+// rounds swap the off-diagonal s x s blocks (s = 8, 4, 2, 1) of row pairs (i, i + s); each output
+// row is one two-source shuffle (AVX-512: vpermt2ps), 64 in all. Packing a B^T of 64 x 192
+// floats with scalar strided loads took as long as the 128-row GEMM it fed (pw_192to64_2x2).
+template <int S, size_t... C>
+inline void swap_blocks(V16& lo, V16& hi, std::index_sequence<C...>) {
+  const V16 a = lo, b = hi;
+  lo = __builtin_shufflevector(a, b, ((C & S) ? 16 + C - S : C)...);
+  hi = __builtin_shufflevector(a, b, ((C & S) ? 16 + C : C + S)...);
+}
+template <int S>
+inline void swap_round(V16 (&v)[16]) {
+  for (int i = 0; i < 16; ++i)
+    if ((i & S) == 0) swap_blocks<S>(v[i], v[i + S], std::make_index_sequence<16>{});
+}
+inline void transpose_16x16(const float* src, int64_t ld_src, float* dst, int64_t ld_dst) {
+  V16 v[16];
+  for (int r = 0; r < 16; ++r) v[r] = load<V16>(src + r * ld_src);
+  swap_round<8>(v);
+  swap_round<4>(v);
+  swap_round<2>(v);
+  swap_round<1>(v);
+  for (int c = 0; c < 16; ++c) store(dst + c * ld_dst, v[c]);
+}
+
+// dst[p * ld_dst + j] = src[j * ld_src + p] for j < n, p < k, and zero for n <= j < n_pad (the
+// padding of the last vector): B^T's rows packed as B's, for the streaming kernels.
+inline void transpose_pack(const float* src, int64_t ld_src, int64_t n, int64_t k, float* dst, int64_t ld_dst,
+                           int64_t n_pad) {
+  for (int64_t j0 = 0; j0 < n_pad; j0 += kLanes) {
+    for (int64_t p0 = 0; p0 < k; p0 += kLanes) {
+      if (j0 + kLanes <= n && p0 + kLanes <= k) {
+        transpose_16x16(src + j0 * ld_src + p0, ld_src, dst + p0 * ld_dst + j0, ld_dst);
+        continue;
+      }
+      // An edge block: through a zero-padded tile.
+      alignas(64) float in[kLanes * kLanes] = {}, out[kLanes * kLanes];
+      const int64_t rows = std::min(kLanes, n - j0), cols = std::min(kLanes, k - p0);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) in[r * kLanes + c] = src[(j0 + r) * ld_src + p0 + c];
+      transpose_16x16(in, kLanes, out, kLanes);
+      for (int64_t c = 0; c < cols; ++c)
+        for (int64_t r = 0; r < std::min(kLanes, n_pad - j0); ++r) dst[(p0 + c) * ld_dst + j0 + r] = out[c * kLanes + r];
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

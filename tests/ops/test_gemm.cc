@@ -62,7 +62,7 @@ TEST(Gemm, MatchesTheNaiveProductForEveryLayoutAndShape) {
   }
 }
 
-// The streaming kernel for skinny GEMMs (no transposed A, M >= 64, K or N <= 96): row counts
+// The streaming kernel for skinny GEMMs (no transposed A, M >= 64, N <= 128): row counts
 // off its row blocks (24) and tiles (12, 8, 6, 4 rows), columns off its vectors (16) and tiles
 // (4 vectors; 24, 40, 56, 88 end in a half vector), K across its stretches of 64, beta 0 and 1, B stored both ways, one and two
 // threads; the same shapes through OpenBLAS (streaming off) for comparison.
@@ -75,7 +75,7 @@ TEST(Gemm, SkinnyStreamingMatchesTheNaiveProduct) {
         for (int64_t m : {64, 77, 300, 1031})
           for (auto [n, k] : {std::pair<int64_t, int64_t>{1, 5}, {15, 96}, {16, 32}, {17, 130}, {24, 144}, {40, 7},
                               {64, 65}, {65, 24}, {96, 96}, {144, 24}, {200, 3}, {577, 16},
-                              {8, 20}, {56, 33}, {88, 70}})
+                              {8, 20}, {56, 33}, {88, 70}, {128, 128}, {120, 33}})
             for (float beta : {0.0f, 1.0f}) {
               const int64_t lda = k + 3, ldb = (tb ? k : n) + 2, ldc = n + 5;
               const std::vector<float> a = random_values(static_cast<size_t>(m * lda), 1);
@@ -104,17 +104,61 @@ TEST(Gemm, SkinnyStreamingMatchesTheNaiveProduct) {
   set_gemm_streaming(true);
 }
 
-// The streaming reduction for weight gradients (A transposed, K >= 512, C small): row counts off
+// Short GEMMs (16-32 rows of C against 128 or more columns: the 1x1 convs of 1x1 maps) run
+// C^T = B^T A^T through the streaming kernel: row counts on and off whole vectors (24 and 28 end
+// in a partial one), columns across its blocks (517, 300, 144 end in partial ones), K on and off
+// 16 up to the packed A^T's limit (1024 at 32 rows) and past it (1100: two pieces at 24-32 rows;
+// every shape here is above OpenBLAS's small limit), B stored both ways, beta 0 (C NaN) and 1, one and two threads, streaming on and off.
+TEST(Gemm, ShortRowsMatchTheNaiveProduct) {
+  for (bool streaming : {true, false}) {
+    set_gemm_streaming(streaming);
+    for (int threads : {1, 2}) {
+      ThreadPool pool(threads);
+      for (bool tb : {false, true})
+        for (int64_t m : {16, 24, 28, 32})
+          for (auto [n, k] : {std::pair<int64_t, int64_t>{300, 256}, {517, 160}, {1280, 60}, {144, 513}, {160, 1024}, {200, 1100}})
+            for (float beta : {0.0f, 1.0f}) {
+              const int64_t lda = k + 3, ldb = (tb ? k : n) + 2, ldc = n + 5;
+              const std::vector<float> a = random_values(static_cast<size_t>(m * lda), 1);
+              const std::vector<float> b = random_values(static_cast<size_t>((tb ? n : k) * ldb), 2);
+              std::vector<float> c = random_values(static_cast<size_t>(m * ldc), 3);
+              if (beta == 0.0f)
+                for (int64_t i = 0; i < m; ++i)
+                  for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = std::numeric_limits<float>::quiet_NaN();
+              const std::vector<float> c0 = c;
+              gemm(pool.parallel(), false, tb, m, n, k, 1.0f, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+              double worst = 0;
+              for (int64_t i = 0; i < m; ++i)
+                for (int64_t j = 0; j < n; ++j) {
+                  double want = beta == 0.0f ? 0.0 : double(c0[i * ldc + j]);
+                  for (int64_t p = 0; p < k; ++p)
+                    want += double(a[i * lda + p]) * double(tb ? b[j * ldb + p] : b[p * ldb + j]);
+                  worst = std::max(worst, std::fabs(double(c[i * ldc + j]) - want) / std::max(1.0, std::fabs(want)));
+                }
+              // OpenBLAS sums K = 1024 terms in one running sum (1.04e-5 measured).
+              ASSERT_LT(worst, streaming ? 1e-5 : 5e-5) << "streaming " << streaming << " tb " << tb << " m " << m << " n " << n
+                                     << " k " << k << " beta " << beta << " threads " << threads;
+              for (int64_t i = 0; i < m; ++i)
+                for (int64_t j = n; j < ldc; ++j) ASSERT_EQ(c[i * ldc + j], c0[i * ldc + j]) << "padding changed";
+            }
+    }
+  }
+  set_gemm_streaming(true);
+}
+
+// The streaming reduction for weight gradients (A transposed, K >= 256, C small): row counts off
 // its stretches (64) and the threads' parts, C's rows off its tiles, columns off its vectors
-// (N % 16 != 0 packs B's rows), beta 0 (C NaN) and 1, one and two threads, streaming on and off.
+// (N % 16 != 0 packs B's rows), C both ways round, beta 0 (C NaN) and 1, one and two threads, streaming on and off.
 TEST(Gemm, SkinnyReductionMatchesTheNaiveProduct) {
   for (bool streaming : {true, false}) {
     set_gemm_streaming(streaming);
     for (int threads : {1, 2}) {
       ThreadPool pool(threads);
-      for (int64_t k : {512, 1000, 2049})
+      for (int64_t k : {256, 300, 512, 1000, 2049})
+        // {96, 16}, {96, 24}, {144, 24}, {40, 7}, {33, 31} run transposed (C^T = B^T A: few
+        // columns, many rows), the last two with A's rows packed (M % 16 != 0).
         for (auto [m, n] : {std::pair<int64_t, int64_t>{1, 16}, {13, 96}, {16, 32}, {24, 17}, {96, 24}, {144, 24},
-                            {40, 200}, {7, 1}})
+                            {40, 200}, {7, 1}, {96, 16}, {40, 7}, {33, 31}})
           for (float beta : {0.0f, 1.0f}) {
             const int64_t lda = m + 3, ldb = n + 2, ldc = n + 5;
             const std::vector<float> a = random_values(static_cast<size_t>(k * lda), 1);
@@ -150,7 +194,7 @@ TEST(Gemm, SkinnyReductionMatchesTheNaiveProduct) {
 TEST(Gemm, SkinnyReductionIsTheSameOnOneAndTwoThreads) {
   set_gemm_streaming(true);
   for (int64_t k : {1024, 4096, 8192})
-    for (auto [m, n] : {std::pair<int64_t, int64_t>{16, 32}, {96, 24}, {24, 96}, {144, 24}}) {
+    for (auto [m, n] : {std::pair<int64_t, int64_t>{16, 32}, {96, 24}, {24, 96}, {144, 24}, {96, 16}}) {
       const std::vector<float> a = random_values(static_cast<size_t>(k * m), 4);
       const std::vector<float> b = random_values(static_cast<size_t>(k * n), 5);
       std::vector<std::vector<float>> c;
