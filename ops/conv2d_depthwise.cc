@@ -330,11 +330,8 @@ inline void put(float* p, const V& v) {
 // Outputs above this many bytes are written with non-temporal stores: the stride-2 backward
 // data's dx is 4x its dy (38 MiB on MobileNetV2's first downsampling at 224x224 batch 8), and an
 // ordinary store first reads each line it writes. Only whole aligned 16-channel vectors that
-// nothing reads back: no accumulation, C a multiple of 16, out 64-byte aligned. 3 MiB: dx and
-// its dy then outgrow the two cores' 4 MiB of L2 and would leave it anyway. dw576 s2 14x14
-// (dx 3.4 MiB) measured 1.31x faster streamed (1 thread, CPU time, shared host); the reader of
-// dx then takes it from memory, not L3 (the training step's net effect is not measured yet).
-constexpr int64_t kStreamBytes = int64_t{3} << 20;
+// nothing reads back: no accumulation, C a multiple of 16, out 64-byte aligned.
+constexpr int64_t kStreamBytes = int64_t{8} << 20;
 bool use_streaming(const float* out, int64_t floats, int64_t C, bool accumulate) {
   return simd::kCanStream && !accumulate && C % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 64 == 0 &&
          floats * static_cast<int64_t>(sizeof(float)) > kStreamBytes;
