@@ -125,6 +125,7 @@ TEST(Conv2dDepthwise, Stride2ColumnTilesMatchReference) {
   check_all_directions(depthwise(1, 7, 36, 40, 2), 1);
   check_all_directions(depthwise(2, 5, 16, 48, 2), 2);
   check_all_directions(depthwise(2, 9, 37, 72, 2, 0), 2);
+  check_all_directions(depthwise(8, 14, 14, 576, 2), 2);  // 18 slice pairs per tile
 }
 
 TEST(Conv2dDepthwise, StreamsOnlyLargeAlignedWholeVectorOverwrittenDx) {
