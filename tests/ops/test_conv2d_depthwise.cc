@@ -117,6 +117,17 @@ TEST(Conv2dDepthwise, LayerSizedMapsMatchReference) {
   check_all_directions(depthwise(2, 9, 11, 48, 1, 2, 5), 2);  // 5x5: the any-kernel paths
 }
 
+TEST(Conv2dDepthwise, Stride2ColumnTilesMatchReference) {
+  // Stride 2 with more than 32 channels runs rows in column tiles (forward and weight gradient:
+  // 8 output pixels, backward data: 16 dx pixels): rows that end in a part tile (19 outputs, 37 and 36 dx
+  // pixels), one tile exactly (16 dx pixels), and padding 0 (no pixel pairs).
+  check_all_directions(depthwise(2, 9, 37, 72, 2), 2);
+  check_all_directions(depthwise(1, 7, 36, 40, 2), 1);
+  check_all_directions(depthwise(2, 5, 16, 48, 2), 2);
+  check_all_directions(depthwise(2, 9, 37, 72, 2, 0), 2);
+  check_all_directions(depthwise(8, 14, 14, 576, 2), 2);  // 18 slice pairs per tile
+}
+
 TEST(Conv2dDepthwise, StreamsOnlyLargeAlignedWholeVectorOverwrittenDx) {
   alignas(64) static float aligned[16];
   const ConvGeometry big = depthwise(2, 112, 112, 96, 2);  // dx 9.2 MiB
@@ -137,7 +148,9 @@ TEST(Conv2dDepthwise, StreamedAndUnstreamedBackwardDataMatchReference) {
 }
 
 TEST(Conv2dDepthwise, BackwardWeightIsIdenticalOnOneAndTwoThreads) {
-  for (const ConvGeometry& g : {depthwise(4, 56, 56, 144, 1), depthwise(8, 14, 14, 44, 2), depthwise(32, 2, 2, 384, 1),
+  // (40x40 stride 2, 72 channels: the weight gradient's column tiles of 8, 8 and 4 outputs.)
+  for (const ConvGeometry& g : {depthwise(4, 56, 56, 144, 1), depthwise(8, 14, 14, 44, 2), depthwise(4, 40, 40, 72, 2),
+                                depthwise(32, 2, 2, 384, 1),
                                 depthwise(8, 7, 7, 960, 1), depthwise(32, 1, 1, 960, 1), depthwise(32, 2, 2, 200, 1)}) {
     std::vector<float> result[2];
     for (int threads : {1, 2}) {
