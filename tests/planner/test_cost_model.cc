@@ -836,7 +836,8 @@ TEST(Profiler, ValidationConfigurationsBuildAndAreOffTheSamplingGrid) {
     const bool width = c.model.arch != Architecture::kMobileNetV2 ||
                        c.model.width_mult == 0.35f || c.model.width_mult == 0.5f ||
                        c.model.width_mult == 0.75f || c.model.width_mult == 1.0f;
-    const bool input = c.model.input_size % 32 == 0 && c.model.input_size <= 224;
+    const bool input = (c.model.input_size % 32 == 0 && c.model.input_size <= 224) || c.model.input_size == 48 ||
+                       c.model.input_size == 80;
     const bool batch = (c.batch & (c.batch - 1)) == 0 && c.batch <= 64;
     return width && input && batch;
   };
