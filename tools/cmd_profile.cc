@@ -38,8 +38,11 @@ void print_header(const Profile& p, const std::string& path) {
   std::printf("%s; %zu kernel samples, %zu step samples; profiling took %s\n", p.quick ? " (quick)" : "",
               p.kernels.size(), p.steps.size(), format_seconds(p.profile_seconds).c_str());
   if (p.measurement.is_object())
-    std::printf("quiet gate (other processes busier than %.2f cores): %lld kernel samples dropped, %lld kept "
-                "while the machine stayed busy; %lld steps measured again, %lld kept disturbed; %.0f s waited\n",
+    // Disturbed: other processes busier than the limit, or the host-noise canary slow (below);
+    // on an idle VM nearly all of these are the canary's (2026-12-07: others used 0.2 s of CPU
+    // during a 27 s quick profile that kept 1,142 samples as disturbed).
+    std::printf("quiet gate (other processes busier than %.2f cores, or host noise): %lld kernel samples dropped, "
+                "%lld kept while it stayed disturbed; %lld steps measured again, %lld kept disturbed; %.0f s waited\n",
                 p.measurement.get_double("max_other_cores"),
                 static_cast<long long>(p.measurement.get_int("dropped_kernel_samples")),
                 static_cast<long long>(p.measurement.get_int("kept_disturbed_kernel_samples")),
