@@ -49,8 +49,9 @@ class ChunkClaims {
   std::atomic<uint64_t> word_{0};
 };
 
-// Kernels keep up to ~200 KiB of scratch on the stack of the thread that runs a chunk (packed
-// GEMM operands in ops/gemm.cc, of fixed size, so that a step allocates nothing). glibc gives
+// Kernels keep up to ~210 KiB of scratch on the stack of the thread that runs a chunk (packed
+// GEMM operands in ops/gemm.cc, of fixed size, so that a step allocates nothing; the most: the
+// short-GEMM path's 128 KiB of packed A^T and 16 KiB tile beside gemm()'s own 64 KiB). glibc gives
 // threads 8 MiB by default but musl only 128 KiB, so the workers ask for this much, and a thread
 // that calls into edgetrain needs at least kMinCallerStackBytes (include/edgetrain/README.md).
 constexpr size_t kWorkerStackBytes = size_t{2} << 20;
