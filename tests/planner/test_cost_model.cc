@@ -669,6 +669,21 @@ TEST(CostModel, FootprintFactorFollowsAHingeAndLeavesOutDisturbedSteps) {
   EXPECT_EQ(fit_footprint_factor({}, {}).factor(1e6), 1.0);
 }
 
+// A one-thread calibration step of c in which every node takes `slowdown` times its kernel's
+// predicted time alone (each node as often as the executor runs it).
+StepSample step_slowed_by(const CostModel& alone, const StepConfig& c, double slowdown) {
+  const Graph g = *build_step_graph(c);
+  const std::vector<int> repeats = node_repeats(g);
+  StepSample s;
+  s.config = c;
+  s.threads = 1;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    s.node_seconds.push_back(repeats[i] * slowdown * alone.predict_isolated_seconds(node_features(g, g.nodes[i]), 1));
+    s.seconds += s.node_seconds.back();
+  }
+  return s;
+}
+
 TEST(CostModel, InStepCorrectionsFollowTheStepFootprint) {
   // Calibration steps whose every node runs footprint_law(footprint) times its isolated time:
   // the per-class corrections alone see the same node shapes at 1.1x in small steps and 1.7x in
@@ -690,19 +705,9 @@ TEST(CostModel, InStepCorrectionsFollowTheStepFootprint) {
     return c;
   };
   auto measured = [&](const StepConfig& c, StepSample* s) {
-    Graph g = *build_step_graph(c);
-    const double law = footprint_law(step_footprint_bytes(g));
-    const std::vector<int> repeats = node_repeats(g);
-    s->config = c;
-    s->threads = 1;
-    s->seconds = 0;
-    s->node_seconds.clear();
-    for (size_t i = 0; i < g.nodes.size(); ++i) {
-      const double t = repeats[i] * law * plain->predict_isolated_seconds(node_features(g, g.nodes[i]), 1);
-      s->node_seconds.push_back(t);
-      s->seconds += t;
-    }
-    return step_footprint_bytes(g);
+    const double bytes = step_footprint_bytes(*build_step_graph(c));
+    *s = step_slowed_by(*plain, c, footprint_law(bytes));
+    return bytes;
   };
   double smallest = INFINITY, largest = 0;
   for (int input : {48, 64, 96, 128})
@@ -764,23 +769,14 @@ TEST(CostModel, ClassCorrectionsStayWithinTheirBounds) {
   ASSERT_TRUE(plain.is_ok());
   Graph g = *build_step_graph(c);
   for (int input : {48, 64, 96}) {  // calibration steps at 1.3x the kernels' time alone
-    StepSample s;
-    s.config = c;
-    s.config.model.input_size = input;
-    s.threads = 1;
-    Graph cg = *build_step_graph(s.config);
-    const std::vector<int> repeats = node_repeats(cg);
-    for (size_t i = 0; i < cg.nodes.size(); ++i) {
-      s.node_seconds.push_back(1.3 * repeats[i] * plain->predict_isolated_seconds(node_features(cg, cg.nodes[i]), 1));
-      s.seconds += s.node_seconds.back();
-    }
-    p.steps.push_back(s);
+    StepConfig calibration = c;
+    calibration.model.input_size = input;
+    p.steps.push_back(step_slowed_by(*plain, calibration, 1.3));
   }
   Result<CostModel> m = CostModel::fit(p, o, nullptr);
   ASSERT_TRUE(m.is_ok());
-  JsonValue models = m->to_json();
-  JsonValue& per = const_cast<JsonValue&>(*models.get_array("per_threads")->at(0));
-  const JsonValue* fitted = per.get_object("correction_bounds");
+  const JsonValue models = m->to_json();
+  const JsonValue* fitted = models.get_array("per_threads")->at(0)->get_object("correction_bounds");
   ASSERT_NE(fitted, nullptr);
   ASSERT_GT(fitted->size(), 0u);
   auto with_bounds = [&](double lo, double hi) {
