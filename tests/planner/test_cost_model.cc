@@ -653,7 +653,9 @@ TEST(CostModel, FootprintFactorFollowsAHingeAndLeavesOutDisturbedSteps) {
   for (size_t i = 0; i < lf.size(); ++i) {
     EXPECT_EQ(kept[i], i != 20) << i;
     // The knees fall between sampled footprints: within a few percent.
-    if (i != 20) EXPECT_NEAR(ff.factor(std::exp(lf[i])) / footprint_law(std::exp(lf[i])), 1.0, 0.04) << i;
+    if (i != 20) {
+      EXPECT_NEAR(ff.factor(std::exp(lf[i])) / footprint_law(std::exp(lf[i])), 1.0, 0.04) << i;
+    }
   }
   // The small steps sit more than 1.3x below the median step's ratio, yet are kept: the rule
   // that left them out as disturbed is what hid the footprint.
