@@ -11,12 +11,12 @@
 namespace edgetrain {
 
 namespace {
-// The q_lo and q_hi quantiles of v (nearest rank); {1, 1} for an empty v.
-std::pair<double, double> percentile_range(std::vector<double> v, double q_lo, double q_hi) {
-  if (v.empty()) return {1.0, 1.0};
-  std::sort(v.begin(), v.end());
-  auto at = [&](double q) { return v[static_cast<size_t>(std::lround(q * static_cast<double>(v.size() - 1)))]; };
-  return {at(q_lo), at(q_hi)};
+// The q quantile of a non-empty v, nearest rank (element round(q * (n - 1)) in order; at q = 0.5
+// the upper of two middle elements, v[n / 2]).
+double quantile(std::vector<double> v, double q) {
+  const auto at = v.begin() + std::lround(q * static_cast<double>(v.size() - 1));
+  std::nth_element(v.begin(), at, v.end());
+  return *at;
 }
 }  // namespace
 
@@ -351,7 +351,7 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
     if (t >= m.threads_.size()) continue;
     m.per_threads_[t].corrections[static_cast<size_t>(key.first)] = sel->model;
     m.per_threads_[t].corrected[static_cast<size_t>(key.first)] = true;
-    m.per_threads_[t].correction_bounds[static_cast<size_t>(key.first)] = percentile_range(c.ratio, 0.05, 0.95);
+    m.per_threads_[t].correction_bounds[static_cast<size_t>(key.first)] = {quantile(c.ratio, 0.05), quantile(c.ratio, 0.95)};
     calib_report[key] = {static_cast<int>(c.x.size()), sel->candidates[static_cast<size_t>(sel->chosen)]};
   }
   // Stage 3: one scale per thread count from whole calibration steps (median: a step slowed by
@@ -366,8 +366,7 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
       if (predicted > 0) ratios.push_back(s.seconds / predicted);
     }
     if (ratios.size() < 4) continue;
-    std::sort(ratios.begin(), ratios.end());
-    m.per_threads_[t].step_scale = std::clamp(ratios[ratios.size() / 2], 0.5, 2.0);
+    m.per_threads_[t].step_scale = std::clamp(quantile(ratios, 0.5), 0.5, 2.0);
   }
   if (report == nullptr) return m;
 
@@ -670,20 +669,16 @@ FootprintFactor fit_footprint_factor(const std::vector<double>& log_footprint, c
   if (kept) kept->assign(n, true);
   FootprintFactor ff;
   if (log_ratio.size() != n || n == 0) return ff;
-  auto median = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  };
   // A start that outliers do not move: Theil-Sen (the median of the pairwise slopes).
   std::vector<double> slopes;
   for (size_t i = 0; i < n; ++i)
     for (size_t j = i + 1; j < n; ++j)
       if (std::fabs(log_footprint[j] - log_footprint[i]) > 1e-9)
         slopes.push_back((log_ratio[j] - log_ratio[i]) / (log_footprint[j] - log_footprint[i]));
-  double slope = n >= 4 && !slopes.empty() ? std::max(0.0, median(slopes)) : 0.0;
+  double slope = n >= 4 && !slopes.empty() ? std::max(0.0, quantile(slopes, 0.5)) : 0.0;
   std::vector<double> resid(n);
   for (size_t i = 0; i < n; ++i) resid[i] = log_ratio[i] - slope * log_footprint[i];
-  double intercept = median(resid);
+  double intercept = quantile(resid, 0.5);
   // Keep the steps near that line, then least squares on them.
   std::vector<double> x, y;
   for (size_t i = 0; i < n; ++i) {
@@ -725,7 +720,7 @@ FootprintFactor fit_footprint_factor(const std::vector<double>& log_footprint, c
       if (sse < best - 1e-12) best = sse, ff.intercept = ic, ff.slope = sl, ff.log_lo = lo, ff.log_hi = hi;
     }
   }
-  ff.typical = std::exp(ff.intercept + ff.slope * std::clamp(median(x), ff.log_lo, ff.log_hi));
+  ff.typical = std::exp(ff.intercept + ff.slope * std::clamp(quantile(x, 0.5), ff.log_lo, ff.log_hi));
   return ff;
 }
 
