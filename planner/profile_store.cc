@@ -198,13 +198,12 @@ Result<Profile> profile_from_json(const JsonValue& j) {
       p.steps.push_back(std::move(s));
     }
   }
-  for (const char* key : {"repeats", "step_repeats"}) {
+  for (auto [key, out] : {std::pair{"repeats", &p.repeats}, std::pair{"step_repeats", &p.step_repeats}}) {
     const JsonValue* rs = j.get_array(key);
     if (rs == nullptr) continue;
-    std::vector<RepeatSample>& out = std::string(key) == "repeats" ? p.repeats : p.step_repeats;
     for (const JsonValue& r : rs->items()) {
       if (r.size() != 3) return corrupt_data(std::string("profile: a ") + key + " entry must be [threads, first, second]");
-      out.push_back({static_cast<int>(r.at(0)->as_int(1)), r.at(1)->as_double(), r.at(2)->as_double()});
+      out->push_back({static_cast<int>(r.at(0)->as_int(1)), r.at(1)->as_double(), r.at(2)->as_double()});
     }
   }
   if (const JsonValue* m = j.find("measurement")) p.measurement = *m;
