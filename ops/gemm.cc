@@ -16,6 +16,8 @@ namespace {
 // "small matrix" kernels, which malloc a buffer on every call; training steps must not allocate,
 // so problems that small run here instead (they are a negligible share of a step's time).
 constexpr int64_t kOpenBlasSmallLimit = 100 * 100 * 100;
+// n rounded up to whole vectors of simd::kLanes floats: the padded width of a packed operand or tile.
+constexpr int64_t whole_vectors(int64_t n) { return (n + simd::kLanes - 1) / simd::kLanes * simd::kLanes; }
 void small_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 void sgemm1(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
@@ -133,7 +135,7 @@ constexpr int64_t kStreamRowBlock = 24;  // a multiple of every tile's row count
 // 25,088 rows 0.6x. So only narrow C with (nearly) whole vectors streams; N = 24 runs a vector
 // and a half vector (stream_all_columns).
 bool streams(bool ta, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
-  const int64_t n_pad = (n + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
+  const int64_t n_pad = whole_vectors(n);
   const int64_t rest = n % simd::kLanes;
   const int64_t width = rest > 0 && rest <= 8 && n > simd::kLanes ? n - rest + 8 : n_pad;  // with a half vector
   return !ta && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && m >= kStreamMinRows && k > 0 &&
@@ -184,7 +186,7 @@ void stream_all_columns(int64_t r0, int64_t r1, int64_t n, int64_t k, const floa
 void stream_gemm(const Parallel& parallel, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   using simd::kLanes;
-  const int64_t vectors = (n + kLanes - 1) / kLanes, ldbp = vectors * kLanes;
+  const int64_t ldbp = whole_vectors(n);
   alignas(64) float packed[kMaxTransposedFloats];  // uninitialised: free unless written
   if (tb) {
     simd::transpose_pack(b, ldb, n, k, packed, ldbp, ldbp);
@@ -223,7 +225,7 @@ constexpr int64_t kReduceParts = 4;  // up to 4 threads share the rows
 constexpr int64_t kReduceMaxPackedColumns = 256;  // B's rows are packed only when N % 16 != 0
 
 bool reduces(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
-  const int64_t n_pad = (n + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
+  const int64_t n_pad = whole_vectors(n);
   return ta && !tb && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && k >= kReduceMinRows &&
          (m <= kReduceMaxSide || n <= kReduceMaxSide) && m * n_pad <= kMaxTransposedFloats &&
          (n % simd::kLanes == 0 || n_pad <= kReduceMaxPackedColumns) &&
@@ -234,7 +236,7 @@ bool reduces(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, flo
 void reduce_rows(int64_t p0, int64_t p1, int64_t m, int64_t n, const float* a, int64_t lda, const float* b,
                  int64_t ldb, float* c, int64_t ldc, bool add) {
   using simd::kLanes;
-  const int64_t vectors = (n + kLanes - 1) / kLanes, n_pad = vectors * kLanes;
+  const int64_t n_pad = whole_vectors(n);
   const bool pack = n % kLanes != 0;  // the last vector would read past B's last row
   alignas(64) float packed[simd::kStreamStretch * kReduceMaxPackedColumns];  // uninitialised: free unless written
   for (int64_t p = p0; p < p1; p += simd::kStreamStretch) {
@@ -259,7 +261,7 @@ void reduce_rows(int64_t p0, int64_t p1, int64_t m, int64_t n, const float* a, i
 // of A broadcast per vector of B (9 loads per 8 FMAs, load-bound: 53% of the one-thread sgemm
 // peak), while C^T = B^T A has 6 vectors per row and 4 x 4 tiles (2 loads per 4 FMAs).
 bool reduces_transposed(int64_t m, int64_t n) {
-  const int64_t m_pad = (m + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
+  const int64_t m_pad = whole_vectors(m);
   return n < 2 * simd::kLanes && m >= 2 * simd::kLanes && (m % simd::kLanes == 0 || m_pad <= kReduceMaxPackedColumns);
 }
 
@@ -276,7 +278,7 @@ int64_t reduce_parts(int64_t m, int64_t n, int64_t k, int64_t copies) {
 // in part order at the end.
 void reduce_gemm_transposed(const Parallel& parallel, int64_t m, int64_t n, int64_t k, const float* a,
                             int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  const int64_t m_pad = (m + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
+  const int64_t m_pad = whole_vectors(m);
   alignas(64) float partial[kMaxTransposedFloats];  // uninitialised: free unless written
   const int64_t parts = reduce_parts(m, n, k, kMaxTransposedFloats / (n * m_pad));
   parallel.for_each(parts, 1, [&](int64_t t0, int64_t t1) {
@@ -296,7 +298,7 @@ void reduce_gemm_transposed(const Parallel& parallel, int64_t m, int64_t n, int6
 void reduce_gemm(const Parallel& parallel, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (reduces_transposed(m, n)) return reduce_gemm_transposed(parallel, m, n, k, a, lda, b, ldb, beta, c, ldc);
-  const int64_t n_pad = (n + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
+  const int64_t n_pad = whole_vectors(n);
   // Parts of the rows: one per thread, as many as have a copy of C in the buffer and enough rows.
   alignas(64) float partial[kMaxTransposedFloats];  // uninitialised: free unless written
   const int64_t parts = reduce_parts(m, n, k, kMaxTransposedFloats / (m * n_pad) + 1);
@@ -328,12 +330,12 @@ void reduce_gemm(const Parallel& parallel, int64_t m, int64_t n, int64_t k, cons
 constexpr int64_t kShortMinRows = 16, kShortMaxRows = 32, kShortMinColumns = 128, kShortBlock = 128;
 // A^T packed on the caller's stack: 128 KiB, 1024 of K at 32 rows (MobileNetV2's 960 -> 160 and
 // 576 -> 160 in one piece; the 1280-wide backward data of its last conv in two, each added into
-// C). With the 16 KiB tile per thread this stays within the ~200 KiB runtime/thread_pool.h allows
+// C). With the 16 KiB tile per thread and gemm()'s 64 KiB this is the ~210 KiB runtime/thread_pool.h allows
 // kernels.
 constexpr int64_t kShortMaxPackedFloats = 32768;
 
 bool short_rows(bool ta, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
-  const int64_t m_pad = (m + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
+  const int64_t m_pad = whole_vectors(m);
   return !ta && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && m >= kShortMinRows && m <= kShortMaxRows &&
          (m_pad - m) * 4 <= m_pad && n >= kShortMinColumns && k > 0 && m * n * k > kOpenBlasSmallLimit && streaming_enabled.load(std::memory_order_relaxed);
 }
@@ -358,7 +360,7 @@ void add_transposed(const float* t, int64_t ldt, int64_t m, int64_t cols, float*
 // b[j * b_r + p * b_k].
 void short_gemm_piece(const Parallel& parallel, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                       const float* b, int64_t b_r, int64_t b_k, float beta, float* c, int64_t ldc) {
-  const int64_t m_pad = (m + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
+  const int64_t m_pad = whole_vectors(m);
   alignas(64) float packed[kShortMaxPackedFloats];  // A^T: [k][m_pad]; uninitialised: free unless written
   simd::transpose_pack(a, lda, m, k, packed, m_pad, m_pad);
   // Blocks of at most kShortBlock rows of C^T, an even count of equal ones (whole tiles of 8), so
@@ -382,7 +384,7 @@ void short_gemm_piece(const Parallel& parallel, int64_t m, int64_t n, int64_t k,
 
 void short_gemm(const Parallel& parallel, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  const int64_t m_pad = (m + simd::kLanes - 1) / simd::kLanes * simd::kLanes;
+  const int64_t m_pad = whole_vectors(m);
   // Row j of B^T, element p: B(p, j) = b[j * ldb + p] (tb) or b[p * ldb + j].
   const int64_t b_r = tb ? ldb : 1, b_k = tb ? 1 : ldb;
   // K in pieces whose A^T fits the buffer (whole stretches of the kernel's sums), the first with
