@@ -354,6 +354,13 @@ TEST(Features, OpClassNamesRoundTrip) {
 
 // --- profile store -------------------------------------------------------------------------------
 
+// Model selection with 5 trees per tree model: enough for the synthetic laws, fast to fit.
+SelectOptions few_trees() {
+  SelectOptions o;
+  o.fit.trees = 5;
+  return o;
+}
+
 // A profile whose kernel times follow known laws, so fitting it is quick and exact enough.
 Profile synthetic_profile() {
   Profile p;
@@ -495,8 +502,7 @@ TEST(ProfileStore, DetectsAnotherCpuOrBlasCore) {
 
 TEST(ProfileStore, CostModelLoadRefusesAForeignProfileUnlessAllowed) {
   Profile p = synthetic_profile();
-  SelectOptions o;
-  o.fit.trees = 5;
+  const SelectOptions o = few_trees();
   Result<CostModel> m = CostModel::fit(p, o, nullptr);
   ASSERT_TRUE(m.is_ok());
   p.models = m->to_json();
@@ -551,8 +557,7 @@ TEST(CostModel, StepPredictionIsTheSumOfNodePredictions) {
 
 TEST(CostModel, MicroBatchedStepsCountTheBodyOncePerMicroBatch) {
   Profile p = synthetic_profile();
-  SelectOptions o;
-  o.fit.trees = 5;
+  const SelectOptions o = few_trees();
   Result<CostModel> m = CostModel::fit(p, o, nullptr);
   ASSERT_TRUE(m.is_ok());
   StepConfig c;
@@ -601,8 +606,7 @@ TEST(CostModel, JsonRoundTripAndThreadLookup) {
 // one step slowed by another process from moving it; other thread counts keep scale 1.
 TEST(CostModel, WholeCalibrationStepsScaleTheirThreadCountsPredictions) {
   Profile p = synthetic_profile();
-  SelectOptions o;
-  o.fit.trees = 5;
+  const SelectOptions o = few_trees();
   Result<CostModel> plain = CostModel::fit(p, o, nullptr);
   ASSERT_TRUE(plain.is_ok());
   std::vector<StepConfig> configs;
@@ -691,8 +695,7 @@ TEST(CostModel, InStepCorrectionsFollowTheStepFootprint) {
   // the per-class corrections alone see the same node shapes at 1.1x in small steps and 1.7x in
   // large ones, and would predict the average for both.
   Profile p = synthetic_profile();
-  SelectOptions o;
-  o.fit.trees = 5;
+  const SelectOptions o = few_trees();
   Result<CostModel> plain = CostModel::fit(p, o, nullptr);
   ASSERT_TRUE(plain.is_ok());
   auto config = [](int input, int64_t batch, int micro) {
@@ -765,8 +768,7 @@ TEST(CostModel, ClassCorrectionsStayWithinTheirBounds) {
   c.model.width_mult = 0.5f;
   c.model.input_size = 64;
   c.batch = 4;
-  SelectOptions o;
-  o.fit.trees = 5;
+  const SelectOptions o = few_trees();
   Result<CostModel> plain = CostModel::fit(p, o, nullptr);
   ASSERT_TRUE(plain.is_ok());
   Graph g = *build_step_graph(c);
@@ -815,8 +817,7 @@ TEST(CostModel, ClassCorrectionsStayWithinTheirBounds) {
 TEST(CostModel, ClassesWithoutSamplesUseTheFallback) {
   Profile p = synthetic_profile();
   std::erase_if(p.kernels, [](const KernelSample& s) { return s.op_class == OpClass::kAdamWUpdate; });
-  SelectOptions o;
-  o.fit.trees = 5;
+  const SelectOptions o = few_trees();
   Result<CostModel> m = CostModel::fit(p, o, nullptr);
   ASSERT_TRUE(m.is_ok());
   EXPECT_FALSE(m->has_class(OpClass::kAdamWUpdate, 1));
