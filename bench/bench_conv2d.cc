@@ -165,6 +165,7 @@ void register_resnet18() {
 //   build/bench/bench_conv2d --benchmark_filter='^pw_|down1x1' --benchmark_repetitions=5
 //       --benchmark_enable_random_interleaving=true
 constexpr NamedLayer kPointwise[] = {
+    {"pw_16to8_16x16_w0.5", {32, 16, 16, 16, 8, 1, 1, 0, 1}},  // width 0.5 (the demo's model): block 1's project
     {"pw_32to16_16x16", {32, 16, 16, 32, 16, 1, 1, 0, 1}},
     {"pw_16to96_16x16", {32, 16, 16, 16, 96, 1, 1, 0, 1}},
     {"pw_96to24_8x8", {32, 8, 8, 96, 24, 1, 1, 0, 1}},

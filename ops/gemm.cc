@@ -137,7 +137,7 @@ constexpr int64_t kStreamRowBlock = 24;  // a multiple of every tile's row count
 bool streams(bool ta, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
   const int64_t n_pad = whole_vectors(n);
   const int64_t rest = n % simd::kLanes;
-  const int64_t width = rest > 0 && rest <= 8 && n > simd::kLanes ? n - rest + 8 : n_pad;  // with a half vector
+  const int64_t width = rest > 0 && rest <= 8 ? n - rest + 8 : n_pad;  // with a half vector (alone for N <= 8)
   return !ta && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && m >= kStreamMinRows && k > 0 &&
          n <= kStreamMaxSide && (width - n) * 8 <= width && n_pad * k <= kMaxTransposedFloats &&
          streaming_enabled.load(std::memory_order_relaxed);
@@ -161,17 +161,18 @@ void stream_rows(int64_t r0, int64_t r1, int64_t k, const float* a, int64_t a_r,
 
 // Rows [r0, r1) of C against every column of packed B (padded to whole vectors, ldbp): tiles of
 // at most 4 vectors; a last tile whose columns end within the first half of a vector uses a
-// half vector there.
+// half vector there (N <= 8: the half vector alone).
 void stream_all_columns(int64_t r0, int64_t r1, int64_t n, int64_t k, const float* a, int64_t a_r, int64_t a_k,
                         const float* bp, int64_t ldbp, float* c, int64_t ldc, bool add) {
   using simd::kLanes;
   for (int64_t j0 = 0; j0 < n; j0 += 4 * kLanes) {
     const int64_t cols = std::min(n - j0, 4 * kLanes);
     const int64_t full = cols / kLanes, rest = cols % kLanes;
-    const bool half = rest > 0 && rest <= 8 && full > 0;
+    const bool half = rest > 0 && rest <= 8;
     const int64_t nv = half ? full : (cols + kLanes - 1) / kLanes;
     const auto run = [&]<int NV, bool H>() { stream_rows<NV, H>(r0, r1, k, a, a_r, a_k, bp, ldbp, c, ldc, j0, cols, add); };
     switch (nv * 2 + half) {
+      case 1: run.template operator()<0, true>(); break;
       case 2: run.template operator()<1, false>(); break;
       case 3: run.template operator()<1, true>(); break;
       case 4: run.template operator()<2, false>(); break;

@@ -173,11 +173,13 @@ constexpr int64_t kStreamStretch = 64;
 template <int R, int NV, bool kHalf = false>
 inline void stream_tile(int64_t k_count, const float* a, int64_t a_r, int64_t a_k, const float* bp, int64_t ldbp,
                         float* c, int64_t ldc, int64_t cols, bool add) {
-  // NV vectors of 16 columns, then with kHalf one of 8 (N = 24 wastes no lanes).
+  // NV vectors of 16 columns, then with kHalf one of 8 (N = 24 wastes no lanes; N = 8 is the
+  // half vector alone, NV = 0).
   constexpr int kWidth = NV * kLanes + (kHalf ? 8 : 0);
+  constexpr int kVectors = NV > 0 ? NV : 1;  // array sizes (a zero-length array is not C++)
   const bool full = cols == kWidth;
   for (int64_t k0 = 0; k0 < k_count; k0 += kStreamStretch) {
-    V16 acc[R][NV];
+    V16 acc[R][kVectors];
     V8 half[R];
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
@@ -187,7 +189,7 @@ inline void stream_tile(int64_t k_count, const float* a, int64_t a_r, int64_t a_
     }
     const int64_t k1 = std::min(k_count, k0 + kStreamStretch);
     for (int64_t k = k0; k < k1; ++k) {
-      V16 bk[NV];
+      V16 bk[kVectors];
 #pragma GCC unroll 8
       for (int j = 0; j < NV; ++j) {
         V16 t = load<V16>(bp + k * ldbp + j * kLanes);

@@ -89,7 +89,7 @@ TEST(Gemm, MatchesTheNaiveProductForEveryLayoutAndShape) {
 
 // The streaming kernel for skinny GEMMs (no transposed A, M >= 64, N <= 128): row counts
 // off its row blocks (24) and tiles (12, 8, 6, 4 rows), columns off its vectors (16) and tiles
-// (4 vectors; 24, 40, 56, 88 end in a half vector), K across its stretches of 64, beta 0 and 1, B stored both ways, one and two
+// (4 vectors; 24, 40, 56, 88 end in a half vector, 8 and 7 are one half vector alone), K across its stretches of 64, beta 0 and 1, B stored both ways, one and two
 // threads; the same shapes through OpenBLAS (streaming off) for comparison.
 TEST(Gemm, SkinnyStreamingMatchesTheNaiveProduct) {
   for (bool streaming : {true, false}) {
@@ -100,7 +100,7 @@ TEST(Gemm, SkinnyStreamingMatchesTheNaiveProduct) {
         for (int64_t m : {64, 77, 300, 1031})
           for (auto [n, k] : {std::pair<int64_t, int64_t>{1, 5}, {15, 96}, {16, 32}, {17, 130}, {24, 144}, {40, 7},
                               {64, 65}, {65, 24}, {96, 96}, {144, 24}, {200, 3}, {577, 16},
-                              {8, 20}, {56, 33}, {88, 70}, {128, 128}, {120, 33}})
+                              {8, 20}, {8, 16}, {7, 16}, {56, 33}, {88, 70}, {128, 128}, {120, 33}})
             for (float beta : {0.0f, 1.0f})
               ASSERT_NO_FATAL_FAILURE(expect_gemm_matches_naive(pool, tb, m, n, k, beta, 1e-5))
                   << "streaming " << streaming << " threads " << threads;
