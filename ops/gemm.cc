@@ -90,8 +90,7 @@ void small_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, 
   int64_t ldbk = ldb;
   alignas(64) float transposed[kMaxTransposedFloats];  // uninitialised: free unless written
   if (tb) {
-    for (int64_t j = 0; j < n_vec; ++j)
-      for (int64_t p = 0; p < k; ++p) transposed[p * n_vec + j] = b[j * ldb + p];
+    simd::transpose_pack(b, ldb, n_vec, k, transposed, n_vec, n_vec);
     bk = transposed, ldbk = n_vec;
   }
   const int64_t a_r = ta ? 1 : lda, a_k = ta ? lda : 1;  // A(i, p) = a[i * a_r + p * a_k]
@@ -413,8 +412,7 @@ void gemm(const Parallel& parallel, bool trans_a, bool trans_b, int64_t m, int64
       // B^T transposed once here, not by every thread's share.
       alignas(64) float transposed[kMaxTransposedFloats];  // uninitialised: free unless written
       if (trans_b && n * k <= kMaxTransposedFloats) {
-        for (int64_t j = 0; j < n; ++j)
-          for (int64_t p = 0; p < k; ++p) transposed[p * n + j] = b[j * ldb + p];
+        simd::transpose_pack(b, ldb, n, k, transposed, n, n);
         trans_b = false, b = transposed, ldb = n;
       }
       const int64_t blocks = (m + 3) / 4;
