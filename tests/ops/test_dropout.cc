@@ -50,6 +50,25 @@ TEST(Dropout, BackwardMatchesFiniteDifferences) {
   EXPECT_LT(testing::gradient_check({testing::random_doubles(n, 3)}, {0}, fwd, bwd), 1e-7);
 }
 
+// Whole 64-element words take the eight-lane path, the last partial word the one-element loop:
+// both must give the reference's mask bits and outputs exactly, for any p.
+TEST(Dropout, FastForwardEqualsTheReferenceForAnyP) {
+  for (float p : {0.0f, 0.1f, 0.5f, 0.9f, 1.0f / 3.0f}) {
+    Attrs a;
+    a.dropout.p = p;
+    a.dropout.salt = 9;
+    StepScalars step;
+    step.seed = 7;
+    HostTensor x = testing::random_tensor(Shape{3, 700}, 4);
+    const int64_t words = (2100 + 63) / 64;
+    auto out = [&] { return std::vector<HostTensor>{HostTensor{Shape{3, 700}, {}}, HostTensor{Shape{words * 2}, {}}}; };
+    auto fast = testing::run_op(OpKind::kDropout, a, {x}, out(), false, 2, nullptr, step);
+    auto ref = testing::run_op(OpKind::kDropout, a, {x}, out(), true, 2, nullptr, step);
+    EXPECT_EQ(fast[0].data, ref[0].data) << "p " << p;
+    EXPECT_EQ(std::memcmp(fast[1].data.data(), ref[1].data.data(), fast[1].data.size() * sizeof(float)), 0) << "p " << p;
+  }
+}
+
 TEST(Dropout, FastKernelsEqualTheReference) {
   Attrs a;
   a.dropout.p = 0.2f;
