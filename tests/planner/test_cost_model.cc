@@ -2,6 +2,9 @@
 // answers, model selection, the accuracy metrics, node features, the profile store (round trip,
 // version and machine checks) and CostModel's predictions.
 #include <gtest/gtest.h>
+#if defined(__SSE2__)
+#include <xmmintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -877,6 +880,28 @@ TEST(Profiler, KernelTimerRunsEveryNodeOfACompressedCheckpointedStep) {
   ASSERT_FALSE(big.is_ok());
   EXPECT_EQ(big.status().code(), StatusCode::kUnsupported);
 }
+
+#if defined(__SSE2__)
+TEST(Profiler, KernelTimerFlushesDenormalsOnlyWhileTiming) {
+  // Kernels are timed with denormals flushed (a momentum buffer decaying at every timed call
+  // reaches them), but the caller's floating-point mode, which its training steps run with, must
+  // come back unchanged.
+  StepConfig c;
+  c.model.arch = Architecture::kSmallCnn;
+  c.model.input_size = 16;
+  c.batch = 2;
+  Result<Graph> built = build_step_graph(c);
+  ASSERT_TRUE(built.is_ok()) << built.status().to_string();
+  const unsigned before = _mm_getcsr();
+  KernelTimer timer({1, 2});
+  EXPECT_EQ(_mm_getcsr(), before) << "constructing the timer";
+  for (const Node& n : built->nodes) {
+    Result<std::vector<double>> t = timer.time_node(*built, n, 1e-5, size_t{1} << 30);
+    ASSERT_TRUE(t.is_ok()) << t.status().to_string();
+    ASSERT_EQ(_mm_getcsr(), before) << "after timing " << op_name(n.op);
+  }
+}
+#endif
 
 TEST(Profiler, DisturbedStepsAreRemeasuredUntilTheMachineStaysBusy) {
   EXPECT_TRUE(remeasure_disturbed_step(0, 0, false));
