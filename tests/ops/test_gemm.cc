@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -107,6 +108,18 @@ TEST(Gemm, SkinnyStreamingMatchesTheNaiveProduct) {
     }
   }
   set_gemm_streaming(true);
+}
+
+// A classifier's forward, [batch, features] x [classes, features]^T with fewer than 16 classes:
+// dot products read along the features (dot_gemm), 4 x 4 blocks and their edges, a feature count
+// off the 16-lane vectors, beta 0 (C NaN) and 1, one and two threads.
+TEST(Gemm, NarrowTransposedBMatchesTheNaiveProduct) {
+  for (int threads : {1, 2}) {
+    ThreadPool pool(threads);
+    for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{32, 10, 1280}, {6, 3, 1283}, {64, 15, 512}, {3, 1, 40}})
+      for (float beta : {0.0f, 1.0f})
+        ASSERT_NO_FATAL_FAILURE(expect_gemm_matches_naive(pool, true, m, n, k, beta, 1e-5)) << "threads " << threads;
+  }
 }
 
 // Short GEMMs (16-32 rows of C against 128 or more columns: the 1x1 convs of 1x1 maps) run
