@@ -351,7 +351,8 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
     if (t >= m.threads_.size()) continue;
     m.per_threads_[t].corrections[static_cast<size_t>(key.first)] = sel->model;
     m.per_threads_[t].corrected[static_cast<size_t>(key.first)] = true;
-    m.per_threads_[t].correction_bounds[static_cast<size_t>(key.first)] = {quantile(c.ratio, 0.05), quantile(c.ratio, 0.95)};
+    m.per_threads_[t].correction_bounds[static_cast<size_t>(key.first)] = {quantile(c.ratio, kCorrectionQuantile),
+                                                                          quantile(c.ratio, 1.0 - kCorrectionQuantile)};
     calib_report[key] = {static_cast<int>(c.x.size()), sel->candidates[static_cast<size_t>(sel->chosen)]};
   }
   // Stage 3: one scale per thread count from whole calibration steps (median: a step slowed by

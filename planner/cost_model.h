@@ -164,10 +164,10 @@ class CostModel {
     std::vector<bool> present;
     std::vector<Regressor> corrections;  // per OpClass: in-step time / isolated prediction
     std::vector<bool> corrected;
-    // Per OpClass: the range a correction may take, the 5th to 95th percentile of the ratios it
-    // was fitted to. A correction fitted mostly on MobileNetV2 and small-CNN nodes once gave
-    // ResNet's im2col convs 4x (forward) and 0.25x (backward data) at one thread, far outside
-    // anything measured, and ResNet steps came out 24-64% over.
+    // Per OpClass: the range a correction may take, the 10th to 90th percentile of the ratios it
+    // was fitted to (kCorrectionQuantile). A correction fitted mostly on MobileNetV2 and small-CNN
+    // nodes once gave ResNet's im2col convs 4x (forward) and 0.25x (backward data) at one thread,
+    // far outside anything measured, and ResNet steps came out 24-64% over.
     std::vector<std::pair<double, double>> correction_bounds;
     Regressor fallback;
     // Stage 3: whole-step time / summed node predictions, the median over calibration steps (what
@@ -179,6 +179,12 @@ class CostModel {
   static constexpr double kMinCorrection = 0.25, kMaxCorrection = 4.0;
   // A calibration step this far off its footprint's ratio was disturbed and is left out.
   static constexpr double kKeepStepRatio = 1.3;
+  // The quantile of a class's fitted in-step ratios below which (and above 1 minus which) its
+  // correction is clamped. 0.05 let the 2026-12-07 03:19 profile's one-thread conv.gemm.fwd
+  // correction reach 2.1x on ResNet validation steps whose nodes ran 1.2-1.4x their time alone
+  // (whole steps 55.6%); at 0.10 eight stored profiles refit to 75.8% on average (0.05: 74.8%,
+  // 0.25: 75.4%), the worst 66.7% (0.05: 55.6%), none more than one step lower.
+  static constexpr double kCorrectionQuantile = 0.10;
   const PerThreads& for_threads(int threads) const;
 
   std::vector<int> threads_;        // ascending
