@@ -47,11 +47,11 @@
 //   kSgdUpdate               in {param, grad, momentum_buffer?}         out {}  (in place)
 //   kAdamWUpdate             in {param, grad, m, v}                     out {}  (in place)
 //   kSgdMomentumDecay        in {param, momentum_buffer}                out {}  (in place)
-//                            buf = momentum * buf + weight_decay * param (buf = wd * param on
-//                            the first step); the gradient is then accumulated into buf by its
+//                            on the first step buf = weight_decay * param, later nothing (the
+//                            apply decayed it); the gradient is then accumulated into buf by its
 //                            producer (optimizer/momentum_fusion.h)
 //   kSgdApplyMomentum        in {param, momentum_buffer}                out {}  (in place)
-//                            param -= lr * buf
+//                            param -= lr * buf, then buf = momentum * buf + weight_decay * param
 //   kPackSparse              in {x}                          out {packed u64[packed_bytes(n, cap)/8]}
 //                            cap = sparse.capacity; overflow sets a flag in the packed header
 //   kUnpackSparse            in {packed}                                out {x}

@@ -1,14 +1,18 @@
 // Gradients straight into the momentum buffer: a schedule transform for SGD with momentum.
 //
 // torch's SGD step (no dampening, no Nesterov) is buf = momentum * buf + (grad + wd * param),
-// param -= lr * buf. The sum can be built in buf itself: a prepare node decays the buffer
-// (buf = momentum * buf + wd * param) once per step before the forward, the node that produces
-// the parameter's gradient ADDS it into buf (its accumulate bit, as for micro-batches), and the
+// param -= lr * buf. The sum can be built in buf itself: the buffer is decayed
+// (buf = momentum * buf + wd * param) before the backward, the node that produces the
+// parameter's gradient ADDS it into buf (its accumulate bit, as for micro-batches), and the
 // update becomes param -= lr * buf. The gradient never gets its own memory: for ResNet-18 that
 // removes a 9 MiB gradient from the training arena's peak, and with micro-batches every
-// parameter gradient that would otherwise live across the whole step. Results equal the plain
-// update up to float summation order; the momentum buffer holds the same value between steps,
-// so fused and plain schedules can take turns on one optimizer state.
+// parameter gradient that would otherwise live across the whole step. The decay of step t + 1
+// runs inside step t's apply, in the same pass over param and buf (optimizer/update_kernels.h);
+// a prepare node (first in the schedule) starts the buffer on the first step and does nothing
+// later. Results equal the plain update up to float summation order; between steps the buffer
+// holds torch's buffer already decayed for the next step, so a fused schedule's optimizer state
+// is not a plain schedule's (no schedule switches between them: momentum_fusion_applies is a
+// property of the config).
 #pragma once
 
 #include "runtime/graph.h"
@@ -24,8 +28,9 @@ namespace edgetrain {
 bool momentum_fusion_applies(const TrainConfig& config);
 
 // Rewrites every SGD update whose gradient has exactly one producer (a backward node that can
-// accumulate into that output) into decay (Phase::kPrepare, first in the schedule) + accumulate
-// + apply. Other updates stay as they are. Run before finalize_schedule().
+// accumulate into that output) into decay (Phase::kPrepare, first in the schedule; the first
+// step's only) + accumulate + apply (which decays for the next step). Other updates stay as they
+// are. Run before finalize_schedule().
 Status fuse_gradients_into_momentum(Graph& g);
 
 }  // namespace edgetrain

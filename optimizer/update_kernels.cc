@@ -57,21 +57,26 @@ void sgd_update_naive(int64_t n, const OptimAttrs& a, float lr, float* param, co
 
 void sgd_momentum_decay_naive(int64_t n, const OptimAttrs& a, const float* param, float* momentum_buffer,
                               bool first_step) {
-  const float wd = a.weight_decay, mu = a.momentum;
-  float* buf = momentum_buffer;
-  if (first_step) {  // the buffer holds no state yet (it may hold anything)
-    for (int64_t i = 0; i < n; ++i) buf[i] = wd * param[i];
-    return;
-  }
-  if (wd == 0.0f) {  // no weight decay: the parameters need not be read (a third of the traffic)
-    for (int64_t i = 0; i < n; ++i) buf[i] = mu * buf[i];
-    return;
-  }
-  for (int64_t i = 0; i < n; ++i) buf[i] = mu * buf[i] + wd * param[i];
+  if (!first_step) return;  // decayed by the previous step's apply
+  const float wd = a.weight_decay;
+  for (int64_t i = 0; i < n; ++i) momentum_buffer[i] = wd * param[i];  // the buffer held no state yet
 }
 
-void sgd_apply_momentum_naive(int64_t n, float lr, float* param, const float* momentum_buffer) {
-  for (int64_t i = 0; i < n; ++i) param[i] -= lr * momentum_buffer[i];
+void sgd_apply_momentum_naive(int64_t n, const OptimAttrs& a, float lr, float* param, float* momentum_buffer) {
+  const float wd = a.weight_decay, mu = a.momentum;
+  float* buf = momentum_buffer;
+  if (wd == 0.0f) {  // no weight decay: the decay needs no parameter
+    for (int64_t i = 0; i < n; ++i) {
+      param[i] -= lr * buf[i];
+      buf[i] = mu * buf[i];
+    }
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const float p = param[i] - lr * buf[i];
+    param[i] = p;
+    buf[i] = mu * buf[i] + wd * p;
+  }
 }
 
 void adamw_update_naive(int64_t n, const OptimAttrs& a, float lr, int64_t step, float* param,
@@ -136,17 +141,19 @@ void sgd_momentum_decay_reference(const KernelCall& call) {
 
 void sgd_apply_momentum(const KernelCall& call) {
   ET_CHECK(call.n_in >= 2);
+  const OptimAttrs& a = call.attrs->optim;
   const float lr = learning_rate(call);
   float* p = call.in_f(0);
-  const float* buf = call.in_f(1);
+  float* buf = call.in_f(1);
   call.parallel.for_each(call.in_shape[0].numel(), kMinChunk, [&](int64_t b, int64_t e) {
-    sgd_apply_momentum_naive(e - b, lr, p + b, buf + b);
+    sgd_apply_momentum_naive(e - b, a, lr, p + b, buf + b);
   });
 }
 
 void sgd_apply_momentum_reference(const KernelCall& call) {
   ET_CHECK(call.n_in >= 2);
-  sgd_apply_momentum_naive(call.in_shape[0].numel(), learning_rate(call), call.in_f(0), call.in_f(1));
+  sgd_apply_momentum_naive(call.in_shape[0].numel(), call.attrs->optim, learning_rate(call), call.in_f(0),
+                           call.in_f(1));
 }
 
 void adamw_update(const KernelCall& call) {

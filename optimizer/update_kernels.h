@@ -20,13 +20,17 @@ void sgd_update_naive(int64_t n, const OptimAttrs& a, float lr, float* param, co
 void adamw_update_naive(int64_t n, const OptimAttrs& a, float lr, int64_t step, float* param,
                         const float* grad, float* m, float* v);
 
-// SGD momentum split in two around the gradient (optimizer/momentum_fusion.h): the decay
-// prepares buf = momentum * buf + weight_decay * param (buf = weight_decay * param on the first
-// step), the gradient's producer adds the gradient into buf, the apply does param -= lr * buf.
-// Together: torch's SGD step without dampening and Nesterov, up to float summation order.
+// SGD momentum split around the gradient (optimizer/momentum_fusion.h): before the gradient, buf
+// must hold momentum * buf + weight_decay * param; the gradient's producer adds the gradient into
+// buf; then param -= lr * buf. The first step's decay sets buf = weight_decay * param (the decay
+// node, a no-op on later steps); every apply decays buf for the next step in the same pass
+// (buf = momentum * buf + weight_decay * param with the updated param): one pass over param and
+// buf per step instead of two, the decay's reads were a third of the update's memory traffic.
+// Together: torch's SGD step without dampening and Nesterov, up to float summation order; between
+// steps the buffer holds torch's buffer already decayed for the next step.
 void sgd_momentum_decay_naive(int64_t n, const OptimAttrs& a, const float* param, float* momentum_buffer,
                               bool first_step);
-void sgd_apply_momentum_naive(int64_t n, float lr, float* param, const float* momentum_buffer);
+void sgd_apply_momentum_naive(int64_t n, const OptimAttrs& a, float lr, float* param, float* momentum_buffer);
 
 void sgd_update(const KernelCall& call);
 void sgd_update_reference(const KernelCall& call);

@@ -66,8 +66,8 @@ enum class OpClass : uint8_t {
   kReluBackwardMask,         // ReLU/ReLU6 backward from the mask
   kDropout,
   kDropoutBackward,
-  kSgdMomentumDecay,         // fused SGD momentum (optimizer/momentum_fusion.h): buf = m * buf + wd * p
-  kSgdApplyMomentum,         // p -= lr * buf
+  kSgdMomentumDecay,         // fused SGD momentum (optimizer/momentum_fusion.h): buf = wd * p, first step only
+  kSgdApplyMomentum,         // p -= lr * buf, then buf = m * buf + wd * p
   kCount,
 };
 constexpr int kOpClassCount = static_cast<int>(OpClass::kCount);

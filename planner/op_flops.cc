@@ -126,16 +126,19 @@ void count_update(const Graph& g, const Node& n, NodeWork& w) {
   int64_t e = numel(g, n.inputs[0]);
   int64_t per = 0;
   if (n.op == OpKind::kSgdApplyMomentum) {
-    per = kSgdPerElement;
+    per = kSgdPerElement + kMomentumPerElement;  // and the next step's decay (update_kernels.h)
   } else if (n.op == OpKind::kSgdMomentumDecay) {
-    per = kMomentumPerElement;
+    // Work on the first step only (the applies decay for later steps): a step from the second
+    // on, the one a training run repeats, does nothing here.
+    w.kind = LayerKind::kOptimizer;
+    return;
   } else if (n.op == OpKind::kSgdUpdate) {
     per = kSgdPerElement;
     if (has(n.inputs, 2) && o.momentum != 0.0f) per += kMomentumPerElement + (o.nesterov ? kNesterovPerElement : 0);
   } else {
     per = kAdamPerElement;
   }
-  if (o.weight_decay != 0.0f && n.op != OpKind::kSgdApplyMomentum) per += kWeightDecayPerElement;
+  if (o.weight_decay != 0.0f) per += kWeightDecayPerElement;
   w.flops = e * per;
   // In place: the parameter and every state tensor (all inputs but the gradient) are written back.
   // (The fused momentum kinds have no gradient input: {param, buffer}, one of them written.)

@@ -285,7 +285,7 @@ bool written(OpKind op, size_t input) {
   switch (op) {
     case OpKind::kSgdUpdate: return input == 0 || input == 2;
     case OpKind::kSgdMomentumDecay: return input == 1;
-    case OpKind::kSgdApplyMomentum: return input == 0;
+    case OpKind::kSgdApplyMomentum: return input == 0 || input == 1;  // and decays the buffer
     case OpKind::kAdamWUpdate: return input == 0 || input == 2 || input == 3;
     case OpKind::kBatchNorm: return input == 3 || input == 4;
     case OpKind::kUnpackSparse: return input == 0;
