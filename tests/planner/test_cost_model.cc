@@ -886,17 +886,13 @@ TEST(Profiler, KernelTimerFlushesDenormalsOnlyWhileTiming) {
   // Kernels are timed with denormals flushed (a momentum buffer decaying at every timed call
   // reaches them), but the caller's floating-point mode, which its training steps run with, must
   // come back unchanged.
-  StepConfig c;
-  c.model.arch = Architecture::kSmallCnn;
-  c.model.input_size = 16;
-  c.batch = 2;
-  Result<Graph> built = build_step_graph(c);
-  ASSERT_TRUE(built.is_ok()) << built.status().to_string();
+  const Graph g = training_graph(Architecture::kSmallCnn, 1.0f, 16, 2);
+  ASSERT_FALSE(g.nodes.empty());
   const unsigned before = _mm_getcsr();
   KernelTimer timer({1, 2});
   EXPECT_EQ(_mm_getcsr(), before) << "constructing the timer";
-  for (const Node& n : built->nodes) {
-    Result<std::vector<double>> t = timer.time_node(*built, n, 1e-5, size_t{1} << 30);
+  for (const Node& n : g.nodes) {
+    Result<std::vector<double>> t = timer.time_node(g, n, 1e-5, size_t{1} << 30);
     ASSERT_TRUE(t.is_ok()) << t.status().to_string();
     ASSERT_EQ(_mm_getcsr(), before) << "after timing " << op_name(n.op);
   }
@@ -920,14 +916,9 @@ TEST(Profiler, OneThreadCpuTimeTimingsAgreeWithTheWallClock) {
   // One-thread kernels are timed by the thread's CPU time (ProfileOptions::single_thread_cpu_time):
   // the same kernel on the wall clock takes at least about as long (other processes' time slices
   // only add to the wall clock) and, min of a few timings, not many times longer.
-  StepConfig c;
-  c.model.arch = Architecture::kResNet18;
-  c.model.input_size = 32;
-  c.batch = 8;
-  Result<Graph> built = build_step_graph(c);
-  ASSERT_TRUE(built.is_ok()) << built.status().to_string();
+  const Graph g = training_graph(Architecture::kResNet18, 1.0f, 32, 8);
   const Node* conv = nullptr;
-  for (const Node& n : built->nodes)
+  for (const Node& n : g.nodes)
     if (n.op == OpKind::kConv2d && n.layer.find("layer1") != std::string::npos) {
       conv = &n;
       break;
@@ -936,8 +927,8 @@ TEST(Profiler, OneThreadCpuTimeTimingsAgreeWithTheWallClock) {
   KernelTimer cpu({1}, 1, /*single_thread_cpu_time=*/true), wall({1}, 1, /*single_thread_cpu_time=*/false);
   double cpu_best = 1e9, wall_best = 1e9;
   for (int r = 0; r < 3; ++r) {
-    Result<std::vector<double>> a = cpu.time_node(*built, *conv, 0.01, size_t{1} << 30);
-    Result<std::vector<double>> b = wall.time_node(*built, *conv, 0.01, size_t{1} << 30);
+    Result<std::vector<double>> a = cpu.time_node(g, *conv, 0.01, size_t{1} << 30);
+    Result<std::vector<double>> b = wall.time_node(g, *conv, 0.01, size_t{1} << 30);
     ASSERT_TRUE(a.is_ok() && b.is_ok());
     cpu_best = std::min(cpu_best, (*a)[0]);
     wall_best = std::min(wall_best, (*b)[0]);
