@@ -92,6 +92,7 @@ inline uint64_t dropout_word(uint64_t key, int64_t i0, int64_t threshold, float 
   }
   return bits;
 }
+
 // dx (+)= dy * scale where the mask's bit is set, else 0, for mask words [wb, we): sixteen
 // elements at a time, the bits spread over lanes. Arguments by value (the loop writes dx).
 template <bool kAccumulate>

@@ -74,10 +74,6 @@ void small_gemm_loops(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float a
 // the register-blocked kernel.
 constexpr int64_t kMaxTransposedFloats = 16384;
 
-// Register-blocked (4 rows x 32 or 16 columns of C in registers, ops/simd.h product_block) for alpha = 1 and beta 0 or 1, the cases the conv and linear kernels use;
-// columns past the last 16 and other alphas/betas take the plain loops. Measured: MobileNetV2
-// with micro-batches of 4 images spent 36% of its samples in the plain loops, and its pointwise
-// GEMMs (every one under OpenBLAS's small limit) ran on one thread.
 // C[i][j] (+)= sum over p of A[i][p] * B^T[j][p] for R rows and Q columns, both operands read
 // along p (16 at a time) into R x Q vector sums, added across lanes at the end: the products
 // with B^T of fewer than 16 columns (a classifier's [batch, 1280] x [10, 1280]^T), which the
@@ -122,6 +118,11 @@ void dot_gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, cons
   }
 }
 
+// Register-blocked (4 rows x 32 or 16 columns of C in registers, ops/simd.h product_block) for
+// alpha = 1 and beta 0 or 1, the cases the conv and linear kernels use; B^T of fewer than 16
+// columns takes dot_gemm, columns past the last 16 and other alphas/betas the plain loops.
+// Measured: MobileNetV2 with micro-batches of 4 images spent 36% of its samples in the plain
+// loops, and its pointwise GEMMs (every one under OpenBLAS's small limit) ran on one thread.
 void small_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   using simd::kLanes;
