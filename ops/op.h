@@ -28,8 +28,10 @@
 //   kAdd                     in {a, b}                                  out {y}  (y = act(a + b) with attrs.activation)
 //   kGradCopy                in {dy}                                    out {dx}   (same numel)
 //   kFlatten                 in {x[N,...]}                              out {y[N,K]} (a copy)
-//   kMaxPool                 in {x}                                     out {y}
-//   kMaxPoolBackward         in {dy, x}  (argmax recomputed from x)     out {dx}
+//   kMaxPool                 in {x}                                     out {y, argmax?}
+//                            argmax (i32, y's shape): the maximum's position in its window
+//                            clipped to the input, (ih - lo_h) * k + (iw - lo_w); -1 if empty
+//   kMaxPoolBackward         in {dy, argmax}                            out {dx}
 //   kAvgPool                 in {x}                                     out {y}
 //   kAvgPoolBackward         in {dy}                                    out {dx}
 //   kGlobalAvgPool           in {x[N,H,W,C]}                            out {y[N,C]}

@@ -89,8 +89,13 @@ Result<Shape> global_avg_pool_output_shape(const Shape& x) {
 // ---------------------------------------------------------------------------------------------
 // Naive references: one output element at a time.
 
+namespace {
+// The first row (or column) of output row (column) o's window that lies inside the input.
+int64_t window_first(int64_t o, const PoolGeometry& g) { return std::max<int64_t>(o * g.s - g.p, 0); }
+}  // namespace
+
 template <typename T>
-void max_pool_forward_naive(const Shape& x_shape, const PoolAttrs& a, const T* x, T* y) {
+void max_pool_forward_naive(const Shape& x_shape, const PoolAttrs& a, const T* x, T* y, int32_t* argmax) {
   const PoolGeometry g = pool_geometry(x_shape, a);
   for (int64_t in = 0; in < g.n; ++in)
     for (int64_t oh = 0; oh < g.out_h; ++oh)
@@ -98,20 +103,27 @@ void max_pool_forward_naive(const Shape& x_shape, const PoolAttrs& a, const T* x
         for (int64_t ch = 0; ch < g.c; ++ch) {
           const int64_t i = window_argmax(g, x, in, oh, ow, ch);
           y[g.y_index(in, oh, ow) + ch] = i >= 0 ? x[i] : -std::numeric_limits<T>::infinity();
+          if (argmax == nullptr) continue;
+          const int64_t pixel = i / g.c, ih = pixel / g.w % g.h, iw = pixel % g.w;
+          argmax[g.y_index(in, oh, ow) + ch] =
+              i < 0 ? -1 : int32_t((ih - window_first(oh, g)) * g.k + (iw - window_first(ow, g)));
         }
 }
 
 template <typename T>
-void max_pool_backward_naive(const Shape& x_shape, const PoolAttrs& a, const T* dy, const T* x,
-                             const T* /*y: the argmax is recomputed from x*/, T* dx, bool accumulate) {
+void max_pool_backward_naive(const Shape& x_shape, const PoolAttrs& a, const T* dy, const int32_t* argmax, T* dx,
+                             bool accumulate) {
   const PoolGeometry g = pool_geometry(x_shape, a);
   if (!accumulate) std::fill(dx, dx + x_shape.numel(), T(0));
   for (int64_t in = 0; in < g.n; ++in)
     for (int64_t oh = 0; oh < g.out_h; ++oh)
       for (int64_t ow = 0; ow < g.out_w; ++ow)
         for (int64_t ch = 0; ch < g.c; ++ch) {
-          const int64_t i = window_argmax(g, x, in, oh, ow, ch);
-          if (i >= 0) dx[i] += dy[g.y_index(in, oh, ow) + ch];
+          const int32_t pos = argmax[g.y_index(in, oh, ow) + ch];
+          if (pos < 0) continue;
+          const int64_t ih = window_first(oh, g) + pos / g.k, iw = window_first(ow, g) + pos % g.k;
+          if (ih >= g.h || iw >= g.w) continue;  // not a position the forward can write
+          dx[g.x_index(in, ih, iw) + ch] += dy[g.y_index(in, oh, ow) + ch];
         }
 }
 
@@ -184,9 +196,9 @@ void global_avg_pool_backward_naive(const Shape& x_shape, const T* dy, T* dx, bo
 }
 
 #define ET_POOL_INSTANTIATE(T)                                                                     \
-  template void max_pool_forward_naive<T>(const Shape&, const PoolAttrs&, const T*, T*);          \
-  template void max_pool_backward_naive<T>(const Shape&, const PoolAttrs&, const T*, const T*,    \
-                                           const T*, T*, bool);                                    \
+  template void max_pool_forward_naive<T>(const Shape&, const PoolAttrs&, const T*, T*, int32_t*); \
+  template void max_pool_backward_naive<T>(const Shape&, const PoolAttrs&, const T*, const int32_t*, \
+                                           T*, bool);                                              \
   template void avg_pool_forward_naive<T>(const Shape&, const PoolAttrs&, const T*, T*);          \
   template void avg_pool_backward_naive<T>(const Shape&, const PoolAttrs&, const T*, T*, bool);   \
   template void global_avg_pool_forward_naive<T>(const Shape&, const T*, T*);                     \
@@ -196,12 +208,13 @@ ET_POOL_INSTANTIATE(double)
 #undef ET_POOL_INSTANTIATE
 
 void max_pool_forward_reference(const KernelCall& call) {
-  max_pool_forward_naive<float>(call.in_shape[0], call.attrs->pool, call.in_f(0), call.out_f(0));
+  max_pool_forward_naive<float>(call.in_shape[0], call.attrs->pool, call.in_f(0), call.out_f(0),
+                                call.n_out > 1 ? static_cast<int32_t*>(call.out[1]) : nullptr);
 }
 void max_pool_backward_reference(const KernelCall& call) {
   if (!call.out_f(0)) return;
-  max_pool_backward_naive<float>(call.in_shape[1], call.attrs->pool, call.in_f(0), call.in_f(1),
-                                 call.in_f(2), call.out_f(0), call.attrs->accumulates(0));
+  max_pool_backward_naive<float>(call.out_shape[0], call.attrs->pool, call.in_f(0),
+                                 static_cast<const int32_t*>(call.in[1]), call.out_f(0), call.attrs->accumulates(0));
 }
 void avg_pool_forward_reference(const KernelCall& call) {
   avg_pool_forward_naive<float>(call.in_shape[0], call.attrs->pool, call.in_f(0), call.out_f(0));
@@ -227,7 +240,7 @@ void global_avg_pool_backward_reference(const KernelCall& call) {
 namespace {
 
 constexpr int64_t kElementsPerChunk = 8192;  // parallel grain, in elements touched
-constexpr int64_t kChannelBlock = 64;        // stack-held per-channel state of max pool backward
+constexpr int64_t kChannelBlock = 64;        // channels per task of the global average pool (stack sums)
 
 int64_t grain(int64_t elements_per_item) {
   return std::max<int64_t>(1, kElementsPerChunk / std::max<int64_t>(1, elements_per_item));
@@ -243,38 +256,61 @@ Span clip(int64_t start, int64_t k, int64_t size) {
 
 }  // namespace
 
-void max_pool_forward(const KernelCall& call) {
-  const PoolGeometry g = pool_geometry(call.in_shape[0], call.attrs->pool);
-  const float* x = call.in_f(0);
-  float* y = call.out_f(0);
+namespace {
+// Rows [b, e) of (n, oh) items: each output the maximum of its window, and with kArgmax its
+// position (the rule of window_argmax: the first of equal maxima, a NaN over any number).
+template <bool kArgmax>
+void max_pool_rows(const PoolGeometry& g, const float* x, float* y, int32_t* argmax, int64_t b, int64_t e) {
   const int64_t c = g.c;
-  call.parallel.for_each(g.n * g.out_h, grain(g.out_w * c * g.k * g.k), [&](int64_t b, int64_t e) {
-    for (int64_t item = b; item < e; ++item) {
-      const int64_t in = item / g.out_h, oh = item % g.out_h;
-      const Span rows = clip(oh * g.s - g.p, g.k, g.h);
-      for (int64_t ow = 0; ow < g.out_w; ++ow) {
-        const Span cols = clip(ow * g.s - g.p, g.k, g.w);
-        float* __restrict yr = y + g.y_index(in, oh, ow);
-        std::fill(yr, yr + c, -std::numeric_limits<float>::infinity());
-        for (int64_t ih = rows.lo; ih <= rows.hi; ++ih)
-          for (int64_t iw = cols.lo; iw <= cols.hi; ++iw) {
-            const float* __restrict xr = x + g.x_index(in, ih, iw);
+  for (int64_t item = b; item < e; ++item) {
+    const int64_t in = item / g.out_h, oh = item % g.out_h;
+    const Span rows = clip(oh * g.s - g.p, g.k, g.h);
+    for (int64_t ow = 0; ow < g.out_w; ++ow) {
+      const Span cols = clip(ow * g.s - g.p, g.k, g.w);
+      float* __restrict yr = y + g.y_index(in, oh, ow);
+      int32_t* __restrict ar = kArgmax ? argmax + g.y_index(in, oh, ow) : nullptr;
+      std::fill(yr, yr + c, -std::numeric_limits<float>::infinity());
+      if constexpr (kArgmax) std::fill(ar, ar + c, -1);
+      for (int64_t ih = rows.lo; ih <= rows.hi; ++ih)
+        for (int64_t iw = cols.lo; iw <= cols.hi; ++iw) {
+          const float* __restrict xr = x + g.x_index(in, ih, iw);
+          if constexpr (kArgmax) {
+            const int32_t pos = int32_t((ih - rows.lo) * g.k + (iw - cols.lo));
+            for (int64_t k = 0; k < c; ++k) {
+              const float v = xr[k];
+              const bool take = v > yr[k] || v != v || ar[k] < 0;
+              yr[k] = take ? v : yr[k];
+              ar[k] = take ? pos : ar[k];
+            }
+          } else {
             for (int64_t k = 0; k < c; ++k) {
               const float v = xr[k];
               yr[k] = (v > yr[k] || v != v) ? v : yr[k];  // NaN propagates, as in torch
             }
           }
-      }
+        }
     }
+  }
+}
+}  // namespace
+
+void max_pool_forward(const KernelCall& call) {
+  const PoolGeometry g = pool_geometry(call.in_shape[0], call.attrs->pool);
+  const float* x = call.in_f(0);
+  float* y = call.out_f(0);
+  int32_t* argmax = call.n_out > 1 ? static_cast<int32_t*>(call.out[1]) : nullptr;
+  call.parallel.for_each(g.n * g.out_h, grain(g.out_w * g.c * g.k * g.k), [&](int64_t b, int64_t e) {
+    if (argmax) max_pool_rows<true>(g, x, y, argmax, b, e);
+    else max_pool_rows<false>(g, x, y, nullptr, b, e);
   });
 }
 
 void max_pool_backward(const KernelCall& call) {
-  const PoolGeometry g = pool_geometry(call.in_shape[1], call.attrs->pool);
-  const float* dy = call.in_f(0);
-  const float* x = call.in_f(1);
   float* dx = call.out_f(0);
   if (!dx) return;
+  const PoolGeometry g = pool_geometry(call.out_shape[0], call.attrs->pool);
+  const float* dy = call.in_f(0);
+  const int32_t* argmax = static_cast<const int32_t*>(call.in[1]);
   const int64_t c = g.c;
   if (!call.attrs->accumulates(0)) {
     call.parallel.for_each(g.n * g.h, grain(g.w * c), [&](int64_t b, int64_t e) {
@@ -286,9 +322,7 @@ void max_pool_backward(const KernelCall& call) {
   const int64_t phases = (g.k + g.s - 1) / g.s;
   for (int64_t phase = 0; phase < std::min(phases, g.out_h); ++phase) {
     const int64_t rows_in_phase = (g.out_h - phase + phases - 1) / phases;
-    call.parallel.for_each(g.n * rows_in_phase, grain(g.out_w * c * g.k * g.k), [&](int64_t b, int64_t e) {
-      float best[kChannelBlock];
-      int32_t arg[kChannelBlock];  // window position kh * k + kw of the first maximum
+    call.parallel.for_each(g.n * rows_in_phase, grain(g.out_w * c * 2), [&](int64_t b, int64_t e) {
       for (int64_t item = b; item < e; ++item) {
         const int64_t in = item / rows_in_phase;
         const int64_t oh = phase + (item % rows_in_phase) * phases;
@@ -296,30 +330,13 @@ void max_pool_backward(const KernelCall& call) {
         for (int64_t ow = 0; ow < g.out_w; ++ow) {
           const Span cols = clip(ow * g.s - g.p, g.k, g.w);
           const float* dyr = dy + g.y_index(in, oh, ow);
-          for (int64_t c0 = 0; c0 < c; c0 += kChannelBlock) {
-            const int64_t cb = std::min(kChannelBlock, c - c0);
-            for (int64_t k = 0; k < cb; ++k) {
-              best[k] = -std::numeric_limits<float>::infinity();
-              arg[k] = -1;
-            }
-            // Same rule as the forward and window_argmax: strictly greater (so the first of
-            // equal maxima keeps the gradient) or NaN.
-            for (int64_t ih = rows.lo; ih <= rows.hi; ++ih)
-              for (int64_t iw = cols.lo; iw <= cols.hi; ++iw) {
-                const float* __restrict xr = x + g.x_index(in, ih, iw) + c0;
-                const int32_t pos = int32_t((ih - rows.lo) * g.k + (iw - cols.lo));
-                for (int64_t k = 0; k < cb; ++k) {
-                  const float v = xr[k];
-                  const bool take = v > best[k] || v != v || arg[k] < 0;
-                  best[k] = take ? v : best[k];
-                  arg[k] = take ? pos : arg[k];
-                }
-              }
-            for (int64_t k = 0; k < cb; ++k) {
-              if (arg[k] < 0) continue;
-              const int64_t ih = rows.lo + arg[k] / g.k, iw = cols.lo + arg[k] % g.k;
-              dx[g.x_index(in, ih, iw) + c0 + k] += dyr[c0 + k];
-            }
+          const int32_t* ar = argmax + g.y_index(in, oh, ow);
+          for (int64_t k = 0; k < c; ++k) {
+            const int32_t pos = ar[k];
+            if (pos < 0) continue;
+            const int64_t ih = rows.lo + pos / g.k, iw = cols.lo + pos % g.k;
+            if (ih > rows.hi || iw > cols.hi) continue;  // not a position the forward writes
+            dx[g.x_index(in, ih, iw) + k] += dyr[k];
           }
         }
       }

@@ -23,11 +23,14 @@ Result<Shape> pool_output_shape(const Shape& x, const PoolAttrs& a);
 // Shape rule of global average pool: [N,H,W,C] -> [N,C].
 Result<Shape> global_avg_pool_output_shape(const Shape& x);
 
+// Max pool keeps, when asked (argmax not null), each output's maximum as its position in the
+// window clipped to the input: (ih - first row) * kernel + (iw - first column), -1 for a window
+// of padding only; the first of equal maxima, a NaN over any number. The backward adds dy there.
 template <typename T>
-void max_pool_forward_naive(const Shape& x_shape, const PoolAttrs& a, const T* x, T* y);
+void max_pool_forward_naive(const Shape& x_shape, const PoolAttrs& a, const T* x, T* y, int32_t* argmax);
 template <typename T>
-void max_pool_backward_naive(const Shape& x_shape, const PoolAttrs& a, const T* dy, const T* x,
-                             const T* y, T* dx, bool accumulate);
+void max_pool_backward_naive(const Shape& x_shape, const PoolAttrs& a, const T* dy, const int32_t* argmax, T* dx,
+                             bool accumulate);
 template <typename T>
 void avg_pool_forward_naive(const Shape& x_shape, const PoolAttrs& a, const T* x, T* y);
 template <typename T>

@@ -106,7 +106,9 @@ void count_pooling(const Graph& g, const Node& n, NodeWork& w) {
     case OpKind::kAvgPool:  // a compare or an add per window element
       w.flops = numel(g, n.outputs[0]) * window;
       break;
-    case OpKind::kMaxPoolBackward:  // argmax recomputed over the window, then one add
+    case OpKind::kMaxPoolBackward:  // one add at the saved argmax (and dx cleared)
+      w.flops = numel(g, n.inputs[0]);
+      break;
     case OpKind::kAvgPoolBackward:  // scale once, add into every window element
       w.flops = numel(g, n.inputs[0]) * (window + 1);
       break;

@@ -380,8 +380,21 @@ Result<Plan> plan_training(const PlanRequest& r) {
                            "); give at least that much");
   }
 
+  // Dropping momentum changes the recipe: never where full training with the requested optimizer
+  // (no lever, one micro-batch) fits. (Each momentum-free combination also checks its own twin
+  // below; this covers twins that fit only without their lever, e.g. fitted checkpoints that
+  // cannot shrink a model whose peak lies in its first layer.)
+  bool requested_plain_fits = false;
+  if (optimizers.size() > 1) {
+    TrainConfig plain_cfg;
+    plain_cfg.optimizer = r.base.config.optimizer;
+    PlanCandidate plain;
+    requested_plain_fits = evaluate(plain_cfg, &plain).is_ok() && plain.predicted_peak <= r.budget_bytes;
+  }
+
   std::vector<PlanCandidate> feasible;
   for (const Combo& combo : combos) {
+    if (requested_plain_fits && is_momentum_free_variant(combo.config.optimizer, r.base.config.optimizer)) continue;
     if (static_cast<int>(feasible.size()) >= r.keep && combo.best_score < feasible[static_cast<size_t>(r.keep) - 1].score) break;
     // Fewest micro-batches that fit: memory falls with k, so binary search over the list.
     std::vector<int> ks = micro_for(combo.batch_statistics);

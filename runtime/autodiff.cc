@@ -111,6 +111,16 @@ Result<Graph> build_training_graph(const Graph& forward, const std::vector<bool>
     rule(ad, n);
   }
   std::vector<Node> backward = ad.take_backward();
+  // A max pool's argmax is for its backward: where none was emitted (everything before it is
+  // frozen), the forward does not write it and it takes no memory.
+  std::vector<bool> read_backward(g.values.size(), false);
+  for (const Node& b : backward)
+    for (ValueId v : b.inputs)
+      if (v != kNoValue) read_backward[static_cast<size_t>(v)] = true;
+  for (Node& n : g.nodes)
+    if (n.op == OpKind::kMaxPool && n.outputs.size() > 1 && n.outputs[1] != kNoValue &&
+        !read_backward[static_cast<size_t>(n.outputs[1])])
+      n.outputs[1] = kNoValue;
 
   // One update node per trainable parameter that received a gradient.
   std::vector<Node> updates;

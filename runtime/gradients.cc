@@ -1,5 +1,7 @@
 #include "runtime/gradients.h"
 
+#include "runtime/status.h"
+
 namespace edgetrain {
 namespace {
 
@@ -102,7 +104,10 @@ void flatten_grad(GradContext& c, const Node& f) {
 
 void max_pool_grad(GradContext& c, const Node& f) {
   ValueId dy = c.grad(f.outputs[0]);
-  if (dy != kNoValue) unary(c, f, OpKind::kMaxPoolBackward, {dy, f.inputs[0]}, f.attrs);
+  if (dy == kNoValue) return;
+  // GraphBuilder gives a training graph's max pools their argmax output (runtime/graph_builder.cc).
+  ET_CHECK(f.outputs.size() >= 2 && f.outputs[1] != kNoValue);
+  unary(c, f, OpKind::kMaxPoolBackward, {dy, f.outputs[1]}, f.attrs);
 }
 
 void avg_pool_grad(GradContext& c, const Node& f) {

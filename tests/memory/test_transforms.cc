@@ -119,7 +119,10 @@ TEST_P(Levers, CheckpointingGivesIdenticalTrainingAndLessMemory) {
   Outcome a = train3(GetParam(), plain), b = train3(GetParam(), ck);
   EXPECT_EQ(max_rel(b, a), 0.0);
   EXPECT_GT(b.recomputed, 0u);
-  EXPECT_LT(b.arena, a.arena);
+  EXPECT_LE(b.arena, a.arena);
+  // The small CNN peaks in its first layer's backward (its max pool keeps only an argmax for the
+  // layers after it), which no checkpoint changes; the other models peak later.
+  if (GetParam().arch != Architecture::kSmallCnn) EXPECT_LT(b.arena, a.arena);
   EXPECT_EQ(b.measured_high_water, b.planned_high_water);
 }
 
@@ -349,7 +352,9 @@ TEST_P(Levers, BudgetCheckpointingGivesIdenticalTrainingWithinTheBudget) {
   Outcome b = train3(GetParam(), budget);
   EXPECT_EQ(max_rel(b, a), 0.0);
   EXPECT_LE(b.arena, s.arena);
-  EXPECT_GT(b.recomputed, 0u);
+  // Where sqrt-bytes checkpointing saves nothing (the small CNN: see above), the budget fits the
+  // plain schedule and nothing needs recomputing.
+  if (s.arena < a.arena) EXPECT_GT(b.recomputed, 0u);
   EXPECT_LE(b.recomputed, s.recomputed);
   EXPECT_EQ(b.measured_high_water, b.planned_high_water);
 }

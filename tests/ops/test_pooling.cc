@@ -3,6 +3,8 @@
 // kernels against the references across kernel/stride/pad, odd sizes, >64 channels and accumulate.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -87,10 +89,10 @@ TEST_P(PoolBothKernels, MaxPoolGivesTheGradientToTheFirstOfTiedMaxima) {
   //   1 1 1
   HostTensor x = tensor({1, 3, 3, 1}, {5, 5, 1, 5, 5, 1, 1, 1, 1});
   Attrs a = pool_attrs(2, 1, 0);
-  auto y = run_op(OpKind::kMaxPool, a, {x}, {HostTensor{{1, 2, 2, 1}}}, GetParam());
+  auto y = run_op(OpKind::kMaxPool, a, {x}, {HostTensor{{1, 2, 2, 1}}, HostTensor{{1, 2, 2, 1}}}, GetParam());
   EXPECT_EQ(y[0].data, std::vector<float>({5, 5, 5, 5}));
   HostTensor dy = tensor({1, 2, 2, 1}, {1, 10, 100, 1000});
-  auto dx = run_op(OpKind::kMaxPoolBackward, a, {dy, x, y[0]}, {HostTensor{{1, 3, 3, 1}}}, GetParam());
+  auto dx = run_op(OpKind::kMaxPoolBackward, a, {dy, y[1]}, {HostTensor{{1, 3, 3, 1}}}, GetParam());
   EXPECT_EQ(dx[0].data, std::vector<float>({1, 10, 0, 100, 1000, 0, 0, 0, 0}));
 }
 
@@ -98,9 +100,9 @@ TEST_P(PoolBothKernels, MaxPoolPadsWithMinusInfinityNotZero) {
   // All inputs negative: zero padding would make every border output 0.
   HostTensor x = tensor({1, 2, 2, 1}, {-4, -3, -2, -1});
   Attrs a = pool_attrs(3, 1, 1);
-  auto y = run_op(OpKind::kMaxPool, a, {x}, {HostTensor{{1, 2, 2, 1}}}, GetParam());
+  auto y = run_op(OpKind::kMaxPool, a, {x}, {HostTensor{{1, 2, 2, 1}}, HostTensor{{1, 2, 2, 1}}}, GetParam());
   EXPECT_EQ(y[0].data, std::vector<float>({-1, -1, -1, -1}));
-  auto dx = run_op(OpKind::kMaxPoolBackward, a, {tensor({1, 2, 2, 1}, {1, 2, 3, 4}), x, y[0]},
+  auto dx = run_op(OpKind::kMaxPoolBackward, a, {tensor({1, 2, 2, 1}, {1, 2, 3, 4}), y[1]},
                    {HostTensor{{1, 2, 2, 1}}}, GetParam());
   EXPECT_EQ(dx[0].data, std::vector<float>({0, 0, 0, 10}));
 }
@@ -144,12 +146,14 @@ double check_max_pool(const Shape& xs, const PoolAttrs& a) {
   const Shape ys = *pool_output_shape(xs, a);
   auto forward = [&](const std::vector<std::vector<double>>& in) {
     std::vector<double> y(ys.numel());
-    max_pool_forward_naive<double>(xs, a, in[0].data(), y.data());
+    max_pool_forward_naive<double>(xs, a, in[0].data(), y.data(), nullptr);
     return y;
   };
   auto backward = [&](const std::vector<std::vector<double>>& in, const std::vector<double>& dy) {
-    std::vector<double> y = forward(in), dx(xs.numel(), 7.0);  // 7: must be overwritten
-    max_pool_backward_naive<double>(xs, a, dy.data(), in[0].data(), y.data(), dx.data(), false);
+    std::vector<double> y(ys.numel()), dx(xs.numel(), 7.0);  // 7: must be overwritten
+    std::vector<int32_t> argmax(ys.numel());
+    max_pool_forward_naive<double>(xs, a, in[0].data(), y.data(), argmax.data());
+    max_pool_backward_naive<double>(xs, a, dy.data(), argmax.data(), dx.data(), false);
     return std::vector<std::vector<double>>{dx};
   };
   return testing::gradient_check({distinct_values(xs.numel(), 3)}, {0}, forward, backward);
@@ -224,14 +228,20 @@ TEST(PoolFast, MaxPoolForwardAndBackwardMatchReference) {
     const Shape ys = out_shape(pc.x, a);
     for (bool ties : {false, true}) {
       HostTensor x = ties ? tied_tensor(pc.x, 61) : random_tensor(pc.x, 61);
-      auto fast = run_op(OpKind::kMaxPool, a, {x}, {HostTensor{ys}}, false);
-      auto ref = run_op(OpKind::kMaxPool, a, {x}, {HostTensor{ys}}, true);
+      auto fast = run_op(OpKind::kMaxPool, a, {x}, {HostTensor{ys}, HostTensor{ys}}, false);
+      auto ref = run_op(OpKind::kMaxPool, a, {x}, {HostTensor{ys}, HostTensor{ys}}, true);
       EXPECT_EQ(fast[0].data, ref[0].data) << pc.x.to_string() << " k" << pc.kernel;
+      // The argmax positions (int32 bit patterns): compare bytes.
+      EXPECT_EQ(std::memcmp(fast[1].data.data(), ref[1].data.data(), fast[1].data.size() * sizeof(float)), 0)
+          << "argmax " << pc.x.to_string() << " k" << pc.kernel << " ties " << ties;
+      // Without the argmax output (an evaluation graph) the same values.
+      auto plain = run_op(OpKind::kMaxPool, a, {x}, {HostTensor{ys}}, false);
+      EXPECT_EQ(plain[0].data, ref[0].data);
       HostTensor dy = random_tensor(ys, 62);
       for (bool accumulate : {false, true}) {
         a.accumulate_mask = accumulate ? 1u : 0u;
-        auto dfast = run_op(OpKind::kMaxPoolBackward, a, {dy, x, ref[0]}, {random_tensor(pc.x, 63)}, false);
-        auto dref = run_op(OpKind::kMaxPoolBackward, a, {dy, x, ref[0]}, {random_tensor(pc.x, 63)}, true);
+        auto dfast = run_op(OpKind::kMaxPoolBackward, a, {dy, ref[1]}, {random_tensor(pc.x, 63)}, false);
+        auto dref = run_op(OpKind::kMaxPoolBackward, a, {dy, ref[1]}, {random_tensor(pc.x, 63)}, true);
         EXPECT_LT(max_rel_error(dfast[0].data, dref[0].data), 1e-6)
             << pc.x.to_string() << " k" << pc.kernel << " s" << pc.stride << " ties " << ties
             << " accumulate " << accumulate;
@@ -282,7 +292,7 @@ TEST(PoolFast, BackwardWithNullOutputWritesNothing) {
   Attrs a = pool_attrs(3, 2, 1);
   const Shape xs = {1, 8, 8, 4}, ys = out_shape(xs, a);
   HostTensor x = random_tensor(xs, 91), dy = random_tensor(ys, 92);
-  run_op(OpKind::kMaxPoolBackward, a, {dy, x, random_tensor(ys, 93)}, {absent(xs)}, false);
+  run_op(OpKind::kMaxPoolBackward, a, {dy, random_tensor(ys, 93)}, {absent(xs)}, false);
   run_op(OpKind::kAvgPoolBackward, a, {dy}, {absent(xs)}, false);
   run_op(OpKind::kGlobalAvgPoolBackward, Attrs{}, {random_tensor({1, 4}, 94)}, {absent(xs)}, false);
   SUCCEED();
