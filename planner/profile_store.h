@@ -21,7 +21,8 @@ namespace edgetrain {
 // an old file then fails to load with a message that says to re-run `edgetrain profile`.
 // 2: conv classes and FLOPs follow the kernel path (Winograd, direct, im2col plan), 10 features.
 // 3: the fused SGD momentum's decay works on the first step only, its apply decays for the next
-//    step (optimizer/momentum_fusion.h): their samples and FLOPs mean other work than in 2.
+//    step (optimizer/momentum_fusion.h); max pool's backward reads a saved argmax, not its input:
+//    their samples and FLOPs mean other work than in 2.
 constexpr int kProfileFormatVersion = 3;
 
 struct MachineInfo {
