@@ -254,6 +254,17 @@ Span clip(int64_t start, int64_t k, int64_t size) {
   return {std::max<int64_t>(start, 0), std::min<int64_t>(start + k, size) - 1};
 }
 
+// fn(in, oh, ow, rows, cols) for every output pixel of the (n, oh) items [b, e), with the input
+// rows and columns its window covers.
+template <typename Fn>
+void for_windows(const PoolGeometry& g, int64_t b, int64_t e, Fn&& fn) {
+  for (int64_t item = b; item < e; ++item) {
+    const int64_t in = item / g.out_h, oh = item % g.out_h;
+    const Span rows = clip(oh * g.s - g.p, g.k, g.h);
+    for (int64_t ow = 0; ow < g.out_w; ++ow) fn(in, oh, ow, rows, clip(ow * g.s - g.p, g.k, g.w));
+  }
+}
+
 }  // namespace
 
 namespace {
@@ -262,35 +273,30 @@ namespace {
 template <bool kArgmax>
 void max_pool_rows(const PoolGeometry& g, const float* x, float* y, int32_t* argmax, int64_t b, int64_t e) {
   const int64_t c = g.c;
-  for (int64_t item = b; item < e; ++item) {
-    const int64_t in = item / g.out_h, oh = item % g.out_h;
-    const Span rows = clip(oh * g.s - g.p, g.k, g.h);
-    for (int64_t ow = 0; ow < g.out_w; ++ow) {
-      const Span cols = clip(ow * g.s - g.p, g.k, g.w);
-      float* __restrict yr = y + g.y_index(in, oh, ow);
-      int32_t* __restrict ar = kArgmax ? argmax + g.y_index(in, oh, ow) : nullptr;
-      std::fill(yr, yr + c, -std::numeric_limits<float>::infinity());
-      if constexpr (kArgmax) std::fill(ar, ar + c, -1);
-      for (int64_t ih = rows.lo; ih <= rows.hi; ++ih)
-        for (int64_t iw = cols.lo; iw <= cols.hi; ++iw) {
-          const float* __restrict xr = x + g.x_index(in, ih, iw);
-          if constexpr (kArgmax) {
-            const int32_t pos = int32_t((ih - rows.lo) * g.k + (iw - cols.lo));
-            for (int64_t k = 0; k < c; ++k) {
-              const float v = xr[k];
-              const bool take = v > yr[k] || v != v || ar[k] < 0;
-              yr[k] = take ? v : yr[k];
-              ar[k] = take ? pos : ar[k];
-            }
-          } else {
-            for (int64_t k = 0; k < c; ++k) {
-              const float v = xr[k];
-              yr[k] = (v > yr[k] || v != v) ? v : yr[k];  // NaN propagates, as in torch
-            }
+  for_windows(g, b, e, [&](int64_t in, int64_t oh, int64_t ow, Span rows, Span cols) {
+    float* __restrict yr = y + g.y_index(in, oh, ow);
+    int32_t* __restrict ar = kArgmax ? argmax + g.y_index(in, oh, ow) : nullptr;
+    std::fill(yr, yr + c, -std::numeric_limits<float>::infinity());
+    if constexpr (kArgmax) std::fill(ar, ar + c, -1);
+    for (int64_t ih = rows.lo; ih <= rows.hi; ++ih)
+      for (int64_t iw = cols.lo; iw <= cols.hi; ++iw) {
+        const float* __restrict xr = x + g.x_index(in, ih, iw);
+        if constexpr (kArgmax) {
+          const int32_t pos = int32_t((ih - rows.lo) * g.k + (iw - cols.lo));
+          for (int64_t k = 0; k < c; ++k) {
+            const float v = xr[k];
+            const bool take = v > yr[k] || v != v || ar[k] < 0;
+            yr[k] = take ? v : yr[k];
+            ar[k] = take ? pos : ar[k];
+          }
+        } else {
+          for (int64_t k = 0; k < c; ++k) {
+            const float v = xr[k];
+            yr[k] = (v > yr[k] || v != v) ? v : yr[k];  // NaN propagates, as in torch
           }
         }
-    }
-  }
+      }
+  });
 }
 }  // namespace
 
@@ -351,21 +357,16 @@ void avg_pool_forward(const KernelCall& call) {
   const int64_t c = g.c;
   const float inv_area = float(1.0 / double(g.k * g.k));
   call.parallel.for_each(g.n * g.out_h, grain(g.out_w * c * g.k * g.k), [&](int64_t b, int64_t e) {
-    for (int64_t item = b; item < e; ++item) {
-      const int64_t in = item / g.out_h, oh = item % g.out_h;
-      const Span rows = clip(oh * g.s - g.p, g.k, g.h);
-      for (int64_t ow = 0; ow < g.out_w; ++ow) {
-        const Span cols = clip(ow * g.s - g.p, g.k, g.w);
-        float* __restrict yr = y + g.y_index(in, oh, ow);
-        std::fill(yr, yr + c, 0.0f);
-        for (int64_t ih = rows.lo; ih <= rows.hi; ++ih)
-          for (int64_t iw = cols.lo; iw <= cols.hi; ++iw) {
-            const float* __restrict xr = x + g.x_index(in, ih, iw);
-            for (int64_t k = 0; k < c; ++k) yr[k] += xr[k];
-          }
-        for (int64_t k = 0; k < c; ++k) yr[k] *= inv_area;
-      }
-    }
+    for_windows(g, b, e, [&](int64_t in, int64_t oh, int64_t ow, Span rows, Span cols) {
+      float* __restrict yr = y + g.y_index(in, oh, ow);
+      std::fill(yr, yr + c, 0.0f);
+      for (int64_t ih = rows.lo; ih <= rows.hi; ++ih)
+        for (int64_t iw = cols.lo; iw <= cols.hi; ++iw) {
+          const float* __restrict xr = x + g.x_index(in, ih, iw);
+          for (int64_t k = 0; k < c; ++k) yr[k] += xr[k];
+        }
+      for (int64_t k = 0; k < c; ++k) yr[k] *= inv_area;
+    });
   });
 }
 
