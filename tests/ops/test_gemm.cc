@@ -24,29 +24,45 @@ std::vector<float> random_values(size_t n, uint32_t seed) {
   return v;
 }
 
-// C = A B (B transposed when tb) + beta C with padded leading dimensions, against a double-
-// precision naive product: relative error below tol, the padding of C untouched, and with beta 0
-// nothing read from C (it starts as NaN).
-void expect_gemm_matches_naive(ThreadPool& pool, bool tb, int64_t m, int64_t n, int64_t k, float beta, double tol) {
-  const int64_t lda = k + 3, ldb = (tb ? k : n) + 2, ldc = n + 5;
-  const std::vector<float> a = random_values(static_cast<size_t>(m * lda), 1);
+// C = A B (A transposed when ta, B when tb) + beta C with padded leading dimensions, against a
+// double-precision naive product: relative error below tol, the padding of C untouched, and with
+// beta 0 nothing read from C (it starts as NaN).
+void expect_gemm_matches_naive(ThreadPool& pool, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float beta,
+                               double tol) {
+  const int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 2, ldc = n + 5;
+  const std::vector<float> a = random_values(static_cast<size_t>((ta ? k : m) * lda), 1);
   const std::vector<float> b = random_values(static_cast<size_t>((tb ? n : k) * ldb), 2);
   std::vector<float> c = random_values(static_cast<size_t>(m * ldc), 3);
   if (beta == 0.0f)
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = std::numeric_limits<float>::quiet_NaN();
   const std::vector<float> c0 = c;
-  gemm(pool.parallel(), false, tb, m, n, k, 1.0f, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+  gemm(pool.parallel(), ta, tb, m, n, k, 1.0f, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
   double worst = 0;
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) {
       double want = beta == 0.0f ? 0.0 : double(c0[i * ldc + j]);
-      for (int64_t p = 0; p < k; ++p) want += double(a[i * lda + p]) * double(tb ? b[j * ldb + p] : b[p * ldb + j]);
+      for (int64_t p = 0; p < k; ++p)
+        want += double(ta ? a[p * lda + i] : a[i * lda + p]) * double(tb ? b[j * ldb + p] : b[p * ldb + j]);
       worst = std::max(worst, std::fabs(double(c[i * ldc + j]) - want) / std::max(1.0, std::fabs(want)));
     }
-  ASSERT_LT(worst, tol) << "tb " << tb << " m " << m << " n " << n << " k " << k << " beta " << beta;
+  ASSERT_LT(worst, tol) << "ta " << ta << " tb " << tb << " m " << m << " n " << n << " k " << k << " beta " << beta;
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = n; j < ldc; ++j) ASSERT_EQ(c[i * ldc + j], c0[i * ldc + j]) << "padding changed";
+}
+
+// fn(pool, streaming) with ops/gemm.cc's streaming kernels on and off, on one and two threads;
+// streaming is on again afterwards.
+template <class Fn>
+void with_streaming_on_and_off(Fn&& fn) {
+  for (bool streaming : {true, false}) {
+    set_gemm_streaming(streaming);
+    for (int threads : {1, 2}) {
+      ThreadPool pool(threads);
+      fn(pool, streaming);
+    }
+  }
+  set_gemm_streaming(true);
 }
 
 TEST(Gemm, MatchesTheNaiveProductForEveryLayoutAndShape) {
@@ -93,21 +109,16 @@ TEST(Gemm, MatchesTheNaiveProductForEveryLayoutAndShape) {
 // (4 vectors; 24, 40, 56, 88 end in a half vector, 8 and 7 are one half vector alone), K across its stretches of 64, beta 0 and 1, B stored both ways, one and two
 // threads; the same shapes through OpenBLAS (streaming off) for comparison.
 TEST(Gemm, SkinnyStreamingMatchesTheNaiveProduct) {
-  for (bool streaming : {true, false}) {
-    set_gemm_streaming(streaming);
-    for (int threads : {1, 2}) {
-      ThreadPool pool(threads);
-      for (bool tb : {false, true})
-        for (int64_t m : {64, 77, 300, 1031})
-          for (auto [n, k] : {std::pair<int64_t, int64_t>{1, 5}, {15, 96}, {16, 32}, {17, 130}, {24, 144}, {40, 7},
-                              {64, 65}, {65, 24}, {96, 96}, {144, 24}, {200, 3}, {577, 16},
-                              {8, 20}, {8, 16}, {7, 16}, {56, 33}, {88, 70}, {128, 128}, {120, 33}})
-            for (float beta : {0.0f, 1.0f})
-              ASSERT_NO_FATAL_FAILURE(expect_gemm_matches_naive(pool, tb, m, n, k, beta, 1e-5))
-                  << "streaming " << streaming << " threads " << threads;
-    }
-  }
-  set_gemm_streaming(true);
+  with_streaming_on_and_off([](ThreadPool& pool, bool streaming) {
+    for (bool tb : {false, true})
+      for (int64_t m : {64, 77, 300, 1031})
+        for (auto [n, k] : {std::pair<int64_t, int64_t>{1, 5}, {15, 96}, {16, 32}, {17, 130}, {24, 144}, {40, 7},
+                            {64, 65}, {65, 24}, {96, 96}, {144, 24}, {200, 3}, {577, 16},
+                            {8, 20}, {8, 16}, {7, 16}, {56, 33}, {88, 70}, {128, 128}, {120, 33}})
+          for (float beta : {0.0f, 1.0f})
+            ASSERT_NO_FATAL_FAILURE(expect_gemm_matches_naive(pool, false, tb, m, n, k, beta, 1e-5))
+                << "streaming " << streaming << " threads " << pool.threads();
+  });
 }
 
 // A classifier's forward, [batch, features] x [classes, features]^T with fewer than 16 classes:
@@ -118,7 +129,7 @@ TEST(Gemm, NarrowTransposedBMatchesTheNaiveProduct) {
     ThreadPool pool(threads);
     for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{32, 10, 1280}, {6, 3, 1283}, {64, 15, 512}, {3, 1, 40}})
       for (float beta : {0.0f, 1.0f})
-        ASSERT_NO_FATAL_FAILURE(expect_gemm_matches_naive(pool, true, m, n, k, beta, 1e-5)) << "threads " << threads;
+        ASSERT_NO_FATAL_FAILURE(expect_gemm_matches_naive(pool, false, true, m, n, k, beta, 1e-5)) << "threads " << threads;
   }
 }
 
@@ -128,62 +139,33 @@ TEST(Gemm, NarrowTransposedBMatchesTheNaiveProduct) {
 // 16 up to the packed A^T's limit (1024 at 32 rows) and past it (1100: two pieces at 24-32 rows;
 // every shape here is above OpenBLAS's small limit), B stored both ways, beta 0 (C NaN) and 1, one and two threads, streaming on and off.
 TEST(Gemm, ShortRowsMatchTheNaiveProduct) {
-  for (bool streaming : {true, false}) {
-    set_gemm_streaming(streaming);
-    for (int threads : {1, 2}) {
-      ThreadPool pool(threads);
-      for (bool tb : {false, true})
-        for (int64_t m : {16, 24, 28, 32})
-          for (auto [n, k] : {std::pair<int64_t, int64_t>{300, 256}, {517, 160}, {1280, 60}, {144, 513}, {160, 1024}, {200, 1100}})
-            for (float beta : {0.0f, 1.0f})
-              // OpenBLAS sums K = 1024 terms in one running sum (1.04e-5 measured).
-              ASSERT_NO_FATAL_FAILURE(expect_gemm_matches_naive(pool, tb, m, n, k, beta, streaming ? 1e-5 : 5e-5))
-                  << "streaming " << streaming << " threads " << threads;
-    }
-  }
-  set_gemm_streaming(true);
+  with_streaming_on_and_off([](ThreadPool& pool, bool streaming) {
+    for (bool tb : {false, true})
+      for (int64_t m : {16, 24, 28, 32})
+        for (auto [n, k] : {std::pair<int64_t, int64_t>{300, 256}, {517, 160}, {1280, 60}, {144, 513}, {160, 1024}, {200, 1100}})
+          for (float beta : {0.0f, 1.0f})
+            // OpenBLAS sums K = 1024 terms in one running sum (1.04e-5 measured).
+            ASSERT_NO_FATAL_FAILURE(expect_gemm_matches_naive(pool, false, tb, m, n, k, beta, streaming ? 1e-5 : 5e-5))
+                << "streaming " << streaming << " threads " << pool.threads();
+  });
 }
 
 // The streaming reduction for weight gradients (A transposed, K >= 256, C small): row counts off
 // its stretches (64) and the threads' parts, C's rows off its tiles, columns off its vectors
 // (N % 16 != 0 packs B's rows), C both ways round, beta 0 (C NaN) and 1, one and two threads, streaming on and off.
 TEST(Gemm, SkinnyReductionMatchesTheNaiveProduct) {
-  for (bool streaming : {true, false}) {
-    set_gemm_streaming(streaming);
-    for (int threads : {1, 2}) {
-      ThreadPool pool(threads);
-      for (int64_t k : {256, 300, 512, 1000, 2049})
-        // {96, 16}, {96, 24}, {144, 24}, {40, 7}, {33, 31} run transposed (C^T = B^T A: few
-        // columns, many rows), the last two with A's rows packed (M % 16 != 0).
-        for (auto [m, n] : {std::pair<int64_t, int64_t>{1, 16}, {13, 96}, {16, 32}, {24, 17}, {96, 24}, {144, 24},
-                            {40, 200}, {7, 1}, {96, 16}, {40, 7}, {33, 31}})
-          for (float beta : {0.0f, 1.0f}) {
-            const int64_t lda = m + 3, ldb = n + 2, ldc = n + 5;
-            const std::vector<float> a = random_values(static_cast<size_t>(k * lda), 1);
-            const std::vector<float> b = random_values(static_cast<size_t>(k * ldb), 2);
-            std::vector<float> c = random_values(static_cast<size_t>(m * ldc), 3);
-            if (beta == 0.0f)
-              for (int64_t i = 0; i < m; ++i)
-                for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = std::numeric_limits<float>::quiet_NaN();
-            const std::vector<float> c0 = c;
-            gemm(pool.parallel(), true, false, m, n, k, 1.0f, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
-            double worst = 0;
-            for (int64_t i = 0; i < m; ++i)
-              for (int64_t j = 0; j < n; ++j) {
-                double want = beta == 0.0f ? 0.0 : double(c0[i * ldc + j]);
-                for (int64_t p = 0; p < k; ++p) want += double(a[p * lda + i]) * double(b[p * ldb + j]);
-                worst = std::max(worst, std::fabs(double(c[i * ldc + j]) - want) / std::max(1.0, std::fabs(want)));
-              }
-            // OpenBLAS sums all K terms in one running sum (1.2e-5 measured at K = 512); the
-            // streaming kernel in stretches of 64.
-            ASSERT_LT(worst, streaming ? 1e-5 : 5e-5) << "streaming " << streaming << " m " << m << " n " << n << " k " << k
-                                   << " beta " << beta << " threads " << threads;
-            for (int64_t i = 0; i < m; ++i)
-              for (int64_t j = n; j < ldc; ++j) ASSERT_EQ(c[i * ldc + j], c0[i * ldc + j]) << "padding changed";
-          }
-    }
-  }
-  set_gemm_streaming(true);
+  with_streaming_on_and_off([](ThreadPool& pool, bool streaming) {
+    for (int64_t k : {256, 300, 512, 1000, 2049})
+      // {96, 16}, {96, 24}, {144, 24}, {40, 7}, {33, 31} run transposed (C^T = B^T A: few
+      // columns, many rows), the last two with A's rows packed (M % 16 != 0).
+      for (auto [m, n] : {std::pair<int64_t, int64_t>{1, 16}, {13, 96}, {16, 32}, {24, 17}, {96, 24}, {144, 24},
+                          {40, 200}, {7, 1}, {96, 16}, {40, 7}, {33, 31}})
+        for (float beta : {0.0f, 1.0f})
+          // OpenBLAS sums all K terms in one running sum (1.2e-5 measured at K = 512); the
+          // streaming kernel in stretches of 64.
+          ASSERT_NO_FATAL_FAILURE(expect_gemm_matches_naive(pool, true, false, m, n, k, beta, streaming ? 1e-5 : 5e-5))
+              << "streaming " << streaming << " threads " << pool.threads();
+  });
 }
 
 }  // namespace
