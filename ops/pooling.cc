@@ -90,8 +90,13 @@ Result<Shape> global_avg_pool_output_shape(const Shape& x) {
 // Naive references: one output element at a time.
 
 namespace {
-// The first row (or column) of output row (column) o's window that lies inside the input.
-int64_t window_first(int64_t o, const PoolGeometry& g) { return std::max<int64_t>(o * g.s - g.p, 0); }
+// Input rows [lo, hi] (or columns) a window starting at `start` covers, clipped to the input.
+struct Span {
+  int64_t lo, hi;
+};
+Span clip(int64_t start, int64_t k, int64_t size) {
+  return {std::max<int64_t>(start, 0), std::min<int64_t>(start + k, size) - 1};
+}
 }  // namespace
 
 template <typename T>
@@ -105,8 +110,8 @@ void max_pool_forward_naive(const Shape& x_shape, const PoolAttrs& a, const T* x
           y[g.y_index(in, oh, ow) + ch] = i >= 0 ? x[i] : -std::numeric_limits<T>::infinity();
           if (argmax == nullptr) continue;
           const int64_t pixel = i / g.c, ih = pixel / g.w % g.h, iw = pixel % g.w;
-          argmax[g.y_index(in, oh, ow) + ch] =
-              i < 0 ? -1 : int32_t((ih - window_first(oh, g)) * g.k + (iw - window_first(ow, g)));
+          const int64_t row0 = clip(oh * g.s - g.p, g.k, g.h).lo, col0 = clip(ow * g.s - g.p, g.k, g.w).lo;
+          argmax[g.y_index(in, oh, ow) + ch] = i < 0 ? -1 : int32_t((ih - row0) * g.k + (iw - col0));
         }
 }
 
@@ -121,8 +126,9 @@ void max_pool_backward_naive(const Shape& x_shape, const PoolAttrs& a, const T* 
         for (int64_t ch = 0; ch < g.c; ++ch) {
           const int32_t pos = argmax[g.y_index(in, oh, ow) + ch];
           if (pos < 0) continue;
-          const int64_t ih = window_first(oh, g) + pos / g.k, iw = window_first(ow, g) + pos % g.k;
-          if (ih >= g.h || iw >= g.w) continue;  // not a position the forward can write
+          const Span rows = clip(oh * g.s - g.p, g.k, g.h), cols = clip(ow * g.s - g.p, g.k, g.w);
+          const int64_t ih = rows.lo + pos / g.k, iw = cols.lo + pos % g.k;
+          if (ih > rows.hi || iw > cols.hi) continue;  // not a position the forward can write
           dx[g.x_index(in, ih, iw) + ch] += dy[g.y_index(in, oh, ow) + ch];
         }
 }
@@ -246,14 +252,6 @@ int64_t grain(int64_t elements_per_item) {
   return std::max<int64_t>(1, kElementsPerChunk / std::max<int64_t>(1, elements_per_item));
 }
 
-// Input rows [lo, hi] and columns a window covers, clipped to the input.
-struct Span {
-  int64_t lo, hi;
-};
-Span clip(int64_t start, int64_t k, int64_t size) {
-  return {std::max<int64_t>(start, 0), std::min<int64_t>(start + k, size) - 1};
-}
-
 // fn(in, oh, ow, rows, cols) for every output pixel of the (n, oh) items [b, e), with the input
 // rows and columns its window covers.
 template <typename Fn>
@@ -265,9 +263,6 @@ void for_windows(const PoolGeometry& g, int64_t b, int64_t e, Fn&& fn) {
   }
 }
 
-}  // namespace
-
-namespace {
 // Rows [b, e) of (n, oh) items: each output the maximum of its window, and with kArgmax its
 // position (the rule of window_argmax: the first of equal maxima, a NaN over any number).
 template <bool kArgmax>
