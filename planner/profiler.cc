@@ -864,19 +864,11 @@ class Sampler {
         Result<StepSample> st = unsupported("not measured");
         bool quiet = false;
         for (int attempt = 0; attempt < 3; ++attempt) {
-          const bool noisy_before = canary_.slowed();
-          CpuMonitor m;
-          // Calibration and validation steps are timed alike (per-node times from the fastest
-          // of a few profiled steps, the step time the fastest of the plain steps that fit in
-          // step_rep_seconds): the fitted step scale carries over only to steps measured the
-          // same way. (Validation steps once took the fastest of up to 7 plain steps against
-          // calibration's 2.)
-          const int profiled = options_.quick ? 1 : 3;
-          st = time_step(c, threads, profiled, budget_.step_rep_seconds);
+          CheckedStep checked = time_step_checked(c, threads);
+          st = std::move(checked.step);
           if (!st.is_ok()) break;
-          const bool host_noise = noisy_before || canary_.slowed();
-          if (host_noise) ++noisy_steps;
-          if (m.others_cores() <= kMaxOtherCores && !host_noise) {
+          if (checked.host_noise) ++noisy_steps;
+          if (checked.quiet()) {
             quiet = true;
             break;
           }
@@ -918,10 +910,9 @@ class Sampler {
       if (!first.validation) continue;
       Result<StepSample> again = unsupported("not measured");
       for (int attempt = 0; attempt < 2; ++attempt) {
-        const bool noisy_before = canary_.slowed();
-        CpuMonitor m;
-        again = time_step(first.config, first.threads, options_.quick ? 1 : 3, budget_.step_rep_seconds);
-        if (!again.is_ok() || (m.others_cores() <= kMaxOtherCores && !noisy_before && !canary_.slowed())) break;
+        CheckedStep checked = time_step_checked(first.config, first.threads);
+        again = std::move(checked.step);
+        if (!again.is_ok() || checked.quiet()) break;
       }
       if (!again.is_ok()) continue;
       profile_->step_repeats.push_back({first.threads, first.seconds, again->seconds});
@@ -943,6 +934,26 @@ class Sampler {
       s += buf;
     }
     return s;
+  }
+
+  // A step timed as every profiled step is, calibration, validation or repeat alike (time_step
+  // with 3 profiled steps, 1 in a quick profile, and step_rep_seconds of plain ones): the fitted
+  // step scale carries over only to steps measured the same way (validation steps once took the
+  // fastest of up to 7 plain steps against calibration's 2). With whether the host-noise canary
+  // was slow before or after it, or other processes were busy.
+  struct CheckedStep {
+    Result<StepSample> step;
+    bool host_noise = false, others_busy = false;
+    bool quiet() const { return !host_noise && !others_busy; }
+  };
+  CheckedStep time_step_checked(const StepConfig& c, int threads) {
+    const bool noisy_before = canary_.slowed();
+    CpuMonitor m;
+    CheckedStep out{time_step(c, threads, options_.quick ? 1 : 3, budget_.step_rep_seconds)};
+    if (!out.step.is_ok()) return out;
+    out.host_noise = noisy_before || canary_.slowed();
+    out.others_busy = m.others_cores() > kMaxOtherCores;
+    return out;
   }
 
   // A whole step through the Trainer (so compression fallbacks and optimizer state are real):
