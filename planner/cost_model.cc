@@ -401,17 +401,17 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
     all_meas.insert(all_meas.end(), meas.begin(), meas.end());
     report->classes.push_back(std::move(c));
   }
-  for (int t : m.threads_) {
-    std::vector<double> second, first;
-    for (const RepeatSample& r : p.repeats)
-      if (r.threads == t) second.push_back(r.second), first.push_back(r.first);
-    if (!first.empty()) report->repeatability.push_back({t, static_cast<int>(first.size()), within_share(second, first)});
-    std::vector<double> step_second, step_first;
-    for (const RepeatSample& r : p.step_repeats)
-      if (r.threads == t) step_second.push_back(r.second), step_first.push_back(r.first);
-    if (!step_first.empty())
-      report->step_repeatability.push_back({t, static_cast<int>(step_first.size()), within_share(step_second, step_first)});
-  }
+  // Per thread count, how often a second timing lands within 10% of the first.
+  auto add_repeatability = [&](const std::vector<RepeatSample>& samples, std::vector<FitReport::Repeatability>* out) {
+    for (int t : m.threads_) {
+      std::vector<double> second, first;
+      for (const RepeatSample& r : samples)
+        if (r.threads == t) second.push_back(r.second), first.push_back(r.first);
+      if (!first.empty()) out->push_back({t, static_cast<int>(first.size()), within_share(second, first)});
+    }
+  };
+  add_repeatability(p.repeats, &report->repeatability);
+  add_repeatability(p.step_repeats, &report->step_repeatability);
   report->op_holdout_count = static_cast<int>(all_pred.size());
   report->op_holdout_within = within_share(all_pred, all_meas);
   report->op_holdout_r2 = r_squared(all_pred, all_meas);
