@@ -18,7 +18,11 @@
 //   backward weight  rows of dy are split into a fixed number of chunks (whatever the thread
 //                    count, so results do not depend on it), each chunk x slice sums into its
 //                    own stretch of the workspace over groups of ~32K dy floats, then the chunks
-//                    are added in order
+//                    are added in order; 3x3 kernels with stride 1 or 2 and more than 32
+//                    channels (a multiple of 16) sum channels innermost instead: per block of 4
+//                    pixels of a row, every 16-channel vector's nine sums and db read from the
+//                    chunk's sums (in L1, tile-major [C / 16][10][16]) and written back, so
+//                    that dy and x are read in address order
 // Maps one pixel wide (and non-3x3 kernels on maps up to 4 wide) go pixel by pixel over all
 // channels instead, transposing only the weights they read (a 1x1 map: the centre tap); every
 // parallel loop sizes its chunks by the taps really read, so tiny layers stay on one thread.

@@ -3,7 +3,8 @@
 // weights in registers), pairs of 16-channel slices with 8-wide and single-channel tails
 // (C = 16, 24, 44, 512), accumulate on and off, the stride-2 backward data's non-temporal
 // stores (taken only for large, aligned, whole-vector, overwritten dx), a backward weight
-// that is bit-identical on 1 and 2 threads, and the tiny maps' weight gradient with dw or db alone.
+// that is bit-identical on 1 and 2 threads, and the weight gradient with dw or db alone on the
+// tiny maps' paths and the channels-innermost one.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -170,47 +171,64 @@ TEST(Conv2dDepthwise, BackwardWeightIsIdenticalOnOneAndTwoThreads) {
   }
 }
 
+// The weight gradient of g with dw or db alone (the other null and left untouched) and both,
+// accumulating or not, against the reference; 1 and 2 threads bit-identical.
+void check_weight_gradient_outputs(const ConvGeometry& g) {
+  for (int outputs : {1, 2, 3})  // dw, db, both
+    for (bool accumulate : {false, true}) {
+      SCOPED_TRACE(testing::Message() << g.n << "x" << g.h << "x" << g.w << "x" << g.c << " k" << g.kh << " s" << g.sh
+                                      << " p" << g.ph << " outputs " << outputs << (accumulate ? " accumulate" : ""));
+      const int64_t xs = g.n * g.h * g.w * g.c, ys = g.n * g.out_h * g.out_w * g.c, ws = g.c * g.kh * g.kw;
+      Buffer x(xs), dy(ys);
+      x.fill_random(1), dy.fill_random(2);
+      std::vector<float> expect_dw(ws), expect_db(g.c);
+      {
+        Buffer dw0(ws), db0(g.c);
+        dw0.fill_random(7), db0.fill_random(8);
+        expect_dw = dw0.vec(), expect_db = db0.vec();
+      }
+      const std::vector<float> start_dw = expect_dw, start_db = expect_db;
+      conv2d_backward_weight_naive<float>(g, dy.data(), x.data(), expect_dw.data(), expect_db.data(), accumulate,
+                                          accumulate);
+      std::vector<float> got[2];
+      for (int threads : {1, 2}) {
+        ThreadPool pool(threads);
+        Buffer dw(ws), db(g.c), workspace(depthwise_workspace_floats(g));
+        dw.fill_random(7), db.fill_random(8), workspace.fill_random(9);
+        depthwise_backward_weight(pool.parallel(), g, dy.data(), x.data(), (outputs & 1) ? dw.data() : nullptr,
+                                  (outputs & 2) ? db.data() : nullptr, accumulate, accumulate, workspace.data());
+        if (outputs & 1) EXPECT_LT(max_error(dw.vec(), expect_dw), kTolerance) << "dw, threads " << threads;
+        else EXPECT_EQ(dw.vec(), start_dw) << "dw written though null, threads " << threads;
+        if (outputs & 2) EXPECT_LT(max_error(db.vec(), expect_db), kTolerance) << "db, threads " << threads;
+        else EXPECT_EQ(db.vec(), start_db) << "db written though null, threads " << threads;
+        got[threads - 1] = dw.vec();
+        const std::vector<float> dbv = db.vec();
+        got[threads - 1].insert(got[threads - 1].end(), dbv.begin(), dbv.end());
+      }
+      EXPECT_EQ(0, std::memcmp(got[0].data(), got[1].data(), got[0].size() * sizeof(float))) << "1 vs 2 threads";
+    }
+}
+
 // The weight gradient on tiny maps (the 1x1 map's per-channel sums straight into dw's read taps,
-// the channel units of 2x2 .. 7x7 maps written straight to dw): dw or db alone (the other null and left
-// untouched), accumulating or not, 1 and 2 threads bit-identical, against the reference.
+// the channel units of 2x2 .. 7x7 maps written straight to dw).
 TEST(Conv2dDepthwise, TinyMapWeightGradientWithEitherOutputAlone) {
   for (const ConvGeometry& g : {depthwise(32, 1, 1, 960, 1), depthwise(5, 1, 1, 44, 1), depthwise(6, 2, 2, 384, 1),
                                 depthwise(3, 2, 2, 40, 1), depthwise(7, 2, 2, 9, 2), depthwise(4, 3, 3, 52, 1, 2, 5),
                                 depthwise(3, 2, 3, 24, 1, 2, 5), depthwise(32, 4, 4, 72, 1),
                                 depthwise(2, 7, 7, 264, 1), depthwise(2, 14, 13, 280, 2), depthwise(2, 5, 7, 256, 1)})
-    for (int outputs : {1, 2, 3})  // dw, db, both
-      for (bool accumulate : {false, true}) {
-        SCOPED_TRACE(testing::Message() << g.n << "x" << g.h << "x" << g.w << "x" << g.c << " k" << g.kh
-                                        << " outputs " << outputs << (accumulate ? " accumulate" : ""));
-        const int64_t xs = g.n * g.h * g.w * g.c, ys = g.n * g.out_h * g.out_w * g.c, ws = g.c * g.kh * g.kw;
-        Buffer x(xs), dy(ys);
-        x.fill_random(1), dy.fill_random(2);
-        std::vector<float> expect_dw(ws), expect_db(g.c);
-        {
-          Buffer dw0(ws), db0(g.c);
-          dw0.fill_random(7), db0.fill_random(8);
-          expect_dw = dw0.vec(), expect_db = db0.vec();
-        }
-        const std::vector<float> start_dw = expect_dw, start_db = expect_db;
-        conv2d_backward_weight_naive<float>(g, dy.data(), x.data(), expect_dw.data(), expect_db.data(), accumulate,
-                                            accumulate);
-        std::vector<float> got[2];
-        for (int threads : {1, 2}) {
-          ThreadPool pool(threads);
-          Buffer dw(ws), db(g.c), workspace(depthwise_workspace_floats(g));
-          dw.fill_random(7), db.fill_random(8), workspace.fill_random(9);
-          depthwise_backward_weight(pool.parallel(), g, dy.data(), x.data(), (outputs & 1) ? dw.data() : nullptr,
-                                    (outputs & 2) ? db.data() : nullptr, accumulate, accumulate, workspace.data());
-          if (outputs & 1) EXPECT_LT(max_error(dw.vec(), expect_dw), kTolerance) << "dw, threads " << threads;
-          else EXPECT_EQ(dw.vec(), start_dw) << "dw written though null, threads " << threads;
-          if (outputs & 2) EXPECT_LT(max_error(db.vec(), expect_db), kTolerance) << "db, threads " << threads;
-          else EXPECT_EQ(db.vec(), start_db) << "db written though null, threads " << threads;
-          got[threads - 1] = dw.vec();
-          const std::vector<float> dbv = db.vec();
-          got[threads - 1].insert(got[threads - 1].end(), dbv.begin(), dbv.end());
-        }
-        EXPECT_EQ(0, std::memcmp(got[0].data(), got[1].data(), got[0].size() * sizeof(float))) << "1 vs 2 threads";
-      }
+    check_weight_gradient_outputs(g);
+}
+
+// The channels-innermost weight gradient (3x3, stride 1 or 2, C > 32 and a multiple of 16):
+// interior pixels in blocks of 4, then 2, then 1 (rows of 4 .. 7 interior pixels), the border
+// pixels with padding 1, none (padding 0) and two on each side (padding 2), several chunks of
+// rows, and 48 .. 160 channels (3 .. 10 tiles of 16).
+TEST(Conv2dDepthwise, ByPixelWeightGradientWithEitherOutputAlone) {
+  for (int64_t w : {6, 7, 8, 9}) check_weight_gradient_outputs(depthwise(2, 5, w, 48, 1));
+  for (const ConvGeometry& g : {depthwise(3, 11, 13, 64, 2), depthwise(2, 12, 18, 48, 2), depthwise(2, 9, 10, 160, 1, 0),
+                                depthwise(2, 9, 11, 80, 1, 2), depthwise(2, 10, 15, 96, 2, 0),
+                                depthwise(4, 28, 28, 144, 1)})
+    check_weight_gradient_outputs(g);
 }
 
 }  // namespace
