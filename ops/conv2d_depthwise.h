@@ -8,7 +8,10 @@
 // skipped, the rest use the same registers, and a row's valid kernel rows are template constants
 // (rows next to the padding run the interior loop). Other kernel sizes take each pixel's valid
 // taps.
-//   forward          y[p][c] = sum over taps x[..][c] * w[c][tap], groups of output rows per task
+//   forward          y[p][c] = sum over taps x[..][c] * w[c][tap], groups of output rows per task;
+//                    3x3 stride 1 with more than 32 channels (a multiple of 16) channels
+//                    innermost: per block of 4 pixels of a row, every 16-channel vector, the
+//                    weights tile-major [C / 16][9][16] from L1, input and output in address order
 //   backward data    stride 1: the forward correlation of dy with the kernel rotated by 180
 //                    degrees; 3x3 stride 2 gathers each dx pixel's 1, 2 or 4 products by row and
 //                    column parity (padding 1: pixel pairs), and writes a dx over 8 MiB with

@@ -3,8 +3,8 @@
 // weights in registers), pairs of 16-channel slices with 8-wide and single-channel tails
 // (C = 16, 24, 44, 512), accumulate on and off, the stride-2 backward data's non-temporal
 // stores (taken only for large, aligned, whole-vector, overwritten dx), a backward weight
-// that is bit-identical on 1 and 2 threads, and the weight gradient with dw or db alone on the
-// tiny maps' paths and the channels-innermost one.
+// that is bit-identical on 1 and 2 threads, the weight gradient with dw or db alone on the tiny
+// maps' paths, and the channels-innermost paths of mid-size maps.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -219,16 +219,22 @@ TEST(Conv2dDepthwise, TinyMapWeightGradientWithEitherOutputAlone) {
     check_weight_gradient_outputs(g);
 }
 
-// The channels-innermost weight gradient (3x3, stride 1 or 2, C > 32 and a multiple of 16):
-// interior pixels in blocks of 4, then 2, then 1 (rows of 4 .. 7 interior pixels), the border
-// pixels with padding 1, none (padding 0) and two on each side (padding 2), several chunks of
-// rows, and 48 .. 160 channels (3 .. 10 tiles of 16).
-TEST(Conv2dDepthwise, ByPixelWeightGradientWithEitherOutputAlone) {
-  for (int64_t w : {6, 7, 8, 9}) check_weight_gradient_outputs(depthwise(2, 5, w, 48, 1));
+// The channels-innermost paths (3x3, C > 32 and a multiple of 16: the weight gradient at stride
+// 1 or 2, the forward and backward data at stride 1): interior pixels in blocks of 4, then 2,
+// then 1 (rows of 4 .. 7 interior pixels), the border pixels with padding 1, none (padding 0)
+// and two on each side (padding 2), several chunks of rows, 48 .. 160 channels (3 .. 10 tiles
+// of 16); the weight gradient with dw or db alone.
+TEST(Conv2dDepthwise, ChannelsInnermostPathsMatchReference) {
+  std::vector<ConvGeometry> shapes;
+  for (int64_t w : {6, 7, 8, 9}) shapes.push_back(depthwise(2, 5, w, 48, 1));
   for (const ConvGeometry& g : {depthwise(3, 11, 13, 64, 2), depthwise(2, 12, 18, 48, 2), depthwise(2, 9, 10, 160, 1, 0),
                                 depthwise(2, 9, 11, 80, 1, 2), depthwise(2, 10, 15, 96, 2, 0),
                                 depthwise(4, 28, 28, 144, 1)})
+    shapes.push_back(g);
+  for (const ConvGeometry& g : shapes) {
+    check_all_directions(g, 2);
     check_weight_gradient_outputs(g);
+  }
 }
 
 }  // namespace
