@@ -30,8 +30,13 @@ void conv2d_direct_forward(const Parallel& parallel, const ConvGeometry& g, cons
 // 3-5 GFLOP/s and 9% of a MobileNetV2 32x32 step. Here a block of output channels (two vectors,
 // else one) keeps up to 12 (kx, ci) sums of one kernel row in registers while it streams over a
 // chunk of pixels, multiplying the dy vectors by one broadcast input value per sum. Chunks of rows are fixed by
-// the shape, summed in order afterwards: results do not depend on the thread count.
+// the shape, summed in order afterwards: results do not depend on the thread count. Every
+// (kernel row, entries) task reads all of its chunk's dy; where a chunk's dy outgrows the L2
+// (ResNet's stem at 224x224: 3.2 MB, read 14 times), a task runs every kernel row and entry
+// group over a block of rows while the block is in L2, then the next block.
 bool conv2d_direct_backward_weight_applies(const ConvGeometry& g);
+// Rows of dy per block in that case (about 256 KiB of dy), 0 where chunks are not blocked.
+int64_t conv2d_direct_backward_weight_block_rows(const ConvGeometry& g);
 // Floats of workspace: the chunks' partial sums, [chunk][kh*kw*ci][out_c].
 int64_t conv2d_direct_backward_weight_workspace_floats(const ConvGeometry& g);
 void conv2d_direct_backward_weight(const Parallel& parallel, const ConvGeometry& g, const float* dy,
