@@ -651,7 +651,7 @@ void weight_sums_3x3(const ConvGeometry& g, const float* dy, const float* x, int
 // dw96 s2 112x112 1.07x, dw144 8x8 at batch 32 0.97-0.99x (1.10x on one thread). Each sum
 // runs over the rows in order, pixel by pixel, as on the slices. Slower and not taken: 32
 // channels (the slices then read whole pixels: dw32 112x112 0.92x, 16x16 0.84x) and the direct
-// paths' small maps (dw576 s2 0.89x, dw960 7x7 0.62x); blocks of 8 pixels (0.94-0.98x of 4).
+// paths' small maps (dw576 s2 1.00 / 0.89x in two runs, dw960 7x7 0.62x); blocks of 8 pixels (0.94-0.98x of 4).
 constexpr int64_t kPixelBlock = 4;
 constexpr int64_t kTileFloats = 160;  // a 16-channel tile's nine tap sums and db
 bool weight_by_pixel(const ConvGeometry& g) {
