@@ -172,13 +172,13 @@ constexpr int64_t kStreamStretch = 64;
 
 // Where the streamed operand is read down its columns (a_k > one vector: the short GEMMs'
 // B^T taken from a row-major B, the backward data of 1x1 convs on 1x1 maps, dx = dy W with W
-// [out][in]), each k reads one cache line of a row 4-5 KiB from the last: the hardware
-// prefetchers do not follow, and with W out of cache (as in a training step, where the
-// forward read it long before) every line waited on memory. A software prefetch kStridedPrefetchRows
-// rows ahead: MobileNetV2 32x32 b32's last conv's backward data 0.37 -> 0.24 ms and the one before
-// 0.30 -> 0.21 ms in the step (bench --profile); whole steps 0.95-0.98x MobileNetV2, 0.96x
-// ResNet-18 (32x32 b32, interleaved A/B, noisy host). A prefetch per 16 k along contiguous rows
-// measured mixed (forward of the same layers 0.88-1.05x) and is not done.
+// [out][in]), each k reads one cache line of a row 1.3-3.8 KiB from the last (MobileNetV2's
+// last convs): the hardware prefetchers do not follow, and with W out of cache (as in a training
+// step, where the forward read it long before) every line waited on memory. A software prefetch
+// kStridedPrefetchRows rows ahead: MobileNetV2 32x32 b32's last conv's backward data 0.37 ->
+// 0.24 ms and the one before 0.30 -> 0.21 ms in the step (bench --profile); whole steps
+// 0.95-0.98x MobileNetV2, 0.96x ResNet-18 (32x32 b32, interleaved A/B, noisy host). A prefetch
+// per 16 k along contiguous rows measured mixed (forward of the same layers 0.88-1.05x).
 constexpr int64_t kStridedPrefetchRows = 32;
 template <int R, int NV, bool kHalf = false>
 inline void stream_tile(int64_t k_count, const float* a, int64_t a_r, int64_t a_k, const float* bp, int64_t ldbp,
