@@ -6,7 +6,10 @@
 // --profile then runs the same number of steps through Executor::run_profiled and sums the
 // node times per layer kind and pass (planner/op_flops.h), next to the achieved GFLOP/s and the
 // share of the machine's measured sgemm peak: where the step's time goes and how far each kind
-// is from the hardware limit.
+// is from the hardware limit. --alone also times every node by itself (the cost-model profiler's
+// KernelTimer: its buffers warm, the same threads, wall clock) and prints, per kind and for the
+// nodes with the largest excess, the step's time against that: what a step loses to data that
+// other nodes pushed out of the caches (the case for fusing ops, not for faster kernels).
 #include <cblas.h>
 
 #include <algorithm>
@@ -24,6 +27,7 @@
 #include "models/model_zoo.h"
 #include "ops/gemm.h"
 #include "planner/op_flops.h"
+#include "planner/profiler.h"
 #include "runtime/blas_env.h"
 #include "runtime/thread_pool.h"
 #include "tools/commands.h"
@@ -98,8 +102,99 @@ struct KindRow {
   int64_t bytes = 0;   // per step
 };
 
-// --profile: run `steps` profiled steps and print/return the per-kind table and the slowest nodes.
-JsonValue profile_steps(Trainer& t, int64_t steps, float lr, int threads) {
+// --alone: each node of the step timed by itself, seconds per call (-1 where the timer cannot
+// run it, e.g. a node over its buffer limit).
+constexpr double kAloneBudgetSeconds = 0.005;     // per node: the fastest of 3 or more calls
+constexpr size_t kAloneMaxBytes = size_t{1} << 30;
+std::vector<double> time_nodes_alone(const Graph& g, const std::vector<double>& node_seconds, int threads) {
+  std::vector<double> alone(g.nodes.size(), -1.0);
+  KernelTimer timer({threads}, /*seed=*/1, /*single_thread_cpu_time=*/false);
+  std::fprintf(stderr, "timing %zu nodes alone...\n", g.nodes.size());
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (node_seconds[i] <= 0) continue;
+    Result<std::vector<double>> r = timer.time_node(g, g.nodes[i], kAloneBudgetSeconds, kAloneMaxBytes);
+    if (r.is_ok()) alone[i] = (*r)[0];
+  }
+  return alone;
+}
+
+// The --alone report: per kind (rows as in the profile table) and the nodes whose step time
+// exceeds their time alone the most.
+JsonValue alone_report(const Graph& g, const std::vector<double>& node_seconds, const std::vector<double>& alone,
+                       const std::vector<NodeWork>& work, int64_t steps) {
+  const double n = static_cast<double>(steps);
+  struct Row {
+    double step = 0, alone = 0;
+    int nodes = 0;
+  };
+  std::map<std::string, Row> rows;
+  int untimed = 0;
+  double step_total = 0, alone_total = 0;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (node_seconds[i] <= 0) continue;
+    if (alone[i] < 0) {
+      ++untimed;
+      continue;
+    }
+    Row& r = rows[work_label(work[i])];
+    r.step += node_seconds[i] / n, r.alone += alone[i], r.nodes += 1;
+    step_total += node_seconds[i] / n, alone_total += alone[i];
+  }
+  std::vector<std::pair<std::string, Row>> sorted(rows.begin(), rows.end());
+  std::sort(sorted.begin(), sorted.end(),
+            [](const auto& a, const auto& b) { return a.second.step - a.second.alone > b.second.step - b.second.alone; });
+  std::fprintf(stderr, "\nin the step against alone (each node timed by itself: warm buffers, the same threads):\n");
+  std::fprintf(stderr, "%-26s %5s %9s %9s %9s %7s\n", "layer kind / pass", "nodes", "step ms", "alone ms", "excess",
+               "ratio");
+  JsonValue kinds = JsonValue::array();
+  auto print = [&](const std::string& label, int nodes, double step, double a) {
+    std::fprintf(stderr, "%-26s %5d %9.2f %9.2f %9.2f %6.2fx\n", label.c_str(), nodes, step * 1e3, a * 1e3,
+                 (step - a) * 1e3, a > 0 ? step / a : 0.0);
+    JsonValue j = JsonValue::object();
+    j.set("kind", label);
+    j.set("nodes", nodes);
+    j.set("ms_per_step", step * 1e3);
+    j.set("alone_ms", a * 1e3);
+    return j;
+  };
+  for (const auto& [label, r] : sorted) kinds.push_back(print(label, r.nodes, r.step, r.alone));
+  JsonValue total = print("total", static_cast<int>(g.nodes.size()) - untimed, step_total, alone_total);
+  if (untimed > 0) std::fprintf(stderr, "(%d nodes could not be timed alone and are left out)\n", untimed);
+
+  std::vector<size_t> order;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (node_seconds[i] > 0 && alone[i] >= 0) order.push_back(i);
+  auto excess = [&](size_t i) { return node_seconds[i] / n - alone[i]; };
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return excess(a) > excess(b); });
+  std::fprintf(stderr, "\nlargest excess over alone:\n%-28s %-24s %-20s %8s %8s\n", "layer", "op", "output", "step ms",
+               "alone ms");
+  JsonValue top = JsonValue::array();
+  for (size_t k = 0; k < std::min<size_t>(12, order.size()); ++k) {
+    const size_t i = order[k];
+    const Node& node = g.nodes[i];
+    const ValueId out = node.outputs.empty() ? kNoValue : node.outputs[0];
+    const std::string shape = out == kNoValue ? "-" : g.value(out).shape.to_string();
+    std::fprintf(stderr, "%-28s %-24s %-20s %8.3f %8.3f\n", node.layer.c_str(), op_name(node.op), shape.c_str(),
+                 node_seconds[i] / n * 1e3, alone[i] * 1e3);
+    JsonValue j = JsonValue::object();
+    j.set("layer", node.layer);
+    j.set("op", op_name(node.op));
+    j.set("output_shape", shape);
+    j.set("ms_per_step", node_seconds[i] / n * 1e3);
+    j.set("alone_ms", alone[i] * 1e3);
+    top.push_back(std::move(j));
+  }
+  JsonValue r = JsonValue::object();
+  r.set("kinds", std::move(kinds));
+  r.set("total", std::move(total));
+  r.set("untimed_nodes", untimed);
+  r.set("largest_excess", std::move(top));
+  return r;
+}
+
+// --profile: run `steps` profiled steps and print/return the per-kind table and the slowest nodes
+// (with alone, also alone_report's).
+JsonValue profile_steps(Trainer& t, int64_t steps, float lr, int threads, bool alone) {
   Executor& ex = t.train_executor();
   const Graph& g = ex.graph();
   std::vector<double> node_seconds(g.nodes.size(), 0.0);
@@ -195,6 +290,7 @@ JsonValue profile_steps(Trainer& t, int64_t steps, float lr, int threads) {
   p.set("kinds", std::move(kinds));
   p.set("total", std::move(total));
   p.set("slowest_nodes", std::move(top));
+  if (alone) p.set("alone", alone_report(g, node_seconds, time_nodes_alone(g, node_seconds, threads), work, steps));
   return p;
 }
 
@@ -220,6 +316,7 @@ int cmd_bench(int argc, char** argv) {
   p.option("capacity", "X", "0.6", "packed slot capacity (fraction of elements)");
   p.option("freeze-layers", "K", "0", "memory lever: freeze the first K layers");
   p.flag("profile", "then profile as many steps per node: time, GFLOP/s and % of sgemm peak per layer kind");
+  p.flag("alone", "with --profile: also time every node by itself (warm caches) against its time in the step");
   p.flag("json", "print every number as JSON on stdout");
   if (Status s = p.parse(argc, argv, 1); !s.is_ok()) return fail(s);
   if (p.help_requested()) {
@@ -242,6 +339,7 @@ int cmd_bench(int argc, char** argv) {
   std::string mode = p.str("mode");
   if (mode != "full" && mode != "classifier")
     return fail(invalid_argument("--mode '" + mode + "': use full or classifier"));
+  if (p.has("alone") && !p.has("profile")) return fail(invalid_argument("--alone needs --profile"));
 
   Result<ModelSpec> spec = parse_model_spec(p.str("model"), static_cast<float>(*width), static_cast<int>(*classes),
                                             static_cast<int>(*input));
@@ -355,7 +453,8 @@ int cmd_bench(int argc, char** argv) {
   j.set("hardware_threads", static_cast<int64_t>(std::thread::hardware_concurrency()));
   j.set("blas", blas_summary());
   j.set("blas_core", blas_info().core);
-  if (p.has("profile")) j.set("profile", profile_steps(t, *steps, static_cast<float>(*lr), static_cast<int>(*threads)));
+  if (p.has("profile"))
+    j.set("profile", profile_steps(t, *steps, static_cast<float>(*lr), static_cast<int>(*threads), p.has("alone")));
   if (p.has("json")) std::printf("%s\n", to_json_pretty(j).c_str());
   return 0;
 }
