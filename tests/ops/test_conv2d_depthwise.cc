@@ -229,7 +229,9 @@ TEST(Conv2dDepthwise, ChannelsInnermostPathsMatchReference) {
   for (int64_t w : {6, 7, 8, 9}) shapes.push_back(depthwise(2, 5, w, 48, 1));
   for (const ConvGeometry& g : {depthwise(3, 11, 13, 64, 2), depthwise(2, 12, 18, 48, 2), depthwise(2, 9, 10, 160, 1, 0),
                                 depthwise(2, 9, 11, 80, 1, 2), depthwise(2, 10, 15, 96, 2, 0),
-                                depthwise(4, 28, 28, 144, 1)})
+                                depthwise(4, 28, 28, 144, 1),
+                                // Tall, narrow maps: one interior pixel, or none (borders only).
+                                depthwise(2, 20, 3, 48, 1), depthwise(2, 20, 2, 64, 1), depthwise(2, 20, 5, 48, 2)})
     shapes.push_back(g);
   for (const ConvGeometry& g : shapes) {
     check_all_directions(g, 2);
