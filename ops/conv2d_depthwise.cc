@@ -266,9 +266,34 @@ constexpr int64_t kColumnTile = 8;
 bool is_3x3_stride2(const ConvGeometry& g) { return g.kh == 3 && g.kw == 3 && g.sh == 2 && g.sw == 2; }
 bool column_tiled(const ConvGeometry& g) { return is_3x3_stride2(g) && g.c > 32; }
 
+// Channels innermost (3x3 kernels, more than 32 channels, a multiple of 16; the correlation
+// below and the weight gradient's weight_by_pixel): each output row runs in blocks of
+// kPixelBlock pixels, every 16-channel vector of a block before the next. Per 16-channel tile,
+// the weights are kTapFloats floats ([tap][16]), the weight gradient's sums kTileFloats (nine
+// taps, then db).
+constexpr int64_t kPixelBlock = 4;
+constexpr int64_t kTapFloats = 9 * 16;
+constexpr int64_t kTileFloats = kTapFloats + 16;
+
+// A row of out_w output pixels whose interior (all taps valid) is [lo, hi): border(ox) for the
+// pixels next to the padding, block.template operator()<P>(ox) for the interior in blocks of
+// P = kPixelBlock pixels, then one of 2, then single pixels.
+template <class Block, class Border>
+__attribute__((always_inline)) inline void for_pixel_blocks(int64_t out_w, int64_t lo, int64_t hi, Block&& block,
+                                                            Border&& border) {
+  for (int64_t ox = 0; ox < lo; ++ox) border(ox);
+  int64_t ox = lo;
+  for (; ox + kPixelBlock <= hi; ox += kPixelBlock) block.template operator()<kPixelBlock>(ox);
+  if (ox + 2 <= hi) {
+    block.template operator()<2>(ox);
+    ox += 2;
+  }
+  for (; ox < hi; ++ox) block.template operator()<1>(ox);
+  for (ox = hi; ox < out_w; ++ox) border(ox);
+}
+
 // The correlation of 3x3 kernels with stride 1 and more than 32 channels (a multiple of 16),
-// channels innermost like the weight gradient's weight_by_pixel: each output row in blocks of
-// kCorrelatePixelBlock pixels, every 16-channel vector of a block before the next, so that the
+// channels innermost: each output row in blocks of kPixelBlock pixels, every 16-channel vector of a block before the next, so that the
 // input and output are read and written in address order; the weights tile-major
 // [C / 16][9][16] (pack_weight_tiles), from L1. A block's input columns are loaded once per kernel
 // row and feed three taps. Each output's sum starts from the bias (or out) and adds the taps in
@@ -277,14 +302,13 @@ bool column_tiled(const ConvGeometry& g) { return is_3x3_stride2(g) && g.c > 32;
 // 1.13 / 1.07x, dw384 14x14 1.07 / 1.06x, dw144 8x8 at batch 32 1.09 / 1.06x. Not taken: stride
 // 2 (dw96 112x112, dw576 14x14: 1.00x, the column tiles already keep a tile's pixels in L1),
 // blocks of 8 pixels (0.94-0.98x of 4).
-constexpr int64_t kCorrelatePixelBlock = 4;
 bool correlate_by_pixel(const ConvGeometry& g) {
   return g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.c > 32 && g.c % 16 == 0 && !pixel_path(g);
 }
 // OHWI [C][3][3][1] -> [C / 16][tap][16] (rotated as transpose_weights).
 void pack_weight_tiles(const ConvGeometry& g, const float* w, float* tiles, bool rotate) {
   for (int64_t c = 0; c < g.c; ++c)
-    for (int64_t t = 0; t < 9; ++t) tiles[(c / 16) * 144 + (rotate ? 8 - t : t) * 16 + c % 16] = w[c * 9 + t];
+    for (int64_t t = 0; t < 9; ++t) tiles[(c / 16) * kTapFloats + (rotate ? 8 - t : t) * 16 + c % 16] = w[c * 9 + t];
 }
 
 // P output pixels of a row at out_at (pixel stride C), their first input column at in_at (rows
@@ -296,7 +320,7 @@ __attribute__((always_inline)) inline void correlate_pixel_block(const float* in
                                                                  int64_t row_stride, float* out_at, int64_t kx0,
                                                                  int64_t kx1) {
   constexpr int kCols = P + 2;
-  for (int64_t c = 0; c < C; c += 16, tiles += 144, in_at += 16, out_at += 16) {
+  for (int64_t c = 0; c < C; c += 16, tiles += kTapFloats, in_at += 16, out_at += 16) {
     V16 acc[P];
     const V16 start = bias ? load<V16>(bias + c) : V16{};
 #pragma GCC unroll 8
@@ -339,24 +363,17 @@ void correlate_rows_by_pixel(const ConvGeometry& g, const float* in, const float
     const int64_t iy0 = oy - g.ph;
     auto in_at = [&](int64_t ox) { return img + (iy0 * g.w + ox - g.pw) * C; };
     with_rows(ky0, ky1, [&]<int KY0, int KY1>() __attribute__((always_inline)) {
-      auto border = [&](int64_t ox) {
-        int64_t kx0, kx1;
-        valid_taps(ox, 1, g.pw, 3, g.w, &kx0, &kx1);
-        correlate_pixel_block<KY0, KY1, 1>(in_at(ox), tiles, bias, accumulate, C, row_stride, row + ox * C, kx0,
+      for_pixel_blocks(
+          g.out_w, lo, hi,
+          [&]<int P>(int64_t ox) __attribute__((always_inline)) {
+            correlate_pixel_block<KY0, KY1, P>(in_at(ox), tiles, bias, accumulate, C, row_stride, row + ox * C, 0, 3);
+          },
+          [&](int64_t ox) {
+            int64_t kx0, kx1;
+            valid_taps(ox, 1, g.pw, 3, g.w, &kx0, &kx1);
+            correlate_pixel_block<KY0, KY1, 1>(in_at(ox), tiles, bias, accumulate, C, row_stride, row + ox * C, kx0,
                                                kx1);
-      };
-      for (int64_t ox = 0; ox < lo; ++ox) border(ox);
-      int64_t ox = lo;
-      for (; ox + kCorrelatePixelBlock <= hi; ox += kCorrelatePixelBlock)
-        correlate_pixel_block<KY0, KY1, kCorrelatePixelBlock>(in_at(ox), tiles, bias, accumulate, C, row_stride,
-                                                            row + ox * C, 0, 3);
-      if (ox + 2 <= hi) {
-        correlate_pixel_block<KY0, KY1, 2>(in_at(ox), tiles, bias, accumulate, C, row_stride, row + ox * C, 0, 3);
-        ox += 2;
-      }
-      for (; ox < hi; ++ox)
-        correlate_pixel_block<KY0, KY1, 1>(in_at(ox), tiles, bias, accumulate, C, row_stride, row + ox * C, 0, 3);
-      for (ox = hi; ox < g.out_w; ++ox) border(ox);
+          });
     });
   }
 }
@@ -652,8 +669,6 @@ void weight_sums_3x3(const ConvGeometry& g, const float* dy, const float* x, int
 // runs over the rows in order, pixel by pixel, as on the slices. Slower and not taken: 32
 // channels (the slices then read whole pixels: dw32 112x112 0.92x, 16x16 0.84x) and the direct
 // paths' small maps (dw576 s2 1.00 / 0.89x in two runs, dw960 7x7 0.62x); blocks of 8 pixels (0.94-0.98x of 4).
-constexpr int64_t kPixelBlock = 4;
-constexpr int64_t kTileFloats = 160;  // a 16-channel tile's nine tap sums and db
 bool weight_by_pixel(const ConvGeometry& g) {
   return g.kh == 3 && g.kw == 3 && g.sh == g.sw && (g.sw == 1 || g.sw == 2) && g.c > 32 && g.c % 16 == 0;
 }
@@ -666,13 +681,13 @@ __attribute__((always_inline)) inline void pixel_block_sums(const float* d_at, c
   constexpr int kCols = (P - 1) * SW + 3;
   for (int64_t c = 0; c < C; c += 16, sums += kTileFloats, d_at += 16, x_at += 16) {
     V16 d[P];
-    V16 db = load<V16>(sums + 144);
+    V16 db = load<V16>(sums + kTapFloats);
 #pragma GCC unroll 8
     for (int p = 0; p < P; ++p) {
       d[p] = load<V16>(d_at + p * C);
       db += d[p];
     }
-    store(sums + 144, db);
+    store(sums + kTapFloats, db);
 #pragma GCC unroll 3
     for (int ky = KY0; ky < KY1; ++ky) {
       const float* in_row = x_at + ky * row_stride;
@@ -697,7 +712,7 @@ inline void border_pixel_sums(const float* d_at, const float* x_at, int64_t C, i
                               int64_t kx1, float* __restrict sums) {
   for (int64_t c = 0; c < C; c += 16, sums += kTileFloats) {
     const V16 d = load<V16>(d_at + c);
-    store(sums + 144, load<V16>(sums + 144) + d);
+    store(sums + kTapFloats, load<V16>(sums + kTapFloats) + d);
     for (int ky = KY0; ky < KY1; ++ky)
       for (int64_t kx = kx0; kx < kx1; ++kx) {
         float* s = sums + (ky * 3 + kx) * 16;
@@ -723,21 +738,16 @@ void weight_sums_by_pixel(const ConvGeometry& g, const float* dy, const float* x
     const int64_t iy0 = oy * SW - g.ph;
     auto x_at = [&](int64_t ox) { return img + (iy0 * g.w + ox * SW - g.pw) * C; };
     with_rows(ky0, ky1, [&]<int KY0, int KY1>() __attribute__((always_inline)) {
-      auto border = [&](int64_t ox) {
-        int64_t kx0, kx1;
-        valid_taps(ox, SW, g.pw, 3, g.w, &kx0, &kx1);
-        border_pixel_sums<KY0, KY1>(dy_row + ox * C, x_at(ox), C, row_stride, kx0, kx1, sums);
-      };
-      for (int64_t ox = 0; ox < lo; ++ox) border(ox);
-      int64_t ox = lo;
-      for (; ox + kPixelBlock <= hi; ox += kPixelBlock)
-        pixel_block_sums<SW, KY0, KY1, kPixelBlock>(dy_row + ox * C, x_at(ox), C, row_stride, sums);
-      if (ox + 2 <= hi) {
-        pixel_block_sums<SW, KY0, KY1, 2>(dy_row + ox * C, x_at(ox), C, row_stride, sums);
-        ox += 2;
-      }
-      for (; ox < hi; ++ox) pixel_block_sums<SW, KY0, KY1, 1>(dy_row + ox * C, x_at(ox), C, row_stride, sums);
-      for (ox = hi; ox < g.out_w; ++ox) border(ox);
+      for_pixel_blocks(
+          g.out_w, lo, hi,
+          [&]<int P>(int64_t ox) __attribute__((always_inline)) {
+            pixel_block_sums<SW, KY0, KY1, P>(dy_row + ox * C, x_at(ox), C, row_stride, sums);
+          },
+          [&](int64_t ox) {
+            int64_t kx0, kx1;
+            valid_taps(ox, SW, g.pw, 3, g.w, &kx0, &kx1);
+            border_pixel_sums<KY0, KY1>(dy_row + ox * C, x_at(ox), C, row_stride, kx0, kx1, sums);
+          });
     });
   }
 }
@@ -762,7 +772,7 @@ void weight_grads_by_pixel(const Parallel& par, const ConvGeometry& g, const flo
       const float* sums = workspace + (c / 16) * kTileFloats + c % 16;
       if (dw)
         for (int64_t t = 0; t < 9; ++t) dw[c * 9 + t] = (accumulate_dw ? dw[c * 9 + t] : 0.0f) + sums[t * 16];
-      if (db) db[c] = (accumulate_db ? db[c] : 0.0f) + sums[144];
+      if (db) db[c] = (accumulate_db ? db[c] : 0.0f) + sums[kTapFloats];
     }
   });
 }
