@@ -102,6 +102,21 @@ struct KindRow {
   int64_t bytes = 0;   // per step
 };
 
+// A node's first output shape as text ("-" without one), and its row of a node list: layer, op,
+// output shape and time per step.
+std::string output_shape_text(const Graph& g, const Node& node) {
+  const ValueId out = node.outputs.empty() ? kNoValue : node.outputs[0];
+  return out == kNoValue ? "-" : g.value(out).shape.to_string();
+}
+JsonValue node_json(const Node& node, const std::string& shape, double ms_per_step) {
+  JsonValue j = JsonValue::object();
+  j.set("layer", node.layer);
+  j.set("op", op_name(node.op));
+  j.set("output_shape", shape);
+  j.set("ms_per_step", ms_per_step);
+  return j;
+}
+
 // --alone: each node of the step timed by itself, seconds per call (-1 where the timer cannot
 // run it, e.g. a node over its buffer limit).
 constexpr double kAloneBudgetSeconds = 0.005;     // per node: the fastest of 3 or more calls
@@ -172,15 +187,10 @@ JsonValue alone_report(const Graph& g, const std::vector<double>& node_seconds, 
   for (size_t k = 0; k < std::min<size_t>(12, order.size()); ++k) {
     const size_t i = order[k];
     const Node& node = g.nodes[i];
-    const ValueId out = node.outputs.empty() ? kNoValue : node.outputs[0];
-    const std::string shape = out == kNoValue ? "-" : g.value(out).shape.to_string();
+    const std::string shape = output_shape_text(g, node);
     std::fprintf(stderr, "%-28s %-24s %-20s %8.3f %8.3f\n", node.layer.c_str(), op_name(node.op), shape.c_str(),
                  node_seconds[i] / n * 1e3, alone[i] * 1e3);
-    JsonValue j = JsonValue::object();
-    j.set("layer", node.layer);
-    j.set("op", op_name(node.op));
-    j.set("output_shape", shape);
-    j.set("ms_per_step", node_seconds[i] / n * 1e3);
+    JsonValue j = node_json(node, shape, node_seconds[i] / n * 1e3);
     j.set("alone_ms", alone[i] * 1e3);
     top.push_back(std::move(j));
   }
@@ -267,18 +277,13 @@ JsonValue profile_steps(Trainer& t, int64_t steps, float lr, int threads, bool a
   for (size_t k = 0; k < std::min<size_t>(12, order.size()); ++k) {
     size_t i = order[k];
     const Node& node = g.nodes[i];
-    ValueId out = node.outputs.empty() ? kNoValue : node.outputs[0];
-    std::string shape = out == kNoValue ? "-" : g.value(out).shape.to_string();
+    const std::string shape = output_shape_text(g, node);
     double sec = node_seconds[i];
     double gflops = sec > 0 ? static_cast<double>(work[i].flops) * n / sec * 1e-9 : 0;
     std::fprintf(stderr, "%-28s %-24s %-20s %8.2f %8.2f\n", node.layer.c_str(), op_name(node.op), shape.c_str(),
                  sec / n * 1e3, gflops);
-    JsonValue j = JsonValue::object();
-    j.set("layer", node.layer);
-    j.set("op", op_name(node.op));
+    JsonValue j = node_json(node, shape, sec / n * 1e3);
     j.set("kind", work_label(work[i]));
-    j.set("output_shape", shape);
-    j.set("ms_per_step", sec / n * 1e3);
     j.set("gflops", gflops);
     top.push_back(std::move(j));
   }
