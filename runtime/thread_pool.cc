@@ -20,15 +20,18 @@ ThreadPool::ThreadPool(int threads) : threads_(std::clamp(threads, 1, ChunkClaim
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setstacksize(&attr, kWorkerStackBytes);
+  worker_starts_.resize(static_cast<size_t>(threads_));
   for (int i = 1; i < threads_; ++i) {
     pthread_t t;
-    auto run = [](void* pool) -> void* {
-      static_cast<ThreadPool*>(pool)->worker_loop();
+    worker_starts_[static_cast<size_t>(i)] = {this, i};
+    auto run = [](void* start) -> void* {
+      const WorkerStart* s = static_cast<const WorkerStart*>(start);
+      s->pool->worker_loop(s->index);
       return nullptr;
     };
     // A worker that cannot start leaves its share to the threads that did: chunks are claimed,
     // so the pool still finishes every job, only with fewer hands.
-    if (pthread_create(&t, &attr, run, this) == 0) workers_.push_back(t);
+    if (pthread_create(&t, &attr, run, &worker_starts_[static_cast<size_t>(i)]) == 0) workers_.push_back(t);
   }
   pthread_attr_destroy(&attr);
 }
@@ -91,7 +94,8 @@ void ThreadPool::run(int64_t n, int64_t min_chunk, Parallel::ChunkFn fn, void* f
   if (sleepers_.load(std::memory_order_acquire) > 0) wake_.notify_all();
   // The caller works through the chunks itself until none is left unclaimed; it then waits only
   // for chunks a worker is running.
-  for (int index; (index = claims_.claim(generation, chunks)) >= 0;) run_chunk(fn, fn_ctx, n, chunks, index);
+  for (int index; (index = claims_.claim(generation, chunks, /*preferred=*/0)) >= 0;)
+    run_chunk(fn, fn_ctx, n, chunks, index);
   for (int spin = 0; spin < kSpinIterations; ++spin) {
     if (remaining_.load(std::memory_order_acquire) == 0) return;
     cpu_relax();
@@ -100,7 +104,7 @@ void ThreadPool::run(int64_t n, int64_t min_chunk, Parallel::ChunkFn fn, void* f
   done_.wait(lock, [this] { return remaining_.load(std::memory_order_acquire) == 0; });
 }
 
-void ThreadPool::worker_loop() {
+void ThreadPool::worker_loop(int own_chunk) {
   // Jobs count from generation 0: a job posted before this thread got here is still new to it.
   uint64_t seen = 0;
   for (;;) {
@@ -129,7 +133,7 @@ void ThreadPool::worker_loop() {
       chunks = chunks_;
     }
     // A job that is already over (the caller ran every chunk) yields no claim.
-    for (int index; (index = claims_.claim(seen, chunks)) >= 0;) run_chunk(fn, ctx, n, chunks, index);
+    for (int index; (index = claims_.claim(seen, chunks, own_chunk)) >= 0;) run_chunk(fn, ctx, n, chunks, index);
   }
 }
 
