@@ -71,6 +71,7 @@ constexpr size_t kMinCallerStackBytes = size_t{512} << 10;
 
 class ThreadPool {
  public:
+  // threads is clamped to [1, ChunkClaims::kMaxChunks].
   explicit ThreadPool(int threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;

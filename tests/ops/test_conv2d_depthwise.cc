@@ -4,7 +4,8 @@
 // (C = 16, 24, 44, 512), accumulate on and off, the stride-2 backward data's non-temporal
 // stores (taken only for large, aligned, whole-vector, overwritten dx), a backward weight
 // that is bit-identical on 1 and 2 threads, the weight gradient with dw or db alone on the tiny
-// maps' paths, and the channels-innermost paths of mid-size maps.
+// maps' paths, the channels-innermost paths of mid-size maps, and weights prepared per thread or
+// once in the workspace.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -127,6 +128,15 @@ TEST(Conv2dDepthwise, Stride2ColumnTilesMatchReference) {
   check_all_directions(depthwise(2, 5, 16, 48, 2), 2);
   check_all_directions(depthwise(2, 9, 37, 72, 2, 0), 2);
   check_all_directions(depthwise(8, 14, 14, 576, 2), 2);  // 18 slice pairs per tile
+}
+
+TEST(Conv2dDepthwise, WeightsPreparedPerThreadOrOnceShared) {
+  // Each thread prepares the weights on its stack up to 9 x 1024 floats; beyond, once in the
+  // workspace: 3x3 at 1024 channels (per thread) and 1040 (shared), stride 1 and 2; 5x5 at 368
+  // channels (per thread) and 384 (shared).
+  for (int64_t stride : {1, 2})
+    for (int64_t c : {1024, 1040}) check_all_directions(depthwise(2, 6, 7, c, stride), 2);
+  for (int64_t c : {368, 384}) check_all_directions(depthwise(2, 9, 8, c, 1, 2, 5), 2);
 }
 
 TEST(Conv2dDepthwise, StreamsOnlyLargeAlignedWholeVectorOverwrittenDx) {
