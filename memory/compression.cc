@@ -4,6 +4,7 @@
 #include <limits>
 #include <vector>
 
+#include "memory/norm_recompute.h"
 #include "ops/bitmap_storage.h"
 
 namespace edgetrain {
@@ -22,7 +23,8 @@ bool makes_post_relu(const Node& n, float* hi) {
 }  // namespace
 
 Result<Graph> apply_compression(const Graph& g, const CompressionConfig& config) {
-  if (!config.sparse_activations && !config.relu_masks) return g;
+  if (!config.sparse_activations && !config.relu_masks)
+    return config.recompute_norm_outputs ? recompute_norm_outputs(g) : Result<Graph>(g);
   if (config.sparse_activations && !(config.capacity > 0.0f && config.capacity <= 1.0f))
     return invalid_argument("compression capacity must be in (0, 1], got " + std::to_string(config.capacity));
   Graph out = g;
@@ -133,6 +135,8 @@ Result<Graph> apply_compression(const Graph& g, const CompressionConfig& config)
     out.nodes.push_back(std::move(nodes[i]));
     for (Node& a : after[i]) out.nodes.push_back(std::move(a));
   }
+  // Last: outputs packed above have no backward reader left and stay as they are.
+  if (config.recompute_norm_outputs) return recompute_norm_outputs(out);
   return out;
 }
 

@@ -174,6 +174,20 @@ int64_t rows_of(const Shape& x) {
 void batch_norm_forward_reference(const KernelCall& call) {
   const Shape& xs = call.in_shape[0];
   const bool training = call.attrs->norm.training;
+  if (training && call.attrs->norm.apply_saved) {
+    // The forward's expression with the statistics it saved (inputs 3 and 4).
+    const int64_t c = channels_of(xs), n = xs.numel();
+    const float *x = call.in_f(0), *gamma = call.in_f(1), *beta = call.in_f(2), *mean = call.in_f(3),
+                *invstd = call.in_f(4);
+    const FusedActivation act = call.attrs->activation;
+    float* y = call.out_f(0);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t k = i % c;
+      const float v = (x[i] - mean[k]) * forward_scale(call.attrs->norm, gamma[k], invstd[k]) + beta[k];
+      y[i] = act == FusedActivation::kNone ? v : std::min(std::max(v, fused_activation_low(act)), fused_activation_high(act));
+    }
+    return;
+  }
   batch_norm_forward_naive<float>(rows_of(xs), channels_of(xs), call.attrs->norm, call.in_f(0),
                                   call.in_f(1), call.in_f(2), call.in_f(3), call.in_f(4),
                                   call.out_f(0), training ? call.out_f(1) : nullptr,
@@ -427,7 +441,13 @@ void batch_norm_forward(const KernelCall& call) {
   float* scale_f = s.coef + c;  // gamma * invstd
   const double eps = a.eps, m = a.momentum;
 
-  if (a.training) {
+  if (a.training && a.apply_saved) {
+    // The forward's own floats: mean_f = float(mean) = saved_mean, scale from the saved invstd.
+    for (int64_t k = 0; k < c; ++k) {
+      mean_f[k] = running_mean[k];
+      scale_f[k] = forward_scale(a, gamma[k], running_var[k]);
+    }
+  } else if (a.training) {
     // Sums of x - x[row 0] and its square (the shift keeps the variance accurate).
     reduce_slices(call, rows, c, s.partial, [x, c]<class V>(int64_t r, int64_t k) {
       if constexpr (std::is_same_v<V, float>) {

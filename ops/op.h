@@ -20,6 +20,7 @@
 //                            updates running_mean/var in place when norm.update_running_stats;
 //                            with attrs.activation, y = relu(bn(x)) or relu6(bn(x))
 //   kBatchNorm (eval)        in {x, gamma, beta, running_mean, running_var} out {y}
+//   kBatchNorm (apply_saved) in {x, gamma, beta, saved_mean, saved_invstd}  out {y}
 //   kBatchNormBackward       training: in {dy, x, gamma, saved_mean, saved_invstd}
 //                            eval:     in {dy, x, gamma, running_mean, running_var}
 //                            out {dx?, dgamma?, dbeta?}
@@ -136,6 +137,10 @@ struct NormAttrs {
   float momentum = 0.1f;            // torch convention: running = (1-m)*running + m*batch
   bool training = true;             // batch statistics (true) or running statistics (false)
   bool update_running_stats = true; // only with training; recompute passes turn it off
+  // A training-mode norm applied again from the statistics its forward saved (inputs 3 and 4
+  // are saved_mean and saved_invstd, the one output y): y equal to the forward's to the bit, no
+  // reduction, no running statistics touched (memory/norm_recompute.h).
+  bool apply_saved = false;
 };
 
 struct LossAttrs {

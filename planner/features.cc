@@ -257,7 +257,9 @@ OpClass classify(const Graph& g, const Node& n, Dims* d, double* flops) {
     // the norm recomputes the pre-activation and gates the incoming gradient itself.
     case OpKind::kBatchNorm:
       d->variant = n.attrs.activation != FusedActivation::kNone ? 1 : 0;
-      return n.attrs.norm.training ? OpClass::kBatchNormTrain : OpClass::kBatchNormEval;
+      // A norm applied from saved statistics (memory/norm_recompute.h) is one normalising pass,
+      // the eval norm's work.
+      return n.attrs.norm.training && !n.attrs.norm.apply_saved ? OpClass::kBatchNormTrain : OpClass::kBatchNormEval;
     case OpKind::kBatchNormBackward:
       d->variant = n.attrs.activation != FusedActivation::kNone ? 1 : 0;
       return n.attrs.norm.training ? OpClass::kBatchNormBackwardTrain : OpClass::kBatchNormBackwardEval;

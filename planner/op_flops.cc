@@ -88,7 +88,7 @@ void count_batch_norm(const Graph& g, const Node& n, NodeWork& w) {
   w.kind = LayerKind::kBatchNorm;
   int64_t e = numel(g, n.inputs[0]);
   if (n.op == OpKind::kBatchNorm) {
-    w.flops = e * (kBnApplyPerElement + (n.attrs.norm.training ? kBnStatsPerElement : 0));
+    w.flops = e * (kBnApplyPerElement + (n.attrs.norm.training && !n.attrs.norm.apply_saved ? kBnStatsPerElement : 0));
     return;
   }
   // Backward: the reductions serve dgamma, dbeta and (in training mode) dx.

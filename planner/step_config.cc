@@ -19,6 +19,7 @@ TrainConfig StepConfig::train_config() const {
   t.compression.sparse_activations = sparse_activations;
   t.compression.capacity = sparse_capacity;
   t.compression.relu_masks = relu_masks;
+  t.compression.recompute_norm_outputs = recompute_norms;
   t.micro_batches = micro_batches;
   t.norm_statistics = norm_statistics;
   return t;
@@ -42,6 +43,7 @@ std::string StepConfig::describe() const {
   if (checkpoint_segments > 1) s += " ckpt:" + std::to_string(checkpoint_segments);
   if (sparse_activations) s += " sparse";
   if (relu_masks) s += " masks";
+  if (recompute_norms) s += " norms-recomputed";
   if (micro_batches > 1) s += " mb" + std::to_string(micro_batches);
   if (norm_statistics == NormStatistics::kRunning) s += " running-norms";
   return s;
@@ -53,7 +55,8 @@ bool StepConfig::operator==(const StepConfig& o) const {
          model.in_channels == o.model.in_channels && batch == o.batch && optimizer == o.optimizer &&
          momentum == o.momentum && freeze == o.freeze && frozen_prefix_layers == o.frozen_prefix_layers &&
          checkpoint_segments == o.checkpoint_segments && sparse_activations == o.sparse_activations &&
-         sparse_capacity == o.sparse_capacity && relu_masks == o.relu_masks && micro_batches == o.micro_batches &&
+         sparse_capacity == o.sparse_capacity && relu_masks == o.relu_masks &&
+         recompute_norms == o.recompute_norms && micro_batches == o.micro_batches &&
          norm_statistics == o.norm_statistics;
 }
 
@@ -83,6 +86,7 @@ JsonValue step_config_to_json(const StepConfig& c) {
   j.set("sparse_activations", c.sparse_activations);
   j.set("sparse_capacity", static_cast<double>(c.sparse_capacity));
   j.set("relu_masks", c.relu_masks);
+  j.set("recompute_norms", c.recompute_norms);
   j.set("micro_batches", c.micro_batches);
   j.set("norm_statistics", c.norm_statistics == NormStatistics::kRunning ? "running" : "batch");
   return j;
@@ -108,6 +112,7 @@ Result<StepConfig> step_config_from_json(const JsonValue& j) {
   c.sparse_activations = j.get_bool("sparse_activations");
   c.sparse_capacity = static_cast<float>(j.get_double("sparse_capacity", 0.75));
   c.relu_masks = j.get_bool("relu_masks");
+  c.recompute_norms = j.get_bool("recompute_norms");  // absent (false) in profiles before 2026-12-07
   c.micro_batches = static_cast<int>(j.get_int("micro_batches", 1));
   // Absent in profiles written before the planner's running-statistics variant was profiled.
   const std::string norms = j.get_string("norm_statistics", "batch");

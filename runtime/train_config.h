@@ -65,6 +65,9 @@ struct CompressionConfig {
   float capacity = 0.6f;
   // ReLU/ReLU6 backward reads a 1-bit mask instead of the float output.
   bool relu_masks = false;
+  // Batch-norm outputs that backward reads are recomputed from the norm's input and saved
+  // statistics right before their first backward use instead of kept (memory/norm_recompute.h).
+  bool recompute_norm_outputs = false;
 };
 
 // Which statistics batch norms normalise with while training.

@@ -50,6 +50,7 @@ std::string describe_config(const TrainerOptions& o, int64_t trainable) {
     s += buf;
   }
   if (c.compression.relu_masks) s += ", ReLU masks";
+  if (c.compression.recompute_norm_outputs) s += ", norm outputs recomputed";
   s += ", " + std::to_string(trainable) + " trainable parameters";
   return s;
 }

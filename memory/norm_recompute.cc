@@ -1,0 +1,80 @@
+#include "memory/norm_recompute.h"
+
+#include <vector>
+
+namespace edgetrain {
+
+namespace {
+
+bool reads(const Node& n, ValueId v) {
+  for (ValueId in : n.inputs)
+    if (in == v) return true;
+  return false;
+}
+
+// A training-mode norm of the forward pass that saves its statistics (the apply node's inputs).
+bool recomputable_norm(const Node& n) {
+  return n.phase == Phase::kForward && n.op == OpKind::kBatchNorm && n.attrs.norm.training &&
+         !n.attrs.norm.apply_saved && n.inputs.size() == 5 && n.outputs.size() == 3 && n.outputs[0] != kNoValue &&
+         n.outputs[1] != kNoValue && n.outputs[2] != kNoValue;
+}
+
+}  // namespace
+
+Result<Graph> recompute_norm_outputs(const Graph& g) {
+  Graph out = g;
+  std::vector<Node> nodes = g.nodes;
+  std::vector<std::vector<Node>> before(nodes.size());
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node& f = g.nodes[i];
+    if (!recomputable_norm(f)) continue;
+    const ValueId x = f.inputs[0], y = f.outputs[0];
+    const Value& yv = g.value(y);
+    if (yv.keep || yv.alias_of != kNoValue || value_role_is_persistent(yv.role) || y == g.logits || y == g.loss)
+      continue;
+    // The first node after the forward that reads y; and whether one reads x (then x is kept
+    // for backward anyway, and recomputing y costs no memory).
+    int first_reader = -1;
+    bool x_kept = false;
+    for (size_t j = i + 1; j < nodes.size(); ++j) {
+      if (nodes[j].phase == Phase::kForward) continue;
+      if (first_reader < 0 && reads(nodes[j], y)) first_reader = static_cast<int>(j);
+      x_kept |= reads(nodes[j], x);
+    }
+    if (first_reader < 0 || !x_kept) continue;
+
+    Value recomputed = yv;
+    recomputed.name = yv.name + ".recomputed";
+    const ValueId y2 = out.add_value(recomputed);
+    Node apply;
+    apply.op = OpKind::kBatchNorm;
+    apply.phase = nodes[static_cast<size_t>(first_reader)].phase;
+    apply.attrs = f.attrs;
+    apply.attrs.norm.apply_saved = true;
+    apply.attrs.norm.update_running_stats = false;
+    apply.attrs.accumulate_mask = 0;
+    apply.inputs = {x, f.inputs[1], f.inputs[2], f.outputs[1], f.outputs[2]};
+    apply.outputs = {y2};
+    apply.layer = f.layer;
+    apply.layer_index = f.layer_index;
+    before[static_cast<size_t>(first_reader)].push_back(std::move(apply));
+    for (size_t j = static_cast<size_t>(first_reader); j < nodes.size(); ++j)
+      if (nodes[j].phase != Phase::kForward)
+        for (ValueId& v : nodes[j].inputs)
+          if (v == y) v = y2;
+  }
+  out.nodes.clear();
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    for (Node& b : before[i]) out.nodes.push_back(std::move(b));
+    out.nodes.push_back(std::move(nodes[i]));
+  }
+  return out;
+}
+
+int count_norm_recomputes(const Graph& g) {
+  int n = 0;
+  for (const Node& node : g.nodes) n += node.op == OpKind::kBatchNorm && node.attrs.norm.apply_saved ? 1 : 0;
+  return n;
+}
+
+}  // namespace edgetrain
