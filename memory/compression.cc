@@ -22,9 +22,15 @@ bool makes_post_relu(const Node& n, float* hi) {
 
 }  // namespace
 
-Result<Graph> apply_compression(const Graph& g, const CompressionConfig& config) {
-  if (!config.sparse_activations && !config.relu_masks)
-    return config.recompute_norm_outputs ? recompute_norm_outputs(g) : Result<Graph>(g);
+Result<Graph> apply_compression(const Graph& g_in, const CompressionConfig& config) {
+  // Norm outputs first: a recomputed one needs no storage at all, so only the saved post-ReLU
+  // tensors left (after residual adds, where no norm precedes) are packed or masked below.
+  Graph recomputed;
+  if (config.recompute_norm_outputs) {
+    ET_ASSIGN_OR_RETURN(recomputed, recompute_norm_outputs(g_in));
+  }
+  const Graph& g = config.recompute_norm_outputs ? recomputed : g_in;
+  if (!config.sparse_activations && !config.relu_masks) return g;
   if (config.sparse_activations && !(config.capacity > 0.0f && config.capacity <= 1.0f))
     return invalid_argument("compression capacity must be in (0, 1], got " + std::to_string(config.capacity));
   Graph out = g;
@@ -135,8 +141,6 @@ Result<Graph> apply_compression(const Graph& g, const CompressionConfig& config)
     out.nodes.push_back(std::move(nodes[i]));
     for (Node& a : after[i]) out.nodes.push_back(std::move(a));
   }
-  // Last: outputs packed above have no backward reader left and stay as they are.
-  if (config.recompute_norm_outputs) return recompute_norm_outputs(out);
   return out;
 }
 

@@ -7,8 +7,9 @@
 //     before its first backward use (sparse_activations). Its slot holds `capacity` x elements
 //     nonzeros; a denser batch sets the slot's overflow flag, which the executor checks before
 //     any backward node runs (the Trainer then re-runs the step on a fallback schedule).
-//   - batch-norm outputs that backward reads are recomputed from the norm's input instead of
-//     kept (recompute_norm_outputs; memory/norm_recompute.h), after the two above.
+//   - first, batch-norm outputs that backward reads are recomputed from the norm's input instead
+//     of kept (recompute_norm_outputs, the default; memory/norm_recompute.h): the two above then
+//     see only the post-ReLU tensors no norm produced (after residual adds).
 // All are lossless: gradients are bit-identical to the dense schedule.
 #pragma once
 

@@ -1,5 +1,6 @@
 // Batch-norm outputs recomputed for backward instead of kept: a graph rewrite, applied after
-// checkpointing (memory/compression.h calls it with CompressionConfig::recompute_norm_outputs).
+// checkpointing (memory/compression.h calls it first, with CompressionConfig::recompute_norm_outputs,
+// on by default).
 //
 // A training-mode norm's backward reads its input x; the layer after it reads the norm's output
 // y for its own backward (a conv's weight gradient, dw = dy^T y). So both stay live from the
@@ -11,8 +12,8 @@
 // after its last forward reader.
 //
 // Only norms whose x backward keeps anyway (its own backward reads it) and whose y is a plain
-// step value (not kept, not a view, not the logits) are rewritten. Outputs that compression
-// already replaced (a packed post-ReLU y has no backward reader left) are untouched.
+// step value (not kept, not a view, not the logits) are rewritten. It runs before packing and
+// masks (a recomputed output needs no storage; they see the post-ReLU tensors left).
 #pragma once
 
 #include "runtime/graph.h"

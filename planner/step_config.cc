@@ -43,7 +43,7 @@ std::string StepConfig::describe() const {
   if (checkpoint_segments > 1) s += " ckpt:" + std::to_string(checkpoint_segments);
   if (sparse_activations) s += " sparse";
   if (relu_masks) s += " masks";
-  if (recompute_norms) s += " norms-recomputed";
+  if (!recompute_norms) s += " norms-kept";
   if (micro_batches > 1) s += " mb" + std::to_string(micro_batches);
   if (norm_statistics == NormStatistics::kRunning) s += " running-norms";
   return s;

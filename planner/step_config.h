@@ -27,7 +27,7 @@ struct StepConfig {
   bool sparse_activations = false;
   float sparse_capacity = 0.75f;
   bool relu_masks = false;
-  bool recompute_norms = false;  // CompressionConfig::recompute_norm_outputs
+  bool recompute_norms = true;  // CompressionConfig::recompute_norm_outputs
   int micro_batches = 1;
   NormStatistics norm_statistics = NormStatistics::kBatch;
 

@@ -317,7 +317,7 @@ int cmd_bench(int argc, char** argv) {
   p.option("micro-batches", "K", "1", "memory lever: K micro-batches with gradient accumulation");
   p.option("checkpoint", "SPEC", "none", "memory lever: none, sqrt, sqrt:S, manual:C1,C2, budget:BYTES");
   p.flag("relu-masks", "memory lever: 1-bit ReLU masks for backward");
-  p.flag("recompute-norms", "memory lever: batch-norm outputs recomputed for backward instead of kept");
+  p.flag("keep-norm-outputs", "memory lever off: keep batch-norm outputs for backward instead of recomputing them");
   p.flag("sparse-activations", "memory lever: bitmap-packed saved post-ReLU activations");
   p.option("capacity", "X", "0.6", "packed slot capacity (fraction of elements)");
   p.option("freeze-layers", "K", "0", "memory lever: freeze the first K layers");
@@ -371,7 +371,7 @@ int cmd_bench(int argc, char** argv) {
     o.config.freeze.frozen_prefix_layers = static_cast<int>(*frozen);
     o.config.checkpoint = *ck;
     o.config.compression.relu_masks = p.has("relu-masks");
-    o.config.compression.recompute_norm_outputs = p.has("recompute-norms");
+    o.config.compression.recompute_norm_outputs = !p.has("keep-norm-outputs");
     o.config.compression.sparse_activations = p.has("sparse-activations");
     o.config.compression.capacity = static_cast<float>(*capacity);
   }

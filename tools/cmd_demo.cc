@@ -66,6 +66,7 @@ int demo_retrain(const ArgParser& d, const std::string& weights) {
   plain.eval_batch = 32;
   plain.external_parameters = true;
   plain.config.optimizer.attrs.momentum = 0.9f;
+  plain.config.compression.recompute_norm_outputs = false;  // no memory lever: norm outputs kept
   Result<TrainerBlueprint> plain_design = design_trainer(graph_factory(spec), plain);
   if (!plain_design.is_ok()) return fail(plain_design.status());
   uint64_t plain_peak = plain_design->memory.total() + kDefaultReserveBytes;

@@ -50,7 +50,7 @@ std::string describe_config(const TrainerOptions& o, int64_t trainable) {
     s += buf;
   }
   if (c.compression.relu_masks) s += ", ReLU masks";
-  if (c.compression.recompute_norm_outputs) s += ", norm outputs recomputed";
+  if (!c.compression.recompute_norm_outputs) s += ", norm outputs kept";
   s += ", " + std::to_string(trainable) + " trainable parameters";
   return s;
 }

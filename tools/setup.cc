@@ -66,7 +66,8 @@ void add_training_options(ArgParser& p) {
            "gradient checkpointing: none, sqrt (about sqrt(n) segments of equal activation bytes), sqrt:S "
            "(S segments), manual:C1,C2,... (cut-point indices), budget:BYTES (see edgetrain memory)");
   p.flag("relu-masks", "ReLU/ReLU6 backward reads a 1-bit mask instead of the saved float output");
-  p.flag("recompute-norms", "batch-norm outputs backward reads are recomputed from the norm's input (one pass each) instead of kept");
+  p.flag("keep-norm-outputs",
+         "keep batch-norm outputs for backward instead of recomputing them from the norm's input (the default: one pass each)");
   p.flag("sparse-activations", "store saved post-ReLU activations as bitmap + nonzeros (BitTrain)");
   p.option("capacity", "X", "0.6",
            "packed slots hold X of the elements as nonzeros; a denser batch re-runs on a fallback schedule");
@@ -232,7 +233,7 @@ Result<TrainerOptions> trainer_options(const ArgParser& p) {
   o.config.micro_batches = static_cast<int>(micro);
   ET_ASSIGN_OR_RETURN(o.config.checkpoint, parse_checkpoint(p.str("checkpoint")));
   o.config.compression.relu_masks = p.has("relu-masks");
-  o.config.compression.recompute_norm_outputs = p.has("recompute-norms");
+  o.config.compression.recompute_norm_outputs = !p.has("keep-norm-outputs");
   o.config.compression.sparse_activations = p.has("sparse-activations");
   ET_ASSIGN_OR_RETURN(double capacity, p.number("capacity"));
   if (capacity <= 0 || capacity > 1) return invalid_argument("--capacity must be in (0, 1]");

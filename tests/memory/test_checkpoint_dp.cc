@@ -293,9 +293,15 @@ TEST(CheckpointBudget, NeverOverBudgetAndRecomputesNothingWhenThePlainScheduleFi
   TrainConfig looped;
   looped.micro_batches = 2;
   int fitted = 0;
-  for (const TrainConfig& cfg : {TrainConfig{}, packed, looped})
+  // Fractions of each configuration's own arena without checkpointing (micro-batches keep every
+  // parameter gradient for the whole step: with norm outputs recomputed, their arena is no
+  // longer below the full batch's).
+  for (const TrainConfig& cfg : {TrainConfig{}, packed, looped}) {
+    Result<TrainingSchedule> own = make_training_schedule(f, 8, cfg);
+    ASSERT_TRUE(own.is_ok());
+    const size_t own_arena = layout_arena(own->graph)->arena_bytes;
     for (double fraction : {1.0, 0.8, 0.6, 0.4}) {
-      int64_t budget = static_cast<int64_t>(static_cast<double>(plain_arena) * fraction);
+      int64_t budget = static_cast<int64_t>(static_cast<double>(own_arena) * fraction);
       Result<TrainingSchedule> s = budget_schedule(f, 8, budget, cfg);
       if (!s.is_ok()) {
         EXPECT_EQ(s.status().code(), StatusCode::kOutOfMemory) << s.status().to_string();
@@ -307,7 +313,11 @@ TEST(CheckpointBudget, NeverOverBudgetAndRecomputesNothingWhenThePlainScheduleFi
         EXPECT_EQ(recomputed_bytes(s->graph), 0u) << "the plain schedule fits: nothing to recompute";
       }
     }
-  EXPECT_GE(fitted, 10);
+  }
+  // Every configuration fits its own arena, and checkpointing reaches 0.8 and 0.6 of the plain
+  // and packed ones (with norm outputs recomputed, 0.4 is beyond it: the saved activations left
+  // are mostly the norms' inputs, which the last segment keeps).
+  EXPECT_GE(fitted, 7);
   // A quarter of the plain arena is out of checkpointing's reach: refused, with what it reaches.
   Result<TrainingSchedule> s = budget_schedule(f, 8, static_cast<int64_t>(plain_arena / 4));
   ASSERT_FALSE(s.is_ok());

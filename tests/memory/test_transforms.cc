@@ -288,6 +288,7 @@ TEST_P(Compression, CombinedWithCheckpointingAndMicroBatches) {
 
 TEST_P(Compression, RecomputedNormOutputsGiveIdenticalTrainingAndLessMemory) {
   TrainConfig plain, recompute;
+  plain.compression.recompute_norm_outputs = false;
   recompute.compression.recompute_norm_outputs = true;
   Outcome a = train3(GetParam(), plain), b = train3(GetParam(), recompute);
   EXPECT_EQ(max_rel(b, a), 0.0);
@@ -306,6 +307,7 @@ TEST_P(Compression, RecomputedNormOutputsWithEveryOtherLever) {
   // per-micro-batch statistics), training is bit-identical.
   TrainConfig plain;
   plain.fuse_momentum = false;  // sparse storage turns the fusion off: compare the same update order
+  plain.compression.recompute_norm_outputs = false;
   TrainConfig all = plain;
   all.compression.relu_masks = true;
   all.compression.sparse_activations = true;
@@ -315,6 +317,7 @@ TEST_P(Compression, RecomputedNormOutputsWithEveryOtherLever) {
   EXPECT_EQ(max_rel(train3(GetParam(), all), train3(GetParam(), plain)), 0.0);
   TrainConfig micro;
   micro.micro_batches = 2;
+  micro.compression.recompute_norm_outputs = false;
   TrainConfig micro_recompute = micro;
   micro_recompute.compression.recompute_norm_outputs = true;
   Outcome m = train3(GetParam(), micro), r = train3(GetParam(), micro_recompute);
@@ -346,7 +349,10 @@ TEST(Compression, TrainerCountsFallbackSteps) {
 }
 
 TEST(Compression, PackedActivationsAppearInTheTimelineAndShrinkSavedBytes) {
+  // Norm outputs kept in both: MobileNetV2's post-ReLU6 tensors are all norm outputs, which
+  // recomputing removes from the saved set altogether (nothing left to pack).
   TrainConfig plain, packed;
+  plain.compression.recompute_norm_outputs = packed.compression.recompute_norm_outputs = false;
   packed.compression.relu_masks = true;
   packed.compression.sparse_activations = true;
   packed.compression.capacity = 0.55f;
