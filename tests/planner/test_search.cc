@@ -296,5 +296,25 @@ TEST(PlanSearch, MaskCandidatesOnlyWhereAReluDoesNotFollowANorm) {
   EXPECT_TRUE(any_masks(small_cnn()));
 }
 
+// Sparse storage is a candidate only where a saved post-ReLU tensor is not a norm's output (norm
+// outputs are recomputed instead): never for MobileNetV2, for ResNet-18 (the ReLUs after its
+// residual adds). A MobileNetV2 sparse candidate packed nothing and lost the momentum fusion.
+TEST(PlanSearch, SparseCandidatesOnlyWhereAPostReluTensorIsNoNormOutput) {
+  auto any_sparse = [](const GraphFactory& f) {
+    PlanRequest r = request(uint64_t{1} << 30, PlanObjective::kMostAccurate);
+    r.factory = f;
+    r.allow_freezing = false;
+    r.activation_density = 0.5;
+    Result<Plan> p = plan_training(r);
+    EXPECT_TRUE(p.is_ok()) << p.status().to_string();
+    bool sparse = false;
+    if (p.is_ok())
+      for (const PlanCandidate& c : p->ranked) sparse |= c.config.compression.sparse_activations;
+    return sparse;
+  };
+  EXPECT_FALSE(any_sparse(testing::model_factory(Architecture::kMobileNetV2, 32, 0.35f)));
+  EXPECT_TRUE(any_sparse(testing::model_factory(Architecture::kResNet18, 32, 1.0f)));
+}
+
 }  // namespace
 }  // namespace edgetrain
