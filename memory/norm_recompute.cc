@@ -12,11 +12,15 @@ bool reads(const Node& n, ValueId v) {
   return false;
 }
 
-// A training-mode norm of the forward pass that saves its statistics (the apply node's inputs).
+// A norm of the forward pass: training mode with its statistics saved (the apply node's
+// inputs), or eval mode (running statistics, which nothing changes within a step: the same node
+// again gives the same output).
 bool recomputable_norm(const Node& n) {
-  return n.phase == Phase::kForward && n.op == OpKind::kBatchNorm && n.attrs.norm.training &&
-         !n.attrs.norm.apply_saved && n.inputs.size() == 5 && n.outputs.size() == 3 && n.outputs[0] != kNoValue &&
-         n.outputs[1] != kNoValue && n.outputs[2] != kNoValue;
+  if (n.phase != Phase::kForward || n.op != OpKind::kBatchNorm || n.attrs.norm.apply_saved || n.inputs.size() != 5 ||
+      n.outputs.empty() || n.outputs[0] == kNoValue)
+    return false;
+  if (!n.attrs.norm.training) return true;
+  return n.outputs.size() == 3 && n.outputs[1] != kNoValue && n.outputs[2] != kNoValue;
 }
 
 }  // namespace
@@ -50,11 +54,15 @@ Result<Graph> recompute_norm_outputs(const Graph& g) {
     apply.op = OpKind::kBatchNorm;
     apply.phase = nodes[static_cast<size_t>(first_reader)].phase;
     apply.attrs = f.attrs;
-    apply.attrs.norm.apply_saved = true;
-    apply.attrs.norm.update_running_stats = false;
     apply.attrs.accumulate_mask = 0;
-    apply.inputs = {x, f.inputs[1], f.inputs[2], f.outputs[1], f.outputs[2]};
     apply.outputs = {y2};
+    if (f.attrs.norm.training) {
+      apply.attrs.norm.apply_saved = true;
+      apply.attrs.norm.update_running_stats = false;
+      apply.inputs = {x, f.inputs[1], f.inputs[2], f.outputs[1], f.outputs[2]};
+    } else {
+      apply.inputs = f.inputs;  // eval mode: the forward node itself, on the running statistics
+    }
     apply.layer = f.layer;
     apply.layer_index = f.layer_index;
     before[static_cast<size_t>(first_reader)].push_back(std::move(apply));
@@ -73,7 +81,8 @@ Result<Graph> recompute_norm_outputs(const Graph& g) {
 
 int count_norm_recomputes(const Graph& g) {
   int n = 0;
-  for (const Node& node : g.nodes) n += node.op == OpKind::kBatchNorm && node.attrs.norm.apply_saved ? 1 : 0;
+  for (const Node& node : g.nodes)
+    n += node.op == OpKind::kBatchNorm && node.phase != Phase::kForward && node.phase != Phase::kRecompute ? 1 : 0;
   return n;
 }
 

@@ -11,6 +11,10 @@
 // the forward's to the bit, so gradients are bit-identical to the plain schedule. y then dies
 // after its last forward reader.
 //
+// Eval-mode norms (running statistics: frozen norms, TrainConfig::norm_statistics = kRunning)
+// are recomputed by a copy of their forward node, which nothing in the step changes the inputs
+// of before it runs (gamma and beta update after their last reader).
+//
 // Only norms whose x backward keeps anyway (its own backward reads it) and whose y is a plain
 // step value (not kept, not a view, not the logits) are rewritten. It runs before packing and
 // masks (a recomputed output needs no storage; they see the post-ReLU tensors left).
@@ -23,7 +27,8 @@ namespace edgetrain {
 
 Result<Graph> recompute_norm_outputs(const Graph& g);
 
-// The recompute nodes of a rewritten graph (the lever's cost: one normalising pass each).
+// The recompute nodes of a rewritten graph (norms run outside the forward and checkpointing's
+// recompute phase; the lever's cost: one normalising pass each).
 int count_norm_recomputes(const Graph& g);
 
 }  // namespace edgetrain

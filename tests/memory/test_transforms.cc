@@ -301,6 +301,22 @@ TEST_P(Compression, RecomputedNormOutputsGiveIdenticalTrainingAndLessMemory) {
   else EXPECT_LT(b.arena, a.arena);
 }
 
+TEST_P(Compression, RecomputedEvalNormOutputsGiveIdenticalTraining) {
+  // Every norm on its running statistics (gamma and beta still train): the recompute is a copy
+  // of the eval-mode forward node, with one-image micro-batches as the planner pairs them.
+  TrainConfig plain, recompute;
+  plain.norm_statistics = recompute.norm_statistics = NormStatistics::kRunning;
+  plain.micro_batches = recompute.micro_batches = static_cast<int>(GetParam().batch);
+  plain.compression.recompute_norm_outputs = false;
+  recompute.compression.recompute_norm_outputs = true;
+  Outcome a = train3(GetParam(), plain), b = train3(GetParam(), recompute);
+  EXPECT_EQ(max_rel(b, a), 0.0);
+  EXPECT_GT(b.norm_recomputes, 0);
+  EXPECT_EQ(b.measured_high_water, b.planned_high_water);
+  if (GetParam().arch == Architecture::kSmallCnn) EXPECT_LE(b.arena, a.arena);  // peaks in its first layer
+  else EXPECT_LT(b.arena, a.arena);
+}
+
 TEST_P(Compression, RecomputedNormOutputsWithEveryOtherLever) {
   // With checkpointing, masks and sparse storage (norms recomputed only where backward still
   // reads a dense output), and with micro-batches (against micro-batches alone: the same
