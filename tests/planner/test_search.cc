@@ -277,43 +277,36 @@ TEST(PlanSearch, RunningStatisticNormsOnlyWhereTheyBuySomething) {
   for (const PlanCandidate& c : p->ranked) EXPECT_EQ(c.config.norm_statistics, NormStatistics::kBatch) << c.label;
 }
 
+// Whether any candidate of an unfrozen plan (1 GiB, post-ReLU density 0.5) for f has `lever`.
+bool any_candidate_with(const GraphFactory& f, bool (*lever)(const CompressionConfig&)) {
+  PlanRequest r = request(uint64_t{1} << 30, PlanObjective::kMostAccurate);
+  r.factory = f;
+  r.allow_freezing = false;
+  r.activation_density = 0.5;
+  Result<Plan> p = plan_training(r);
+  EXPECT_TRUE(p.is_ok()) << p.status().to_string();
+  bool any = false;
+  if (p.is_ok())
+    for (const PlanCandidate& c : p->ranked) any |= lever(c.config.compression);
+  return any;
+}
+bool masks(const CompressionConfig& c) { return c.relu_masks; }
+bool sparse(const CompressionConfig& c) { return c.sparse_activations; }
+
 // 1-bit ReLU masks are candidates only where some ReLU's backward is not inside a norm's backward
 // (runtime/fusion.h): never for MobileNetV2 (every ReLU6 follows a norm), still for the small CNN
 // (a ReLU after a conv with a bias).
 TEST(PlanSearch, MaskCandidatesOnlyWhereAReluDoesNotFollowANorm) {
-  auto any_masks = [](const GraphFactory& f) {
-    PlanRequest r = request(uint64_t{1} << 30, PlanObjective::kMostAccurate);
-    r.factory = f;
-    r.allow_freezing = false;
-    Result<Plan> p = plan_training(r);
-    EXPECT_TRUE(p.is_ok()) << p.status().to_string();
-    bool masks = false;
-    if (p.is_ok())
-      for (const PlanCandidate& c : p->ranked) masks |= c.config.compression.relu_masks;
-    return masks;
-  };
-  EXPECT_FALSE(any_masks(testing::model_factory(Architecture::kMobileNetV2, 32, 0.35f)));
-  EXPECT_TRUE(any_masks(small_cnn()));
+  EXPECT_FALSE(any_candidate_with(testing::model_factory(Architecture::kMobileNetV2, 32, 0.35f), masks));
+  EXPECT_TRUE(any_candidate_with(small_cnn(), masks));
 }
 
 // Sparse storage is a candidate only where a saved post-ReLU tensor is not a norm's output (norm
 // outputs are recomputed instead): never for MobileNetV2, for ResNet-18 (the ReLUs after its
 // residual adds). A MobileNetV2 sparse candidate packed nothing and lost the momentum fusion.
 TEST(PlanSearch, SparseCandidatesOnlyWhereAPostReluTensorIsNoNormOutput) {
-  auto any_sparse = [](const GraphFactory& f) {
-    PlanRequest r = request(uint64_t{1} << 30, PlanObjective::kMostAccurate);
-    r.factory = f;
-    r.allow_freezing = false;
-    r.activation_density = 0.5;
-    Result<Plan> p = plan_training(r);
-    EXPECT_TRUE(p.is_ok()) << p.status().to_string();
-    bool sparse = false;
-    if (p.is_ok())
-      for (const PlanCandidate& c : p->ranked) sparse |= c.config.compression.sparse_activations;
-    return sparse;
-  };
-  EXPECT_FALSE(any_sparse(testing::model_factory(Architecture::kMobileNetV2, 32, 0.35f)));
-  EXPECT_TRUE(any_sparse(testing::model_factory(Architecture::kResNet18, 32, 1.0f)));
+  EXPECT_FALSE(any_candidate_with(testing::model_factory(Architecture::kMobileNetV2, 32, 0.35f), sparse));
+  EXPECT_TRUE(any_candidate_with(testing::model_factory(Architecture::kResNet18, 32, 1.0f), sparse));
 }
 
 }  // namespace
