@@ -183,6 +183,7 @@ double recipe_factor(const TrainConfig& c, const OptimizerConfig& requested) {
 Result<bool> relu_masks_apply(const PlanRequest& r) {
   TrainConfig masks = r.base.config;
   masks.compression = CompressionConfig{};
+  masks.compression.recompute_norm_outputs = r.base.config.compression.recompute_norm_outputs;
   masks.compression.relu_masks = true;
   masks.checkpoint = CheckpointConfig{};
   masks.freeze = FreezeConfig{};  // every backward the candidates could have
@@ -201,6 +202,7 @@ Result<bool> relu_masks_apply(const PlanRequest& r) {
 Result<bool> sparse_storage_applies(const PlanRequest& r) {
   TrainConfig sparse = r.base.config;
   sparse.compression = CompressionConfig{};
+  sparse.compression.recompute_norm_outputs = r.base.config.compression.recompute_norm_outputs;
   sparse.compression.sparse_activations = true;
   sparse.checkpoint = CheckpointConfig{};
   sparse.freeze = FreezeConfig{};
@@ -255,9 +257,12 @@ Result<Plan> plan_training(const PlanRequest& r) {
       freezes.push_back(f);
     }
   }
+  // Norm outputs recomputed or kept as the base config says (recomputed unless
+  // --keep-norm-outputs): as fast or faster measured, so the search does not vary it.
   std::vector<CompressionConfig> compressions(1);
+  compressions[0].recompute_norm_outputs = r.base.config.compression.recompute_norm_outputs;
   {
-    CompressionConfig masks;
+    CompressionConfig masks = compressions[0];
     ET_ASSIGN_OR_RETURN(masks.relu_masks, relu_masks_apply(r));
     if (masks.relu_masks) compressions.push_back(masks);
     bool sparse_applies = false;
@@ -270,8 +275,6 @@ Result<Plan> plan_training(const PlanRequest& r) {
       sparse.capacity = static_cast<float>(std::min(1.0, r.activation_density + r.capacity_margin));
       compressions.push_back(sparse);
     }
-    // Every candidate recomputes batch-norm outputs for backward (CompressionConfig's default,
-    // memory/norm_recompute.h): as fast or faster measured, so keeping them is never a choice.
   }
   // Checkpointing: none, byte-balanced sqrt segments, and the cheapest recompute whose exact arena
   // fits what the budget leaves for it (the dynamic program of memory/checkpointing.h).

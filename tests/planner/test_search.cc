@@ -309,5 +309,20 @@ TEST(PlanSearch, SparseCandidatesOnlyWhereAPostReluTensorIsNoNormOutput) {
   EXPECT_TRUE(any_candidate_with(testing::model_factory(Architecture::kResNet18, 32, 1.0f), sparse));
 }
 
+// Norm outputs are recomputed in every candidate unless the request keeps them
+// (--keep-norm-outputs): the search does not vary it, and keeping costs MobileNetV2 memory.
+TEST(PlanSearch, NormOutputsRecomputedUnlessTheRequestKeepsThem) {
+  for (bool recompute : {true, false}) {
+    PlanRequest r = request(uint64_t{1} << 30, PlanObjective::kMostAccurate);
+    r.factory = testing::model_factory(Architecture::kMobileNetV2, 32, 0.35f);
+    r.allow_freezing = false;
+    r.base.config.compression.recompute_norm_outputs = recompute;
+    Result<Plan> p = plan_training(r);
+    ASSERT_TRUE(p.is_ok()) << p.status().to_string();
+    ASSERT_FALSE(p->ranked.empty());
+    for (const PlanCandidate& c : p->ranked) EXPECT_EQ(c.config.compression.recompute_norm_outputs, recompute) << c.label;
+  }
+}
+
 }  // namespace
 }  // namespace edgetrain
