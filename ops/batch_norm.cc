@@ -442,7 +442,8 @@ void batch_norm_forward(const KernelCall& call) {
   const double eps = a.eps, m = a.momentum;
 
   if (a.training && a.apply_saved) {
-    // The forward's own floats: mean_f = float(mean) = saved_mean, scale from the saved invstd.
+    // Inputs 3 and 4 hold the forward's saved mean and invstd here (NormAttrs::apply_saved): the
+    // forward's own floats, mean_f = float(mean) = saved_mean and the scale from the saved invstd.
     for (int64_t k = 0; k < c; ++k) {
       mean_f[k] = running_mean[k];
       scale_f[k] = forward_scale(a, gamma[k], running_var[k]);

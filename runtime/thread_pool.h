@@ -3,9 +3,9 @@
 // context are plain pointers (see Parallel in ops/op.h). Workers spin briefly between jobs
 // before sleeping, because kernels arrive back to back (see thread_pool.cc).
 //
-// Chunks are claimed, not assigned: each thread takes its own chunk if it is still unclaimed, then
-// any other unclaimed one, so a worker that the OS has descheduled (another program busy on the cores, common on
-// an edge device) costs nothing unless it already holds a chunk. With fixed assignment the
+// Chunks are claimed, not assigned: each thread takes its own chunk if it is still unclaimed,
+// then any other unclaimed one, so a worker that the OS has descheduled (another program busy on
+// the cores, common on an edge device) costs nothing unless it already holds a chunk. With fixed assignment the
 // caller waited for the descheduled worker at every parallel loop: on a busy 2-core machine a
 // 2-thread ResNet-18 step took 10x the 1-thread time. A chunk's bounds depend only on n and the
 // chunk count, never on the thread that runs it, so results do not change.
