@@ -176,40 +176,27 @@ double recipe_factor(const TrainConfig& c, const OptimizerConfig& requested) {
   return f;
 }
 
-// Whether 1-bit ReLU masks change anything: a ReLU/ReLU6 straight after a batch norm has its
-// backward inside the norm's backward (runtime/fusion.h), which needs no mask; only the others
-// (after residual adds, after convs with a bias) read one. The schedule with masks says which:
-// MobileNetV2 has none, so its mask candidates would only repeat the plain ones.
-Result<bool> relu_masks_apply(const PlanRequest& r) {
-  TrainConfig masks = r.base.config;
-  masks.compression = CompressionConfig{};
-  masks.compression.recompute_norm_outputs = r.base.config.compression.recompute_norm_outputs;
-  masks.compression.relu_masks = true;
-  masks.checkpoint = CheckpointConfig{};
-  masks.freeze = FreezeConfig{};  // every backward the candidates could have
-  masks.micro_batches = 1;
-  ET_ASSIGN_OR_RETURN(TrainingSchedule s, make_training_schedule(r.factory, r.base.batch, masks));
+// Whether a compression lever changes the schedule at all: the unfrozen, unsegmented, single
+// micro-batch schedule with `lever` set (norm outputs as the request says) has a `marker` node.
+// 1-bit ReLU masks (marker kPackMask): a ReLU/ReLU6 straight after a batch norm has its backward
+// inside the norm's backward (runtime/fusion.h), which needs no mask; only the others (after
+// residual adds, after convs with a bias) read one, and MobileNetV2 has none. Sparse storage
+// (kPackSparse): only saved post-ReLU tensors that no batch norm produced pack (norm outputs are
+// recomputed instead), and MobileNetV2 has none either: its sparse candidates would repeat the
+// plain ones without the momentum fusion (which sparse storage turns off), a larger arena and a
+// slower step (the 2026-12-07 demo chose one at its generous budget on a predicted tie: 7.8 ms
+// measured against 5.8 for its medium choice).
+Result<bool> lever_applies(const PlanRequest& r, bool CompressionConfig::*lever, OpKind marker) {
+  TrainConfig c = r.base.config;
+  c.compression = CompressionConfig{};
+  c.compression.recompute_norm_outputs = r.base.config.compression.recompute_norm_outputs;
+  c.compression.*lever = true;
+  c.checkpoint = CheckpointConfig{};
+  c.freeze = FreezeConfig{};  // every backward the candidates could have
+  c.micro_batches = 1;
+  ET_ASSIGN_OR_RETURN(TrainingSchedule s, make_training_schedule(r.factory, r.base.batch, c));
   for (const Node& n : s.graph.nodes)
-    if (n.op == OpKind::kPackMask) return true;
-  return false;
-}
-
-// Whether sparse storage packs anything: only saved post-ReLU tensors that no batch norm produced
-// pack (norm outputs are recomputed instead, CompressionConfig's default), and MobileNetV2 has
-// none: its sparse candidates would repeat the plain ones without the momentum fusion (which
-// sparse storage turns off), a larger arena and a slower step (the 2026-12-07 demo chose one at
-// its generous budget on a predicted tie: 7.8 ms measured against 5.8 for its medium choice).
-Result<bool> sparse_storage_applies(const PlanRequest& r) {
-  TrainConfig sparse = r.base.config;
-  sparse.compression = CompressionConfig{};
-  sparse.compression.recompute_norm_outputs = r.base.config.compression.recompute_norm_outputs;
-  sparse.compression.sparse_activations = true;
-  sparse.checkpoint = CheckpointConfig{};
-  sparse.freeze = FreezeConfig{};
-  sparse.micro_batches = 1;
-  ET_ASSIGN_OR_RETURN(TrainingSchedule s, make_training_schedule(r.factory, r.base.batch, sparse));
-  for (const Node& n : s.graph.nodes)
-    if (n.op == OpKind::kPackSparse) return true;
+    if (n.op == marker) return true;
   return false;
 }
 
@@ -263,11 +250,12 @@ Result<Plan> plan_training(const PlanRequest& r) {
   compressions[0].recompute_norm_outputs = r.base.config.compression.recompute_norm_outputs;
   {
     CompressionConfig masks = compressions[0];
-    ET_ASSIGN_OR_RETURN(masks.relu_masks, relu_masks_apply(r));
+    ET_ASSIGN_OR_RETURN(masks.relu_masks, lever_applies(r, &CompressionConfig::relu_masks, OpKind::kPackMask));
     if (masks.relu_masks) compressions.push_back(masks);
     bool sparse_applies = false;
     if (r.activation_density > 0 && r.activation_density + r.capacity_margin < 0.9) {
-      ET_ASSIGN_OR_RETURN(sparse_applies, sparse_storage_applies(r));
+      ET_ASSIGN_OR_RETURN(sparse_applies,
+                          lever_applies(r, &CompressionConfig::sparse_activations, OpKind::kPackSparse));
     }
     if (sparse_applies) {
       CompressionConfig sparse = masks;
