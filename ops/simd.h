@@ -63,13 +63,18 @@ template <class V> inline void keep_in_register(V& v) {
 #endif
 }
 
-// f.operator()<V>(c) over slices covering [0, channels): 16 wide, then 8, then single channels.
+// f.operator()<V>(c) over slices covering [begin, end): 16 wide, then 8, then single channels.
+template <class F>
+inline void for_slices(int64_t begin, int64_t end, F&& f) {
+  int64_t c = begin;
+  for (; c + 16 <= end; c += 16) f.template operator()<V16>(c);
+  for (; c + 8 <= end; c += 8) f.template operator()<V8>(c);
+  for (; c < end; ++c) f.template operator()<float>(c);
+}
+// ... covering [0, channels).
 template <class F>
 inline void for_slices(int64_t channels, F&& f) {
-  int64_t c = 0;
-  for (; c + 16 <= channels; c += 16) f.template operator()<V16>(c);
-  for (; c + 8 <= channels; c += 8) f.template operator()<V8>(c);
-  for (; c < channels; ++c) f.template operator()<float>(c);
+  for_slices(0, channels, static_cast<F&&>(f));
 }
 
 // ---------------------------------------------------------------------------------------------

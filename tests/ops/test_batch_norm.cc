@@ -212,13 +212,26 @@ TEST(BatchNormFast, ForwardStatisticsStayAccurateOver100kRowsWithLargeMean) {
   expect_forward_fast_matches_reference({2, 224, 224, 3}, true, 100.0f, 1e-5);
 }
 
-TEST(BatchNormFast, ForwardIsBitIdenticalForOneAndTwoThreads) {
-  BnInputs in = bn_inputs({4, 20, 20, 24}, 5);
-  auto inputs = std::vector<HostTensor>{in.x, in.gamma, in.beta, in.running_mean, in.running_var};
-  std::vector<HostTensor> outs = {HostTensor{{4, 20, 20, 24}}, HostTensor{{24}}, HostTensor{{24}}};
-  auto one = run_op(OpKind::kBatchNorm, norm_attrs(true), inputs, outs, false, 1);
-  auto two = run_op(OpKind::kBatchNorm, norm_attrs(true), inputs, outs, false, 2);
-  for (size_t i = 0; i < outs.size(); ++i) EXPECT_EQ(one[i].data, two[i].data) << "output " << i;
+TEST(BatchNormFast, ForwardAndBackwardAreBitIdenticalForOneAndTwoThreads) {
+  // The sums' order depends on the row count only. Two threads split blocks of rows and, where
+  // the blocks do not split evenly, groups of 16-channel slices (1 block of 392 rows; 3 blocks
+  // and 8 channels past the last slice; 19 channels alone, too few to split).
+  for (const Shape& xs : {Shape{4, 20, 20, 24}, Shape{2, 14, 14, 192}, Shape{3, 16, 32, 72}, Shape{2, 2, 2, 19}}) {
+    SCOPED_TRACE(xs.to_string());
+    const int64_t c = xs[xs.rank - 1];
+    BnInputs in = bn_inputs(xs, 5);
+    auto inputs = std::vector<HostTensor>{in.x, in.gamma, in.beta, in.running_mean, in.running_var};
+    std::vector<HostTensor> outs = {HostTensor{xs}, HostTensor{{c}}, HostTensor{{c}}};
+    auto one = run_op(OpKind::kBatchNorm, norm_attrs(true), inputs, outs, false, 1);
+    auto two = run_op(OpKind::kBatchNorm, norm_attrs(true), inputs, outs, false, 2);
+    for (size_t i = 0; i < outs.size(); ++i) EXPECT_EQ(one[i].data, two[i].data) << "forward output " << i;
+    auto grads = std::vector<HostTensor>{random_tensor(xs, 6), in.x, in.gamma, one[1], one[2]};
+    std::vector<HostTensor> grad_outs = {HostTensor{xs}, HostTensor{{c}}, HostTensor{{c}}};
+    auto back_one = run_op(OpKind::kBatchNormBackward, norm_attrs(true), grads, grad_outs, false, 1);
+    auto back_two = run_op(OpKind::kBatchNormBackward, norm_attrs(true), grads, grad_outs, false, 2);
+    for (size_t i = 0; i < grad_outs.size(); ++i)
+      EXPECT_EQ(back_one[i].data, back_two[i].data) << "backward output " << i;
+  }
 }
 
 TEST(BatchNormFast, ApplyingSavedStatisticsGivesTheForwardsOutputToTheBit) {
