@@ -20,6 +20,12 @@ constexpr double kMinLog = -27.6, kMaxLog = 13.8;
 // how far a feature may be extrapolated beyond its fitted range: twice the range, at least 1 (in
 // its log units).
 constexpr double kExtrapolationLog = 3.0, kMinFeatureExtrapolation = 1.0;
+// Principal axes of the fitted features holding less than this share of their variance are
+// nearly fixed combinations of others (the pointwise convs' log FLOPs = log 2 + log rows + log
+// C_in + log C_out, off only by a fused norm's pass); a query is kept within the fitted range
+// along them. Along the others it may go as far as along a feature (kMinFeatureExtrapolation,
+// twice the range).
+constexpr double kMinAxisVarianceShare = 1e-3;
 
 // Number of expanded terms of a polynomial in kLogFeatureCount standardised features.
 constexpr int terms_for_degree(int degree) {
@@ -380,6 +386,7 @@ Result<Regressor> Regressor::fit(RegressorKind kind, const std::vector<FeatureRo
     m.lo_[f] = m.hi_[f] = x[0].z[f];
     for (const FeatureRow& r : x) m.lo_[f] = std::min(m.lo_[f], r.z[f]), m.hi_[f] = std::max(m.hi_[f], r.z[f]);
   }
+  m.fit_axes(x);
   const int degree = kind == RegressorKind::kLogPoly ? 2 : 1;
   std::vector<std::vector<double>> terms(n, std::vector<double>(static_cast<size_t>(terms_for_degree(degree))));
   std::vector<double> logt(n);
@@ -415,12 +422,64 @@ Result<Regressor> Regressor::fit(RegressorKind kind, const std::vector<FeatureRo
   return m;
 }
 
+void Regressor::fit_axes(const std::vector<FeatureRow>& x) {
+  constexpr int q = kLogFeatureCount;
+  const size_t n = x.size();
+  std::vector<double> s(n * q), cov(q * q, 0.0);
+  for (size_t i = 0; i < n; ++i)
+    for (int f = 0; f < q; ++f) s[i * q + f] = (x[i].z[f] - mean_[f]) * scale_[f];
+  for (size_t i = 0; i < n; ++i)
+    for (int a = 0; a < q; ++a)
+      for (int b = 0; b < q; ++b) cov[a * q + b] += s[i * q + a] * s[i * q + b];
+  std::vector<double> w;
+  symmetric_eigen(cov, q, &w, &axes_);
+  double total = 0;
+  for (double v : w) total += v;
+  axis_lo_.assign(q, 0.0), axis_hi_.assign(q, 0.0), axis_ext_.assign(q, 0.0);
+  for (int k = 0; k < q; ++k) {
+    double lo = INFINITY, hi = -INFINITY;
+    for (size_t i = 0; i < n; ++i) {
+      double p = 0;
+      for (int f = 0; f < q; ++f) p += s[i * q + f] * axes_[f * q + k];
+      lo = std::min(lo, p), hi = std::max(hi, p);
+    }
+    axis_lo_[k] = lo, axis_hi_[k] = hi;
+    axis_ext_[k] = w[k] >= kMinAxisVarianceShare * total ? std::max(2 * (hi - lo), kMinFeatureExtrapolation) : 0.0;
+  }
+}
+
+void Regressor::clamp_to_axes(double* s) const {
+  constexpr int q = kLogFeatureCount;
+  if (axes_.size() != static_cast<size_t>(q * q)) return;
+  double p[q];
+  bool clamped = false;
+  for (int k = 0; k < q; ++k) {
+    double v = 0;
+    for (int f = 0; f < q; ++f) v += s[f] * axes_[f * q + k];
+    p[k] = std::clamp(v, axis_lo_[k] - axis_ext_[k], axis_hi_[k] + axis_ext_[k]);
+    clamped |= p[k] != v;
+  }
+  if (!clamped) return;  // s as it was, not s rounded through the axes
+  for (int f = 0; f < q; ++f) {
+    double v = 0;
+    for (int k = 0; k < q; ++k) v += axes_[f * q + k] * p[k];
+    s[f] = v;
+  }
+}
+
 double Regressor::linear_log(const FeatureRow& r, int degree) const {
   double s[kLogFeatureCount], c[kLogFeatureCount];
   for (int f = 0; f < kLogFeatureCount; ++f) {
     const double ext = std::max(2 * (hi_[f] - lo_[f]), kMinFeatureExtrapolation);
     s[f] = (std::clamp(r.z[f], lo_[f] - ext, hi_[f] + ext) - mean_[f]) * scale_[f];
-    c[f] = (std::clamp(r.z[f], lo_[f], hi_[f]) - mean_[f]) * scale_[f];
+  }
+  // A query off the fitted data's nearly fixed combinations of features is brought back onto
+  // them (kMinAxisVarianceShare): a linear model fitted to nearly collinear features weighs
+  // their small differences heavily and extrapolates them wildly.
+  clamp_to_axes(s);
+  for (int f = 0; f < kLogFeatureCount; ++f) {
+    const double z = scale_[f] > 0 ? s[f] / scale_[f] + mean_[f] : r.z[f];
+    c[f] = (std::clamp(z, lo_[f], hi_[f]) - mean_[f]) * scale_[f];
   }
   double terms[terms_for_degree(2)];
   expand(s, c, degree, terms);
@@ -450,6 +509,12 @@ JsonValue Regressor::to_json() const {
   j.set("hi", doubles_json(hi_.data(), hi_.size()));
   const double log_t[2] = {log_t_lo_, log_t_hi_};
   j.set("log_t_range", doubles_json(log_t, 2));
+  if (!axes_.empty()) {
+    j.set("axes", doubles_json(axes_.data(), axes_.size()));
+    j.set("axis_lo", doubles_json(axis_lo_.data(), axis_lo_.size()));
+    j.set("axis_hi", doubles_json(axis_hi_.data(), axis_hi_.size()));
+    j.set("axis_ext", doubles_json(axis_ext_.data(), axis_ext_.size()));
+  }
   if (kind_ == RegressorKind::kLogPoly) return j;
   JsonValue feature = JsonValue::array(), left = JsonValue::array(), right = JsonValue::array(),
             threshold = JsonValue::array(), value = JsonValue::array(), roots = JsonValue::array();
@@ -496,6 +561,17 @@ Result<Regressor> Regressor::from_json(const JsonValue& j) {
   ET_RETURN_IF_ERROR(read_doubles(j, "log_t_range", 2, log_t));
   if (!(log_t[0] <= log_t[1])) return corrupt_data("regressor: log_t_range lo > hi");
   m.log_t_lo_ = log_t[0], m.log_t_hi_ = log_t[1];
+  if (j.get_array("axes") != nullptr) {
+    constexpr size_t q = kLogFeatureCount;
+    m.axes_.resize(q * q), m.axis_lo_.resize(q), m.axis_hi_.resize(q), m.axis_ext_.resize(q);
+    ET_RETURN_IF_ERROR(read_doubles(j, "axes", q * q, m.axes_.data()));
+    ET_RETURN_IF_ERROR(read_doubles(j, "axis_lo", q, m.axis_lo_.data()));
+    ET_RETURN_IF_ERROR(read_doubles(j, "axis_hi", q, m.axis_hi_.data()));
+    ET_RETURN_IF_ERROR(read_doubles(j, "axis_ext", q, m.axis_ext_.data()));
+    for (size_t k = 0; k < q; ++k)
+      if (!(m.axis_lo_[k] <= m.axis_hi_[k]) || !(m.axis_ext_[k] >= 0))
+        return corrupt_data("regressor: axis range lo > hi or a negative extension");
+  }
   if (m.kind_ == RegressorKind::kLogPoly) return m;
   const JsonValue* trees = j.get_object("trees");
   if (trees == nullptr) return corrupt_data("regressor: " + kind + " without 'trees'");

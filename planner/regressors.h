@@ -83,6 +83,8 @@ class Regressor {
 
  private:
   double linear_log(const FeatureRow& r, int degree) const;
+  void fit_axes(const std::vector<FeatureRow>& x);  // after mean_ and scale_
+  void clamp_to_axes(double* s) const;               // s: standardised z
 
   RegressorKind kind_ = RegressorKind::kRoofline;
   // roofline: {a, b, c}. log_poly and the tree base: coefficients over the expanded terms of
@@ -90,6 +92,11 @@ class Regressor {
   std::vector<double> coef_;
   std::array<double, kLogFeatureCount> mean_{}, scale_{};  // standardisation of z
   std::array<double, kLogFeatureCount> lo_{}, hi_{};        // range of z in the fitted data
+  // Principal axes of the standardised z in the fitted data (column k of axes_, row-major) and
+  // the range of each axis's scores, with how far a query may leave it (axis_ext_). Empty in
+  // models from before it was stored (no clamp). See linear_log().
+  std::vector<double> axes_;
+  std::vector<double> axis_lo_, axis_hi_, axis_ext_;
   // Range of log t in the fitted data: log-space predictions stay within kExtrapolationLog of it.
   double log_t_lo_ = -1e300, log_t_hi_ = 1e300;
   std::vector<TreeNode> nodes_;
