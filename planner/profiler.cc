@@ -56,6 +56,10 @@ struct Budget {
 };
 Budget budget_for(const ProfileOptions& o) {
   Budget b = o.quick ? Budget{11, 2, 4, 5, 2, 0.006, 0.25, 24} : Budget{225, 60, 65, 60, 25, 0.012, 0.3, 400};
+  if (!o.quick && o.minutes > 0) {
+    const double extra = o.minutes * 60 - (b.kernels + b.resample + b.calibration + b.steps + b.step_repeats);
+    if (extra > 0) b.kernels += 0.8 * extra, b.resample += 0.2 * extra;
+  }
   if (o.kernel_seconds > 0) b.kernels = o.kernel_seconds;
   if (o.resample_seconds > 0) b.resample = o.resample_seconds;
   if (o.calibration_seconds > 0) b.calibration = o.calibration_seconds;

@@ -97,6 +97,7 @@ int cmd_profile(int argc, char** argv) {
               "fit per-op cost models (roofline, log-polynomial, boosted trees; the best per op class), validate\n"
               "them on whole training steps of configurations not used in fitting, and store the profile.");
   p.flag("quick", "a coarse profile in about 30 s (the default takes about 7 minutes)");
+  p.option("minutes", "M", "7", "length of the full profile; the extra time buys kernel samples (more accurate models)");
   p.option("cache-dir", "DIR", "$XDG_CACHE_HOME/edgetrain or ~/.cache/edgetrain", "where the profile is stored");
   p.option("threads", "LIST", "1,2", "thread counts to measure, comma-separated");
   p.option("seed", "N", "1", "seed of the shape sampling");
@@ -158,6 +159,12 @@ int cmd_profile(int argc, char** argv) {
   Result<int64_t> seed = p.integer("seed");
   if (!seed.is_ok()) return fail(seed.status());
   o.seed = static_cast<uint64_t>(*seed);
+  Result<double> minutes = p.number("minutes");
+  if (!minutes.is_ok()) return fail(minutes.status());
+  if (!(*minutes >= 7.0 && *minutes <= 24 * 60))
+    return fail(invalid_argument("--minutes " + p.str("minutes") + ": expected 7 to 1440 (the profile's parts need about 7)"));
+  if (o.quick && p.has("minutes")) return fail(invalid_argument("--minutes sets the full profile's length; --quick takes about 30 s"));
+  o.minutes = *minutes;
   Progress progress(5.0);
   o.progress = [&](const std::string& line, bool force) { progress.update(line, force); };
   Result<Profile> prof = run_profile(o);
