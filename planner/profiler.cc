@@ -67,6 +67,15 @@ Budget budget_for(const ProfileOptions& o) {
   return b;
 }
 
+}  // namespace
+
+ProfilePlan profile_plan(const ProfileOptions& options) {
+  const Budget b = budget_for(options);
+  return ProfilePlan{b.kernels, b.resample, b.calibration, b.steps, b.step_repeats};
+}
+
+namespace {
+
 // Largest buffers one kernel sample may use: the biggest layers of the biggest configurations
 // are left to extrapolation rather than to a multi-gigabyte allocation.
 constexpr size_t kMaxSampleBytes = size_t{640} << 20;

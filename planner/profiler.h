@@ -82,6 +82,14 @@ struct ProfileOptions {
 // Measures, fits (CostModel::fit) and returns the complete profile, models and report included.
 Result<Profile> run_profile(const ProfileOptions& options);
 
+// The time run_profile plans for each part, in seconds (measuring may overrun a part by one
+// sample or step, and fitting comes on top).
+struct ProfilePlan {
+  double kernels = 0, resample = 0, calibration = 0, steps = 0, step_repeats = 0;
+  double total() const { return kernels + resample + calibration + steps + step_repeats; }
+};
+ProfilePlan profile_plan(const ProfileOptions& options);
+
 // The quiet gate's rule for whole steps: whether a step that other processes disturbed in its
 // attempt `attempt` (from 0) is measured again, after `busy_steps` steps in a row that were
 // disturbed in every attempt: at most 3 attempts, none in a quick profile, and on a machine that

@@ -939,6 +939,29 @@ TEST(Profiler, KernelTimerFlushesDenormalsOnlyWhileTiming) {
 }
 #endif
 
+TEST(Profiler, LongerProfilesSpendTheExtraTimeOnKernelSamples) {
+  ProfileOptions full;
+  const ProfilePlan seven = profile_plan(full);
+  EXPECT_NEAR(seven.total(), 7.25 * 60, 15.0);  // "about 7 minutes"
+  ProfileOptions twenty = full;
+  twenty.minutes = 20;
+  const ProfilePlan longer = profile_plan(twenty);
+  EXPECT_NEAR(longer.total(), 20 * 60, 1.0);
+  // The extra time: 4/5 kernel samples, 1/5 resampling; the steps keep their budgets.
+  EXPECT_NEAR(longer.kernels - seven.kernels, 0.8 * (longer.total() - seven.total()), 1.0);
+  EXPECT_NEAR(longer.resample - seven.resample, 0.2 * (longer.total() - seven.total()), 1.0);
+  EXPECT_EQ(longer.calibration, seven.calibration);
+  EXPECT_EQ(longer.steps, seven.steps);
+  // Shorter than the parts need, or quick: the mode's own budgets.
+  ProfileOptions short_one = full;
+  short_one.minutes = 3;
+  EXPECT_EQ(profile_plan(short_one).total(), seven.total());
+  ProfileOptions quick;
+  quick.quick = true;
+  quick.minutes = 20;
+  EXPECT_LT(profile_plan(quick).total(), 60.0);
+}
+
 TEST(Profiler, DisturbedStepsAreRemeasuredUntilTheMachineStaysBusy) {
   EXPECT_TRUE(remeasure_disturbed_step(0, 0, false));
   EXPECT_TRUE(remeasure_disturbed_step(1, 1, false));
