@@ -445,6 +445,16 @@ void short_gemm(const Parallel& parallel, bool tb, int64_t m, int64_t n, int64_t
 
 void set_gemm_streaming(bool enabled) { streaming_enabled.store(enabled, std::memory_order_relaxed); }
 
+// The same decisions, in the same order, as gemm() below.
+GemmPath gemm_path(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k) {
+  if (streams(trans_a, m, n, k, 1.0f, 0.0f)) return GemmPath::kStream;
+  if (reduces(trans_a, trans_b, m, n, k, 1.0f, 0.0f))
+    return reduces_transposed(m, n) ? GemmPath::kReduceTransposed : GemmPath::kReduce;
+  if (short_rows(trans_a, m, n, k, 1.0f, 0.0f)) return GemmPath::kShort;
+  if (m * n * k <= kOpenBlasSmallLimit) return GemmPath::kSmall;
+  return GemmPath::kOpenBlas;
+}
+
 void gemm(const Parallel& parallel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m <= 0 || n <= 0) return;

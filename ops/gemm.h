@@ -20,6 +20,11 @@ namespace edgetrain {
 void gemm(const Parallel& parallel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
+// Which kernel gemm() runs for a product of this shape (alpha 1, beta 0 or 1), without running
+// it: the cost model's feature for the 1x1 convs (planner/features.cc), whose time depends on it.
+enum class GemmPath : uint8_t { kOpenBlas, kStream, kReduce, kReduceTransposed, kShort, kSmall };
+GemmPath gemm_path(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k);
+
 // Whether skinny and short GEMMs (see ops/gemm.cc) take the streaming kernel instead of OpenBLAS
 // (default on). For benchmarks and tests comparing the two.
 void set_gemm_streaming(bool enabled);

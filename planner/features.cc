@@ -6,6 +6,7 @@
 #include <string>
 
 #include "ops/conv2d.h"
+#include "ops/gemm.h"
 #include "ops/conv2d_im2col.h"
 #include "planner/op_flops.h"
 
@@ -109,10 +110,18 @@ ConvWork conv_work(const ConvGeometry& g, ConvDirection dir) {
     case ConvKernelPath::kDirect:
       w.macs = n * valid_taps * static_cast<double>(g.c) * static_cast<double>(g.out_c);
       break;
-    case ConvKernelPath::kPointwise:
+    case ConvKernelPath::kPointwise: {
       w.macs = n * pixels * cpg * opg * groups;
       w.gemm_macs = n * pixels * cpg * opg;
+      // The GEMM kernel ops/gemm.cc picks for this direction's call (ops/conv2d.cc): streaming,
+      // reductions, short products, small loops or OpenBLAS differ in speed at the same FLOPs.
+      const int64_t rows = g.n * g.out_h * g.out_w, ci = g.c_per_group(), co = g.out_c_per_group();
+      const GemmPath p = dir == ConvDirection::kForward        ? gemm_path(false, true, rows, co, ci)
+                         : dir == ConvDirection::kBackwardData ? gemm_path(false, false, rows, ci, co)
+                                                               : gemm_path(true, false, co, ci, rows);
+      w.variant = static_cast<double>(p);
       break;
+    }
     case ConvKernelPath::kIm2colPlain:
     case ConvKernelPath::kIm2colGlobal:
     case ConvKernelPath::kIm2colClasses:
