@@ -19,10 +19,13 @@ namespace edgetrain {
 
 namespace {
 
+// The per-channel scale a training-mode forward normalises with, from the invstd it saved.
+float training_scale(float gamma, float invstd) { return float(double(gamma) * double(invstd)); }
+
 // The per-channel scale the forward normalises with, from the saved invstd (training) or the
 // running variance (eval).
 float forward_scale(const NormAttrs& a, float gamma, float invstd_or_running_var) {
-  return a.training ? float(double(gamma) * double(invstd_or_running_var)) : batch_norm_eval_scale(gamma, invstd_or_running_var, a.eps);
+  return a.training ? training_scale(gamma, invstd_or_running_var) : batch_norm_eval_scale(gamma, invstd_or_running_var, a.eps);
 }
 
 // A fused activation backward (runtime/fusion.h fuse_activation_backwards): the norm's backward
@@ -509,8 +512,8 @@ void batch_norm_forward(const KernelCall& call) {
       invstd_f[k] = float(1.0 / std::sqrt(var_d[k] + eps));
       mean_f[k] = float(mean_d[k]);
       // From the invstd as saved (rounded to float), so that a backward can recompute exactly
-      // what this pass computed (ActivationGate); forward_scale's training branch.
-      scale_f[k] = float(double(gamma[k]) * double(invstd_f[k]));
+      // what this pass computed (ActivationGate).
+      scale_f[k] = training_scale(gamma[k], invstd_f[k]);
     }
     if (saved_mean) std::copy(mean_f, mean_f + c, saved_mean);
     if (saved_invstd) std::copy(invstd_f, invstd_f + c, saved_invstd);
@@ -559,11 +562,7 @@ void batch_norm_backward(const KernelCall& call) {
   ActivationGate gate;
   if (act != FusedActivation::kNone) {
     float* scale = s.coef + 3 * c;
-    if (a.training) {
-      for (int64_t k = 0; k < c; ++k) scale[k] = float(double(gamma[k]) * double(stat[k]));  // forward_scale
-    } else {
-      for (int64_t k = 0; k < c; ++k) scale[k] = batch_norm_eval_scale(gamma[k], stat[k], a.eps);
-    }
+    for (int64_t k = 0; k < c; ++k) scale[k] = forward_scale(a, gamma[k], stat[k]);
     gate.scale = scale, gate.beta = call.in_f(5);
     gate.lo = fused_activation_low(act), gate.hi = fused_activation_high(act);
   }
@@ -591,43 +590,17 @@ void batch_norm_backward(const KernelCall& call) {
   float* k1 = s.coef;
   float* k2 = s.coef + c;
   float* k3 = s.coef + 2 * c;
-  // Per channel, in loops without branches (they vectorise, as the forward's). With the sums,
-  // s.partial[C..2C) becomes sum(dy * xhat).
   const double n = double(rows);
-  const auto coefficients = [&]<bool kTraining, bool kSums>() {
-    for (int64_t k = 0; k < c; ++k) {
-      const double invstd = kTraining ? double(stat[k]) : 1.0 / std::sqrt(double(stat[k]) + double(a.eps));
-      const double sum_dy = kSums ? s.partial[k] : 0.0;
-      const double sum_dy_xhat = kSums ? s.partial[c + k] * invstd : 0.0;
-      if constexpr (kSums) s.partial[c + k] = sum_dy_xhat;
-      const double g = double(gamma[k]) * invstd;
-      k1[k] = float(g);
-      k2[k] = kTraining ? float(-g * invstd * sum_dy_xhat / n) : 0.0f;
-      k3[k] = kTraining ? float(-g * sum_dy / n) : 0.0f;
-    }
-  };
-  if (a.training) {
-    need_sums ? coefficients.template operator()<true, true>() : coefficients.template operator()<true, false>();
-  } else {
-    need_sums ? coefficients.template operator()<false, true>() : coefficients.template operator()<false, false>();
-  }
-  // dgamma and dbeta are requested only with the sums (need_sums). 0.0 + v, not v: -0.0 becomes
-  // +0.0 as before.
-  if (dgamma) {
-    const double* sum_dy_xhat = s.partial + c;
-    if (mask & 2u) {
-      for (int64_t k = 0; k < c; ++k) dgamma[k] = float(double(dgamma[k]) + sum_dy_xhat[k]);
-    } else {
-      for (int64_t k = 0; k < c; ++k) dgamma[k] = float(0.0 + sum_dy_xhat[k]);
-    }
-  }
-  if (dbeta) {
-    const double* sum_dy = s.partial;
-    if (mask & 4u) {
-      for (int64_t k = 0; k < c; ++k) dbeta[k] = float(double(dbeta[k]) + sum_dy[k]);
-    } else {
-      for (int64_t k = 0; k < c; ++k) dbeta[k] = float(0.0 + sum_dy[k]);
-    }
+  for (int64_t k = 0; k < c; ++k) {
+    const double invstd = a.training ? double(stat[k]) : 1.0 / std::sqrt(double(stat[k]) + double(a.eps));
+    const double sum_dy = need_sums ? s.partial[k] : 0.0;
+    const double sum_dy_xhat = need_sums ? s.partial[c + k] * invstd : 0.0;
+    if (dgamma) dgamma[k] = float(((mask & 2u) ? double(dgamma[k]) : 0.0) + sum_dy_xhat);
+    if (dbeta) dbeta[k] = float(((mask & 4u) ? double(dbeta[k]) : 0.0) + sum_dy);
+    const double g = double(gamma[k]) * invstd;
+    k1[k] = float(g);
+    k2[k] = a.training ? float(-g * invstd * sum_dy_xhat / n) : 0.0f;
+    k3[k] = a.training ? float(-g * sum_dy / n) : 0.0f;
   }
   if (!dx) return;
   // The flags as template parameters: tested per slice, they cost as much as the arithmetic.
