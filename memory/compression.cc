@@ -4,6 +4,7 @@
 #include <limits>
 #include <vector>
 
+#include "memory/node_splice.h"
 #include "memory/norm_recompute.h"
 #include "ops/bitmap_storage.h"
 
@@ -61,7 +62,6 @@ Result<Graph> apply_compression(const Graph& g_in, const CompressionConfig& conf
     if (first_later[yi] < 0) continue;  // backward does not need it
     const Value& yv = g.value(y);
     int64_t n = yv.shape.numel();
-    bool other_readers = false;
     if (config.relu_masks) {
       ValueId bits = kNoValue;
       for (size_t j = i + 1; j < g.nodes.size(); ++j) {
@@ -92,16 +92,9 @@ Result<Graph> apply_compression(const Graph& g_in, const CompressionConfig& conf
         b.inputs[1] = bits;
       }
     }
-    for (size_t j = i + 1; j < g.nodes.size(); ++j)
-      if (nodes[j].phase != Phase::kForward)
-        for (ValueId v : nodes[j].inputs) other_readers |= v == y;
-    if (!config.sparse_activations || !other_readers) continue;
     // Pack after the last forward use, unpack before the first reader that remains.
-    int first_reader = -1;
-    for (size_t j = i + 1; j < g.nodes.size() && first_reader < 0; ++j)
-      if (nodes[j].phase != Phase::kForward)
-        for (ValueId v : nodes[j].inputs)
-          if (v == y) first_reader = static_cast<int>(j);
+    const int first_reader = first_backward_reader(nodes, i + 1, y);
+    if (!config.sparse_activations || first_reader < 0) continue;
     int64_t capacity = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(config.capacity * static_cast<double>(n))));
     Value pv;
     pv.name = yv.name + ".packed";
@@ -130,17 +123,9 @@ Result<Graph> apply_compression(const Graph& g_in, const CompressionConfig& conf
     unpack.inputs = {packed};
     unpack.outputs = {unpacked};
     before[static_cast<size_t>(first_reader)].push_back(unpack);
-    for (size_t j = static_cast<size_t>(first_reader); j < nodes.size(); ++j)
-      if (nodes[j].phase != Phase::kForward)
-        for (ValueId& v : nodes[j].inputs)
-          if (v == y) v = unpacked;
+    redirect_backward_reads(nodes, static_cast<size_t>(first_reader), y, unpacked);
   }
-  out.nodes.clear();
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    for (Node& b : before[i]) out.nodes.push_back(std::move(b));
-    out.nodes.push_back(std::move(nodes[i]));
-    for (Node& a : after[i]) out.nodes.push_back(std::move(a));
-  }
+  splice_nodes(out, nodes, before, &after);
   return out;
 }
 

@@ -2,15 +2,11 @@
 
 #include <vector>
 
+#include "memory/node_splice.h"
+
 namespace edgetrain {
 
 namespace {
-
-bool reads(const Node& n, ValueId v) {
-  for (ValueId in : n.inputs)
-    if (in == v) return true;
-  return false;
-}
 
 // A norm of the forward pass: training mode with its statistics saved (the apply node's
 // inputs), or eval mode (running statistics, which nothing changes within a step: the same node
@@ -38,14 +34,8 @@ Result<Graph> recompute_norm_outputs(const Graph& g) {
       continue;
     // The first node after the forward that reads y; and whether one reads x (then x is kept
     // for backward anyway, and recomputing y costs no memory).
-    int first_reader = -1;
-    bool x_kept = false;
-    for (size_t j = i + 1; j < nodes.size(); ++j) {
-      if (nodes[j].phase == Phase::kForward) continue;
-      if (first_reader < 0 && reads(nodes[j], y)) first_reader = static_cast<int>(j);
-      x_kept |= reads(nodes[j], x);
-    }
-    if (first_reader < 0 || !x_kept) continue;
+    const int first_reader = first_backward_reader(nodes, i + 1, y);
+    if (first_reader < 0 || first_backward_reader(nodes, i + 1, x) < 0) continue;
 
     Value recomputed = yv;
     recomputed.name = yv.name + ".recomputed";
@@ -66,16 +56,9 @@ Result<Graph> recompute_norm_outputs(const Graph& g) {
     apply.layer = f.layer;
     apply.layer_index = f.layer_index;
     before[static_cast<size_t>(first_reader)].push_back(std::move(apply));
-    for (size_t j = static_cast<size_t>(first_reader); j < nodes.size(); ++j)
-      if (nodes[j].phase != Phase::kForward)
-        for (ValueId& v : nodes[j].inputs)
-          if (v == y) v = y2;
+    redirect_backward_reads(nodes, static_cast<size_t>(first_reader), y, y2);
   }
-  out.nodes.clear();
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    for (Node& b : before[i]) out.nodes.push_back(std::move(b));
-    out.nodes.push_back(std::move(nodes[i]));
-  }
+  splice_nodes(out, nodes, before);
   return out;
 }
 
