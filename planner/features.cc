@@ -6,8 +6,8 @@
 #include <string>
 
 #include "ops/conv2d.h"
-#include "ops/gemm.h"
 #include "ops/conv2d_im2col.h"
+#include "ops/gemm.h"
 #include "planner/op_flops.h"
 
 namespace edgetrain {

@@ -386,7 +386,7 @@ Result<Regressor> Regressor::fit(RegressorKind kind, const std::vector<FeatureRo
     m.lo_[f] = m.hi_[f] = x[0].z[f];
     for (const FeatureRow& r : x) m.lo_[f] = std::min(m.lo_[f], r.z[f]), m.hi_[f] = std::max(m.hi_[f], r.z[f]);
   }
-  m.fit_axes(x);
+  if (kind != RegressorKind::kBoostedTrees) m.fit_axes(x);  // its base is a constant: nothing to clamp
   const int degree = kind == RegressorKind::kLogPoly ? 2 : 1;
   std::vector<std::vector<double>> terms(n, std::vector<double>(static_cast<size_t>(terms_for_degree(degree))));
   std::vector<double> logt(n);
