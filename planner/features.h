@@ -77,6 +77,15 @@ const char* op_class_name(OpClass c);
 // The class of a stored name; false when unknown (a profile from a newer edgetrain).
 bool parse_op_class(const std::string& name, OpClass* out);
 
+// The definition of node_features' classes and rows, stored with every profile. Bump it whenever
+// this file's code gives any node another class or row (a new feature, other FLOPs): a profile's
+// kernel samples carry rows computed when they were measured, and a model fitted on stale rows is
+// queried with new ones (session 10's GEMM-kernel variant left the machine's cached profile with
+// variant 0 on every 1x1-conv sample while queries carried 0-5). planner/refeaturize.h rebuilds
+// the rows of a profile that stored where its samples came from.
+//   1: 2026-12-07, the GEMM kernel of a 1x1 conv as its variant (ops/gemm.h gemm_path)
+constexpr int kFeatureVersion = 1;
+
 struct NodeFeatures {
   OpClass op_class = OpClass::kCount;
   FeatureRow row;

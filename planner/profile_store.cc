@@ -105,9 +105,17 @@ JsonValue profile_to_json(const Profile& p) {
     k.set("round", s.round);
     k.set("config", s.config);
     k.set("layer", s.layer);
+    if (s.config_index >= 0) {
+      k.set("config_index", s.config_index);
+      k.set("node", s.node);
+    }
     kernels.push_back(std::move(k));
   }
   j.set("kernels", std::move(kernels));
+  j.set("features_version", p.features_version);
+  JsonValue configs = JsonValue::array();
+  for (const StepConfig& c : p.configs) configs.push_back(step_config_to_json(c));
+  j.set("configs", std::move(configs));
   JsonValue steps = JsonValue::array();
   for (const StepSample& s : p.steps) {
     JsonValue k = JsonValue::object();
@@ -160,6 +168,13 @@ Result<Profile> profile_from_json(const JsonValue& j) {
   p.profile_seconds = j.get_double("profile_seconds");
   if (const JsonValue* t = j.get_array("threads"))
     for (const JsonValue& v : t->items()) p.threads.push_back(static_cast<int>(v.as_int(0)));
+  p.features_version = static_cast<int>(j.get_int("features_version", 0));
+  if (const JsonValue* cs = j.get_array("configs"))
+    for (size_t i = 0; i < cs->size(); ++i) {
+      Result<StepConfig> c = step_config_from_json(*cs->at(i));
+      if (!c.is_ok()) return corrupt_data("profile: configuration " + std::to_string(i) + ": " + c.status().message());
+      p.configs.push_back(*c);
+    }
   if (const JsonValue* ks = j.get_array("kernels")) {
     for (size_t i = 0; i < ks->size(); ++i) {
       const JsonValue& k = *ks->at(i);
@@ -175,6 +190,11 @@ Result<Profile> profile_from_json(const JsonValue& j) {
       s.round = static_cast<int>(k.get_int("round", 0));
       s.config = k.get_string("config");
       s.layer = k.get_string("layer");
+      s.config_index = static_cast<int>(k.get_int("config_index", -1));
+      s.node = k.get_string("node");
+      if (s.config_index < -1 || s.config_index >= static_cast<int>(p.configs.size()))
+        return corrupt_data(where + ": config_index " + std::to_string(s.config_index) + " is not one of the " +
+                            std::to_string(p.configs.size()) + " stored configurations");
       p.kernels.push_back(std::move(s));
     }
   }

@@ -46,6 +46,11 @@ struct KernelSample {
   int round = 0;          // 0: the initial grid; 1+: added near a badly predicted sample
   std::string config;     // the training configuration it came from ("mobilenet_v2 w0.5 ...")
   std::string layer;      // the node's layer in that configuration
+  // Where it came from exactly, so that its features can be rebuilt when node_features changes
+  // (planner/refeaturize.h): Profile::configs[config_index] and the node's key there
+  // (layer|class|occurrence). -1 and "" in profiles from before they were stored.
+  int config_index = -1;
+  std::string node;
 };
 
 // One whole training step timed through the executor.
@@ -74,6 +79,10 @@ struct Profile {
   bool quick = false;
   std::vector<int> threads;   // thread counts measured
   double profile_seconds = 0; // wall time of the profiling run
+  // The features' definition the kernel samples' rows were computed with (planner/features.h
+  // kFeatureVersion; 0: before it was stored), and the configurations they came from.
+  int features_version = 0;
+  std::vector<StepConfig> configs;
   std::vector<KernelSample> kernels;
   std::vector<StepSample> steps;
   std::vector<RepeatSample> repeats;

@@ -21,6 +21,7 @@
 
 #include "memory/liveness.h"
 #include "planner/cost_model.h"
+#include "planner/refeaturize.h"
 #include "ops/gemm.h"
 #include "runtime/blas_env.h"
 #include "runtime/executor.h"
@@ -573,10 +574,6 @@ StepConfig perturb(const StepConfig& c, Rng& rng) {
   return p;
 }
 
-// Identifies a node across configurations of one model: layer, class and occurrence.
-std::string node_key(const std::string& layer, OpClass c, int occurrence) {
-  return layer + "|" + op_class_name(c) + "|" + std::to_string(occurrence);
-}
 
 // A rough time estimate (1 thread) used only to thin out the most expensive nodes.
 double rough_seconds(const NodeFeatures& f) { return f.row.flops / 4e10 + f.row.bytes / 6e9 + 2e-6; }
@@ -585,6 +582,27 @@ struct SampleOrigin {
   int config = -1;  // index into Sampler::configs
   std::string key;  // node_key
 };
+
+// Stores the configurations p's kernel samples came from (those of configs that some sample
+// references, in first-use order) and renumbers the samples' config_index into that list, so
+// that planner/refeaturize.h can rebuild their features later.
+void keep_sampled_configs(const std::vector<StepConfig>& configs, Profile* p) {
+  std::vector<int> renumbered(configs.size(), -1);
+  p->configs.clear();
+  for (KernelSample& s : p->kernels) {
+    if (s.config_index < 0 || s.config_index >= static_cast<int>(configs.size())) {
+      s.config_index = -1;
+      continue;
+    }
+    int& to = renumbered[static_cast<size_t>(s.config_index)];
+    if (to < 0) {
+      to = static_cast<int>(p->configs.size());
+      p->configs.push_back(configs[static_cast<size_t>(s.config_index)]);
+    }
+    s.config_index = to;
+  }
+  p->features_version = kFeatureVersion;
+}
 
 class Sampler {
  public:
@@ -595,6 +613,8 @@ class Sampler {
   void progress(const std::string& line, bool force = false) {
     if (options_.progress) options_.progress(line, force);
   }
+
+  const std::vector<StepConfig>& configs() const { return configs_; }
 
   bool is_validation(const StepConfig& c) const {
     for (const StepConfig& v : validation_) if (same_model_shape(v, c)) return true;
@@ -616,6 +636,8 @@ class Sampler {
       s.round = round;
       s.config = configs_[static_cast<size_t>(ci)].describe();
       s.layer = n.layer;
+      s.config_index = ci;
+      s.node = key;
       profile_->kernels.push_back(std::move(s));
       origins_.push_back(SampleOrigin{ci, key});
     }
@@ -1116,6 +1138,7 @@ Result<Profile> run_profile(const ProfileOptions& options) {
   quiet.set("canary_ratio_p90", sampler.canary_ratio(0.9));
   quiet.set("single_thread_cpu_time", options.single_thread_cpu_time);
   p.measurement = std::move(quiet);
+  keep_sampled_configs(sampler.configs(), &p);
   sampler.progress("profile: fitting cost models", true);
   FitReport report;
   ET_ASSIGN_OR_RETURN(CostModel model, CostModel::fit(p, select, &report));

@@ -11,6 +11,7 @@
 
 #include "planner/cost_model.h"
 #include "planner/profiler.h"
+#include "planner/refeaturize.h"
 #include "tools/commands.h"
 
 namespace edgetrain::cli {
@@ -130,11 +131,10 @@ int cmd_profile(int argc, char** argv) {
     if (Status machine = check_machine(prof->machine, current_machine()); !machine.is_ok()) return fail(machine);
     SelectOptions select;
     select.seed = static_cast<uint64_t>(seed_or_default(p));
-    FitReport report;
-    Result<CostModel> model = CostModel::fit(*prof, select, &report);
+    std::string note;
+    Result<CostModel> model = refit_profile(&*prof, select, &note);
     if (!model.is_ok()) return fail(model.status());
-    prof->models = model->to_json();
-    prof->report = report.to_json();
+    if (!note.empty()) std::fprintf(stderr, "edgetrain: %s\n", note.c_str());
     if (Status s = save_profile(*prof, path); !s.is_ok()) return fail(s);
     print_result(*prof, path, p.has("json"));
     return 0;

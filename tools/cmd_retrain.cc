@@ -21,6 +21,7 @@
 #include "planner/cost_model.h"
 #include "planner/memory_chart.h"
 #include "planner/profile_store.h"
+#include "planner/refeaturize.h"
 #include "runtime/blas_env.h"
 #include "runtime/norm_recalibration.h"
 #include "tools/commands.h"
@@ -77,7 +78,11 @@ struct Predictor {
 Predictor load_predictor(const ArgParser& p, int threads) {
   Predictor out;
   std::string cache = p.str("cache-dir").empty() ? default_cache_dir() : p.str("cache-dir");
-  Result<CostModel> cost = CostModel::load(profile_path(cache));
+  std::string note;
+  Result<CostModel> cost = load_current_cost_model(profile_path(cache), &note, [](const std::string& line) {
+    std::fprintf(stderr, "edgetrain: %s...\n", line.c_str());
+  });
+  if (!note.empty()) std::fprintf(stderr, "edgetrain: %s\n", note.c_str());
   if (cost.is_ok()) {
     out.cost_model = std::make_shared<CostModel>(std::move(*cost));
     out.predict = out.cost_model->node_predictor(threads);

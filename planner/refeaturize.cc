@@ -1,0 +1,108 @@
+#include "planner/refeaturize.h"
+
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "planner/step_config.h"
+
+namespace edgetrain {
+
+std::string node_key(const std::string& layer, OpClass c, int occurrence) {
+  return layer + "|" + op_class_name(c) + "|" + std::to_string(occurrence);
+}
+
+namespace {
+
+// What the user should know of a profile whose rows are stale and cannot be rebuilt.
+std::string stale_note(const Profile& p) {
+  return "the profile's kernel samples carry features of an older edgetrain (version " +
+          std::to_string(p.features_version) + ", this one " + std::to_string(kFeatureVersion) +
+          ") and do not say where they came from: predictions may be off; run `edgetrain profile` again";
+}
+
+}  // namespace
+
+bool can_refeaturize(const Profile& p) {
+  for (const KernelSample& s : p.kernels)
+    if (s.config_index < 0 || s.config_index >= static_cast<int>(p.configs.size()) || s.node.empty()) return false;
+  return true;
+}
+
+Result<RefeaturizeSummary> refeaturize_profile(Profile* p) {
+  if (!can_refeaturize(*p))
+    return invalid_argument("the profile does not say where its kernel samples came from (measured before " +
+                            std::string("edgetrain stored it): run `edgetrain profile` again"));
+  // Per configuration, the features of every node by key; built once per configuration used.
+  std::vector<std::map<std::string, FeatureRow>> rows(p->configs.size());
+  std::vector<bool> built(p->configs.size(), false);
+  RefeaturizeSummary summary;
+  std::vector<KernelSample> kept;
+  kept.reserve(p->kernels.size());
+  for (KernelSample& s : p->kernels) {
+    const size_t ci = static_cast<size_t>(s.config_index);
+    if (!built[ci]) {
+      Result<Graph> g = build_step_graph(p->configs[ci]);
+      if (!g.is_ok())
+        return Status(g.status().code(), "stored configuration '" + p->configs[ci].describe() +
+                                             "' no longer builds: " + g.status().message());
+      std::map<std::string, int> occurrences;
+      for (const Node& n : g->nodes) {
+        const NodeFeatures f = node_features(*g, n);
+        if (f.op_class == OpClass::kCount) continue;
+        const std::string base = n.layer + "|" + op_class_name(f.op_class);
+        rows[ci][node_key(n.layer, f.op_class, occurrences[base]++)] = f.row;
+      }
+      built[ci] = true;
+    }
+    auto it = rows[ci].find(s.node);
+    if (it == rows[ci].end()) {
+      ++summary.dropped;
+      continue;
+    }
+    if (it->second.flops != s.row.flops || it->second.bytes != s.row.bytes || it->second.z != s.row.z) ++summary.changed;
+    s.row = it->second;
+    kept.push_back(std::move(s));
+  }
+  summary.samples = static_cast<int>(kept.size());
+  p->kernels = std::move(kept);
+  p->features_version = kFeatureVersion;
+  return summary;
+}
+
+Result<CostModel> refit_profile(Profile* p, const SelectOptions& select, std::string* note) {
+  std::string said;
+  if (!features_current(*p)) {
+    if (can_refeaturize(*p)) {
+      const int before = p->features_version;
+      ET_ASSIGN_OR_RETURN(RefeaturizeSummary r, refeaturize_profile(p));
+      said = "features of " + std::to_string(r.samples) + " kernel samples rebuilt (version " + std::to_string(before) +
+             " -> " + std::to_string(kFeatureVersion) + "; " + std::to_string(r.changed) + " changed, " +
+             std::to_string(r.dropped) + " dropped: their node now runs another kernel path)";
+    } else {
+      said = stale_note(*p);
+    }
+  }
+  FitReport report;
+  ET_ASSIGN_OR_RETURN(CostModel model, CostModel::fit(*p, select, &report));
+  p->models = model.to_json();
+  p->report = report.to_json();
+  if (note != nullptr) *note = said;
+  return model;
+}
+
+Result<CostModel> load_current_cost_model(const std::string& path, std::string* note,
+                                          const std::function<void(const std::string&)>& progress) {
+  note->clear();
+  ET_ASSIGN_OR_RETURN(Profile p, load_profile(path));
+  if (features_current(p) || !can_refeaturize(p) || !check_machine(p.machine, current_machine()).is_ok()) {
+    if (!features_current(p) && !can_refeaturize(p)) *note = stale_note(p);
+    return CostModel::load(path);
+  }
+  if (progress) progress("the cost-model profile's features predate this edgetrain: rebuilding them and refitting");
+  ET_ASSIGN_OR_RETURN(CostModel model, refit_profile(&p, SelectOptions{}, note));
+  if (Status s = save_profile(p, path); !s.is_ok()) *note += "; storing it failed: " + s.message();
+  return model;
+}
+
+}  // namespace edgetrain

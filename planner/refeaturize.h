@@ -1,0 +1,56 @@
+// Rebuilding the features of a stored profile's kernel samples with this edgetrain's
+// node_features (planner/features.h). A sample's row is computed when it is measured; when a
+// later edgetrain computes other rows for the same nodes (kFeatureVersion moved), models fitted on
+// the stored rows would be queried with new ones. Profiles store where each sample came from (its
+// configuration and node key), so the rows can be computed again from the same nodes:
+//
+//   Result<RefeaturizeSummary> r = refeaturize_profile(&profile);  // then CostModel::fit
+//
+// A sample whose node no longer exists or now takes another kernel path (another class) timed
+// code that no longer runs for it: it is dropped. Profiles from before the origins were stored
+// cannot be rebuilt (can_refeaturize is false): they need `edgetrain profile` again.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "planner/cost_model.h"
+#include "planner/features.h"
+#include "planner/profile_store.h"
+#include "runtime/status.h"
+
+namespace edgetrain {
+
+// Identifies a node within a configuration's graph: layer, class and occurrence (the n-th node of
+// that layer and class in schedule order), e.g. "features.3.conv.0.0|conv.pointwise.fwd|0".
+std::string node_key(const std::string& layer, OpClass c, int occurrence);
+
+// Whether p's kernel samples all say where they came from.
+bool can_refeaturize(const Profile& p);
+// Whether p's rows were computed by this edgetrain's node_features.
+inline bool features_current(const Profile& p) { return p.features_version == kFeatureVersion; }
+
+struct RefeaturizeSummary {
+  int samples = 0;  // kernel samples kept, their rows recomputed
+  int changed = 0;  // ... of which the row changed
+  int dropped = 0;  // samples whose node is gone or now runs another kernel path
+};
+
+// Recomputes every kernel sample's row (and sets p->features_version to kFeatureVersion). Fails,
+// leaving p as it was, when !can_refeaturize(*p) or a stored configuration no longer builds.
+Result<RefeaturizeSummary> refeaturize_profile(Profile* p);
+
+// Fits p's cost models again (p->models, p->report), first rebuilding its rows when they are
+// stale and can be rebuilt. `note` (optional) says what happened to the rows: "" when they were
+// current, else one line for the user (rebuilt, or stale and not rebuildable).
+Result<CostModel> refit_profile(Profile* p, const SelectOptions& select, std::string* note = nullptr);
+
+// CostModel::load for the planner's commands: a profile whose rows are stale is rebuilt, refitted
+// (about a second per minute of profiling) and stored again (atomically) first; one whose rows
+// cannot be rebuilt loads as it is, with `note` saying its predictions may be off. `note` says
+// what was done ("" when the profile was current).
+// `progress` hears before the refit starts.
+Result<CostModel> load_current_cost_model(const std::string& path, std::string* note,
+                                          const std::function<void(const std::string&)>& progress = nullptr);
+
+}  // namespace edgetrain

@@ -1,0 +1,188 @@
+// Rebuilding stored kernel samples' features (planner/refeaturize.h): rows recomputed from the
+// node each sample came from, vanished nodes dropped, profiles without origins refused with a
+// hint, origins kept through the profile store, and the planner's loader refitting a stale
+// profile and storing it again.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "planner/features.h"
+#include "planner/profile_store.h"
+#include "planner/refeaturize.h"
+#include "planner/step_config.h"
+
+namespace edgetrain {
+namespace {
+
+StepConfig small_config(int input_size) {
+  StepConfig c;
+  c.model.arch = Architecture::kSmallCnn;
+  c.model.input_size = input_size;
+  c.batch = 4;
+  return c;
+}
+
+// The key of every classified node of c's step graph and its features, in schedule order.
+std::vector<std::pair<std::string, NodeFeatures>> keyed_features(const StepConfig& c) {
+  Result<Graph> g = build_step_graph(c);
+  EXPECT_TRUE(g.is_ok()) << g.status().to_string();
+  std::vector<std::pair<std::string, NodeFeatures>> out;
+  std::map<std::string, int> occurrences;
+  for (const Node& n : g->nodes) {
+    const NodeFeatures f = node_features(*g, n);
+    if (f.op_class == OpClass::kCount) continue;
+    const std::string base = n.layer + "|" + op_class_name(f.op_class);
+    out.emplace_back(node_key(n.layer, f.op_class, occurrences[base]++), f);
+  }
+  return out;
+}
+
+// A profile of two configurations whose samples (every node, both thread counts) carry rows
+// from an "older edgetrain": every feature zero. Timings follow the true FLOPs and bytes.
+Profile stale_profile() {
+  Profile p;
+  p.machine = current_machine();
+  p.created = "2026-01-01T00:00:00Z";
+  p.threads = {1, 2};
+  p.configs = {small_config(16), small_config(24)};
+  p.features_version = kFeatureVersion - 1;
+  for (size_t ci = 0; ci < p.configs.size(); ++ci)
+    for (const auto& [key, f] : keyed_features(p.configs[ci]))
+      for (int t : p.threads) {
+        KernelSample s;
+        s.op_class = f.op_class;
+        s.threads = t;
+        s.seconds = (1e-6 + f.row.flops / 2e10 + f.row.bytes / 1e10) / t;
+        s.row.flops = s.row.bytes = 1;  // z stays all zero
+        s.holdout = (p.kernels.size() % 7) == 0;
+        s.config = p.configs[ci].describe();
+        s.layer = key.substr(0, key.find('|'));
+        s.config_index = static_cast<int>(ci);
+        s.node = key;
+        p.kernels.push_back(s);
+      }
+  return p;
+}
+
+std::string temp_dir(const std::string& name) {
+  std::string d = std::filesystem::temp_directory_path().string() + "/edgetrain_test_" + name + "_" +
+                  std::to_string(getpid());
+  std::filesystem::remove_all(d);
+  return d;
+}
+
+TEST(Refeaturize, RebuildsEveryRowFromItsNodeAndDropsVanishedNodes) {
+  Profile p = stale_profile();
+  const size_t samples = p.kernels.size();
+  ASSERT_GT(samples, 20u);
+  // A node that no longer exists (a layer renamed, or a kernel path that changed class).
+  KernelSample gone = p.kernels[0];
+  gone.node = "features.99|conv.pointwise.fwd|0";
+  p.kernels.push_back(gone);
+  ASSERT_TRUE(can_refeaturize(p));
+  ASSERT_FALSE(features_current(p));
+
+  Result<RefeaturizeSummary> r = refeaturize_profile(&p);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->samples, static_cast<int>(samples));
+  EXPECT_EQ(r->changed, static_cast<int>(samples));
+  EXPECT_EQ(r->dropped, 1);
+  EXPECT_TRUE(features_current(p));
+  ASSERT_EQ(p.kernels.size(), samples);
+  // Every row is what node_features gives that node now.
+  std::map<std::pair<int, std::string>, FeatureRow> truth;
+  for (int ci = 0; ci < 2; ++ci)
+    for (const auto& [key, f] : keyed_features(p.configs[static_cast<size_t>(ci)])) truth[{ci, key}] = f.row;
+  for (const KernelSample& s : p.kernels) {
+    const FeatureRow& want = truth.at({s.config_index, s.node});
+    EXPECT_EQ(s.row.z, want.z) << s.node;
+    EXPECT_EQ(s.row.flops, want.flops) << s.node;
+    EXPECT_EQ(s.row.bytes, want.bytes) << s.node;
+  }
+  // Features are a function of the node: a second pass changes nothing.
+  Result<RefeaturizeSummary> again = refeaturize_profile(&p);
+  ASSERT_TRUE(again.is_ok());
+  EXPECT_EQ(again->changed, 0);
+  EXPECT_EQ(again->dropped, 0);
+}
+
+TEST(Refeaturize, ProfilesWithoutOriginsAreRefusedAndLeftAsTheyWere) {
+  Profile p = stale_profile();
+  p.kernels[3].config_index = -1;  // measured before origins were stored
+  const FeatureRow before = p.kernels[0].row;
+  EXPECT_FALSE(can_refeaturize(p));
+  Result<RefeaturizeSummary> r = refeaturize_profile(&p);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("edgetrain profile"), std::string::npos) << r.status().message();
+  EXPECT_EQ(p.kernels[0].row.z, before.z);
+  EXPECT_EQ(p.features_version, kFeatureVersion - 1);
+
+  // Refitting still works, on the rows as they are, and says why predictions may be off.
+  std::string note;
+  Result<CostModel> m = refit_profile(&p, SelectOptions{}, &note);
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  EXPECT_NE(note.find("older edgetrain"), std::string::npos) << note;
+  EXPECT_NE(note.find("edgetrain profile"), std::string::npos) << note;
+}
+
+TEST(Refeaturize, OriginsSurviveTheProfileStoreAndBadIndicesAreCorrupt) {
+  Profile p = stale_profile();
+  const std::string dir = temp_dir("origins");
+  const std::string path = profile_path(dir);
+  ASSERT_TRUE(save_profile(p, path).is_ok());
+  Result<Profile> back = load_profile(path);
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_EQ(back->features_version, p.features_version);
+  ASSERT_EQ(back->configs.size(), 2u);
+  EXPECT_TRUE(back->configs[1] == p.configs[1]);
+  ASSERT_EQ(back->kernels.size(), p.kernels.size());
+  for (size_t i = 0; i < p.kernels.size(); ++i) {
+    EXPECT_EQ(back->kernels[i].config_index, p.kernels[i].config_index);
+    EXPECT_EQ(back->kernels[i].node, p.kernels[i].node);
+  }
+
+  JsonValue j = profile_to_json(p);
+  JsonValue kernels = JsonValue::array();
+  for (const JsonValue& k : j.find("kernels")->items()) {
+    JsonValue copy = k;
+    if (kernels.size() == 0) copy.set("config_index", 5);  // only 2 configurations stored
+    kernels.push_back(std::move(copy));
+  }
+  j.set("kernels", std::move(kernels));
+  std::ofstream(path) << to_json(j);
+  Result<Profile> bad = load_profile(path);
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kCorruptData);
+  EXPECT_NE(bad.status().message().find("config_index 5"), std::string::npos) << bad.status().message();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Refeaturize, ThePlannersLoaderRefitsAStaleProfileAndStoresIt) {
+  Profile p = stale_profile();
+  const std::string dir = temp_dir("loader");
+  const std::string path = profile_path(dir);
+  ASSERT_TRUE(save_profile(p, path).is_ok());
+  std::string note;
+  int progress_lines = 0;
+  Result<CostModel> m = load_current_cost_model(path, &note, [&](const std::string&) { ++progress_lines; });
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  EXPECT_EQ(progress_lines, 1);
+  EXPECT_NE(note.find("rebuilt"), std::string::npos) << note;
+  Result<Profile> stored = load_profile(path);
+  ASSERT_TRUE(stored.is_ok());
+  EXPECT_TRUE(features_current(*stored));
+  EXPECT_NE(stored->kernels[0].row.flops, 1.0);  // the rebuilt rows were stored
+  EXPECT_TRUE(stored->models == m->to_json());
+  // Now current: loaded as it is, nothing to say.
+  Result<CostModel> again = load_current_cost_model(path, &note, [&](const std::string&) { ++progress_lines; });
+  ASSERT_TRUE(again.is_ok());
+  EXPECT_EQ(note, "");
+  EXPECT_EQ(progress_lines, 1);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace edgetrain
