@@ -92,6 +92,7 @@ JsonValue profile_to_json(const Profile& p) {
   for (int t : p.threads) threads.push_back(t);
   j.set("threads", std::move(threads));
   j.set("profile_seconds", p.profile_seconds);
+  j.set("runs", p.runs);
   JsonValue kernels = JsonValue::array();
   for (const KernelSample& s : p.kernels) {
     JsonValue k = JsonValue::object();
@@ -166,6 +167,8 @@ Result<Profile> profile_from_json(const JsonValue& j) {
   p.created = j.get_string("created");
   p.quick = j.get_bool("quick");
   p.profile_seconds = j.get_double("profile_seconds");
+  p.runs = static_cast<int>(j.get_int("runs", 1));
+  if (p.runs < 1) return corrupt_data("profile: runs must be at least 1");
   if (const JsonValue* t = j.get_array("threads"))
     for (const JsonValue& v : t->items()) p.threads.push_back(static_cast<int>(v.as_int(0)));
   p.features_version = static_cast<int>(j.get_int("features_version", 0));
@@ -256,6 +259,32 @@ Status save_profile(const Profile& p, const std::string& path) {
     fs::remove(tmp, ec);
     return io_error("cannot move the profile into place at '" + path + "'");
   }
+  return Status::ok();
+}
+
+Status merge_profiles(Profile* into, Profile more) {
+  if (Status machine = check_machine(into->machine, more.machine); !machine.is_ok()) return machine;
+  if (into->threads != more.threads)
+    return invalid_argument("the profiles measured different thread counts: merge only runs with the same --threads");
+  if (into->features_version != more.features_version)
+    return invalid_argument("the profiles' features differ (version " + std::to_string(into->features_version) + " and " +
+                            std::to_string(more.features_version) + "): rebuild the older one first (planner/refeaturize.h)");
+  if (into->quick != more.quick) return invalid_argument("a quick profile merges only with quick profiles");
+  const int offset = static_cast<int>(into->configs.size());
+  for (StepConfig& c : more.configs) into->configs.push_back(std::move(c));
+  for (KernelSample& k : more.kernels) {
+    if (k.config_index >= 0) k.config_index += offset;
+    into->kernels.push_back(std::move(k));
+  }
+  for (StepSample& st : more.steps) into->steps.push_back(std::move(st));
+  into->repeats.insert(into->repeats.end(), more.repeats.begin(), more.repeats.end());
+  into->step_repeats.insert(into->step_repeats.end(), more.step_repeats.begin(), more.step_repeats.end());
+  into->created = more.created;
+  into->profile_seconds += more.profile_seconds;
+  into->runs += more.runs;
+  into->measurement = std::move(more.measurement);  // the latest run's quiet-gate counts
+  into->models = JsonValue();
+  into->report = JsonValue();
   return Status::ok();
 }
 

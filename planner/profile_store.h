@@ -78,7 +78,8 @@ struct Profile {
   std::string created;        // UTC, "2024-05-01T12:00:00Z"
   bool quick = false;
   std::vector<int> threads;   // thread counts measured
-  double profile_seconds = 0; // wall time of the profiling run
+  double profile_seconds = 0; // wall time of the profiling run (all of them: see runs)
+  int runs = 1;               // profiling runs merged into this one (`edgetrain profile --extend`)
   // The features' definition the kernel samples' rows were computed with (planner/features.h
   // kFeatureVersion; 0: before it was stored), and the configurations they came from.
   int features_version = 0;
@@ -105,6 +106,12 @@ JsonValue profile_to_json(const Profile& p);
 Result<Profile> profile_from_json(const JsonValue& j);
 // Writes atomically (a temporary file renamed over the old one), creating the directory.
 Status save_profile(const Profile& p, const std::string& path);
+// Adds the samples of `more` (a later run on the same machine, same thread counts, same features
+// version) to `into`: kernel samples keep their held-out marks and point at their own stored
+// configurations, steps, repeats and timings are appended, `created` becomes the later run's and
+// the run count and profiling time add up. The models and report are left to a refit.
+Status merge_profiles(Profile* into, Profile more);
+
 // Reads and validates a profile file; a missing file is kNotFound with a hint to run
 // `edgetrain profile`, another format version kInvalidArgument saying so.
 Result<Profile> load_profile(const std::string& path);

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -36,8 +37,10 @@ void print_header(const Profile& p, const std::string& path) {
   std::printf("measured %s on %s, OpenBLAS core %s, threads", p.created.c_str(), p.machine.cpu_model.c_str(),
               p.machine.blas_core.c_str());
   for (int t : p.threads) std::printf(" %d", t);
-  std::printf("%s; %zu kernel samples, %zu step samples; profiling took %s\n", p.quick ? " (quick)" : "",
+  std::printf("%s; %zu kernel samples, %zu step samples; profiling took %s", p.quick ? " (quick)" : "",
               p.kernels.size(), p.steps.size(), format_seconds(p.profile_seconds).c_str());
+  if (p.runs > 1) std::printf(" in %d runs (the quiet gate's counts below: the latest)", p.runs);
+  std::printf("\n");
   if (p.measurement.is_object())
     // Disturbed: other processes busier than the limit, or the host-noise canary slow (below);
     // on an idle VM nearly all of these are the canary's (2026-12-07: others used 0.2 s of CPU
@@ -106,6 +109,7 @@ int cmd_profile(int argc, char** argv) {
   p.flag("wall-time", "time one-thread kernels and steps by the wall clock (default: the thread's CPU time)");
   p.flag("report", "print the stored profile's report without measuring");
   p.flag("refit", "fit the models again to the stored samples (no measuring) and store them");
+  p.flag("extend", "measure again and add the samples to the stored profile (more samples, more accurate models)");
   p.flag("json", "print the summary and report as JSON on stdout");
   if (Status s = p.parse(argc, argv, 1); !s.is_ok()) return fail(s);
   if (p.help_requested()) {
@@ -115,6 +119,9 @@ int cmd_profile(int argc, char** argv) {
   std::string dir = p.has("cache-dir") ? p.str("cache-dir") : default_cache_dir();
   if (dir.empty()) return fail(invalid_argument("no cache directory: set HOME or XDG_CACHE_HOME, or pass --cache-dir"));
   const std::string path = profile_path(dir);
+
+  if (p.has("extend") && (p.has("refit") || p.has("report")))
+    return fail(invalid_argument("--extend measures a new run; it does not go with --refit or --report"));
 
   if (p.has("report")) {
     Result<Profile> prof = load_profile(path);
@@ -159,6 +166,25 @@ int cmd_profile(int argc, char** argv) {
   Result<int64_t> seed = p.integer("seed");
   if (!seed.is_ok()) return fail(seed.status());
   o.seed = static_cast<uint64_t>(*seed);
+  // --extend: the stored profile, brought to this edgetrain's features, to add this run to; the run
+  // samples other shapes (the seed moves on by the runs already in it, unless --seed is given).
+  std::optional<Profile> extend;
+  if (p.has("extend")) {
+    Result<Profile> stored = load_profile(path);
+    if (!stored.is_ok()) return fail(stored.status());
+    if (Status machine = check_machine(stored->machine, current_machine()); !machine.is_ok()) return fail(machine);
+    if (!features_current(*stored)) {
+      Result<RefeaturizeSummary> r = refeaturize_profile(&*stored);
+      if (!r.is_ok()) return fail(Status(r.status().code(), "--extend: " + r.status().message()));
+    }
+    if (stored->threads != o.threads)
+      return fail(invalid_argument("--extend: the stored profile measured other thread counts; pass the same --threads"));
+    if (stored->quick != o.quick)
+      return fail(invalid_argument(std::string("--extend: the stored profile is ") + (stored->quick ? "" : "not ") +
+                                   "a quick one; extend it the same way"));
+    if (!p.has("seed")) o.seed += static_cast<uint64_t>(stored->runs);
+    extend = std::move(*stored);
+  }
   Result<double> minutes = p.number("minutes");
   if (!minutes.is_ok()) return fail(minutes.status());
   if (!(*minutes >= 7.0 && *minutes <= 24 * 60))
@@ -170,6 +196,15 @@ int cmd_profile(int argc, char** argv) {
   Result<Profile> prof = run_profile(o);
   progress.finish();
   if (!prof.is_ok()) return fail(prof.status());
+  if (extend) {
+    if (Status s = merge_profiles(&*extend, std::move(*prof)); !s.is_ok()) return fail(s);
+    std::fprintf(stderr, "edgetrain: fitting the models to all %d runs' samples\n", extend->runs);
+    SelectOptions select;
+    select.seed = static_cast<uint64_t>(seed_or_default(p));
+    Result<CostModel> model = refit_profile(&*extend, select);
+    if (!model.is_ok()) return fail(model.status());
+    prof = std::move(*extend);
+  }
   if (Status s = save_profile(*prof, path); !s.is_ok()) return fail(s);
   print_result(*prof, path, p.has("json"));
   return 0;

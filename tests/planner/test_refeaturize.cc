@@ -1,10 +1,11 @@
 // Rebuilding stored kernel samples' features (planner/refeaturize.h): rows recomputed from the
 // node each sample came from, vanished nodes dropped, profiles without origins refused with a
-// hint, origins kept through the profile store, and the planner's loader refitting a stale
-// profile and storing it again.
+// hint, origins kept through the profile store, the planner's loader refitting a stale profile
+// and storing it again, and runs merged into one profile (`edgetrain profile --extend`).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -182,6 +183,63 @@ TEST(Refeaturize, ThePlannersLoaderRefitsAStaleProfileAndStoresIt) {
   EXPECT_EQ(note, "");
   EXPECT_EQ(progress_lines, 1);
   std::filesystem::remove_all(dir);
+}
+
+TEST(MergeProfiles, AddsTheLaterRunsSamplesWithTheirOwnConfigurations) {
+  Profile first = stale_profile(), second = stale_profile();
+  second.created = "2026-02-02T00:00:00Z";
+  second.profile_seconds = 400;
+  first.profile_seconds = 420;
+  second.configs[0] = small_config(20);  // the later run sampled other shapes
+  second.kernels.erase(std::remove_if(second.kernels.begin(), second.kernels.end(),
+                                      [](const KernelSample& k) { return k.config_index != 0; }),
+                       second.kernels.end());
+  second.configs.resize(1);
+  second.repeats = {{1, 1e-4, 1.1e-4}};
+  const size_t n1 = first.kernels.size(), n2 = second.kernels.size();
+  ASSERT_TRUE(merge_profiles(&first, second).is_ok());
+  EXPECT_EQ(first.kernels.size(), n1 + n2);
+  ASSERT_EQ(first.configs.size(), 3u);
+  EXPECT_TRUE(first.configs[2] == small_config(20));
+  for (size_t i = n1; i < first.kernels.size(); ++i) EXPECT_EQ(first.kernels[i].config_index, 2);
+  EXPECT_EQ(first.runs, 2);
+  EXPECT_EQ(first.created, "2026-02-02T00:00:00Z");
+  EXPECT_DOUBLE_EQ(first.profile_seconds, 820);
+  EXPECT_EQ(first.repeats.size(), 1u);
+  // The merged samples still find their nodes: every row rebuilds from its own configuration.
+  Result<RefeaturizeSummary> r = refeaturize_profile(&first);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->dropped, 0);
+  EXPECT_EQ(r->samples, static_cast<int>(n1 + n2));
+  const std::vector<std::pair<std::string, NodeFeatures>> truth = keyed_features(small_config(20));
+  for (size_t i = n1; i < first.kernels.size(); ++i) {
+    const auto it = std::find_if(truth.begin(), truth.end(), [&](const auto& t) { return t.first == first.kernels[i].node; });
+    ASSERT_NE(it, truth.end());
+    EXPECT_EQ(first.kernels[i].row.z, it->second.row.z);
+  }
+}
+
+TEST(MergeProfiles, RefusesRunsThatDoNotBelongTogether) {
+  Profile base = stale_profile();
+  Profile threads = stale_profile();
+  threads.threads = {1};
+  Status s = merge_profiles(&base, threads);
+  EXPECT_FALSE(s.is_ok());
+  EXPECT_NE(s.message().find("thread counts"), std::string::npos) << s.message();
+
+  Profile features = stale_profile();
+  features.features_version = kFeatureVersion;
+  s = merge_profiles(&base, features);
+  EXPECT_FALSE(s.is_ok());
+  EXPECT_NE(s.message().find("rebuild"), std::string::npos) << s.message();
+
+  Profile machine = stale_profile();
+  machine.machine.cpu_model = "Some Other CPU";
+  s = merge_profiles(&base, machine);
+  EXPECT_FALSE(s.is_ok());
+  EXPECT_NE(s.message().find("Some Other CPU"), std::string::npos) << s.message();
+  EXPECT_EQ(base.kernels.size(), stale_profile().kernels.size());  // nothing merged
+  EXPECT_EQ(base.runs, 1);
 }
 
 }  // namespace
