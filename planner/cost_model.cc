@@ -11,6 +11,13 @@
 namespace edgetrain {
 
 namespace {
+
+// Whether a step sample's per-node times belong to g's nodes: measured on a schedule with the
+// same node order (a schedule change, e.g. the fused SGD applies moved to the end, would pair
+// every time after the first moved node with another node), one time per node.
+bool node_times_match(const StepSample& s, const Graph& g) {
+  return s.node_seconds.size() == g.nodes.size() && s.schedule_hash != 0 && s.schedule_hash == schedule_hash(g);
+}
 // The q quantile of a non-empty v, nearest rank (element round(q * (n - 1)) in order; at q = 0.5
 // the upper of two middle elements, v[n / 2]).
 double quantile(std::vector<double> v, double q) {
@@ -289,7 +296,7 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
   for (const StepSample& s : p.steps) {
     if (s.validation) continue;
     Result<Graph> g = build_step_graph(s.config);
-    if (!g.is_ok() || s.node_seconds.size() != g->nodes.size()) continue;
+    if (!g.is_ok() || !node_times_match(s, *g)) continue;
     CalibrationStep cs{s.threads, {}, {}, {}, 0, step_footprint_bytes(*g)};
     double sum_alone = 0, sum_inside = 0;
     const std::vector<int> repeats = node_repeats(*g);
@@ -432,7 +439,7 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
     if (!s.validation) continue;
     step_pred.push_back(r.predicted);
     step_meas.push_back(r.measured);
-    if (s.node_seconds.size() != g->nodes.size()) continue;
+    if (!node_times_match(s, *g)) continue;
     const std::vector<int> repeats = node_repeats(*g);
     const double footprint = step_footprint_bytes(*g);
     for (size_t i = 0; i < g->nodes.size(); ++i) {

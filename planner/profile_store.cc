@@ -128,6 +128,11 @@ JsonValue profile_to_json(const Profile& p) {
     JsonValue nodes = JsonValue::array();
     for (double t : s.node_seconds) nodes.push_back(t);
     k.set("node_seconds", std::move(nodes));
+    if (s.schedule_hash != 0) {
+      char hex[17];
+      std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(s.schedule_hash));
+      k.set("schedule_hash", std::string(hex));
+    }
     steps.push_back(std::move(k));
   }
   j.set("steps", std::move(steps));
@@ -218,6 +223,14 @@ Result<Profile> profile_from_json(const JsonValue& j) {
       s.validation = k.get_bool("validation");
       if (const JsonValue* n = k.get_array("node_seconds"))
         for (const JsonValue& v : n->items()) s.node_seconds.push_back(v.as_double());
+      const std::string hash = k.get_string("schedule_hash");
+      if (!hash.empty()) {
+        char* end = nullptr;
+        s.schedule_hash = std::strtoull(hash.c_str(), &end, 16);
+        if (hash.size() != 16 || end != hash.c_str() + hash.size())
+          return corrupt_data("profile: step sample " + std::to_string(i) + ": schedule_hash '" + hash +
+                              "' is not 16 hex digits");
+      }
       p.steps.push_back(std::move(s));
     }
   }

@@ -63,6 +63,9 @@ struct StepSample {
   // per-op accuracy on configurations not used in fitting (features come from rebuilding the
   // graph of `config`).
   std::vector<double> node_seconds;
+  // schedule_hash() of the schedule node_seconds were measured on (0: not stored, from before
+  // 2026-12-07's session 11): they are used only while the rebuilt schedule has the same hash.
+  uint64_t schedule_hash = 0;
 };
 
 // A kernel sample timed a second time, later: how repeatable a timing is on this machine (the

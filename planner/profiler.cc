@@ -1055,6 +1055,7 @@ class Sampler {
       times.push_back(since(t0));
       for (size_t i = 0; i < nodes; ++i) per_node[i].push_back(ns[i]);
     }
+    s.schedule_hash = schedule_hash(ex.graph());
     s.node_seconds.resize(nodes);
     for (size_t i = 0; i < nodes; ++i) s.node_seconds[i] = *std::min_element(per_node[i].begin(), per_node[i].end());
     const double first = times.empty() ? 0.0 : times.front();

@@ -70,6 +70,19 @@ Result<Graph> build_step_graph(const StepConfig& c) {
   return std::move(s.graph);
 }
 
+uint64_t schedule_hash(const Graph& g) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a, 64 bits
+  auto mix = [&](const std::string& text) {
+    for (unsigned char ch : text) h = (h ^ ch) * 1099511628211ull;
+    h = (h ^ 0xffu) * 1099511628211ull;  // separator
+  };
+  for (const Node& n : g.nodes) {
+    mix(n.layer);
+    mix(op_name(n.op));
+  }
+  return h;
+}
+
 JsonValue step_config_to_json(const StepConfig& c) {
   JsonValue j = JsonValue::object();
   j.set("model", model_name(c.model));

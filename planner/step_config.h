@@ -42,6 +42,11 @@ Result<Graph> build_step_graph(const StepConfig& c);
 // The model factory a Trainer takes for this configuration.
 GraphFactory step_graph_factory(const StepConfig& c);
 
+// A fingerprint of a schedule's node order (each node's layer and op, in order): stored with a
+// step's per-node times, so that a refit uses them only while the schedule built from the same
+// configuration still runs the same nodes in the same order (runtime/schedule.h may move nodes).
+uint64_t schedule_hash(const Graph& g);
+
 JsonValue step_config_to_json(const StepConfig& c);
 Result<StepConfig> step_config_from_json(const JsonValue& j);
 

@@ -171,6 +171,11 @@ TEST(MomentumFusion, ScheduleDecaysFirstAccumulatesIntoBuffersAndKeepsNoParamete
   EXPECT_EQ(decays, trainable);
   EXPECT_EQ(applies, trainable);
   EXPECT_EQ(plain_updates, 0);
+  // The applies run at the end of the step, after every forward and backward node (runtime/
+  // schedule.h: right after a layer's backward they paid for the other core's copies of the
+  // weight's lines).
+  for (size_t i = g.nodes.size() - static_cast<size_t>(applies); i < g.nodes.size(); ++i)
+    EXPECT_EQ(g.nodes[i].op, OpKind::kSgdApplyMomentum) << "node " << i << ": " << op_name(g.nodes[i].op);
   // ResNet-18's largest weight gradient (layer4, 9 MiB) no longer sits in the arena.
   Result<ArenaLayout> a = layout_arena(g), b = layout_arena(plain->graph);
   ASSERT_TRUE(a.is_ok() && b.is_ok());

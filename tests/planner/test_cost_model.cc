@@ -725,6 +725,7 @@ StepSample step_slowed_by(const CostModel& alone, const StepConfig& c, double sl
   StepSample s;
   s.config = c;
   s.threads = 1;
+  s.schedule_hash = schedule_hash(g);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     s.node_seconds.push_back(repeats[i] * slowdown * alone.predict_isolated_seconds(node_features(g, g.nodes[i]), 1));
     s.seconds += s.node_seconds.back();
@@ -799,6 +800,35 @@ TEST(CostModel, InStepCorrectionsFollowTheStepFootprint) {
     EXPECT_GT(b.value.at(0)->as_double(), 0.8) << b.key;
     EXPECT_LT(b.value.at(1)->as_double(), 1.25) << b.key;
   }
+}
+
+// Per-node step times pair with the nodes of the schedule they were measured on: a step sample
+// whose schedule hash is absent (profiles from before it was stored) or differs from the
+// rebuilt schedule's (runtime/schedule.h moved nodes since) gives no in-step calibration; its
+// whole-step time still counts.
+TEST(CostModel, PerNodeTimesOfAnotherScheduleAreNotUsed) {
+  Profile p = synthetic_profile();
+  const SelectOptions o = few_trees();
+  Result<CostModel> plain = CostModel::fit(p, o, nullptr);
+  ASSERT_TRUE(plain.is_ok());
+  for (int input : {32, 48, 64, 96})
+    for (int64_t batch : {2, 8}) {
+      StepConfig c;
+      c.model.arch = Architecture::kMobileNetV2;
+      c.model.width_mult = 0.35f;
+      c.model.input_size = input;
+      c.batch = batch;
+      StepSample s = step_slowed_by(*plain, c, 1.3);
+      s.validation = false;
+      p.steps.push_back(s);
+    }
+  FitReport matched;
+  ASSERT_TRUE(CostModel::fit(p, o, &matched).is_ok());
+  EXPECT_EQ(matched.calibration_steps, 8);
+  for (size_t i = 1; i < p.steps.size(); ++i) p.steps[i].schedule_hash = i % 2 == 0 ? 0 : p.steps[i].schedule_hash + 1;
+  FitReport other;
+  ASSERT_TRUE(CostModel::fit(p, o, &other).is_ok());
+  EXPECT_EQ(other.calibration_steps, 0);
 }
 
 // A class correction never leaves its bounds: with both bounds at 1.5 a node's prediction is
