@@ -486,6 +486,19 @@ double Regressor::linear_log(const FeatureRow& r, int degree) const {
   double v = 0;
   const size_t p = std::min(coef_.size(), static_cast<size_t>(terms_for_degree(degree)));
   for (size_t i = 0; i < p; ++i) v += coef_[i] * terms[i];
+  if (degree == 2 && p == static_cast<size_t>(terms_for_degree(2))) {
+    // Beyond the fitted range the quadratic part continues along its tangent at the edge, not
+    // flat: flat, the linear coefficients alone carried the extrapolation, and where the fit had
+    // bent them against a strong quadratic term they were far steeper than the data at the edge
+    // (a ResNet stem at twice the largest sampled rows predicted 708 ms against 42 measured).
+    double slope[kLogFeatureCount] = {};
+    for (int i = 0, k = 1 + kLogFeatureCount; i < kLogFeatureCount; ++i)
+      for (int j = i; j < kLogFeatureCount; ++j, ++k) {
+        slope[i] += coef_[static_cast<size_t>(k)] * c[j];
+        slope[j] += coef_[static_cast<size_t>(k)] * c[i];
+      }
+    for (int f = 0; f < kLogFeatureCount; ++f) v += slope[f] * (s[f] - c[f]);
+  }
   return v;
 }
 

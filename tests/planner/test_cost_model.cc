@@ -104,6 +104,21 @@ TEST(Regressors, LogPolyExtrapolatesLinearlyInLogSpace) {
   EXPECT_NEAR(m->predict(far) / power_time(far), 1.0, 0.05);
 }
 
+TEST(Regressors, LogPolyContinuesAlongItsTangentBeyondTheData) {
+  // log t rises with z[2] and levels off at the edge of the data (z[2] in [0, 4]: slope
+  // 3 - 0.75 z = 0 at 4). Beyond it the prediction continues the tangent (flat), not the linear
+  // coefficient alone (3 per unit: e^12 more at z = 8, cut at the e^3 bound).
+  auto x = random_rows(120, 21);
+  auto level = [](const FeatureRow& r) { return 1e-4 * std::exp(3.0 * r.z[2] - 0.375 * r.z[2] * r.z[2]); };
+  Result<Regressor> m = Regressor::fit(RegressorKind::kLogPoly, x, times(x, level));
+  ASSERT_TRUE(m.is_ok());
+  FeatureRow edge = x[0], far = x[0];
+  edge.z[2] = 4.0;
+  far.z[2] = 8.0;
+  EXPECT_NEAR(m->predict(edge) / level(edge), 1.0, 0.05);
+  EXPECT_NEAR(m->predict(far) / m->predict(edge), 1.0, 0.15);
+}
+
 TEST(Regressors, LogSpaceModelsStayNearTheFittedTimesOnANearlyConstantFeature) {
   // Feature 4 is constant but for one row (an odd channel count among the samples): its
   // standardised value far from the data is huge. Predictions there stay within e^3 of the
