@@ -13,8 +13,11 @@ bool is_update(const Node& n) { return n.phase == Phase::kUpdate; }
 // two threads still held the weight's lines (each thread its own columns or all of them), and
 // every write had to take its line from the other core first: in ops alone, a 1280x320 apply ran
 // 133 us after the layer's two backward GEMMs against 59 us with its data evicted to memory and
-// 24 us hot. Step medians (2 threads, 2026-12-07, interleaved): MobileNetV2 32x32 b32 14.5 ->
-// 13.2 ms, ResNet-18 32x32 b32 24.4 -> 22.9 ms, MobileNetV2 224x224 b8 163 -> 160 ms.
+// 24 us hot. Whole steps, two binaries interleaved (2 threads, 2026-12-07): MobileNetV2 32x32 b32
+// 0.928x, ResNet-18 32x32 b32 0.952x, MobileNetV2 224x224 b8 0.981x, the demo's width 0.5 28x28
+// 0.994x, but ResNet-18 224x224 b8 1.020x (6 rounds; its per-node profile shows no difference:
+// the loss is outside the updates). Only tensors up to 64K floats at the end kept 0.989x /
+// 0.984x / 1.003x (MobileNetV2 32, ResNet-18 32 and 224), up to 512K floats 0.935x / - / 1.013x.
 bool runs_at_end(const Node& n) { return n.op == OpKind::kSgdApplyMomentum; }
 
 void place_updates(Graph& g) {
