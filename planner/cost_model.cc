@@ -84,6 +84,7 @@ JsonValue FitReport::to_json() const {
   JsonValue summary = JsonValue::object();
   summary.set("calibration_steps", calibration_steps);
   summary.set("calibration_steps_dropped", calibration_steps_dropped);
+  summary.set("calibration_steps_other_schedule", calibration_steps_other_schedule);
   summary.set("op_holdout_count", op_holdout_count);
   summary.set("op_holdout_within_10pct", op_holdout_within);
   summary.set("op_holdout_r2", op_holdout_r2);
@@ -188,7 +189,10 @@ std::string report_text(const JsonValue& report) {
   const JsonValue* sum = report.get_object("summary");
   if (sum != nullptr) {
     s += "\ncalibration: " + std::to_string(sum->get_int("calibration_steps")) + " steps used, " +
-         std::to_string(sum->get_int("calibration_steps_dropped")) + " left out as slowed by interference\n";
+         std::to_string(sum->get_int("calibration_steps_dropped")) + " left out as slowed by interference";
+    if (const int64_t other = sum->get_int("calibration_steps_other_schedule"); other > 0)
+      s += ", " + std::to_string(other) + " measured on another schedule (whole-step times only)";
+    s += "\n";
     s += "per-op, held-out kernel samples:     " + pct(sum->get_double("op_holdout_within_10pct")) +
          " within +/-10%, R2 " + fmt("%.4f", sum->get_double("op_holdout_r2")) + " (n=" +
          std::to_string(sum->get_int("op_holdout_count")) + ")\n";
@@ -293,10 +297,15 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
     double footprint;  // step_footprint_bytes
   };
   std::vector<CalibrationStep> csteps;
+  int other_schedule = 0;
   for (const StepSample& s : p.steps) {
     if (s.validation) continue;
     Result<Graph> g = build_step_graph(s.config);
-    if (!g.is_ok() || !node_times_match(s, *g)) continue;
+    if (!g.is_ok()) continue;
+    if (!node_times_match(s, *g)) {
+      other_schedule += !s.node_seconds.empty();
+      continue;
+    }
     CalibrationStep cs{s.threads, {}, {}, {}, 0, step_footprint_bytes(*g)};
     double sum_alone = 0, sum_inside = 0;
     const std::vector<int> repeats = node_repeats(*g);
@@ -382,6 +391,7 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
   *report = FitReport{};
   report->calibration_steps = static_cast<int>(csteps.size()) - dropped_steps;
   report->calibration_steps_dropped = dropped_steps;
+  report->calibration_steps_other_schedule = other_schedule;
   std::vector<double> all_pred, all_meas;
   for (const GroupFit& gf : fits) {
     ClassReport c;

@@ -96,6 +96,9 @@ struct FitReport {
   // process slowed down).
   int calibration_steps = 0;
   int calibration_steps_dropped = 0;
+  // Calibration steps whose per-node times were measured on another schedule (or before the
+  // schedule's fingerprint was stored): only their whole-step times count.
+  int calibration_steps_other_schedule = 0;
   // All held-out kernel samples together.
   int op_holdout_count = 0;
   double op_holdout_within = 0, op_holdout_r2 = 0;

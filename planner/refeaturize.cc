@@ -87,6 +87,13 @@ Result<CostModel> refit_profile(Profile* p, const SelectOptions& select, std::st
   ET_ASSIGN_OR_RETURN(CostModel model, CostModel::fit(*p, select, &report));
   p->models = model.to_json();
   p->report = report.to_json();
+  if (report.calibration_steps_other_schedule > 0) {
+    if (!said.empty()) said += "; ";
+    said += std::to_string(report.calibration_steps_other_schedule) +
+            " calibration steps were timed on an older schedule: their per-node times are not used, so the "
+            "in-step corrections rest on " + std::to_string(report.calibration_steps) +
+            " steps; run `edgetrain profile` again for all of them";
+  }
   if (note != nullptr) *note = said;
   return model;
 }

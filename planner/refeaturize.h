@@ -41,8 +41,9 @@ struct RefeaturizeSummary {
 Result<RefeaturizeSummary> refeaturize_profile(Profile* p);
 
 // Fits p's cost models again (p->models, p->report), first rebuilding its rows when they are
-// stale and can be rebuilt. `note` (optional) says what happened to the rows: "" when they were
-// current, else one line for the user (rebuilt, or stale and not rebuildable).
+// stale and can be rebuilt. `note` (optional) says what the user should know: "" when the rows
+// were current and every calibration step's per-node times still match its schedule, else one
+// line (rows rebuilt, or stale and not rebuildable; steps timed on an older schedule).
 Result<CostModel> refit_profile(Profile* p, const SelectOptions& select, std::string* note = nullptr);
 
 // CostModel::load for the planner's commands: a profile whose rows are stale is rebuilt, refitted

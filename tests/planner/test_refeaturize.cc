@@ -129,6 +129,28 @@ TEST(Refeaturize, ProfilesWithoutOriginsAreRefusedAndLeftAsTheyWere) {
   EXPECT_NE(note.find("edgetrain profile"), std::string::npos) << note;
 }
 
+TEST(Refeaturize, RefitSaysWhenCalibrationStepsWereTimedOnAnotherSchedule) {
+  Profile p = stale_profile();
+  ASSERT_TRUE(refeaturize_profile(&p).is_ok());
+  const Graph g = *build_step_graph(p.configs[0]);
+  for (int i = 0; i < 2; ++i) {
+    StepSample s;
+    s.config = p.configs[0];
+    s.threads = 1;
+    s.seconds = 1e-3;
+    s.node_seconds.assign(g.nodes.size(), 1e-3 / static_cast<double>(g.nodes.size()));
+    s.schedule_hash = i == 0 ? schedule_hash(g) : 0;  // the second from before fingerprints
+    p.steps.push_back(s);
+  }
+  std::string note;
+  ASSERT_TRUE(refit_profile(&p, SelectOptions{}, &note).is_ok());
+  EXPECT_NE(note.find("1 calibration steps were timed on an older schedule"), std::string::npos) << note;
+  EXPECT_NE(report_text(p.report).find("1 measured on another schedule"), std::string::npos) << report_text(p.report);
+  p.steps[1].schedule_hash = schedule_hash(g);
+  ASSERT_TRUE(refit_profile(&p, SelectOptions{}, &note).is_ok());
+  EXPECT_EQ(note, "");
+}
+
 TEST(Refeaturize, OriginsSurviveTheProfileStoreAndBadIndicesAreCorrupt) {
   Profile p = stale_profile();
   const std::string dir = temp_dir("origins");
