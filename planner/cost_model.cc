@@ -667,6 +667,22 @@ double CostModel::predict_step_seconds(const Graph& g, int threads) const {
   return s;
 }
 
+CostModel::ThreadChoice CostModel::fastest_threads(const Graph& g, int max_threads, double min_gain) const {
+  ThreadChoice c;
+  c.threads = 0;
+  for (int t : threads_)
+    if (t <= max_threads) c.threads = t;  // threads_ ascends: the largest up to max_threads
+  if (c.threads == 0) c.threads = std::max(1, max_threads);  // none profiled that low: as asked
+  const int most = c.threads;
+  c.predicted_at_most = c.predicted_seconds = predict_step_seconds(g, most);
+  for (int t : threads_) {
+    if (t >= most) continue;
+    const double p = predict_step_seconds(g, t);
+    if (p < c.predicted_seconds && p < (1.0 - min_gain) * c.predicted_at_most) c.threads = t, c.predicted_seconds = p;
+  }
+  return c;
+}
+
 double step_footprint_bytes(const Graph& g) {
   Result<ArenaLayout> layout = layout_arena(g);
   if (!layout.is_ok()) return 0.0;

@@ -148,6 +148,17 @@ class CostModel {
   // Sum over the graph's nodes, each as often as the executor runs it (a micro-batched
   // schedule runs the nodes before its first update once per micro-batch).
   double predict_step_seconds(const Graph& g, int threads) const;
+  // The profiled thread count up to max_threads at which g's step is predicted fastest, and that
+  // prediction. Fewer threads than the most profiled (up to max_threads) only when predicted at
+  // least `min_gain` faster (0.05: 5%), so that prediction noise does not halve a step's threads:
+  // small steps in micro-batches lose more to two threads' hand-offs than they gain (MobileNetV2
+  // w0.5 28px b32 in 4 micro-batches: 7.43 ms on one thread, 8.44 on two; predicted 7.15 / 7.77).
+  struct ThreadChoice {
+    int threads = 1;
+    double predicted_seconds = 0;
+    double predicted_at_most = 0;  // at the largest profiled count up to max_threads
+  };
+  ThreadChoice fastest_threads(const Graph& g, int max_threads, double min_gain = 0.05) const;
   // footprint_bytes: the step's step_footprint_bytes (<= 0: unknown, the median calibration
   // step's factor).
   double predict_seconds(const NodeFeatures& f, int threads, double footprint_bytes = -1) const;

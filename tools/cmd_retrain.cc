@@ -52,6 +52,9 @@ void add_plan_options(ArgParser& p) {
   p.option("max-micro-batches", "K", "8",
            "most micro-batches the planner considers: laying out a schedule unrolled K times takes heap that counts in "
            "the budget (32 micro-batches of MobileNetV2 width 0.5: 16.5 MiB)");
+  p.flag("auto-threads",
+         "train the chosen configuration on the thread count (up to --threads) its predicted step is fastest at: "
+         "fewer only when predicted at least 5% faster (small micro-batched steps)");
   p.option("svg", "FILE", "", "write the chosen configuration's memory timeline as SVG");
   p.option("cache-dir", "DIR", "", "where `edgetrain profile` stored its cost models (default ~/.cache/edgetrain)");
 }
@@ -65,7 +68,14 @@ struct Planned {
   size_t chosen = 0;
   double density = -1;
   std::vector<TrialResult> trials;
+  // The thread count training runs on and the chosen configuration's predicted step there
+  // (--auto-threads may lower the count below the one the plan was made for).
+  int threads = 1;
+  double predicted_step_seconds = 0;
+  std::string threads_note;  // what --auto-threads decided, for the user
 };
+
+
 
 // The step-time predictor: this device's cost models (edgetrain profile), else a roofline guess.
 // Loaded before the retraining baseline: the models are program state, like its code.
@@ -93,6 +103,32 @@ Predictor load_predictor(const ArgParser& p, int threads) {
                       cost.status().message() + ")";
   }
   return out;
+}
+
+// --auto-threads: the profiled thread count up to --threads at which the chosen configuration's
+// step is predicted fastest (CostModel::fastest_threads). Without measured cost models there is
+// nothing to compare: the plan's count stays.
+Status choose_threads(const ArgParser& p, const Predictor& predictor, Planned* pl) {
+  const PlanCandidate& chosen = pl->plan.ranked[pl->chosen];
+  pl->threads = pl->request.base.threads;
+  pl->predicted_step_seconds = chosen.predicted_step_seconds;
+  if (!p.has("auto-threads")) return Status::ok();
+  if (predictor.cost_model == nullptr) {
+    pl->threads_note = "--auto-threads: no measured cost models (run `edgetrain profile`): " +
+                       std::to_string(pl->threads) + " threads as given";
+    return Status::ok();
+  }
+  TrainerOptions o = candidate_options(pl->request.base, chosen.config);
+  ET_ASSIGN_OR_RETURN(TrainingSchedule s, make_training_schedule(pl->request.factory, o.batch, o.config));
+  const CostModel::ThreadChoice c = predictor.cost_model->fastest_threads(s.graph, pl->threads);
+  char line[200];
+  std::snprintf(line, sizeof(line), "--auto-threads: %d thread(s), predicted %.1f ms per step (%.1f ms at %d)", c.threads,
+                c.predicted_seconds * 1e3, c.predicted_at_most * 1e3, pl->threads);
+  pl->threads_note = line;
+  // The plan's ranking used the plan's count; on fewer threads the same step is predicted as here.
+  if (c.threads != pl->threads) pl->predicted_step_seconds = c.predicted_seconds;
+  pl->threads = c.threads;
+  return Status::ok();
 }
 
 // Plans for training the loaded model `params` in place (the trials train it too, and reset it
@@ -159,6 +195,8 @@ JsonValue plan_json(const Planned& pl) {
   j.set("step_time_predictor", pl.predictor);
   j.set("configurations_laid_out", pl.plan.evaluated);
   j.set("chosen", candidate_json(pl.plan.ranked[pl.chosen]));
+  j.set("threads", pl.threads);  // what training runs on (--auto-threads may lower it)
+  j.set("chosen_predicted_step_ms", pl.predicted_step_seconds * 1e3);
   JsonValue all = JsonValue::array();
   for (const PlanCandidate& c : pl.plan.ranked) all.push_back(candidate_json(c));
   j.set("ranked", std::move(all));
@@ -188,6 +226,7 @@ void print_plan(const Planned& pl) {
   std::fprintf(stderr, "%s", plan_table(pl.plan).c_str());
   std::fprintf(stderr, "chosen: #%zu %s%s\n", pl.chosen + 1, pl.plan.ranked[pl.chosen].label.c_str(),
                pl.trials.empty() ? " (best predicted score)" : " (largest loss decrease per second in the trials)");
+  if (!pl.threads_note.empty()) std::fprintf(stderr, "%s\n", pl.threads_note.c_str());
 }
 
 Status write_svg(const ArgParser& p, const Planned& pl, const ModelSpec& spec) {
@@ -245,6 +284,7 @@ int run_retrain(const ArgParser& p, const Dataset& train, const Dataset* test, c
   reset_peak_rss();
   Result<Planned> pl = plan_for(p, *spec, train, pre, *density, predictor, &*params);
   if (!pl.is_ok()) return fail(pl.status());
+  if (Status s = choose_threads(p, predictor, &*pl); !s.is_ok()) return fail(s);
   print_plan(*pl);
   if (Status s = write_svg(p, *pl, *spec); !s.is_ok()) return fail(s);
   const PlanCandidate& chosen = pl->plan.ranked[pl->chosen];
@@ -252,6 +292,7 @@ int run_retrain(const ArgParser& p, const Dataset& train, const Dataset* test, c
   malloc_trim(0);  // the candidates' schedules are gone: hand their pages back before training
 
   TrainerOptions o = candidate_options(pl->request.base, chosen.config);
+  o.threads = pl->threads;
   // AdaBN: re-estimate the norms' running statistics on the new data (forward passes only) in an
   // arena no larger than the chosen configuration's block, freed before the trainer allocates its
   // own. Frozen norms and running-statistic training normalise with these.
@@ -304,7 +345,7 @@ int run_retrain(const ArgParser& p, const Dataset& train, const Dataset* test, c
                "retrained %lld steps in %s: median step %.1f ms (predicted %.1f), fallback steps %lld; memory: planned %s, "
                "measured peak RSS increase %s, budget %s: %s\n",
                static_cast<long long>(tr->steps), format_seconds(tr->seconds).c_str(), tr->median_step_ms,
-               chosen.predicted_step_seconds * 1e3, static_cast<long long>(t.fallback_steps()),
+               pl->predicted_step_seconds * 1e3, static_cast<long long>(t.fallback_steps()),
                format_bytes(static_cast<double>(chosen.predicted_peak)).c_str(), format_bytes(static_cast<double>(used)).c_str(),
                format_bytes(static_cast<double>(pl->request.budget_bytes)).c_str(), within ? "within" : "EXCEEDED");
   JsonValue m = JsonValue::object();
@@ -318,7 +359,8 @@ int run_retrain(const ArgParser& p, const Dataset& train, const Dataset* test, c
   tj.set("steps", tr->steps);
   tj.set("seconds", tr->seconds);
   tj.set("median_step_ms", tr->median_step_ms);
-  tj.set("predicted_step_ms", chosen.predicted_step_seconds * 1e3);
+  tj.set("predicted_step_ms", pl->predicted_step_seconds * 1e3);
+  tj.set("threads", pl->threads);
   tj.set("fallback_steps", t.fallback_steps());
   summary.set("train", std::move(tj));
   std::string out = p.str("out");
@@ -390,6 +432,7 @@ int cmd_plan(int argc, char** argv) {
   Predictor predictor = load_predictor(p, static_cast<int>(*threads));
   Result<Planned> pl = plan_for(p, *spec, data->train, data->train_pre, *density, predictor, &*params);
   if (!pl.is_ok()) return fail(pl.status());
+  if (Status s = choose_threads(p, predictor, &*pl); !s.is_ok()) return fail(s);
   print_plan(*pl);
   if (Status s = write_svg(p, *pl, *spec); !s.is_ok()) return fail(s);
   if (p.has("json")) std::printf("%s\n", to_json_pretty(plan_json(*pl)).c_str());

@@ -846,6 +846,34 @@ TEST(CostModel, PerNodeTimesOfAnotherScheduleAreNotUsed) {
   EXPECT_EQ(other.calibration_steps, 0);
 }
 
+// --auto-threads (tools/cmd_retrain.cc): the thread count whose predicted step is fastest, but
+// fewer than the most only when predicted at least 5% faster.
+TEST(CostModel, FastestThreadsPrefersFewerOnlyWhenClearlyFaster) {
+  StepConfig c;
+  c.model.arch = Architecture::kSmallCnn;
+  c.model.input_size = 16;
+  c.batch = 4;
+  const Graph g = *build_step_graph(c);
+  // Two-thread kernels at `ratio` times their one-thread time.
+  auto model = [](double ratio) {
+    Profile p = synthetic_profile();
+    for (KernelSample& k : p.kernels)
+      if (k.threads == 2) k.seconds *= 2 * ratio;  // synthetic_profile halves them
+    return *CostModel::fit(p, few_trees(), nullptr);
+  };
+  const CostModel slower_on_two = model(1.5), faster_on_two = model(0.6), barely = model(1.02);
+  CostModel::ThreadChoice t = slower_on_two.fastest_threads(g, 2);
+  EXPECT_EQ(t.threads, 1);
+  EXPECT_EQ(t.predicted_seconds, slower_on_two.predict_step_seconds(g, 1));
+  EXPECT_EQ(t.predicted_at_most, slower_on_two.predict_step_seconds(g, 2));
+  EXPECT_GT(t.predicted_at_most, 1.3 * t.predicted_seconds);
+  EXPECT_EQ(faster_on_two.fastest_threads(g, 2).threads, 2);
+  EXPECT_EQ(barely.fastest_threads(g, 2).threads, 2);  // 2% is within the predictions' noise
+  EXPECT_EQ(barely.fastest_threads(g, 2, 0.0).threads, 1);
+  EXPECT_EQ(faster_on_two.fastest_threads(g, 1).threads, 1);  // never more than asked
+  EXPECT_EQ(faster_on_two.fastest_threads(g, 8).threads, 2);  // nor more than profiled
+}
+
 // A class correction never leaves its bounds: with both bounds at 1.5 a node's prediction is
 // 1.5x what bounds of 1 give, whatever the fitted correction says. Malformed bounds are refused.
 TEST(CostModel, ClassCorrectionsStayWithinTheirBounds) {
