@@ -94,7 +94,8 @@ struct Plan {
   std::vector<PlanCandidate> ranked;  // feasible, best first; ranked[0] is the choice
   int evaluated = 0;                  // configurations whose memory was laid out exactly
   double seconds = 0;                 // planning time
-  // The least memory any configuration needs (when none fits: the smallest budget that works).
+  // The least memory any configuration the plan offers was laid out to need (when none fits: the
+  // smallest budget that works).
   uint64_t smallest_peak = 0;
   std::string smallest_label;
 };

@@ -60,6 +60,47 @@ TEST(PlanSearch, NeverReturnsAConfigurationOverTheBudget) {
   }
 }
 
+// Full training of a MobileNetV2 (no freezing) under budgets from 9 to 12 MB: once a budget
+// plans, every larger one plans too (session 11, the demo's one-channel model: 10.5 MB planned a
+// fitted-checkpoint candidate and 11.0 MB nothing: the checkpoint search stopped short at the
+// looser arena budget), and a budget that fails names one that works (it named 8.9 MB there: a
+// configuration the plan never offers).
+TEST(PlanSearch, LargerBudgetsKeepPlanningAndFailuresNameABudgetThatWorks) {
+  PlanRequest r = request(0, PlanObjective::kMostAccurate);
+  ModelSpec spec;  // the demo's model: Fashion-MNIST's one channel
+  spec.arch = Architecture::kMobileNetV2;
+  spec.width_mult = 0.5f;
+  spec.input_size = 28;
+  spec.in_channels = 1;
+  r.factory = [spec](int64_t batch, bool training) { return build_model(spec, batch, training); };
+  r.allow_running_norms = true;
+  r.base.batch = 32;
+  r.base.eval_batch = 32;
+  r.reserve_bytes = 4718592;
+  r.min_micro_batch = 16;
+  r.keep = 8;
+  r.allow_freezing = false;
+  bool planned_before = false;
+  for (uint64_t budget = 9'000'000; budget <= 12'000'000; budget += 250'000) {
+    r.budget_bytes = budget;
+    Result<Plan> p = plan_training(r);
+    if (p.is_ok()) {
+      planned_before = true;
+      EXPECT_LE(p->ranked[0].predicted_peak, budget);
+      continue;
+    }
+    EXPECT_FALSE(planned_before) << "a smaller budget planned, " << budget << " did not: " << p.status().message();
+    ASSERT_EQ(p.status().code(), StatusCode::kOutOfMemory) << p.status().message();
+    const std::string m = p.status().message();
+    const size_t at = m.find("needs ");
+    ASSERT_NE(at, std::string::npos) << m;
+    PlanRequest named = r;
+    named.budget_bytes = std::stoull(m.substr(at + 6));
+    EXPECT_TRUE(plan_training(named).is_ok()) << "named " << named.budget_bytes << " after: " << m;
+  }
+  EXPECT_TRUE(planned_before);
+}
+
 TEST(PlanSearch, AnImpossibleBudgetNamesTheSmallestThatWorks) {
   PlanRequest r = request(1024, PlanObjective::kCapacityPerSecond);
   Result<Plan> p = plan_training(r);
