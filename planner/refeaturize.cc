@@ -31,32 +31,35 @@ bool can_refeaturize(const Profile& p) {
 
 Result<RefeaturizeSummary> refeaturize_profile(Profile* p) {
   if (!can_refeaturize(*p))
-    return invalid_argument("the profile does not say where its kernel samples came from (measured before " +
-                            std::string("edgetrain stored it): run `edgetrain profile` again"));
-  // Per configuration, the features of every node by key; built once per configuration used.
+    return invalid_argument(
+        "the profile does not say where its kernel samples came from (measured before edgetrain stored it): "
+        "run `edgetrain profile` again");
+  // First every used configuration's features by node key (a configuration that no longer builds
+  // fails here, before p changes), then the rows.
   std::vector<std::map<std::string, FeatureRow>> rows(p->configs.size());
-  std::vector<bool> built(p->configs.size(), false);
+  std::vector<bool> used(p->configs.size(), false);
+  for (const KernelSample& s : p->kernels) used[static_cast<size_t>(s.config_index)] = true;
+  for (size_t ci = 0; ci < p->configs.size(); ++ci) {
+    if (!used[ci]) continue;
+    Result<Graph> g = build_step_graph(p->configs[ci]);
+    if (!g.is_ok())
+      return Status(g.status().code(),
+                    "stored configuration '" + p->configs[ci].describe() + "' no longer builds: " + g.status().message());
+    std::map<std::string, int> occurrences;
+    for (const Node& n : g->nodes) {
+      const NodeFeatures f = node_features(*g, n);
+      if (f.op_class == OpClass::kCount) continue;
+      const std::string base = n.layer + "|" + op_class_name(f.op_class);
+      rows[ci][node_key(n.layer, f.op_class, occurrences[base]++)] = f.row;
+    }
+  }
   RefeaturizeSummary summary;
   std::vector<KernelSample> kept;
   kept.reserve(p->kernels.size());
   for (KernelSample& s : p->kernels) {
-    const size_t ci = static_cast<size_t>(s.config_index);
-    if (!built[ci]) {
-      Result<Graph> g = build_step_graph(p->configs[ci]);
-      if (!g.is_ok())
-        return Status(g.status().code(), "stored configuration '" + p->configs[ci].describe() +
-                                             "' no longer builds: " + g.status().message());
-      std::map<std::string, int> occurrences;
-      for (const Node& n : g->nodes) {
-        const NodeFeatures f = node_features(*g, n);
-        if (f.op_class == OpClass::kCount) continue;
-        const std::string base = n.layer + "|" + op_class_name(f.op_class);
-        rows[ci][node_key(n.layer, f.op_class, occurrences[base]++)] = f.row;
-      }
-      built[ci] = true;
-    }
-    auto it = rows[ci].find(s.node);
-    if (it == rows[ci].end()) {
+    const std::map<std::string, FeatureRow>& by_key = rows[static_cast<size_t>(s.config_index)];
+    auto it = by_key.find(s.node);
+    if (it == by_key.end()) {
       ++summary.dropped;
       continue;
     }
