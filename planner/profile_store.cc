@@ -301,6 +301,21 @@ Status merge_profiles(Profile* into, Profile more) {
   return Status::ok();
 }
 
+bool run_noisier_than_stored(const Profile& stored, const Profile& run, double tolerance, std::string* why) {
+  const double before = stored.measurement.get_double("canary_ratio_median", 0.0);
+  const double now = run.measurement.get_double("canary_ratio_median", 0.0);
+  if (!(before > 0) || !(now > 0) || now <= before + tolerance) return false;
+  if (why != nullptr) {
+    char text[200];
+    std::snprintf(text, sizeof(text),
+                  "this run's host was noisier than the stored profile's (canary %.2fx its best at the median, against "
+                  "%.2fx)",
+                  now, before);
+    *why = text;
+  }
+  return true;
+}
+
 Result<Profile> load_profile(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) return not_found("no profile at '" + path + "': run `edgetrain profile` first");

@@ -115,6 +115,13 @@ Status save_profile(const Profile& p, const std::string& path);
 // the run count and profiling time add up. The models and report are left to a refit.
 Status merge_profiles(Profile* into, Profile more);
 
+// Whether a new run's host was clearly noisier than the stored profile's latest run: its canary
+// (planner/profiler.cc: a fixed workload timed against its best) ran more than `tolerance` slower
+// at the median. Adding such a run degrades the models: session 11's third 7-minute run (canary
+// 1.14x against 1.10x) took the merged profile's held-out per-op accuracy from 77.8% to 72.0%.
+// `why` says so with both numbers. False when either run did not record its canary.
+bool run_noisier_than_stored(const Profile& stored, const Profile& run, double tolerance, std::string* why);
+
 // Reads and validates a profile file; a missing file is kNotFound with a hint to run
 // `edgetrain profile`, another format version kInvalidArgument saying so.
 Result<Profile> load_profile(const std::string& path);

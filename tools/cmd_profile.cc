@@ -88,6 +88,11 @@ void print_result(const Profile& p, const std::string& path, bool json) {
   std::printf("%s", report_text(p.report).c_str());
 }
 
+// How much slower at the median the canary of an --extend run may be than the stored profile's
+// latest run before the run is not added (session 11: runs at 1.08x and 1.10x improved the models
+// together, a third at 1.14x made them worse).
+constexpr double kNoisierRunTolerance = 0.03;
+
 int64_t seed_or_default(const ArgParser& p) {
   Result<int64_t> seed = p.integer("seed");
   return seed.is_ok() ? *seed : 1;
@@ -110,6 +115,9 @@ int cmd_profile(int argc, char** argv) {
   p.flag("report", "print the stored profile's report without measuring");
   p.flag("refit", "fit the models again to the stored samples (no measuring) and store them");
   p.flag("extend", "measure again and add the samples to the stored profile (more samples, more accurate models)");
+  p.flag("merge-noisy",
+         "with --extend: add the run even when its host was noisier than the stored profile's (else it is not added "
+         "and the exit code is 4)");
   p.flag("json", "print the summary and report as JSON on stdout");
   if (Status s = p.parse(argc, argv, 1); !s.is_ok()) return fail(s);
   if (p.help_requested()) {
@@ -197,6 +205,15 @@ int cmd_profile(int argc, char** argv) {
   progress.finish();
   if (!prof.is_ok()) return fail(prof.status());
   if (extend) {
+    // A noisier run would degrade the stored models: keep the stored profile unless asked.
+    std::string why;
+    if (run_noisier_than_stored(*extend, *prof, kNoisierRunTolerance, &why) && !p.has("merge-noisy")) {
+      std::fprintf(stderr,
+                   "edgetrain: %s: not added, the stored profile is unchanged (extend it again when the machine is "
+                   "quieter, or pass --merge-noisy)\n",
+                   why.c_str());
+      return 4;
+    }
     if (Status s = merge_profiles(&*extend, std::move(*prof)); !s.is_ok()) return fail(s);
     std::fprintf(stderr, "edgetrain: fitting the models to all %d runs' samples\n", extend->runs);
     SelectOptions select;

@@ -264,5 +264,22 @@ TEST(MergeProfiles, RefusesRunsThatDoNotBelongTogether) {
   EXPECT_EQ(base.runs, 1);
 }
 
+TEST(MergeProfiles, ANoisierRunIsToldApart) {
+  Profile stored = stale_profile(), run = stale_profile();
+  std::string why;
+  EXPECT_FALSE(run_noisier_than_stored(stored, run, 0.03, &why));  // no canary recorded
+  stored.measurement = JsonValue::object();
+  stored.measurement.set("canary_ratio_median", 1.10);
+  run.measurement = JsonValue::object();
+  run.measurement.set("canary_ratio_median", 1.12);
+  EXPECT_FALSE(run_noisier_than_stored(stored, run, 0.03, &why));
+  run.measurement.set("canary_ratio_median", 1.14);
+  EXPECT_TRUE(run_noisier_than_stored(stored, run, 0.03, &why));
+  EXPECT_NE(why.find("1.14x"), std::string::npos) << why;
+  EXPECT_NE(why.find("1.10x"), std::string::npos) << why;
+  run.measurement.set("canary_ratio_median", 1.02);  // quieter than the stored run: welcome
+  EXPECT_FALSE(run_noisier_than_stored(stored, run, 0.03, &why));
+}
+
 }  // namespace
 }  // namespace edgetrain
