@@ -578,11 +578,6 @@ StepConfig perturb(const StepConfig& c, Rng& rng) {
 // A rough time estimate (1 thread) used only to thin out the most expensive nodes.
 double rough_seconds(const NodeFeatures& f) { return f.row.flops / 4e10 + f.row.bytes / 6e9 + 2e-6; }
 
-struct SampleOrigin {
-  int config = -1;  // index into Sampler::configs
-  std::string key;  // node_key
-};
-
 // Stores the configurations p's kernel samples came from (those of configs that some sample
 // references, in first-use order) and renumbers the samples' config_index into that list, so
 // that planner/refeaturize.h can rebuild their features later.
@@ -639,7 +634,6 @@ class Sampler {
       s.config_index = ci;
       s.node = key;
       profile_->kernels.push_back(std::move(s));
-      origins_.push_back(SampleOrigin{ci, key});
     }
     return true;
   }
@@ -670,7 +664,6 @@ class Sampler {
       dropped_kernel_samples += static_cast<int>(profile_->kernels.size() - batch_kernels_);
       dropped_repeats += static_cast<int>(profile_->repeats.size() - batch_repeats_);
       profile_->kernels.resize(batch_kernels_);
-      origins_.resize(batch_kernels_);
       profile_->repeats.resize(batch_repeats_);
       for (const std::string& sig : batch_signatures_) seen_.erase(sig);
       // Other processes gone: start afresh. Host noise cannot be waited out this way (the
@@ -726,14 +719,12 @@ class Sampler {
       std::vector<std::vector<size_t>> by_class(kOpClassCount);
       std::vector<NodeFeatures> feats(g->nodes.size());
       std::vector<std::string> keys(g->nodes.size());
-      std::map<std::string, int> occurrences;
-      for (size_t i = 0; i < g->nodes.size(); ++i) {
-        feats[i] = node_features(*g, g->nodes[i]);
-        if (feats[i].op_class == OpClass::kCount) continue;
-        std::string base = g->nodes[i].layer + "|" + op_class_name(feats[i].op_class);
-        keys[i] = node_key(g->nodes[i].layer, feats[i].op_class, occurrences[base]++);
-        by_class[static_cast<size_t>(feats[i].op_class)].push_back(i);
-      }
+      for_each_keyed_node(*g, [&](size_t i, const std::string& key, const NodeFeatures& f) {
+        feats[i] = f;
+        keys[i] = key;
+        by_class[static_cast<size_t>(f.op_class)].push_back(i);
+        return true;
+      });
       // Balance: a class far ahead of the median class waits for the others (cheap classes
       // would otherwise take most samples); no class stops before its target.
       std::vector<int> sorted(count.begin(), count.end());
@@ -797,28 +788,26 @@ class Sampler {
     for (const Miss& m : misses) {
       if (since(t0) >= budget_.resample) break;
       check_batch();
-      const SampleOrigin origin = origins_[m.sample];
-      if (origin.config < 0 || !done.insert(std::to_string(origin.config) + origin.key).second) continue;
+      // Copied: sampling below appends to the profile's kernels.
+      const int origin_config = profile_->kernels[m.sample].config_index;
+      const std::string origin_key = profile_->kernels[m.sample].node;
+      if (origin_config < 0 || !done.insert(std::to_string(origin_config) + origin_key).second) continue;
       for (int attempt = 0; attempt < 3; ++attempt) {
-        StepConfig c = perturb(configs_[static_cast<size_t>(origin.config)], rng_);
+        StepConfig c = perturb(configs_[static_cast<size_t>(origin_config)], rng_);
         if (is_validation(c)) continue;
         Result<Graph> g = build_step_graph(c);
         if (!g.is_ok()) continue;
-        std::map<std::string, int> occurrences;
         bool found = false;
-        for (const Node& n : g->nodes) {
-          NodeFeatures f = node_features(*g, n);
-          if (f.op_class == OpClass::kCount) continue;
-          std::string base = n.layer + "|" + op_class_name(f.op_class);
-          if (node_key(n.layer, f.op_class, occurrences[base]++) != origin.key) continue;
+        for_each_keyed_node(*g, [&](size_t i, const std::string& key, const NodeFeatures& f) {
+          if (key != origin_key) return true;
           found = true;
           const std::string sig = signature(f);
-          if (!seen_.insert(sig).second) break;
+          if (!seen_.insert(sig).second) return false;
           batch_signatures_.push_back(sig);
           configs_.push_back(c);
-          if (sample(*g, n, f, static_cast<int>(configs_.size() - 1), origin.key, 1, false)) ++added;
-          break;
-        }
+          if (sample(*g, g->nodes[i], f, static_cast<int>(configs_.size() - 1), origin_key, 1, false)) ++added;
+          return false;
+        });
         if (found) break;
       }
       progress("profile: resampling " + std::to_string(added) + " / " + std::to_string(misses.size()) +
@@ -842,21 +831,17 @@ class Sampler {
       const size_t j = rng_.below(candidates.size());
       const size_t first = candidates[j];
       candidates.erase(candidates.begin() + static_cast<long>(j));
-      const SampleOrigin& origin = origins_[first];
-      Result<Graph> g = build_step_graph(configs_[static_cast<size_t>(origin.config)]);
+      const KernelSample& origin = profile_->kernels[first];
+      Result<Graph> g = build_step_graph(configs_[static_cast<size_t>(origin.config_index)]);
       if (!g.is_ok()) continue;
-      std::map<std::string, int> occurrences;
-      for (const Node& n : g->nodes) {
-        NodeFeatures f = node_features(*g, n);
-        if (f.op_class == OpClass::kCount) continue;
-        std::string base = n.layer + "|" + op_class_name(f.op_class);
-        if (node_key(n.layer, f.op_class, occurrences[base]++) != origin.key) continue;
-        Result<std::vector<double>> t = timer_.time_node(*g, n, budget_.per_sample, kMaxSampleBytes);
+      for_each_keyed_node(*g, [&](size_t i, const std::string& key, const NodeFeatures&) {
+        if (key != origin.node) return true;
+        Result<std::vector<double>> t = timer_.time_node(*g, g->nodes[i], budget_.per_sample, kMaxSampleBytes);
         if (t.is_ok())
-          for (size_t i = 0; i < options_.threads.size(); ++i)
-            profile_->repeats.push_back({options_.threads[i], profile_->kernels[first + i].seconds, (*t)[i]});
-        break;
-      }
+          for (size_t k = 0; k < options_.threads.size(); ++k)
+            profile_->repeats.push_back({options_.threads[k], profile_->kernels[first + k].seconds, (*t)[k]});
+        return false;
+      });
     }
     check_batch(/*final=*/true);
     progress("profile: " + std::to_string(profile_->repeats.size()) + " kernel timings repeated in " +
@@ -1078,7 +1063,6 @@ class Sampler {
   Rng rng_;
   std::vector<StepConfig> validation_;
   std::vector<StepConfig> configs_;
-  std::vector<SampleOrigin> origins_;  // per profile_->kernels entry
   std::set<std::string> seen_;
   // The quiet gate: the samples taken since batch_start_ and their signatures.
   CpuMonitor monitor_;

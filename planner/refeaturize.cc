@@ -45,13 +45,10 @@ Result<RefeaturizeSummary> refeaturize_profile(Profile* p) {
     if (!g.is_ok())
       return Status(g.status().code(),
                     "stored configuration '" + p->configs[ci].describe() + "' no longer builds: " + g.status().message());
-    std::map<std::string, int> occurrences;
-    for (const Node& n : g->nodes) {
-      const NodeFeatures f = node_features(*g, n);
-      if (f.op_class == OpClass::kCount) continue;
-      const std::string base = n.layer + "|" + op_class_name(f.op_class);
-      rows[ci][node_key(n.layer, f.op_class, occurrences[base]++)] = f.row;
-    }
+    for_each_keyed_node(*g, [&](size_t, const std::string& key, const NodeFeatures& f) {
+      rows[ci][key] = f.row;
+      return true;
+    });
   }
   RefeaturizeSummary summary;
   std::vector<KernelSample> kept;

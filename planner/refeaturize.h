@@ -12,6 +12,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 
 #include "planner/cost_model.h"
@@ -24,6 +25,21 @@ namespace edgetrain {
 // Identifies a node within a configuration's graph: layer, class and occurrence (the n-th node of
 // that layer and class in schedule order), e.g. "features.3.conv.0.0|conv.pointwise.fwd|0".
 std::string node_key(const std::string& layer, OpClass c, int occurrence);
+
+// Calls visit(index, key, features) for every node of g that node_features classifies, in
+// schedule order, until visit returns false: the one walk that gives nodes their keys, for the
+// profiler (which stores them) and for the rebuild (which finds the nodes again by them).
+template <typename Visit>
+void for_each_keyed_node(const Graph& g, Visit&& visit) {
+  std::map<std::string, int> occurrences;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node& n = g.nodes[i];
+    const NodeFeatures f = node_features(g, n);
+    if (f.op_class == OpClass::kCount) continue;
+    const std::string key = node_key(n.layer, f.op_class, occurrences[n.layer + "|" + op_class_name(f.op_class)]++);
+    if (!visit(i, key, f)) return;
+  }
+}
 
 // Whether p's kernel samples all say where they came from.
 bool can_refeaturize(const Profile& p);

@@ -31,13 +31,10 @@ std::vector<std::pair<std::string, NodeFeatures>> keyed_features(const StepConfi
   Result<Graph> g = build_step_graph(c);
   EXPECT_TRUE(g.is_ok()) << g.status().to_string();
   std::vector<std::pair<std::string, NodeFeatures>> out;
-  std::map<std::string, int> occurrences;
-  for (const Node& n : g->nodes) {
-    const NodeFeatures f = node_features(*g, n);
-    if (f.op_class == OpClass::kCount) continue;
-    const std::string base = n.layer + "|" + op_class_name(f.op_class);
-    out.emplace_back(node_key(n.layer, f.op_class, occurrences[base]++), f);
-  }
+  for_each_keyed_node(*g, [&](size_t, const std::string& key, const NodeFeatures& f) {
+    out.emplace_back(key, f);
+    return true;
+  });
   return out;
 }
 
