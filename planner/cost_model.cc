@@ -593,6 +593,10 @@ Result<CostModel> CostModel::from_json(const JsonValue& models) {
 
 Result<CostModel> CostModel::load(const std::string& path, bool allow_other_machine) {
   ET_ASSIGN_OR_RETURN(Profile p, load_profile(path));
+  return from_profile(p, path, allow_other_machine);
+}
+
+Result<CostModel> CostModel::from_profile(const Profile& p, const std::string& path, bool allow_other_machine) {
   Status machine = check_machine(p.machine, current_machine());
   if (!machine.is_ok() && !allow_other_machine) return Status(machine.code(), "profile '" + path + "': " + machine.message());
   Result<CostModel> m = from_json(p.models);

@@ -141,6 +141,8 @@ class CostModel {
   // Loads the profile at `path` and its models. A profile measured on another CPU or BLAS core
   // fails (check_machine) unless allow_other_machine, which loads it and sets warning().
   static Result<CostModel> load(const std::string& path, bool allow_other_machine = false);
+  // The same for a profile already read from `path` (named in errors).
+  static Result<CostModel> from_profile(const Profile& p, const std::string& path, bool allow_other_machine = false);
 
   JsonValue to_json() const;
 

@@ -104,7 +104,7 @@ Result<CostModel> load_current_cost_model(const std::string& path, std::string* 
   ET_ASSIGN_OR_RETURN(Profile p, load_profile(path));
   if (features_current(p) || !can_refeaturize(p) || !check_machine(p.machine, current_machine()).is_ok()) {
     if (!features_current(p) && !can_refeaturize(p)) *note = stale_note(p);
-    return CostModel::load(path);
+    return CostModel::from_profile(p, path);  // read once: a profile is tens of MB of JSON
   }
   if (progress) progress("the cost-model profile's features predate this edgetrain: rebuilding them and refitting");
   ET_ASSIGN_OR_RETURN(CostModel model, refit_profile(&p, SelectOptions{}, note));
