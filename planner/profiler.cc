@@ -15,16 +15,13 @@
 #include <sstream>
 #include <thread>
 
-#if defined(__SSE2__)
-#include <xmmintrin.h>
-#endif
-
 #include "memory/liveness.h"
 #include "planner/cost_model.h"
 #include "planner/refeaturize.h"
 #include "ops/gemm.h"
 #include "runtime/blas_env.h"
 #include "runtime/executor.h"
+#include "runtime/float_env.h"
 #include "runtime/parameter_store.h"
 #include "runtime/trainer.h"
 
@@ -242,31 +239,9 @@ struct KernelTimer::Pool {
   }
 };
 
-namespace {
-// While kernels are timed, denormal floats count as zero (x86 MXCSR flush-to-zero and
-// denormals-are-zero; elsewhere nothing). The data is meant to be benign, but a kernel that
-// rewrites its own input drifts: SGD's momentum decay without weight decay multiplies its buffer
-// by the momentum at every call, and after ~800 of the thousands of timed calls the buffer is
-// denormal, where every multiply takes a slow path. Measured (2026-12-07 profile): its two-thread
-// samples, timed after the one-thread ones, ran at a median 3.7 GB/s against 237 GB/s. Workers
-// inherit the mode of the thread that creates them (pthread_create copies the floating-point
-// environment), so the timer's pools are created inside one of these.
-class FlushDenormals {
- public:
-#if defined(__SSE2__)
-  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | kFlushToZero | kDenormalsAreZero); }
-  ~FlushDenormals() { _mm_setcsr(saved_); }
-
- private:
-  static constexpr unsigned kFlushToZero = 0x8000, kDenormalsAreZero = 0x0040;
-  unsigned saved_;
-#endif
-};
-}  // namespace
 
 KernelTimer::KernelTimer(const std::vector<int>& threads, uint64_t seed, bool single_thread_cpu_time)
     : threads_(threads), single_thread_cpu_time_(single_thread_cpu_time) {
-  const FlushDenormals flush;  // inherited by the pools' workers
   const Pool::Fill fills[kInputPools] = {Pool::Fill::kSigned, Pool::Fill::kPositive, Pool::Fill::kZero,
                                          Pool::Fill::kRelu};
   for (int p = 0; p < kInputPools; ++p) inputs_[p] = std::make_unique<Pool>(fills[p], seed + static_cast<uint64_t>(p));
@@ -408,7 +383,12 @@ Result<std::vector<double>> KernelTimer::time_node(const Graph& g, const Node& n
   const KernelFn kernel = op_info(n.op).fast;
 
   std::vector<double> result;
-  const FlushDenormals flush;
+  // Denormals count as zero here as in a step (runtime/float_env.h; the pools' workers flush
+  // them themselves). The data is meant to be benign, but a kernel that rewrites its own input
+  // drifts: SGD's momentum decay without weight decay multiplies its buffer by the momentum at
+  // every call, and after ~800 of the thousands of timed calls the buffer was denormal (its
+  // two-thread samples, timed after the one-thread ones, ran at 3.7 GB/s against 237 GB/s).
+  const ScopedFlushDenormals flush;
   for (size_t t = 0; t < pools_.size(); ++t) {
     call.parallel = pools_[t]->parallel();
     const bool cpu = single_thread_cpu_time_ && threads_[t] == 1;

@@ -6,6 +6,7 @@
 
 #include "memory/bitmap_codec.h"
 #include "runtime/blas_env.h"
+#include "runtime/float_env.h"
 
 namespace edgetrain {
 
@@ -155,6 +156,7 @@ bool Executor::run_body(size_t begin, size_t end, double* node_seconds) {
 }
 
 bool Executor::run_profiled(const StepScalars& step, double* node_seconds) {
+  const ScopedFlushDenormals flush;  // this thread runs kernels too (runtime/float_env.h)
   step_ = step;
   loss_ = 0;
   const float* loss = graph_.loss == kNoValue ? nullptr : static_cast<const float*>(ptr(graph_.loss));

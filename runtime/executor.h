@@ -43,8 +43,10 @@ class Executor {
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
 
-  // Runs every node of the schedule once. Returns false, having run no update, when a sparse
-  // activation slot overflowed its capacity (the step's results are then void; see Trainer).
+  // Runs every node of the schedule once, denormal floats flushed to zero on this thread for the
+  // step (runtime/float_env.h; its own mode is restored after). Returns false, having run no
+  // update, when a sparse activation slot overflowed its capacity (the step's results are then
+  // void; see Trainer).
   bool run(const StepScalars& step);
   // The same, adding each node's wall time in seconds to node_seconds[i] (graph().nodes order).
   bool run_profiled(const StepScalars& step, double* node_seconds);

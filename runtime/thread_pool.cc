@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "runtime/float_env.h"
+
 namespace edgetrain {
 
 namespace {
@@ -26,6 +28,7 @@ ThreadPool::ThreadPool(int threads) : threads_(std::clamp(threads, 1, ChunkClaim
     worker_starts_[static_cast<size_t>(i)] = {this, i};
     auto run = [](void* start) -> void* {
       const WorkerStart* s = static_cast<const WorkerStart*>(start);
+      flush_denormals_on_this_thread();  // workers only run kernels (runtime/float_env.h)
       s->pool->worker_loop(s->index);
       return nullptr;
     };
@@ -74,6 +77,9 @@ void ThreadPool::run_chunk(Parallel::ChunkFn fn, void* ctx, int64_t n, int chunk
 
 void ThreadPool::run(int64_t n, int64_t min_chunk, Parallel::ChunkFn fn, void* fn_ctx) {
   if (n <= 0) return;
+  // The workers flush denormals for life; the caller's chunks do too, whether the loop is split
+  // or not, so a loop's result never depends on which thread ran a chunk (runtime/float_env.h).
+  const ScopedFlushDenormals flush;
   int chunks = static_cast<int>(std::min<int64_t>(threads_, std::max<int64_t>(1, n / std::max<int64_t>(1, min_chunk))));
   if (chunks <= 1) {
     fn(fn_ctx, 0, n);

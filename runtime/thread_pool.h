@@ -1,7 +1,9 @@
 // A fixed pool of worker threads for kernels' parallel loops. The calling thread takes part, so
 // a pool of T threads starts T-1 workers. Dispatch allocates nothing: the chunk function and its
 // context are plain pointers (see Parallel in ops/op.h). Workers spin briefly between jobs
-// before sleeping, because kernels arrive back to back (see thread_pool.cc).
+// before sleeping, because kernels arrive back to back (see thread_pool.cc). Every thread of a
+// parallel loop, the caller's chunks included, reads and writes denormal floats as zero
+// (runtime/float_env.h).
 //
 // Chunks are claimed, not assigned: each thread takes its own chunk if it is still unclaimed,
 // then any other unclaimed one, so a worker that the OS has descheduled (another program busy on
