@@ -27,18 +27,22 @@ struct RecalibrationOptions {
   // this many bytes: the batch halves until it does (0: no limit). Retraining passes the chosen
   // configuration's arena block, so recalibration never sets the peak.
   size_t max_arena_bytes = 0;
+  // How many images `next` gives in all (0: unknown, only full passes run). Known, the images
+  // after the last full pass (2 or more) take one more pass at their own size: every image counts.
+  int64_t images = 0;
 };
 
 struct RecalibrationReport {
   int64_t images = 0;       // images seen
   int64_t batch = 0;        // images per pass
+  int64_t tail = 0;         // of them, in the last, shorter pass (0: none)
   int norms = 0;            // batch norms recalibrated
   size_t arena_bytes = 0;   // the pass's arena block
   double seconds = 0;
 };
 
 // `next(images, n)` writes the next n images ([n, H, W, C] as the model's input) and returns
-// false when no full batch is left. The graph must hold at least one batch norm. Fails without
+// false when fewer than n are left (with options.images set, n is the last pass's size then). The graph must hold at least one batch norm. Fails without
 // touching `params` when no pass ran or the smallest pass (2 images: batch statistics need more
 // than one value per channel) does not fit max_arena_bytes.
 Result<RecalibrationReport> recalibrate_batch_norms(const GraphFactory& factory, ParameterStore& params,

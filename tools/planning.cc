@@ -81,6 +81,7 @@ Result<RecalibrationReport> recalibrate_norms(const GraphFactory& factory, Param
   ro.batch = std::max<int64_t>(2, std::min<int64_t>(batch, data.size()));
   ro.threads = threads;
   ro.max_arena_bytes = max_arena_bytes;
+  ro.images = data.size();
   int64_t at = 0;
   std::vector<int64_t> idx;
   std::vector<int32_t> labels;
@@ -94,8 +95,9 @@ Result<RecalibrationReport> recalibrate_norms(const GraphFactory& factory, Param
     return true;
   };
   ET_ASSIGN_OR_RETURN(RecalibrationReport r, recalibrate_batch_norms(factory, params, ro, next));
-  std::fprintf(stderr, "recalibrated %d batch norms' running statistics on %lld images (passes of %lld, arena %s) in %.2f s\n",
-               r.norms, static_cast<long long>(r.images), static_cast<long long>(r.batch),
+  const std::string last = r.tail > 0 ? ", the last of " + std::to_string(r.tail) : "";
+  std::fprintf(stderr, "recalibrated %d batch norms' running statistics on %lld images (passes of %lld%s, arena %s) in %.2f s\n",
+               r.norms, static_cast<long long>(r.images), static_cast<long long>(r.batch), last.c_str(),
                format_bytes(static_cast<double>(r.arena_bytes)).c_str(), r.seconds);
   return r;
 }
@@ -175,14 +177,17 @@ JsonValue candidate_json(const PlanCandidate& c) {
 }
 
 std::string plan_table(const Plan& plan) {
+  // The configuration column as wide as its longest label, so the numbers line up.
+  int width = 13;
+  for (const PlanCandidate& c : plan.ranked) width = std::max(width, static_cast<int>(c.label.size()));
   std::string s;
-  char line[512];
-  std::snprintf(line, sizeof line, "  %-3s %-58s %11s %10s %12s %9s %9s\n", "#", "configuration", "peak", "step ms",
+  char line[768];
+  std::snprintf(line, sizeof line, "  %-3s %-*s %9s %8s %10s %9s %10s\n", "#", width, "configuration", "peak", "step ms",
                 "trainable", "arena", "params+opt");
   s += line;
   for (size_t i = 0; i < plan.ranked.size(); ++i) {
     const PlanCandidate& c = plan.ranked[i];
-    std::snprintf(line, sizeof line, "  %-3zu %-58s %11s %10.1f %12lld %9s %9s\n", i + 1, c.label.c_str(),
+    std::snprintf(line, sizeof line, "  %-3zu %-*s %9s %8.1f %10lld %9s %10s\n", i + 1, width, c.label.substr(0, 400).c_str(),
                   format_bytes(static_cast<double>(c.predicted_peak)).c_str(), c.predicted_step_seconds * 1e3,
                   static_cast<long long>(c.trainable_params),
                   format_bytes(static_cast<double>(c.memory.train_arena_bytes)).c_str(),

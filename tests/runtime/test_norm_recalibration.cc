@@ -42,7 +42,7 @@ int find(const std::vector<ParamSpec>& specs, const std::string& name) {
 
 // `images` images of a shifted, scaled distribution (running statistics at their defaults, 0 and
 // 1, would be far off), recalibrated in passes of `batch`.
-ParameterStore recalibrated(int64_t images, int64_t batch, RecalibrationReport* report) {
+ParameterStore recalibrated(int64_t images, int64_t batch, RecalibrationReport* report, bool tell_count = false) {
   Model m = model();
   Result<ParameterStore> ps = ParameterStore::create(m.specs);
   EXPECT_TRUE(ps.is_ok());
@@ -55,6 +55,7 @@ ParameterStore recalibrated(int64_t images, int64_t batch, RecalibrationReport* 
   RecalibrationOptions o;
   o.batch = batch;
   o.threads = 1;
+  if (tell_count) o.images = images;
   Result<RecalibrationReport> r = recalibrate_batch_norms(small_cnn(), params, o, [&](float* out, int64_t n) {
     if (at + n > images) return false;
     std::copy(data.begin() + at * m.image_floats, data.begin() + (at + n) * m.image_floats, out);
@@ -91,6 +92,41 @@ TEST(NormRecalibration, ExactOverAllImagesWhateverThePassSize) {
   int var3 = find(m.specs, "bn3.running_var");
   for (int64_t c = 0; c < m.specs[static_cast<size_t>(var3)].shape.numel(); ++c)
     EXPECT_NEAR(b.data(var3)[c], a.data(var3)[c], 0.25 * a.data(var3)[c]) << "bn3 channel " << c;
+}
+
+// bn1's statistics over every image equal one pass over all of them (see above).
+void expect_bn1_equal(const ParameterStore& a, const ParameterStore& b) {
+  Model m = model();
+  for (const char* name : {"bn1.running_mean", "bn1.running_var"}) {
+    int i = find(m.specs, name);
+    for (int64_t c = 0; c < m.specs[static_cast<size_t>(i)].shape.numel(); ++c)
+      EXPECT_NEAR(b.data(i)[c], a.data(i)[c], 2e-5 * std::max(1.0f, std::fabs(a.data(i)[c]))) << name << " channel " << c;
+  }
+}
+
+TEST(NormRecalibration, ImagesAfterTheLastFullPassTakeAShorterPass) {
+  RecalibrationReport all, split, unknown;
+  ParameterStore a = recalibrated(38, 38, &all);
+  ParameterStore b = recalibrated(38, 8, &split, /*tell_count=*/true);  // 4 passes of 8, then one of 6
+  EXPECT_EQ(split.images, 38);
+  EXPECT_EQ(split.tail, 6);
+  expect_bn1_equal(a, b);
+  // Without the count only full passes run (the 6 images after them are left out).
+  recalibrated(38, 8, &unknown);
+  EXPECT_EQ(unknown.images, 32);
+  EXPECT_EQ(unknown.tail, 0);
+  // Fewer images than one pass: the one shorter pass is all of them.
+  RecalibrationReport few;
+  ParameterStore c = recalibrated(6, 8, &few, true);
+  EXPECT_EQ(few.images, 6);
+  EXPECT_EQ(few.tail, 6);
+  ParameterStore d = recalibrated(6, 6, &few);
+  expect_bn1_equal(d, c);
+  // A single image left over has no variance where the maps are 1x1: left out.
+  RecalibrationReport one_left;
+  recalibrated(33, 8, &one_left, true);
+  EXPECT_EQ(one_left.images, 32);
+  EXPECT_EQ(one_left.tail, 0);
 }
 
 TEST(NormRecalibration, PassesShrinkToTheArenaLimit) {
