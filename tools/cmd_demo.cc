@@ -180,7 +180,15 @@ int demo_retrain(const ArgParser& d, const std::string& weights) {
       r.runs.push_back(std::move(run));
     }
   }
-  std::printf("\n%-9s %10s  %-48s %9s %9s %8s %8s  %s\n", "budget", "bytes", "chosen configuration", "planned",
+  // The configuration column as wide as its longest label, so the numbers line up.
+  int width = 20;
+  for (const Row& r : rows)
+    for (const Run& run : r.runs) {
+      const JsonValue* plan = run.summary.get_object("plan");
+      const JsonValue* chosen = plan ? plan->get_object("chosen") : nullptr;
+      if (chosen) width = std::max(width, static_cast<int>(chosen->get_string("config").size()));
+    }
+  std::printf("\n%-9s %10s  %-*s %9s %9s %8s %8s  %s\n", "budget", "bytes", width, "chosen configuration", "planned",
               "measured", "step ms", "pred ms", "shifted test accuracy per seed: mean, min");
   double generous_mean = 0, tight_mean = 0;
   for (const Row& r : rows) {
@@ -214,8 +222,8 @@ int demo_retrain(const ArgParser& d, const std::string& weights) {
     double mean = sum / n;
     if (std::string(r.name) == "generous") generous_mean = mean;
     if (std::string(r.name) == "tight") tight_mean = mean;
-    std::printf("%-9s %10s  %-48s %9s %9s %8.1f %8.1f  %s: %.1f%%, %.1f%%%s\n", r.name,
-                format_bytes(static_cast<double>(r.budget)).c_str(), config.c_str(),
+    std::printf("%-9s %10s  %-*s %9s %9s %8.1f %8.1f  %s: %.1f%%, %.1f%%%s\n", r.name,
+                format_bytes(static_cast<double>(r.budget)).c_str(), width, config.c_str(),
                 format_bytes(static_cast<double>(planned)).c_str(), format_bytes(static_cast<double>(measured)).c_str(),
                 step_ms / n, pred_ms, accs.c_str(), mean * 100, lo * 100, within ? "" : "  (over budget!)");
   }
