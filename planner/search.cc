@@ -508,6 +508,23 @@ Result<Plan> plan_training(const PlanRequest& r) {
                          " bytes; the smallest laid out needs " + std::to_string(plan.smallest_peak) + " bytes (" +
                          plan.smallest_label + "); give at least that much");
   }
+  // A checkpointed candidate with its checkpoint-free twin's memory and predicted step is the
+  // same training (a fitted search that needed no boundary; segments that cut only frozen
+  // layers, which save nothing): listed once, as the twin.
+  auto same_as_twin = [&](const PlanCandidate& c) {
+    if (c.config.checkpoint.mode == CheckpointMode::kNone) return false;
+    TrainConfig twin = c.config;
+    twin.checkpoint = CheckpointConfig{};
+    const std::string twin_label = describe_config(twin, layers);
+    for (const PlanCandidate& o : feasible)
+      if (o.label == twin_label && o.predicted_peak == c.predicted_peak && o.predicted_step_seconds == c.predicted_step_seconds)
+        return true;
+    return false;
+  };
+  std::vector<PlanCandidate> distinct;
+  for (const PlanCandidate& c : feasible)
+    if (!same_as_twin(c)) distinct.push_back(c);
+  feasible = std::move(distinct);
   if (static_cast<int>(feasible.size()) > r.keep) feasible.resize(static_cast<size_t>(r.keep));
   plan.ranked = std::move(feasible);
   plan.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

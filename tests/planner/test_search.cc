@@ -101,6 +101,44 @@ TEST(PlanSearch, LargerBudgetsKeepPlanningAndFailuresNameABudgetThatWorks) {
   EXPECT_TRUE(planned_before);
 }
 
+// A checkpointed candidate with its checkpoint-free twin's memory and step is the same training:
+// the plan lists it once (the demo's model at 8 MiB listed "freeze 78/105 layers" and "freeze
+// 78/105 layers, ckpt fitted" with the same peak and step; classifier-only with and without
+// "ckpt sqrt" likewise).
+TEST(PlanSearch, CheckpointsThatChangeNothingAreListedOnce) {
+  PlanRequest r = request(0, PlanObjective::kCapacityPerSecond);
+  ModelSpec spec;
+  spec.arch = Architecture::kMobileNetV2;
+  spec.width_mult = 0.5f;
+  spec.input_size = 28;
+  spec.in_channels = 1;
+  r.factory = [spec](int64_t batch, bool training) { return build_model(spec, batch, training); };
+  r.allow_running_norms = true;
+  r.base.batch = 32;
+  r.base.eval_batch = 32;
+  r.reserve_bytes = 4718592;
+  r.min_micro_batch = 16;
+  r.keep = 100;
+  int checkpointed = 0;
+  for (uint64_t budget : {8u << 20, 10u << 20, 13u << 20}) {
+    r.budget_bytes = budget;
+    Result<Plan> p = plan_training(r);
+    ASSERT_TRUE(p.is_ok()) << p.status().message();
+    for (const PlanCandidate& c : p->ranked) {
+      const size_t at = c.label.find(", ckpt ");
+      if (at == std::string::npos) continue;
+      ++checkpointed;
+      const size_t end = c.label.find(',', at + 1);
+      const std::string twin = c.label.substr(0, at) + (end == std::string::npos ? "" : c.label.substr(end));
+      for (const PlanCandidate& o : p->ranked)
+        EXPECT_FALSE(o.label == twin && o.predicted_peak == c.predicted_peak &&
+                     o.predicted_step_seconds == c.predicted_step_seconds)
+            << budget << ": " << c.label << " is listed beside its twin " << o.label;
+    }
+  }
+  EXPECT_GT(checkpointed, 0) << "no checkpointed candidate left to check";
+}
+
 TEST(PlanSearch, AnImpossibleBudgetNamesTheSmallestThatWorks) {
   PlanRequest r = request(1024, PlanObjective::kCapacityPerSecond);
   Result<Plan> p = plan_training(r);
