@@ -579,6 +579,76 @@ void keep_sampled_configs(const std::vector<StepConfig>& configs, Profile* p) {
   p->features_version = kFeatureVersion;
 }
 
+}  // namespace
+
+// A whole step through the Trainer (so compression fallbacks and optimizer state are real):
+// one warm-up step, `profiled` steps with per-node times (each node's fastest), then the
+// fastest of plain steps lasting about rep_seconds (at least two); see profiler.h.
+Result<StepSample> time_training_step(const StepConfig& c, int threads, int profiled, double rep_seconds,
+                                      bool single_thread_cpu_time, uint64_t init_seed, Rng& rng) {
+  {
+    ET_ASSIGN_OR_RETURN(Graph g, build_step_graph(c));
+    ET_ASSIGN_OR_RETURN(ArenaLayout layout, layout_arena(g));
+    if (layout.arena_bytes > kMaxStepArenaBytes) return unsupported("its arena is too large to time");
+  }
+  TrainerOptions to;
+  to.batch = c.batch;
+  to.eval_batch = 1;
+  to.threads = threads;
+  to.init_seed = init_seed;
+  to.config = c.train_config();
+  ET_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> t, Trainer::create(step_graph_factory(c), to));
+  const Shape& in = t->input_shape();
+  float* x = t->train_images();
+  for (int64_t i = 0; i < in.numel(); ++i) x[i] = static_cast<float>(rng.uniform() * 2 - 1);
+  int32_t* labels = t->train_labels();
+  for (int64_t i = 0; i < in.n(); ++i) labels[i] = static_cast<int32_t>(i % t->classes());
+  const float lr = 1e-3f;
+  // A step whose packed activations overflow their slots re-runs on the fallback schedule:
+  // its time is neither schedule's, and its profiled pass stops at the overflow (the nodes
+  // after it would read 0 s). Such a configuration is not timed (2026-12-07: five ResNet-18
+  // calibration configurations of the machine's profile fell back on every step, one measured
+  // 75 ms where its schedule was predicted at 44).
+  const Status overflows = unsupported("its packed activations overflow their slots on the profiling data, so every "
+                                       "step would re-run on the fallback schedule");
+  ET_ASSIGN_OR_RETURN(StepResult warm, t->train_step(lr));
+  if (warm.fell_back) return overflows;
+  StepSample s;
+  s.config = c;
+  s.threads = threads;
+  Executor& ex = t->train_executor();
+  const size_t nodes = ex.graph().nodes.size();
+  std::vector<std::vector<double>> per_node(nodes);
+  std::vector<double> times;
+  for (int r = 0; r < profiled; ++r) {
+    std::vector<double> ns(nodes, 0.0);
+    StepScalars step;
+    step.learning_rate = lr;
+    step.optimizer_step = t->optimizer_steps() + 1;
+    auto t0 = Clock::now();
+    if (!ex.run_profiled(step, ns.data())) return overflows;
+    times.push_back(since(t0));
+    for (size_t i = 0; i < nodes; ++i) per_node[i].push_back(ns[i]);
+  }
+  s.schedule_hash = schedule_hash(ex.graph());
+  s.node_seconds.resize(nodes);
+  for (size_t i = 0; i < nodes; ++i) s.node_seconds[i] = *std::min_element(per_node[i].begin(), per_node[i].end());
+  const double first = times.empty() ? 0.0 : times.front();
+  const int reps = static_cast<int>(std::clamp(rep_seconds / std::max(first, 1e-6), 2.0, 7.0));
+  times.clear();
+  const bool cpu = single_thread_cpu_time && threads == 1;  // see KernelTimer
+  for (int r = 0; r < reps; ++r) {
+    const double t0 = clock_seconds(cpu);
+    ET_ASSIGN_OR_RETURN(StepResult done, t->train_step(lr));
+    times.push_back(clock_seconds(cpu) - t0);
+    if (done.fell_back) return overflows;
+  }
+  s.seconds = *std::min_element(times.begin(), times.end());
+  return s;
+}
+
+namespace {
+
 class Sampler {
  public:
   Sampler(const ProfileOptions& o, const Budget& b, Profile* p)
@@ -980,60 +1050,8 @@ class Sampler {
     return out;
   }
 
-  // A whole step through the Trainer (so compression fallbacks and optimizer state are real):
-  // one warm-up step, `profiled` steps with per-node times (each node's fastest), then the
-  // fastest of plain steps lasting about rep_seconds (at least two).
   Result<StepSample> time_step(const StepConfig& c, int threads, int profiled, double rep_seconds) {
-    {
-      ET_ASSIGN_OR_RETURN(Graph g, build_step_graph(c));
-      ET_ASSIGN_OR_RETURN(ArenaLayout layout, layout_arena(g));
-      if (layout.arena_bytes > kMaxStepArenaBytes) return unsupported("its arena is too large to time");
-    }
-    TrainerOptions to;
-    to.batch = c.batch;
-    to.eval_batch = 1;
-    to.threads = threads;
-    to.init_seed = options_.seed;
-    to.config = c.train_config();
-    ET_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> t, Trainer::create(step_graph_factory(c), to));
-    const Shape& in = t->input_shape();
-    float* x = t->train_images();
-    for (int64_t i = 0; i < in.numel(); ++i) x[i] = static_cast<float>(rng_.uniform() * 2 - 1);
-    int32_t* labels = t->train_labels();
-    for (int64_t i = 0; i < in.n(); ++i) labels[i] = static_cast<int32_t>(i % t->classes());
-    const float lr = 1e-3f;
-    ET_RETURN_IF_ERROR(t->train_step(lr).status());  // warm-up
-    StepSample s;
-    s.config = c;
-    s.threads = threads;
-    Executor& ex = t->train_executor();
-    const size_t nodes = ex.graph().nodes.size();
-    std::vector<std::vector<double>> per_node(nodes);
-    std::vector<double> times;
-    for (int r = 0; r < profiled; ++r) {
-      std::vector<double> ns(nodes, 0.0);
-      StepScalars step;
-      step.learning_rate = lr;
-      step.optimizer_step = t->optimizer_steps() + 1;
-      auto t0 = Clock::now();
-      ex.run_profiled(step, ns.data());
-      times.push_back(since(t0));
-      for (size_t i = 0; i < nodes; ++i) per_node[i].push_back(ns[i]);
-    }
-    s.schedule_hash = schedule_hash(ex.graph());
-    s.node_seconds.resize(nodes);
-    for (size_t i = 0; i < nodes; ++i) s.node_seconds[i] = *std::min_element(per_node[i].begin(), per_node[i].end());
-    const double first = times.empty() ? 0.0 : times.front();
-    const int reps = static_cast<int>(std::clamp(rep_seconds / std::max(first, 1e-6), 2.0, 7.0));
-    times.clear();
-    const bool cpu = options_.single_thread_cpu_time && threads == 1;  // see KernelTimer
-    for (int r = 0; r < reps; ++r) {
-      const double t0 = clock_seconds(cpu);
-      ET_RETURN_IF_ERROR(t->train_step(lr).status());
-      times.push_back(clock_seconds(cpu) - t0);
-    }
-    s.seconds = *std::min_element(times.begin(), times.end());
-    return s;
+    return time_training_step(c, threads, profiled, rep_seconds, options_.single_thread_cpu_time, options_.seed, rng_);
   }
 
   const ProfileOptions& options_;

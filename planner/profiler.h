@@ -51,6 +51,7 @@
 #include "planner/profile_store.h"
 #include "planner/step_config.h"
 #include "runtime/graph.h"
+#include "runtime/parameter_store.h"
 #include "runtime/status.h"
 #include "runtime/thread_pool.h"
 
@@ -95,6 +96,16 @@ ProfilePlan profile_plan(const ProfileOptions& options);
 // disturbed in every attempt: at most 3 attempts, none in a quick profile, and on a machine that
 // stays busy (2 such steps in a row) only every fifth step tries again.
 bool remeasure_disturbed_step(int attempt, int busy_steps, bool quick);
+
+// Times one training step of `c` as the profiler times calibration and validation steps: through
+// a Trainer on random inputs drawn from `rng`, one warm-up step, `profiled` steps with per-node
+// times (StepSample::node_seconds: each node's fastest), then the fastest of plain steps lasting
+// about rep_seconds (2 to 7; one-thread ones by the thread's CPU time when
+// single_thread_cpu_time). Unsupported when its arena is too large to time, or when its packed
+// activations overflow their slots (every step would re-run on the fallback schedule, a time
+// that is neither schedule's).
+Result<StepSample> time_training_step(const StepConfig& c, int threads, int profiled, double rep_seconds,
+                                      bool single_thread_cpu_time, uint64_t init_seed, Rng& rng);
 
 // The fixed configurations whose whole steps validate the cost model (none of them is ever
 // sampled for kernels). quick: a subset.
