@@ -175,15 +175,21 @@ std::string report_text(const JsonValue& report) {
     }
   }
   if (const JsonValue* steps = report.get_array("steps"); steps && steps->size() > 0) {
-    s += "\nwhole training steps (configurations not used in fitting):\n";
-    std::snprintf(line, sizeof(line), "  %-44s %3s %11s %11s %7s\n", "configuration", "thr", "measured", "predicted",
-                  "error");
-    s += line;
-    for (const JsonValue& st : steps->items()) {
-      const double m = st.get_double("measured_seconds"), p = st.get_double("predicted_seconds");
-      std::snprintf(line, sizeof(line), "  %-44s %3lld %9.1fms %9.1fms %+6.1f%%\n", st.get_string("config").c_str(),
-                    static_cast<long long>(st.get_int("threads")), 1e3 * m, 1e3 * p, m > 0 ? 100.0 * (p - m) / m : 0.0);
+    // Validation steps first (configurations no kernel sample or correction was fitted on), then
+    // the calibration steps the in-step corrections were fitted to.
+    for (const bool validation : {true, false}) {
+      s += validation ? "\nwhole training steps, validation configurations (not used in fitting):\n"
+                      : "\nwhole training steps, calibration configurations (the in-step corrections are fitted to them):\n";
+      std::snprintf(line, sizeof(line), "  %-44s %3s %11s %11s %7s\n", "configuration", "thr", "measured", "predicted",
+                    "error");
       s += line;
+      for (const JsonValue& st : steps->items()) {
+        if (st.get_bool("validation") != validation) continue;
+        const double m = st.get_double("measured_seconds"), p = st.get_double("predicted_seconds");
+        std::snprintf(line, sizeof(line), "  %-44s %3lld %9.1fms %9.1fms %+6.1f%%\n", st.get_string("config").c_str(),
+                      static_cast<long long>(st.get_int("threads")), 1e3 * m, 1e3 * p, m > 0 ? 100.0 * (p - m) / m : 0.0);
+        s += line;
+      }
     }
   }
   const JsonValue* sum = report.get_object("summary");

@@ -10,8 +10,10 @@
 //
 // x86 (SSE): MXCSR flush-to-zero (results) and denormals-are-zero (inputs); AArch64: FPCR.FZ
 // (both); elsewhere nothing. The pool's workers set it for their lifetime (they only ever run
-// kernels); the thread that runs a step sets it for the step and restores its own mode after, so
-// an embedding application's floating-point environment is left as it was.
+// kernels); a parallel loop's caller sets it for the loop (runtime/thread_pool.cc: a loop's result
+// never depends on which thread ran a chunk), and the thread that runs a step for the step
+// (runtime/executor.cc); both restore their own mode after, so an embedding application's
+// floating-point environment is left as it was.
 #pragma once
 
 #include <cstdint>
