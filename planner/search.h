@@ -113,5 +113,10 @@ std::string describe_config(const TrainConfig& c, int layer_count);
 // The momentum-free variant of an SGD optimizer with momentum (see PlanRequest::allow_momentum_free).
 OptimizerConfig momentum_free(const OptimizerConfig& o);
 bool is_momentum_free_variant(const OptimizerConfig& candidate, const OptimizerConfig& requested);
+// Whether two configurations train the same parameters with the same arithmetic (their memory
+// levers aside: checkpointing, compression, and micro-batches where no norm trains on batch
+// statistics). The plan drops a candidate that another such one matches or beats in both
+// predicted peak and step time.
+bool same_training(const TrainConfig& a, const TrainConfig& b);
 
 }  // namespace edgetrain
