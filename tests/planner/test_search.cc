@@ -29,6 +29,24 @@ PlanRequest request(uint64_t budget, PlanObjective objective) {
   return r;
 }
 
+// The retraining demo's request: MobileNetV2 width 0.5 on Fashion-MNIST's one 28x28 channel,
+// batch 32, the retrain command's reserve and micro-batch floor, running-stat norms allowed.
+PlanRequest demo_model_request(PlanObjective objective) {
+  PlanRequest r = request(0, objective);
+  ModelSpec spec;
+  spec.arch = Architecture::kMobileNetV2;
+  spec.width_mult = 0.5f;
+  spec.input_size = 28;
+  spec.in_channels = 1;
+  r.factory = [spec](int64_t batch, bool training) { return build_model(spec, batch, training); };
+  r.allow_running_norms = true;
+  r.base.batch = 32;
+  r.base.eval_batch = 32;
+  r.reserve_bytes = 4718592;
+  r.min_micro_batch = 16;
+  return r;
+}
+
 uint64_t plain_peak() {
   PlanRequest r = request(1, PlanObjective::kFastest);
   TrainerOptions o = r.base;
@@ -66,18 +84,7 @@ TEST(PlanSearch, NeverReturnsAConfigurationOverTheBudget) {
 // looser arena budget), and a budget that fails names one that works (it named 8.9 MB there: a
 // configuration the plan never offers).
 TEST(PlanSearch, LargerBudgetsKeepPlanningAndFailuresNameABudgetThatWorks) {
-  PlanRequest r = request(0, PlanObjective::kMostAccurate);
-  ModelSpec spec;  // the demo's model: Fashion-MNIST's one channel
-  spec.arch = Architecture::kMobileNetV2;
-  spec.width_mult = 0.5f;
-  spec.input_size = 28;
-  spec.in_channels = 1;
-  r.factory = [spec](int64_t batch, bool training) { return build_model(spec, batch, training); };
-  r.allow_running_norms = true;
-  r.base.batch = 32;
-  r.base.eval_batch = 32;
-  r.reserve_bytes = 4718592;
-  r.min_micro_batch = 16;
+  PlanRequest r = demo_model_request(PlanObjective::kMostAccurate);
   r.keep = 8;
   r.allow_freezing = false;
   bool planned_before = false;
@@ -106,19 +113,7 @@ TEST(PlanSearch, LargerBudgetsKeepPlanningAndFailuresNameABudgetThatWorks) {
 // layers" at 6.9 MiB and 2.6 ms beside the same with "ckpt sqrt" at 7.0 MiB and 4.0 ms, and with
 // "ckpt fitted" at the same 6.9 MiB and 2.6 ms).
 TEST(PlanSearch, CandidatesThatTrainTheSameAsABetterOneAreDropped) {
-  PlanRequest r = request(0, PlanObjective::kCapacityPerSecond);
-  ModelSpec spec;
-  spec.arch = Architecture::kMobileNetV2;
-  spec.width_mult = 0.5f;
-  spec.input_size = 28;
-  spec.in_channels = 1;
-  r.factory = [spec](int64_t batch, bool training) { return build_model(spec, batch, training); };
-  r.allow_running_norms = true;
-  r.base.batch = 32;
-  r.base.eval_batch = 32;
-  r.reserve_bytes = 4718592;
-  r.min_micro_batch = 16;
-  r.keep = 100;
+  PlanRequest r = demo_model_request(PlanObjective::kCapacityPerSecond);
   int with_levers = 0;
   for (uint64_t budget : {8u << 20, 10u << 20, 13u << 20}) {
     r.budget_bytes = budget;
