@@ -25,6 +25,7 @@ Standard library only: runs under any python3. Without torch the edgetrain colum
 """
 import argparse
 import datetime
+import io
 import json
 import os
 import platform
@@ -372,6 +373,16 @@ def markdown(result):
     return "\n".join(lines) + "\n"
 
 
+def profiles_markdown(result):
+    """edgetrain's time per layer kind against the sgemm peak, as printed during the run, for the .md file."""
+    if not result.get("profiles"):
+        return ""
+    out = io.StringIO()
+    for tag, prof in result["profiles"].items():
+        print_profile(tag, prof, file=out)
+    return "\nPer layer kind (edgetrain `bench --profile`, the same run):\n\n```" + out.getvalue() + "```\n"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--torch-child", help=argparse.SUPPRESS)
@@ -512,7 +523,7 @@ def main():
         with open(path, "w") as f:
             json.dump(result, f, indent=1)
         with open(os.path.splitext(path)[0] + ".md", "w") as f:
-            f.write(md)
+            f.write(md + profiles_markdown(result))
     print("\n" + md)
     print(f"wrote {', '.join(paths)} (and .md)  (total {time.time() - t0:.0f} s)")
     return 1 if errors else 0
