@@ -348,6 +348,17 @@ int run_retrain(const ArgParser& p, const Dataset& train, const Dataset* test, c
                pl->predicted_step_seconds * 1e3, static_cast<long long>(t.fallback_steps()),
                format_bytes(static_cast<double>(chosen.predicted_peak)).c_str(), format_bytes(static_cast<double>(used)).c_str(),
                format_bytes(static_cast<double>(pl->request.budget_bytes)).c_str(), within ? "within" : "EXCEEDED");
+  // Steps far from their prediction: plans rank configurations by these predictions, so say why
+  // they may be off and what measures them again (2026-12-07: the demo's steps ran 1.2x the
+  // predictions of a profile measured five hours earlier on a host that had slowed since).
+  const double step_ratio =
+      pl->predicted_step_seconds > 0 ? tr->median_step_ms / (pl->predicted_step_seconds * 1e3) : 0.0;
+  if (predictor.cost_model != nullptr && step_ratio > 0 && (step_ratio > 1.15 || step_ratio < 1 / 1.15))
+    std::fprintf(stderr,
+                 "note: the steps took %.2fx their predicted time: this machine runs %s than when `edgetrain profile` "
+                 "measured it, or the cost models predict this configuration poorly; plans rank configurations by these "
+                 "predictions, and `edgetrain profile` measures them again (about 7 minutes)\n",
+                 step_ratio, step_ratio > 1 ? "slower (or is busier)" : "faster");
   JsonValue m = JsonValue::object();
   m.set("planning_peak_rss_increase_bytes", static_cast<int64_t>(planning_peak));
   m.set("planned_peak_bytes", static_cast<int64_t>(chosen.predicted_peak));
