@@ -239,7 +239,6 @@ struct KernelTimer::Pool {
   }
 };
 
-
 KernelTimer::KernelTimer(const std::vector<int>& threads, uint64_t seed, bool single_thread_cpu_time)
     : threads_(threads), single_thread_cpu_time_(single_thread_cpu_time) {
   const Pool::Fill fills[kInputPools] = {Pool::Fill::kSigned, Pool::Fill::kPositive, Pool::Fill::kZero,
@@ -1030,7 +1029,7 @@ class Sampler {
     return s;
   }
 
-  // A step timed as every profiled step is, calibration, validation or repeat alike (time_step
+  // A step timed as every profiled step is, calibration, validation or repeat alike (time_training_step
   // with 3 profiled steps, 1 in a quick profile, and step_rep_seconds of plain ones): the fitted
   // step scale carries over only to steps measured the same way (validation steps once took the
   // fastest of up to 7 plain steps against calibration's 2). With whether the host-noise canary
@@ -1043,15 +1042,12 @@ class Sampler {
   CheckedStep time_step_checked(const StepConfig& c, int threads) {
     const bool noisy_before = canary_.slowed();
     CpuMonitor m;
-    CheckedStep out{time_step(c, threads, options_.quick ? 1 : 3, budget_.step_rep_seconds)};
+    CheckedStep out{time_training_step(c, threads, options_.quick ? 1 : 3, budget_.step_rep_seconds,
+                                       options_.single_thread_cpu_time, options_.seed, rng_)};
     if (!out.step.is_ok()) return out;
     out.host_noise = noisy_before || canary_.slowed();
     out.others_busy = m.others_cores() > kMaxOtherCores;
     return out;
-  }
-
-  Result<StepSample> time_step(const StepConfig& c, int threads, int profiled, double rep_seconds) {
-    return time_training_step(c, threads, profiled, rep_seconds, options_.single_thread_cpu_time, options_.seed, rng_);
   }
 
   const ProfileOptions& options_;

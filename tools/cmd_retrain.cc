@@ -75,8 +75,6 @@ struct Planned {
   std::string threads_note;  // what --auto-threads decided, for the user
 };
 
-
-
 // The step-time predictor: this device's cost models (edgetrain profile), else a roofline guess.
 // Loaded before the retraining baseline: the models are program state, like its code.
 struct Predictor {

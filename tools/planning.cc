@@ -177,9 +177,11 @@ JsonValue candidate_json(const PlanCandidate& c) {
 }
 
 std::string plan_table(const Plan& plan) {
-  // The configuration column as wide as its longest label, so the numbers line up.
+  // The configuration column as wide as its longest label (labels cut at kMaxLabel characters,
+  // so that a line fits its buffer), so the numbers line up.
+  constexpr size_t kMaxLabel = 400;
   int width = 13;
-  for (const PlanCandidate& c : plan.ranked) width = std::max(width, static_cast<int>(c.label.size()));
+  for (const PlanCandidate& c : plan.ranked) width = std::max(width, static_cast<int>(std::min(c.label.size(), kMaxLabel)));
   std::string s;
   char line[768];
   std::snprintf(line, sizeof line, "  %-3s %-*s %9s %8s %10s %9s %10s\n", "#", width, "configuration", "peak", "step ms",
@@ -187,7 +189,7 @@ std::string plan_table(const Plan& plan) {
   s += line;
   for (size_t i = 0; i < plan.ranked.size(); ++i) {
     const PlanCandidate& c = plan.ranked[i];
-    std::snprintf(line, sizeof line, "  %-3zu %-*s %9s %8.1f %10lld %9s %10s\n", i + 1, width, c.label.substr(0, 400).c_str(),
+    std::snprintf(line, sizeof line, "  %-3zu %-*s %9s %8.1f %10lld %9s %10s\n", i + 1, width, c.label.substr(0, kMaxLabel).c_str(),
                   format_bytes(static_cast<double>(c.predicted_peak)).c_str(), c.predicted_step_seconds * 1e3,
                   static_cast<long long>(c.trainable_params),
                   format_bytes(static_cast<double>(c.memory.train_arena_bytes)).c_str(),
