@@ -269,6 +269,7 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
     pt.present.assign(kOpClassCount, false);
     pt.corrections.resize(kOpClassCount);
     pt.corrected.assign(kOpClassCount, false);
+    pt.corrections_see_reuse = true;
     pt.correction_bounds.assign(kOpClassCount, {kMinCorrection, kMaxCorrection});
     std::vector<FeatureRow> x;
     std::vector<double> y;
@@ -299,6 +300,7 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
     int threads;
     std::vector<NodeFeatures> f;
     std::vector<double> alone, inside;
+    std::vector<double> reuse;  // input_reuse_bytes of each kept node
     double ratio;
     double footprint;  // step_footprint_bytes
   };
@@ -312,7 +314,8 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
       other_schedule += !s.node_seconds.empty();
       continue;
     }
-    CalibrationStep cs{s.threads, {}, {}, {}, 0, step_footprint_bytes(*g)};
+    CalibrationStep cs{s.threads, {}, {}, {}, {}, 0, step_footprint_bytes(*g)};
+    const std::vector<double> reuse = input_reuse_bytes(*g);
     double sum_alone = 0, sum_inside = 0;
     const std::vector<int> repeats = node_repeats(*g);
     for (size_t i = 0; i < g->nodes.size(); ++i) {
@@ -325,6 +328,7 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
       cs.f.push_back(f);
       cs.alone.push_back(alone);
       cs.inside.push_back(inside);
+      cs.reuse.push_back(reuse[i]);
       sum_alone += alone;
       sum_inside += inside;
     }
@@ -356,7 +360,7 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
       }
       for (size_t i = 0; i < cs.f.size(); ++i) {
         Calibration& c = calib[{static_cast<int>(cs.f[i].op_class), t}];
-        c.x.push_back(cs.f[i].row);
+        c.x.push_back(correction_row(cs.f[i].row, cs.reuse[i]));
         // What the footprint factor leaves to the class: the node's ratio over its step's.
         c.ratio.push_back(std::clamp(cs.inside[i] / cs.alone[i] / ff.factor(cs.footprint), kMinCorrection, kMaxCorrection));
         c.step.push_back(static_cast<int>(si));
@@ -458,9 +462,10 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
     if (!node_times_match(s, *g)) continue;
     const std::vector<int> repeats = node_repeats(*g);
     const double footprint = step_footprint_bytes(*g);
+    const std::vector<double> reuse = input_reuse_bytes(*g);
     for (size_t i = 0; i < g->nodes.size(); ++i) {
       const NodeFeatures f = node_features(*g, g->nodes[i]);
-      const double pr = m.predict_seconds(f, s.threads, footprint), me = s.node_seconds[i] / repeats[i];
+      const double pr = m.predict_seconds(f, s.threads, footprint, reuse[i]), me = s.node_seconds[i] / repeats[i];
       node_pred.push_back(pr);
       node_meas.push_back(me);
       auto& [hits, count] = instep[{static_cast<int>(f.op_class), s.threads}];
@@ -520,13 +525,20 @@ JsonValue CostModel::to_json() const {
     j.push_back(std::move(e));
   }
   JsonValue root = JsonValue::object();
+  root.set("fit_version", kCostModelFitVersion);
   root.set("per_threads", std::move(j));
   return root;
 }
 
+int cost_model_fit_version(const JsonValue& models) { return static_cast<int>(models.get_int("fit_version", 0)); }
+
 Result<CostModel> CostModel::from_json(const JsonValue& models) {
   const JsonValue* list = models.get_array("per_threads");
   if (list == nullptr || list->size() == 0) return corrupt_data("cost model: no 'per_threads' models");
+  const int fit_version = cost_model_fit_version(models);
+  if (fit_version < 0 || fit_version > kCostModelFitVersion)
+    return corrupt_data("cost model: fitted by a newer edgetrain (fit version " + std::to_string(fit_version) +
+                        ", this one reads up to " + std::to_string(kCostModelFitVersion) + ")");
   std::vector<std::pair<int, PerThreads>> entries;
   for (const JsonValue& e : list->items()) {
     const int threads = static_cast<int>(e.get_int("threads", 0));
@@ -538,6 +550,7 @@ Result<CostModel> CostModel::from_json(const JsonValue& models) {
     pt.corrected.assign(kOpClassCount, false);
     pt.correction_bounds.assign(kOpClassCount, {kMinCorrection, kMaxCorrection});
     pt.step_scale = e.get_double("step_scale", 1.0);  // absent in profiles from before stage 3
+    pt.corrections_see_reuse = fit_version >= 1;
     if (const JsonValue* fp = e.get_object("footprint")) {  // absent before the footprint factor
       pt.footprint.intercept = fp->get_double("intercept", 0.0);
       pt.footprint.slope = fp->get_double("slope", 0.0);
@@ -631,7 +644,7 @@ double CostModel::predict_isolated_seconds(const NodeFeatures& f, int threads) c
   return pt.fallback.predict(f.row);
 }
 
-double CostModel::predict_seconds(const NodeFeatures& f, int threads, double footprint_bytes) const {
+double CostModel::predict_seconds(const NodeFeatures& f, int threads, double footprint_bytes, double reuse_bytes) const {
   const double alone = predict_isolated_seconds(f, threads);
   if (per_threads_.empty()) return alone;
   const PerThreads& pt = for_threads(threads);
@@ -640,11 +653,14 @@ double CostModel::predict_seconds(const NodeFeatures& f, int threads, double foo
   const size_t c = static_cast<size_t>(f.op_class);
   if (!pt.corrected[c]) return alone * scale;
   const auto [lo, hi] = pt.correction_bounds[c];
-  return alone * std::clamp(pt.corrections[c].predict(f.row), lo, hi) * scale;
+  // Corrections of stored models from before the reuse feature read the node's own row.
+  const double corr = pt.corrections[c].predict(pt.corrections_see_reuse ? correction_row(f.row, reuse_bytes) : f.row);
+  return alone * std::clamp(corr, lo, hi) * scale;
 }
 
 double CostModel::predict_node_seconds(const Graph& g, const Node& n, int threads) const {
-  return predict_seconds(node_features(g, n), threads, step_footprint_bytes(g));
+  const std::vector<double> reuse = input_reuse_bytes(g);
+  return predict_seconds(node_features(g, n), threads, step_footprint_bytes(g), reuse[static_cast<size_t>(&n - g.nodes.data())]);
 }
 
 std::function<double(const Graph&, const Node&)> CostModel::node_predictor(int threads) const {
@@ -655,6 +671,7 @@ std::function<double(const Graph&, const Node&)> CostModel::node_predictor(int t
     const Graph* graph = nullptr;
     const Node* nodes = nullptr;
     double footprint = 0;
+    std::vector<double> reuse;
   };
   auto cache = std::make_shared<Cache>();
   return [self, threads, cache](const Graph& g, const Node& n) {
@@ -662,8 +679,10 @@ std::function<double(const Graph&, const Node&)> CostModel::node_predictor(int t
       cache->graph = &g;
       cache->nodes = g.nodes.data();
       cache->footprint = step_footprint_bytes(g);
+      cache->reuse = input_reuse_bytes(g);
     }
-    return self->predict_seconds(node_features(g, n), threads, cache->footprint);
+    const size_t i = static_cast<size_t>(&n - g.nodes.data());
+    return self->predict_seconds(node_features(g, n), threads, cache->footprint, i < cache->reuse.size() ? cache->reuse[i] : -1.0);
   };
 }
 
@@ -671,9 +690,12 @@ double CostModel::predict_step_seconds(const Graph& g, int threads) const {
   // A micro-batched schedule runs its body once per micro-batch (node_repeats).
   std::vector<int> repeats = node_repeats(g);
   const double footprint = step_footprint_bytes(g);
+  std::vector<NodeFeatures> features;
+  features.reserve(g.nodes.size());
+  for (const Node& n : g.nodes) features.push_back(node_features(g, n));
+  const std::vector<double> reuse = input_reuse_bytes(g, features);
   double s = 0;
-  for (size_t i = 0; i < g.nodes.size(); ++i)
-    s += repeats[i] * predict_seconds(node_features(g, g.nodes[i]), threads, footprint);
+  for (size_t i = 0; i < g.nodes.size(); ++i) s += repeats[i] * predict_seconds(features[i], threads, footprint, reuse[i]);
   return s;
 }
 
@@ -691,6 +713,43 @@ CostModel::ThreadChoice CostModel::fastest_threads(const Graph& g, int max_threa
     if (p < c.predicted_seconds && p < (1.0 - min_gain) * c.predicted_at_most) c.threads = t, c.predicted_seconds = p;
   }
   return c;
+}
+
+std::vector<double> input_reuse_bytes(const Graph& g) {
+  std::vector<NodeFeatures> features;
+  features.reserve(g.nodes.size());
+  for (const Node& n : g.nodes) features.push_back(node_features(g, n));
+  return input_reuse_bytes(g, features);
+}
+
+std::vector<double> input_reuse_bytes(const Graph& g, const std::vector<NodeFeatures>& features) {
+  const size_t n = g.nodes.size();
+  std::vector<double> moved(n + 1, 0.0);  // prefix sums of the nodes' bytes
+  for (size_t i = 0; i < n; ++i) moved[i + 1] = moved[i] + (features[i].op_class == OpClass::kCount ? 0.0 : features[i].row.bytes);
+  std::vector<long> last(g.values.size(), -1);  // the last node that read or wrote each value
+  std::vector<double> reuse(n, 0.0);
+  for (size_t i = 0; i < n; ++i) {
+    const Node& node = g.nodes[i];
+    double largest = 0;
+    for (ValueId v : node.inputs)
+      if (v != kNoValue) largest = std::max(largest, static_cast<double>(g.value(v).shape.numel()));
+    for (ValueId v : node.inputs) {
+      if (v == kNoValue || static_cast<double>(g.value(v).shape.numel()) < 0.25 * largest) continue;
+      const long at = last[static_cast<size_t>(v)];
+      reuse[i] = std::max(reuse[i], at < 0 ? kNeverTouchedReuse : moved[i] - moved[static_cast<size_t>(at) + 1]);
+    }
+    for (ValueId v : node.inputs)
+      if (v != kNoValue) last[static_cast<size_t>(v)] = static_cast<long>(i);
+    for (ValueId v : node.outputs)
+      if (v != kNoValue) last[static_cast<size_t>(v)] = static_cast<long>(i);
+  }
+  return reuse;
+}
+
+FeatureRow correction_row(const FeatureRow& row, double reuse_bytes) {
+  FeatureRow r = row;
+  r.z[kReuseFeature] = std::log1p(reuse_bytes < 0 ? kNeverTouchedReuse : std::min(reuse_bytes, kNeverTouchedReuse));
+  return r;
 }
 
 double step_footprint_bytes(const Graph& g) {

@@ -10,7 +10,8 @@
 // to that prediction in two parts: a factor of the whole step's memory footprint
 // (FootprintFactor: a step that fits in the last-level cache runs its kernels ~1.1x their time
 // alone, one of hundreds of MiB ~1.6x, whatever the node), then the class's correction of what
-// is left (cross-validated by whole steps). A step's time is the sum of its nodes' predictions (the
+// is left (cross-validated by whole steps), which also sees how cold the node's inputs are
+// (input_reuse_bytes). A step's time is the sum of its nodes' predictions (the
 // executor runs nodes one after the other, each using all threads). A prediction is a feature extraction and one small model
 // evaluation, well under a microsecond per node, so a planner can score thousands of candidate
 // schedules per second. Thread counts that were not profiled use the nearest profiled one below
@@ -31,9 +32,33 @@
 
 namespace edgetrain {
 
+// What CostModel::fit makes of a profile, stored with its models ("fit_version"; 0 when absent):
+// bumped when the same samples give models that read their inputs differently, so that the
+// planner's loader (planner/refeaturize.h load_current_cost_model) fits a stored profile again.
+//   1: 2026-12-07, the in-step corrections read correction_row (the node's input reuse)
+constexpr int kCostModelFitVersion = 1;
+int cost_model_fit_version(const JsonValue& models);
+
 // Bytes a training step touches: its arena as laid out (memory/liveness.h) plus everything kept
 // beside it (parameters, buffers, optimizer state). 0 when the graph cannot be laid out.
 double step_footprint_bytes(const Graph& g);
+
+// Per node of a schedule: the bytes the nodes in between moved (their features' bytes) since the
+// coldest of its large inputs (at least a quarter of its largest) was last read or written;
+// kNeverTouchedReuse for an input nothing before it touched (the step's input, a parameter).
+// A kernel timed alone finds its inputs in cache; inside a step, one whose input was written long
+// ago reads it from further away: nodes of batch_norm.bwd_eval in the 2026-12-07 profile's
+// calibration steps ran 1.07x their time alone with reuse under 256 KiB, 3.2x beyond 64 MB.
+std::vector<double> input_reuse_bytes(const Graph& g);
+// The same with the nodes' features already extracted (features[i] of g.nodes[i]).
+std::vector<double> input_reuse_bytes(const Graph& g, const std::vector<NodeFeatures>& features);
+constexpr double kNeverTouchedReuse = 1e12;
+// The row an in-step correction sees: the node's row with z[kReuseFeature] (the log multiply-adds
+// of one GEMM call, which the kernel timed alone needs and the correction, fitted to a ratio of
+// times of the same kernel, does not) replaced by log(1 + reuse bytes); reuse_bytes < 0 (not
+// known) counts as kNeverTouchedReuse.
+constexpr int kReuseFeature = 8;
+FeatureRow correction_row(const FeatureRow& row, double reuse_bytes);
 
 // How much slower every kernel of a step runs than alone, as a function of the step's footprint:
 // log factor = intercept + slope * log(footprint), the footprint clamped to the range fitted.
@@ -162,8 +187,9 @@ class CostModel {
   };
   ThreadChoice fastest_threads(const Graph& g, int max_threads, double min_gain = 0.05) const;
   // footprint_bytes: the step's step_footprint_bytes (<= 0: unknown, the median calibration
-  // step's factor).
-  double predict_seconds(const NodeFeatures& f, int threads, double footprint_bytes = -1) const;
+  // step's factor); reuse_bytes: the node's input_reuse_bytes in its step (< 0: unknown, as if
+  // its inputs came from memory).
+  double predict_seconds(const NodeFeatures& f, int threads, double footprint_bytes = -1, double reuse_bytes = -1) const;
   // The first stage only: the kernel timed alone (what the profiler's kernel samples measure).
   double predict_isolated_seconds(const NodeFeatures& f, int threads) const;
   // predict_node_seconds at a fixed thread count as a plain function (planner/search.h's
@@ -190,6 +216,9 @@ class CostModel {
     // per-node models and in-step corrections still miss, e.g. dispatch and timer overhead).
     double step_scale = 1.0;
     FootprintFactor footprint;  // stage 2a: the step's footprint (identity before it was fitted)
+    // Whether the corrections read correction_row (fit version 1 on; a stored model from before
+    // read the node's own row, and still does).
+    bool corrections_see_reuse = false;
   };
   // Bounds of a correction factor: a badly extrapolated ratio must not wreck a step's sum.
   static constexpr double kMinCorrection = 0.25, kMaxCorrection = 4.0;

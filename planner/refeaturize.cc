@@ -102,11 +102,15 @@ Result<CostModel> load_current_cost_model(const std::string& path, std::string* 
                                           const std::function<void(const std::string&)>& progress) {
   note->clear();
   ET_ASSIGN_OR_RETURN(Profile p, load_profile(path));
-  if (features_current(p) || !can_refeaturize(p) || !check_machine(p.machine, current_machine()).is_ok()) {
-    if (!features_current(p) && !can_refeaturize(p)) *note = stale_note(p);
+  const bool models_current = cost_model_fit_version(p.models) == kCostModelFitVersion;
+  const bool rebuildable = features_current(p) || can_refeaturize(p);
+  if ((features_current(p) && models_current) || !rebuildable || !check_machine(p.machine, current_machine()).is_ok()) {
+    if (!rebuildable) *note = stale_note(p);
     return CostModel::from_profile(p, path);  // read once: a profile is tens of MB of JSON
   }
-  if (progress) progress("the cost-model profile's features predate this edgetrain: rebuilding them and refitting");
+  if (progress)
+    progress(features_current(p) ? "the cost-model profile's models were fitted by an older edgetrain: refitting them"
+                                 : "the cost-model profile's features predate this edgetrain: rebuilding them and refitting");
   ET_ASSIGN_OR_RETURN(CostModel model, refit_profile(&p, SelectOptions{}, note));
   if (Status s = save_profile(p, path); !s.is_ok()) *note += "; storing it failed: " + s.message();
   return model;

@@ -63,9 +63,10 @@ Result<RefeaturizeSummary> refeaturize_profile(Profile* p);
 Result<CostModel> refit_profile(Profile* p, const SelectOptions& select, std::string* note = nullptr);
 
 // CostModel::load for the planner's commands: a profile whose rows are stale is rebuilt, refitted
-// (about a second per minute of profiling) and stored again (atomically) first; one whose rows
-// cannot be rebuilt loads as it is, with `note` saying its predictions may be off. `note` says
-// what was done ("" when the profile was current).
+// (about a second per minute of profiling) and stored again (atomically) first, and one whose
+// models an older CostModel::fit made (kCostModelFitVersion) is refitted and stored; one whose
+// rows cannot be rebuilt loads as it is, with `note` saying its predictions may be off. `note`
+// says what was done ("" when the profile was current or only refitted).
 // `progress` hears before the refit starts.
 Result<CostModel> load_current_cost_model(const std::string& path, std::string* note,
                                           const std::function<void(const std::string&)>& progress = nullptr);

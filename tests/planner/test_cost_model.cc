@@ -817,6 +817,95 @@ TEST(CostModel, InStepCorrectionsFollowTheStepFootprint) {
   }
 }
 
+// A node whose coldest input was last touched `reuse` bytes of other work ago: 1.0x its time
+// alone under 1 MiB (still in the L2), 2.0x beyond 32 MiB (from memory), log-linear between.
+double reuse_law(double reuse) {
+  const double lo = std::log(1.0 * (1 << 20)), hi = std::log(32.0 * (1 << 20));
+  return std::exp(std::log(2.0) * (std::clamp(std::log(std::max(reuse, 1.0)), lo, hi) - lo) / (hi - lo));
+}
+
+// A one-thread step of c whose every node takes reuse_law(its input_reuse_bytes) times its
+// kernel's predicted time alone.
+StepSample step_at_reuse_law(const CostModel& alone, const StepConfig& c, std::vector<double>* node_times) {
+  const Graph g = *build_step_graph(c);
+  const std::vector<int> repeats = node_repeats(g);
+  const std::vector<double> reuse = input_reuse_bytes(g);
+  StepSample s;
+  s.config = c;
+  s.threads = 1;
+  s.schedule_hash = schedule_hash(g);
+  node_times->clear();
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    node_times->push_back(reuse_law(reuse[i]) * alone.predict_isolated_seconds(node_features(g, g.nodes[i]), 1));
+    s.node_seconds.push_back(repeats[i] * node_times->back());
+    s.seconds += s.node_seconds.back();
+  }
+  return s;
+}
+
+TEST(CostModel, InStepCorrectionsSeeHowColdANodesInputsAre) {
+  // Nodes of one class and shape run at 1x inside a step when their input was just written and
+  // at up to 2x when it was written a whole forward pass ago (a backward node reading the saved
+  // activation of a repeated block): a correction that sees only the node's shape predicts one
+  // factor for both.
+  Profile p = synthetic_profile();
+  const SelectOptions o = few_trees();
+  Result<CostModel> plain = CostModel::fit(p, o, nullptr);
+  ASSERT_TRUE(plain.is_ok());
+  auto config = [](int input, int64_t batch) {
+    StepConfig c;
+    c.model.arch = Architecture::kMobileNetV2;
+    c.model.width_mult = 0.5f;
+    c.model.num_classes = 10;
+    c.model.input_size = input;
+    c.batch = batch;
+    return c;
+  };
+  std::vector<double> times;
+  for (int input : {32, 48, 64, 96, 128})
+    for (int64_t batch : {2, 4, 8, 16}) {
+      StepSample s = step_at_reuse_law(*plain, config(input, batch), &times);
+      s.validation = false;
+      p.steps.push_back(s);
+    }
+  Result<CostModel> m = CostModel::fit(p, o, nullptr);
+  ASSERT_TRUE(m.is_ok());
+  for (const StepConfig& c : {config(56, 6), config(80, 3), config(112, 12)}) {
+    const StepSample s = step_at_reuse_law(*plain, c, &times);
+    const Graph g = *build_step_graph(c);
+    EXPECT_NEAR(m->predict_step_seconds(g, 1) / s.seconds, 1.0, 0.05) << c.describe();
+    const std::vector<double> reuse = input_reuse_bytes(g);
+    int nodes = 0, within = 0;
+    double warmest = INFINITY, coldest = 0;  // of the law over the nodes
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      if (!(times[i] > 0)) continue;
+      ++nodes;
+      within += std::fabs(m->predict_node_seconds(g, g.nodes[i], 1) / times[i] - 1.0) <= 0.10;
+      warmest = std::min(warmest, reuse_law(reuse[i])), coldest = std::max(coldest, reuse_law(reuse[i]));
+    }
+    ASSERT_LT(warmest, 1.1) << c.describe();  // the graph has both kinds of nodes
+    ASSERT_GT(coldest, 1.8) << c.describe();
+    // 98% of the nodes within 10%; 89% when the corrections see only the nodes' own rows.
+    EXPECT_GE(within, 0.95 * nodes) << c.describe() << ": " << within << " of " << nodes << " nodes within 10%";
+  }
+  // A stored model from before the reuse feature (fit version 0: no "fit_version") reads its
+  // corrections with the nodes' own rows, as it was fitted; one from a newer edgetrain is refused.
+  JsonValue models = m->to_json();
+  EXPECT_EQ(cost_model_fit_version(models), kCostModelFitVersion);
+  Result<CostModel> back = CostModel::from_json(models);
+  ASSERT_TRUE(back.is_ok());
+  const Graph g = *build_step_graph(config(56, 6));
+  EXPECT_EQ(back->predict_step_seconds(g, 1), m->predict_step_seconds(g, 1));
+  models.set("fit_version", 0);
+  Result<CostModel> old = CostModel::from_json(models);
+  ASSERT_TRUE(old.is_ok());
+  EXPECT_NE(old->predict_step_seconds(g, 1), m->predict_step_seconds(g, 1));
+  models.set("fit_version", kCostModelFitVersion + 1);
+  Result<CostModel> newer = CostModel::from_json(models);
+  ASSERT_FALSE(newer.is_ok());
+  EXPECT_NE(newer.status().message().find("newer edgetrain"), std::string::npos) << newer.status().message();
+}
+
 // Per-node step times pair with the nodes of the schedule they were measured on: a step sample
 // whose schedule hash is absent (profiles from before it was stored) or differs from the
 // rebuilt schedule's (runtime/schedule.h moved nodes since) gives no in-step calibration; its

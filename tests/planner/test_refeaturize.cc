@@ -204,6 +204,35 @@ TEST(Refeaturize, ThePlannersLoaderRefitsAStaleProfileAndStoresIt) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(Refeaturize, ThePlannersLoaderRefitsModelsAnOlderFitMade) {
+  // Current rows, models from an older CostModel::fit (no fit_version): refitted and stored, the
+  // rows untouched; then loaded as they are.
+  Profile p = stale_profile();
+  ASSERT_TRUE(refeaturize_profile(&p).is_ok());
+  Result<CostModel> fitted = CostModel::fit(p, SelectOptions{}, nullptr);
+  ASSERT_TRUE(fitted.is_ok());
+  p.models = fitted->to_json();
+  p.models.set("fit_version", 0);
+  const std::string dir = temp_dir("older_fit");
+  const std::string path = profile_path(dir);
+  ASSERT_TRUE(save_profile(p, path).is_ok());
+  std::string note = "unset";
+  std::vector<std::string> progress;
+  Result<CostModel> m = load_current_cost_model(path, &note, [&](const std::string& line) { progress.push_back(line); });
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  ASSERT_EQ(progress.size(), 1u);
+  EXPECT_NE(progress[0].find("older edgetrain"), std::string::npos) << progress[0];
+  EXPECT_EQ(note, "");
+  Result<Profile> stored = load_profile(path);
+  ASSERT_TRUE(stored.is_ok());
+  EXPECT_EQ(cost_model_fit_version(stored->models), kCostModelFitVersion);
+  EXPECT_EQ(stored->kernels.size(), p.kernels.size());
+  Result<CostModel> again = load_current_cost_model(path, &note, [&](const std::string& line) { progress.push_back(line); });
+  ASSERT_TRUE(again.is_ok());
+  EXPECT_EQ(progress.size(), 1u);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(MergeProfiles, AddsTheLaterRunsSamplesWithTheirOwnConfigurations) {
   Profile first = stale_profile(), second = stale_profile();
   second.created = "2026-02-02T00:00:00Z";
