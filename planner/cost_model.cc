@@ -748,6 +748,7 @@ std::vector<double> input_reuse_bytes(const Graph& g, const std::vector<NodeFeat
 
 FeatureRow correction_row(const FeatureRow& row, double reuse_bytes) {
   FeatureRow r = row;
+  for (int k = kFirstShapeFeature; k <= kLastShapeFeature; ++k) r.z[static_cast<size_t>(k)] = 0;
   r.z[kReuseFeature] = std::log1p(reuse_bytes < 0 ? kNeverTouchedReuse : std::min(reuse_bytes, kNeverTouchedReuse));
   return r;
 }
