@@ -373,8 +373,11 @@ void reduce_gemm(const Parallel& parallel, int64_t m, int64_t n, int64_t k, cons
 // packed once ([K][M], M padded to whole vectors), B^T's rows are read in place, blocks of
 // kShortBlock rows of C^T land in a per-thread scratch tile and are transposed into C.
 // Up to 32 rows: at 64 (ResNet-18's layer3 downsampling, backward data, split in two) it ran as
-// fast as OpenBLAS, at 128 0.87-0.90x.
-constexpr int64_t kShortMinRows = 16, kShortMaxRows = 32, kShortMinColumns = 128, kShortBlock = 128;
+// fast as OpenBLAS, at 128 0.87-0.90x. From 2 rows (session 13): the im2col path's forward GEMMs
+// on 2x2 maps have one row per image of a block (B transposed: one kernel row of the weights);
+// at 2-12 rows against 256-1024 columns of K = 1024, one thread, 1.24-1.74x OpenBLAS's speed
+// (OpenBLAS took as long for 2 rows as for 12: its packing of B).
+constexpr int64_t kShortMinRows = 2, kShortMaxRows = 32, kShortMinColumns = 128, kShortBlock = 128;
 // A^T packed on the caller's stack: 128 KiB, 1024 of K at 32 rows (MobileNetV2's 960 -> 160 and
 // 576 -> 160 in one piece; the 1280-wide backward data of its last conv in two, each added into
 // C). With the 16 KiB tile per thread and gemm()'s 64 KiB this is the ~210 KiB runtime/thread_pool.h allows
@@ -383,8 +386,11 @@ constexpr int64_t kShortMaxPackedFloats = 32768;
 
 bool short_rows(bool ta, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
   const int64_t m_pad = whole_vectors(m);
+  // Under 16 rows the padded lanes cost less than OpenBLAS's packing of B (up to 8 rows the
+  // kernel uses a half vector); from 17 rows at most a quarter of the lanes may be padding.
   return !ta && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && m >= kShortMinRows && m <= kShortMaxRows &&
-         (m_pad - m) * 4 <= m_pad && n >= kShortMinColumns && k > 0 && m * n * k > kOpenBlasSmallLimit && streaming_enabled.load(std::memory_order_relaxed);
+         (m < simd::kLanes || (m_pad - m) * 4 <= m_pad) && n >= kShortMinColumns && k > 0 && m * n * k > kOpenBlasSmallLimit &&
+         streaming_enabled.load(std::memory_order_relaxed);
 }
 
 // C[:, j0 + 0 .. cols) (+)= t^T, t = rows [0, cols) of a [.][ldt] tile holding C^T's rows j0...
@@ -441,6 +447,71 @@ void short_gemm(const Parallel& parallel, bool tb, int64_t m, int64_t n, int64_t
     short_gemm_piece(parallel, m, n, std::min(piece, k - k0), a + k0, lda, b + k0 * b_k, b_r, b_k,
                      k0 == 0 ? beta : 1.0f, c, ldc);
 }
+// --- Wide GEMMs: a few rows of C against a wide B read in place ---------------------------------
+// The im2col path's GEMMs on 2x2 maps at small batches: each block of the classes plan has one
+// output pixel per image, so C has as many rows as the chunk has images (6 in a micro-batch of
+// ResNet-18 layer4), against 1024-2048 columns of the weights. OpenBLAS packs all of B for
+// those few rows (B here is one kernel row of OHWI weights: 4-18 KiB between its rows), which
+// took as long at 2 rows as at 12 (~310 us for 512 x 1024 on one thread). Here tiles of the
+// streaming kernel read B's rows in place (a software prefetch ahead, since the rows are far
+// apart), all of C's rows at once so B passes once. One thread, K = 512 against 256-1024 columns
+// of a B whose rows are 18 KiB apart (layer4's weights): 2-24 rows 1.1-4x OpenBLAS's speed (8
+// rows x 1024: 135 against 299 us), and ahead of the short GEMMs up to 24 rows (they read such a
+// B down its columns); under OpenBLAS's small limit the small loops keep it (a micro-batch of 4
+// images at 28x28 ran 2.5% slower with these).
+constexpr int64_t kWideMaxRows = 24, kWideMinColumns = 64;
+
+bool wide_rows(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
+  return !ta && !tb && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && m >= 1 && m <= kWideMaxRows &&
+         n >= kWideMinColumns && n % simd::kLanes == 0 && k > 0 && m * n * k > kOpenBlasSmallLimit &&
+         streaming_enabled.load(std::memory_order_relaxed);
+}
+
+// All M rows of C over columns [j0, j0 + 16 NV) (every column valid: n is whole vectors).
+template <int NV>
+void wide_tile(int64_t m, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+               bool add) {
+  constexpr int64_t cols = NV * simd::kLanes;
+  const auto rows = [&]<int R>(int64_t i) { simd::stream_tile<R, NV>(k, a + i * lda, lda, 1, b, ldb, c + i * ldc, ldc, cols, add); };
+  // Accumulators: R x NV vectors, at most 24.
+  switch (m) {
+    case 1: rows.template operator()<1>(0); break;
+    case 2: rows.template operator()<2>(0); break;
+    case 3: rows.template operator()<3>(0); break;
+    case 4: rows.template operator()<4>(0); break;
+    case 5: rows.template operator()<5>(0); break;
+    case 6: rows.template operator()<6>(0); break;
+    default:
+      for (int64_t i = 0; i < m; i += 6) {
+        switch (std::min<int64_t>(6, m - i)) {
+          case 1: rows.template operator()<1>(i); break;
+          case 2: rows.template operator()<2>(i); break;
+          case 3: rows.template operator()<3>(i); break;
+          case 4: rows.template operator()<4>(i); break;
+          case 5: rows.template operator()<5>(i); break;
+          default: rows.template operator()<6>(i); break;
+        }
+      }
+  }
+}
+
+void wide_gemm(const Parallel& parallel, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+               int64_t ldb, float beta, float* c, int64_t ldc) {
+  constexpr int64_t kTile = 4 * simd::kLanes;
+  const bool add = beta == 1.0f;
+  const int64_t tiles = (n + kTile - 1) / kTile;
+  parallel.for_each(tiles, m * n * k < kMinSmallParallelWork ? tiles : 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t j0 = t * kTile, vectors = std::min(kTile, n - j0) / simd::kLanes;
+      switch (vectors) {
+        case 1: wide_tile<1>(m, k, a, lda, b + j0, ldb, c + j0, ldc, add); break;
+        case 2: wide_tile<2>(m, k, a, lda, b + j0, ldb, c + j0, ldc, add); break;
+        case 3: wide_tile<3>(m, k, a, lda, b + j0, ldb, c + j0, ldc, add); break;
+        default: wide_tile<4>(m, k, a, lda, b + j0, ldb, c + j0, ldc, add); break;
+      }
+    }
+  });
+}
 }  // namespace
 
 void set_gemm_streaming(bool enabled) { streaming_enabled.store(enabled, std::memory_order_relaxed); }
@@ -450,6 +521,7 @@ GemmPath gemm_path(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k) 
   if (streams(trans_a, m, n, k, 1.0f, 0.0f)) return GemmPath::kStream;
   if (reduces(trans_a, trans_b, m, n, k, 1.0f, 0.0f))
     return reduces_transposed(m, n) ? GemmPath::kReduceTransposed : GemmPath::kReduce;
+  if (wide_rows(trans_a, trans_b, m, n, k, 1.0f, 0.0f)) return GemmPath::kWide;
   if (short_rows(trans_a, m, n, k, 1.0f, 0.0f)) return GemmPath::kShort;
   if (m * n * k <= kOpenBlasSmallLimit) return GemmPath::kSmall;
   return GemmPath::kOpenBlas;
@@ -461,6 +533,7 @@ void gemm(const Parallel& parallel, bool trans_a, bool trans_b, int64_t m, int64
   if (streams(trans_a, m, n, k, alpha, beta))
     return stream_gemm(parallel, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
   if (reduces(trans_a, trans_b, m, n, k, alpha, beta)) return reduce_gemm(parallel, m, n, k, a, lda, b, ldb, beta, c, ldc);
+  if (wide_rows(trans_a, trans_b, m, n, k, alpha, beta)) return wide_gemm(parallel, m, n, k, a, lda, b, ldb, beta, c, ldc);
   if (short_rows(trans_a, m, n, k, alpha, beta))
     return short_gemm(parallel, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
   if (m * n * k <= kOpenBlasSmallLimit) {

@@ -194,6 +194,8 @@ inline void stream_tile(int64_t k_count, const float* a, int64_t a_r, int64_t a_
   constexpr int kVectors = NV > 0 ? NV : 1;  // array sizes (a zero-length array is not C++)
   const bool full = cols == kWidth;
   const bool strided = a_k > kLanes;
+  // B read in place from a wide row-major matrix (ops/gemm.cc's wide GEMMs): rows far apart.
+  const bool b_strided = ldbp > 4 * kLanes;
   for (int64_t k0 = 0; k0 < k_count; k0 += kStreamStretch) {
     V16 acc[R][kVectors];
     V8 half[R];
@@ -206,6 +208,8 @@ inline void stream_tile(int64_t k_count, const float* a, int64_t a_r, int64_t a_
     const int64_t k1 = std::min(k_count, k0 + kStreamStretch);
     for (int64_t k = k0; k < k1; ++k) {
       if (strided && k + kStridedPrefetchRows < k_count) __builtin_prefetch(a + (k + kStridedPrefetchRows) * a_k);
+      if (b_strided && k + kStridedPrefetchRows < k_count)
+        for (int j = 0; j < kVectors; ++j) __builtin_prefetch(bp + (k + kStridedPrefetchRows) * ldbp + j * kLanes);
       V16 bk[kVectors];
 #pragma GCC unroll 8
       for (int j = 0; j < NV; ++j) {

@@ -84,7 +84,10 @@ bool parse_op_class(const std::string& name, OpClass* out);
 // variant 0 on every 1x1-conv sample while queries carried 0-5). planner/refeaturize.h rebuilds
 // the rows of a profile that stored where its samples came from.
 //   1: 2026-12-07, the GEMM kernel of a 1x1 conv as its variant (ops/gemm.h gemm_path)
-constexpr int kFeatureVersion = 1;
+//   2: 2026-12-07, gemm_path's wide GEMMs and short GEMMs from 2 rows (1x1 convs at small batches)
+constexpr int kFeatureVersion = 2;
+// The index in FeatureRow::z of the kernel variant within the class (planner/regressors.h).
+constexpr int kKernelVariantFeature = 9;
 
 struct NodeFeatures {
   OpClass op_class = OpClass::kCount;

@@ -6,8 +6,9 @@
 //
 //   Result<RefeaturizeSummary> r = refeaturize_profile(&profile);  // then CostModel::fit
 //
-// A sample whose node no longer exists or now takes another kernel path (another class) timed
-// code that no longer runs for it: it is dropped. Profiles from before the origins were stored
+// A sample whose node no longer exists or now takes another kernel path (another class, or
+// since feature version 1 another variant within it) timed code that no longer runs for it: it
+// is dropped. Profiles from before the origins were stored
 // cannot be rebuilt (can_refeaturize is false): they need `edgetrain profile` again.
 #pragma once
 
@@ -49,7 +50,7 @@ inline bool features_current(const Profile& p) { return p.features_version == kF
 struct RefeaturizeSummary {
   int samples = 0;  // kernel samples kept, their rows recomputed
   int changed = 0;  // ... of which the row changed
-  int dropped = 0;  // samples whose node is gone or now runs another kernel path
+  int dropped = 0;  // samples whose node is gone or now runs another kernel (class or variant)
 };
 
 // Recomputes every kernel sample's row (and sets p->features_version to kFeatureVersion). Fails,

@@ -133,21 +133,53 @@ TEST(Gemm, NarrowTransposedBMatchesTheNaiveProduct) {
   }
 }
 
-// Short GEMMs (16-32 rows of C against 128 or more columns: the 1x1 convs of 1x1 maps) run
-// C^T = B^T A^T through the streaming kernel: row counts on and off whole vectors (24 and 28 end
-// in a partial one), columns across its blocks (517, 300, 144 end in partial ones), K on and off
-// 16 up to the packed A^T's limit (1024 at 32 rows) and past it (1100: two pieces at 24-32 rows;
-// every shape here is above OpenBLAS's small limit), B stored both ways, beta 0 (C NaN) and 1, one and two threads, streaming on and off.
+// Short GEMMs (2-32 rows of C against 128 or more columns: the 1x1 convs of 1x1 maps, the
+// im2col blocks of 2x2 maps) run C^T = B^T A^T through the streaming kernel: row counts on and
+// off whole vectors (up to 8 a half vector; 24 and 28 end in a partial one), columns across its
+// blocks (517, 300, 144 end in partial ones), K on and off 16 up to the packed A^T's limit (1024
+// at 32 rows) and past it (1100: two pieces at 24-32 rows; every shape here is above OpenBLAS's
+// small limit), B stored both ways (without transposing, up to 24 rows take the wide GEMMs),
+// beta 0 (C NaN) and 1, one and two threads, streaming on and off.
 TEST(Gemm, ShortRowsMatchTheNaiveProduct) {
   with_streaming_on_and_off([](ThreadPool& pool, bool streaming) {
     for (bool tb : {false, true})
-      for (int64_t m : {16, 24, 28, 32})
+      for (int64_t m : {2, 5, 8, 9, 15, 16, 24, 28, 32})
         for (auto [n, k] : {std::pair<int64_t, int64_t>{300, 256}, {517, 160}, {1280, 60}, {144, 513}, {160, 1024}, {200, 1100}})
           for (float beta : {0.0f, 1.0f})
-            // OpenBLAS sums K = 1024 terms in one running sum (1.04e-5 measured).
-            ASSERT_NO_FATAL_FAILURE(expect_gemm_matches_naive(pool, false, tb, m, n, k, beta, streaming ? 1e-5 : 5e-5))
+            // OpenBLAS sums K = 1024 terms in one running sum (1.04e-5 measured); the streaming
+            // kernel's half-vector tiles at 2 rows 1.09e-5 at K = 1100.
+            ASSERT_NO_FATAL_FAILURE(expect_gemm_matches_naive(pool, false, tb, m, n, k, beta, streaming ? 2e-5 : 5e-5))
                 << "streaming " << streaming << " threads " << pool.threads();
   });
+}
+
+// Wide GEMMs (1-24 rows of C against a B of 64 or more columns, whole vectors, read in place):
+// row counts up to and past one tile of 6 rows, columns ending in tiles of 1-4 vectors (1040,
+// 1056, 1072, 1024), K across the kernel's stretches of 64, beta 0 (C NaN) and 1, one and two
+// threads, streaming on and off (OpenBLAS).
+TEST(Gemm, WideRowsMatchTheNaiveProduct) {
+  with_streaming_on_and_off([](ThreadPool& pool, bool streaming) {
+    for (int64_t m : {1, 4, 6, 7, 12, 13, 24})
+      for (auto [n, k] : {std::pair<int64_t, int64_t>{1040, 1100}, {1056, 1000}, {1072, 1000}, {1024, 512}, {512, 129}})
+        for (float beta : {0.0f, 1.0f}) {
+          if (m * n * k <= 1000000) continue;  // under OpenBLAS's small limit: the small loops
+          ASSERT_NO_FATAL_FAILURE(expect_gemm_matches_naive(pool, false, false, m, n, k, beta, streaming ? 2e-5 : 5e-5))
+              << "streaming " << streaming << " threads " << pool.threads();
+        }
+  });
+}
+
+// The wide kernel splits C by columns: the same bits on one thread as on two.
+TEST(Gemm, WideRowsAreTheSameOnOneAndTwoThreads) {
+  const int64_t m = 6, n = 1024, k = 512, ldb = 9 * 512;
+  const std::vector<float> a = random_values(static_cast<size_t>(m * k), 1);
+  const std::vector<float> b = random_values(static_cast<size_t>(k * ldb), 2);
+  std::vector<float> one(static_cast<size_t>(m * n)), two(static_cast<size_t>(m * n));
+  ThreadPool p1(1), p2(2);
+  gemm(p1.parallel(), false, false, m, n, k, 1.0f, a.data(), k, b.data(), ldb, 0.0f, one.data(), n);
+  gemm(p2.parallel(), false, false, m, n, k, 1.0f, a.data(), k, b.data(), ldb, 0.0f, two.data(), n);
+  EXPECT_EQ(one, two);
+  EXPECT_EQ(gemm_path(false, false, m, n, k), GemmPath::kWide);
 }
 
 // The streaming reduction for weight gradients (A transposed, K >= 256, C small): row counts off

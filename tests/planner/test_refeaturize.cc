@@ -39,7 +39,7 @@ std::vector<std::pair<std::string, NodeFeatures>> keyed_features(const StepConfi
 }
 
 // A profile of two configurations whose samples (every node, both thread counts) carry rows
-// from an "older edgetrain": every feature zero. Timings follow the true FLOPs and bytes.
+// from an "older edgetrain": every feature zero but the kernel variant. Timings follow the true FLOPs and bytes.
 Profile stale_profile() {
   Profile p;
   p.machine = current_machine();
@@ -54,7 +54,8 @@ Profile stale_profile() {
         s.op_class = f.op_class;
         s.threads = t;
         s.seconds = (1e-6 + f.row.flops / 2e10 + f.row.bytes / 1e10) / t;
-        s.row.flops = s.row.bytes = 1;  // z stays all zero
+        s.row.flops = s.row.bytes = 1;  // z all zero but the kernel variant (the same kernel ran)
+        s.row.z[kKernelVariantFeature] = f.row.z[kKernelVariantFeature];
         s.holdout = (p.kernels.size() % 7) == 0;
         s.config = p.configs[ci].describe();
         s.layer = key.substr(0, key.find('|'));
@@ -105,6 +106,21 @@ TEST(Refeaturize, RebuildsEveryRowFromItsNodeAndDropsVanishedNodes) {
   ASSERT_TRUE(again.is_ok());
   EXPECT_EQ(again->changed, 0);
   EXPECT_EQ(again->dropped, 0);
+}
+
+// A sample whose stored variant is not the kernel its node runs now (a GEMM kernel added since it
+// was timed) is dropped; before feature version 1 variants did not name kernels and are rebuilt.
+TEST(Refeaturize, SamplesOfAnotherKernelVariantAreDropped) {
+  for (int version : {1, 0}) {
+    Profile p = stale_profile();
+    p.features_version = version;
+    const size_t samples = p.kernels.size();
+    p.kernels[0].row.z[kKernelVariantFeature] += 1;
+    Result<RefeaturizeSummary> r = refeaturize_profile(&p);
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    EXPECT_EQ(r->dropped, version >= 1 ? 1 : 0) << "version " << version;
+    EXPECT_EQ(p.kernels.size(), samples - (version >= 1 ? 1 : 0)) << "version " << version;
+  }
 }
 
 TEST(Refeaturize, ProfilesWithoutOriginsAreRefusedAndLeftAsTheyWere) {
