@@ -16,7 +16,8 @@ namespace edgetrain {
 constexpr int64_t kDirectConvMaxInputChannels = 4;
 
 bool conv2d_direct_forward_applies(const ConvGeometry& g);
-// Floats of workspace: the weights reordered to [kh][kw][ci][Cout] (output channels contiguous).
+// Floats of workspace: the weights reordered to [kh][kw][ci][Cout] (output channels contiguous,
+// padded with zeros to whole vectors of 16).
 int64_t conv2d_direct_forward_workspace_floats(const ConvGeometry& g);
 // y = conv(x, w) + b (b may be null); workspace as above. With an epilogue, each output row is
 // normalised right after it is written.

@@ -36,6 +36,10 @@ const std::vector<StemCase> kCases = {
     // channels (runs of 8 take the 64-channel block 4 pixels at a time).
     {"runs_8_4_2_1_blocks_64_32_16_tail", 2, 5, 47, 2, 117, 3, 1, 1},
     {"runs_of_8_32_channels_stride_2", 1, 4, 61, 3, 32, 3, 2, 1},
+    // A last block of fewer than 16 channels (zero-padded weights, partial stores): small_cnn's
+    // 8-channel stem, MobileNetV2 width 0.75's 24 (16 + 8).
+    {"small_cnn_stem_8_channels", 2, 12, 19, 3, 8, 3, 1, 1},
+    {"block_16_then_8_stride_2", 1, 9, 33, 3, 24, 3, 2, 1},
 };
 
 Attrs attrs_of(const StemCase& k) {
