@@ -354,7 +354,7 @@ ConvKernelPath conv2d_kernel_path(const ConvGeometry& g, ConvDirection d) {
   // The one order of decisions: the three kernels below dispatch on it.
   const ConvPath path = conv_path(g);
   if (d == ConvDirection::kBackwardWeight && path == ConvPath::kDepthwise) return ConvKernelPath::kDepthwise;
-  if (int m = winograd_tile(g)) {
+  if (int m = d == ConvDirection::kBackwardWeight ? winograd_weight_tile(g) : winograd_tile(g)) {
     if (d == ConvDirection::kBackwardWeight) m = winograd_backward_weight_tile(g, m);
     return m == 2 ? ConvKernelPath::kWinogradF2 : ConvKernelPath::kWinogradF4;
   }
@@ -470,8 +470,8 @@ void conv2d_backward_weight(const KernelCall& call) {
   switch (kernel) {
     case ConvKernelPath::kWinogradF2:
     case ConvKernelPath::kWinogradF4:
-      // The kernel takes the forward's tile and picks its own plan (winograd_backward_weight_tile).
-      return winograd_backward_weight(call.parallel, g, winograd_tile(g), dy, x, dw, acc_dw, call.workspace,
+      // The kernel takes winograd_weight_tile's tile and picks its own plan (winograd_backward_weight_tile).
+      return winograd_backward_weight(call.parallel, g, winograd_weight_tile(g), dy, x, dw, acc_dw, call.workspace,
                                       call.workspace_bytes);
     case ConvKernelPath::kDirect:
       ET_CHECK(call.workspace_bytes >= static_cast<size_t>(conv2d_direct_backward_weight_workspace_floats(g)) * sizeof(float));
@@ -507,7 +507,7 @@ enum class Direction { kForward, kData, kWeight };
 int64_t winograd_bytes_for(const Shape& x, const Shape& w, const ConvAttrs& a, Direction d) {
   if (!conv2d_output_shape(x, w, a).is_ok()) return -1;
   const ConvGeometry g = conv2d_geometry(x, w, a);
-  const int m = winograd_tile(g);
+  const int m = d == Direction::kWeight ? winograd_weight_tile(g) : winograd_tile(g);
   if (m == 0) return -1;
   return static_cast<int64_t>(d == Direction::kForward ? winograd_forward_workspace_bytes(g, m)
                               : d == Direction::kData  ? winograd_backward_data_workspace_bytes(g, m)

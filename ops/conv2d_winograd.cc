@@ -472,7 +472,7 @@ std::atomic<WinogradPolicy> g_policy{policy_from_environment()};
 
 // ---------------------------------------------------------------------------------------------
 
-int winograd_tile(const ConvGeometry& g) {
+int winograd_weight_tile(const ConvGeometry& g) {
   const WinogradPolicy policy = g_policy.load(std::memory_order_relaxed);
   if (policy == WinogradPolicy::kOff) return 0;
   if (g.groups != 1 || g.kh != 3 || g.kw != 3 || g.sh != 1 || g.sw != 1) return 0;
@@ -485,6 +485,25 @@ int winograd_tile(const ConvGeometry& g) {
   if (std::min(g.out_h, g.out_w) < 4) return 0;
   if (std::min(g.c, g.out_c) < 16) return 0;
   return 4;
+}
+
+int winograd_tile(const ConvGeometry& g) {
+  const int m = winograd_weight_tile(g);
+  if (m == 0 || g_policy.load(std::memory_order_relaxed) != WinogradPolicy::kAuto) return m;
+  // Forward and backward data transform all the weights (36 values each for F(4x4)) and stream
+  // them through 36 products of [tiles x Cin] x [Cin x Cout]: with few tiles that is most of the
+  // cost, while im2col reads the 9 raw values once. Session 13 (2 threads, one conv, F4 against
+  // im2col, ResNet shapes at batch 1-16): Winograd pays once the batch's output pixels, weighted
+  // by the share of its tiles they fill (5x5 maps fill 25 of 64 tile pixels), reach about
+  // three quarters of the output channels: 4x4 x 512 at batch 1 ran 8.3x slower than im2col (4.0
+  // against 0.48 ms), at 16 0.85x; 8x8 x 256 at batch 2 0.98x, at 4 1.34x; 7x7 x 512 at batch 8
+  // 0.99x (backward data 1.09x), at 16 1.50x; 16x16 x 128 from batch 1 1.9x. ResNet-18 steps at
+  // batch 1, 128x128, ran 2.3x slower with Winograd (63 against 27 ms). The weight gradient keeps
+  // winograd_weight_tile: its Winograd wins from fewer tiles (4x4 x 512 at batch 2: 1.6x).
+  const double useful = static_cast<double>(g.n * g.out_h * g.out_w);
+  const double covered = static_cast<double>(g.n * ((g.out_h + m - 1) / m) * ((g.out_w + m - 1) / m) * m * m);
+  if (useful * (useful / covered) < 0.75 * static_cast<double>(g.out_c)) return 0;
+  return m;
 }
 
 void set_winograd_policy(WinogradPolicy policy) { g_policy.store(policy, std::memory_order_relaxed); }

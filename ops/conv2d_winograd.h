@@ -20,8 +20,13 @@
 namespace edgetrain {
 
 // Output tile size m (2 or 4) the fast kernels use for this conv's forward and backward data,
-// or 0 when Winograd does not apply (not dense 3x3 stride 1) or does not pay (tiny images).
+// or 0 when Winograd does not apply (not dense 3x3 stride 1) or does not pay (tiny images, few
+// channels, or a batch with too few output pixels for its output channels: small batches on
+// small maps, where transforming and streaming the weights costs more than im2col's product).
 int winograd_tile(const ConvGeometry& g);
+// The same for the weight gradient, whose Winograd pays from fewer pixels (its kernel then picks
+// its own plan: winograd_backward_weight_tile).
+int winograd_weight_tile(const ConvGeometry& g);
 
 // Benchmarks and A/B timings only: kAuto is winograd_tile's choice, kOff always im2col, kF2 /
 // kF4 force that tile wherever Winograd applies. Workspaces depend on it: set it before

@@ -110,7 +110,7 @@ Problem make_problem(const ConvGeometry& g, int m) {
   return p;
 }
 
-// The tile winograd_tile() chose, except where F(3x3, 4x4)'s M (36 values per weight) must be
+// The tile winograd_weight_tile() chose, except where F(3x3, 4x4)'s M (36 values per weight) must be
 // split into blocks that each transform every tile again while F(3x3, 2x2)'s (16 per weight)
 // need not: then the 2x2 tile (measured at 14 x 14 x 256, batch 8, one thread: F(3x3, 4x4) in
 // 4 blocks 15.7 ms, F(3x3, 2x2) 14.5 ms, im2col 20.5 ms). Only under the automatic policy, so

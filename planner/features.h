@@ -85,7 +85,9 @@ bool parse_op_class(const std::string& name, OpClass* out);
 // the rows of a profile that stored where its samples came from.
 //   1: 2026-12-07, the GEMM kernel of a 1x1 conv as its variant (ops/gemm.h gemm_path)
 //   2: 2026-12-07, gemm_path's wide GEMMs and short GEMMs from 2 rows (1x1 convs at small batches)
-constexpr int kFeatureVersion = 2;
+//   3: 2026-12-07, Winograd's forward and backward data only with enough pixels per output
+//      channel (ops/conv2d_winograd.h winograd_tile): small batches' 3x3 convs are conv.gemm.*
+constexpr int kFeatureVersion = 3;
 // The index in FeatureRow::z of the kernel variant within the class (planner/regressors.h).
 constexpr int kKernelVariantFeature = 9;
 

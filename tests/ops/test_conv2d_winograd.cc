@@ -250,7 +250,7 @@ TEST(Conv2dWinograd, ChoosesTileOnlyForDense3x3Stride1) {
     return winograd_tile(conv2d_geometry(x, {out_c, k, k, x.c() / groups}, a));
   };
   EXPECT_NE(tile({8, 56, 56, 64}, 64, 3, 1, 1, 1), 0);
-  EXPECT_NE(tile({8, 7, 7, 512}, 512, 3, 1, 1, 1), 0);
+  EXPECT_NE(tile({16, 7, 7, 512}, 512, 3, 1, 1, 1), 0);
   EXPECT_EQ(tile({8, 56, 56, 64}, 64, 3, 2, 1, 1), 0);     // strided
   EXPECT_EQ(tile({8, 56, 56, 64}, 64, 3, 1, 1, 64), 0);    // depthwise
   EXPECT_EQ(tile({8, 56, 56, 64}, 64, 3, 1, 1, 2), 0);     // grouped
@@ -260,6 +260,35 @@ TEST(Conv2dWinograd, ChoosesTileOnlyForDense3x3Stride1) {
   EXPECT_EQ(tile({8, 2, 2, 256}, 256, 3, 1, 1, 1), 0);
   EXPECT_EQ(tile({8, 28, 28, 1}, 8, 3, 1, 1, 1), 0);       // few channels: im2col
   EXPECT_EQ(tile({8, 28, 28, 64}, 8, 3, 1, 1, 1), 0);
+}
+
+// Forward and backward data take Winograd only where the batch's output pixels (weighted by the
+// share of its tiles they fill) reach three quarters of the output channels; the weight gradient
+// from fewer (winograd_weight_tile), as measured on ResNet-18's shapes at small batches.
+TEST(Conv2dWinograd, FewPixelsPerOutputChannelTakeIm2colExceptForTheWeightGradient) {
+  ConvAttrs a;
+  a.kernel_h = a.kernel_w = 3;
+  a.stride_h = a.stride_w = 1;
+  a.pad_h = a.pad_w = 1;
+  a.groups = 1;
+  auto geometry = [&](int64_t n, int64_t hw, int64_t c) { return conv2d_geometry({n, hw, hw, c}, {c, 3, 3, c}, a); };
+  struct Want {
+    int64_t n, hw, c;
+    bool forward;  // winograd_tile != 0
+  };
+  for (const Want& w : {Want{1, 4, 512, false}, Want{16, 4, 512, false}, Want{8, 7, 512, false}, Want{16, 7, 512, true},
+                        Want{2, 8, 256, false}, Want{4, 8, 256, true}, Want{8, 6, 256, false}, Want{16, 6, 256, true},
+                        Want{16, 5, 512, false}, Want{1, 16, 128, true}, Want{1, 32, 64, true}}) {
+    const ConvGeometry g = geometry(w.n, w.hw, w.c);
+    EXPECT_EQ(winograd_tile(g) != 0, w.forward) << w.n << " x " << w.hw << "x" << w.hw << " x " << w.c;
+    EXPECT_EQ(winograd_weight_tile(g), 4) << w.n << " x " << w.hw << "x" << w.hw << " x " << w.c;
+    EXPECT_EQ(conv2d_kernel_path(g, ConvDirection::kForward) == ConvKernelPath::kWinogradF4, w.forward);
+    EXPECT_NE(conv2d_kernel_path(g, ConvDirection::kBackwardWeight), ConvKernelPath::kIm2colPlain);
+  }
+  // A forced tile (benchmarks) is taken whatever the batch.
+  set_winograd_policy(WinogradPolicy::kF4);
+  EXPECT_EQ(winograd_tile(geometry(1, 4, 512)), 4);
+  set_winograd_policy(WinogradPolicy::kAuto);
 }
 
 TEST(Conv2dWinograd, OpDispatchMatchesReference) {
