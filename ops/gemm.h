@@ -3,13 +3,13 @@
 // (a training step must not allocate), and its spinning threads would compete with our pool.
 // OpenBLAS is therefore pinned to one thread (set_blas_threads(1) in the executor) and the
 // split happens here: along M (rows of C) when M is the larger side, else along N.
-// Four shapes skip OpenBLAS: skinny products (many rows against a B of at most 96 columns: the
+// Five shapes skip OpenBLAS: skinny products (many rows against a B of at most 96 columns: the
 // pointwise convs of small feature maps), skinny reductions (A^T B over many rows into a small
 // C: their weight gradients), wide products (up to 24 rows of C against a wide B read in place:
-// the backward data of convs on 1x1 and 2x2 maps at small batches) and short products (2-32
-// rows of C against a wide B, run as C^T = B^T A^T: the forward of the same) run hand-written
-// streaming kernels (ops/gemm.cc), and products under OpenBLAS's small-matrix limit run
-// register-blocked loops.
+// the backward data of convs on 1x1 and 2x2 maps at small batches), dot products (1-4 rows of C
+// against a transposed B: their forward at batch 1-4) and short products (5-32 rows of C against
+// a wide B, run as C^T = B^T A^T) run hand-written kernels (ops/gemm.cc), and products under
+// OpenBLAS's small-matrix limit run register-blocked loops.
 #pragma once
 
 #include <cstdint>
@@ -24,7 +24,7 @@ void gemm(const Parallel& parallel, bool trans_a, bool trans_b, int64_t m, int64
 
 // Which kernel gemm() runs for a product of this shape (alpha 1, beta 0 or 1), without running
 // it: the cost model's feature for the 1x1 convs (planner/features.cc), whose time depends on it.
-enum class GemmPath : uint8_t { kOpenBlas, kStream, kReduce, kReduceTransposed, kShort, kSmall, kWide };
+enum class GemmPath : uint8_t { kOpenBlas, kStream, kReduce, kReduceTransposed, kShort, kSmall, kWide, kDot };
 GemmPath gemm_path(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k);
 
 // Whether skinny and short GEMMs (see ops/gemm.cc) take the streaming kernel instead of OpenBLAS

@@ -87,7 +87,8 @@ bool parse_op_class(const std::string& name, OpClass* out);
 //   2: 2026-12-07, gemm_path's wide GEMMs and short GEMMs from 2 rows (1x1 convs at small batches)
 //   3: 2026-12-07, Winograd's forward and backward data only with enough pixels per output
 //      channel (ops/conv2d_winograd.h winograd_tile): small batches' 3x3 convs are conv.gemm.*
-constexpr int kFeatureVersion = 3;
+//   4: 2026-12-07, gemm_path's dot-product GEMMs (1x1 convs' forward on 1x1 maps at batch 1-4)
+constexpr int kFeatureVersion = 4;
 // The index in FeatureRow::z of the kernel variant within the class (planner/regressors.h).
 constexpr int kKernelVariantFeature = 9;
 

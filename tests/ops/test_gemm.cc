@@ -169,8 +169,24 @@ TEST(Gemm, WideRowsMatchTheNaiveProduct) {
   });
 }
 
-// The wide kernel splits C by columns: the same bits on one thread as on two.
-TEST(Gemm, WideRowsAreTheSameOnOneAndTwoThreads) {
+// Dot-product GEMMs (1-4 rows of C against a transposed B, above OpenBLAS's small limit): row
+// counts 1-4 in one block, columns ending in 4-column blocks and single columns, K on and off the
+// 16-lane vectors, beta 0 (C NaN) and 1, one and two threads, streaming on and off.
+TEST(Gemm, DotRowsMatchTheNaiveProduct) {
+  with_streaming_on_and_off([](ThreadPool& pool, bool streaming) {
+    for (int64_t m : {1, 2, 3, 4})
+      for (auto [n, k] : {std::pair<int64_t, int64_t>{1027, 1024}, {514, 1001}, {2049, 150}, {700, 1100}})
+        for (float beta : {0.0f, 1.0f}) {
+          if (m * n * k <= 1000000) continue;  // under OpenBLAS's small limit: the small loops
+          ASSERT_NO_FATAL_FAILURE(expect_gemm_matches_naive(pool, false, true, m, n, k, beta, streaming ? 2e-5 : 5e-5))
+              << "m " << m << " streaming " << streaming << " threads " << pool.threads();
+        }
+  });
+  EXPECT_EQ(gemm_path(false, true, 2, 1024, 1024), GemmPath::kDot);
+}
+
+// The wide and dot-product kernels split C by columns: the same bits on one thread as on two.
+TEST(Gemm, WideAndDotRowsAreTheSameOnOneAndTwoThreads) {
   const int64_t m = 6, n = 1024, k = 512, ldb = 9 * 512;
   const std::vector<float> a = random_values(static_cast<size_t>(m * k), 1);
   const std::vector<float> b = random_values(static_cast<size_t>(k * ldb), 2);
@@ -180,6 +196,11 @@ TEST(Gemm, WideRowsAreTheSameOnOneAndTwoThreads) {
   gemm(p2.parallel(), false, false, m, n, k, 1.0f, a.data(), k, b.data(), ldb, 0.0f, two.data(), n);
   EXPECT_EQ(one, two);
   EXPECT_EQ(gemm_path(false, false, m, n, k), GemmPath::kWide);
+  // The same for the dot-product GEMMs (C split by columns).
+  std::vector<float> one_dot(static_cast<size_t>(3 * n)), two_dot(static_cast<size_t>(3 * n));
+  gemm(p1.parallel(), false, true, 3, n, k, 1.0f, a.data(), k, b.data(), k, 0.0f, one_dot.data(), n);
+  gemm(p2.parallel(), false, true, 3, n, k, 1.0f, a.data(), k, b.data(), k, 0.0f, two_dot.data(), n);
+  EXPECT_EQ(one_dot, two_dot);
 }
 
 // The streaming reduction for weight gradients (A transposed, K >= 256, C small): row counts off
