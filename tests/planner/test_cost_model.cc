@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "models/model_zoo.h"
 #include "planner/cost_model.h"
@@ -732,20 +733,44 @@ TEST(CostModel, FootprintFactorFollowsAHingeAndLeavesOutDisturbedSteps) {
   EXPECT_EQ(fit_footprint_factor({}, {}).factor(1e6), 1.0);
 }
 
-// A one-thread calibration step of c in which every node takes `slowdown` times its kernel's
-// predicted time alone (each node as often as the executor runs it).
-StepSample step_slowed_by(const CostModel& alone, const StepConfig& c, double slowdown) {
+// A one-thread calibration step of c in which node i takes factor(i) times its kernel's
+// predicted time alone (each node as often as the executor runs it); node_times, when given,
+// gets one call's time of every node.
+StepSample step_with_factors(const CostModel& alone, const StepConfig& c, const std::function<double(size_t)>& factor,
+                             std::vector<double>* node_times = nullptr) {
   const Graph g = *build_step_graph(c);
   const std::vector<int> repeats = node_repeats(g);
   StepSample s;
   s.config = c;
   s.threads = 1;
   s.schedule_hash = schedule_hash(g);
+  if (node_times) node_times->clear();
   for (size_t i = 0; i < g.nodes.size(); ++i) {
-    s.node_seconds.push_back(repeats[i] * slowdown * alone.predict_isolated_seconds(node_features(g, g.nodes[i]), 1));
+    const double one_call = factor(i) * alone.predict_isolated_seconds(node_features(g, g.nodes[i]), 1);
+    if (node_times) node_times->push_back(one_call);
+    s.node_seconds.push_back(repeats[i] * one_call);
     s.seconds += s.node_seconds.back();
   }
   return s;
+}
+
+// MobileNetV2 width 0.5, 10 classes, at `input` pixels and `batch` images; in micro > 1
+// micro-batches with one checkpoint segment.
+StepConfig mobilenet_half_step(int input, int64_t batch, int micro) {
+  StepConfig c;
+  c.model.arch = Architecture::kMobileNetV2;
+  c.model.width_mult = 0.5f;
+  c.model.num_classes = 10;
+  c.model.input_size = input;
+  c.batch = batch;
+  c.micro_batches = micro;
+  c.checkpoint_segments = micro > 1 ? 1 : 0;
+  return c;
+}
+
+// The same with every node `slowdown` times its time alone.
+StepSample step_slowed_by(const CostModel& alone, const StepConfig& c, double slowdown) {
+  return step_with_factors(alone, c, [slowdown](size_t) { return slowdown; });
 }
 
 TEST(CostModel, InStepCorrectionsFollowTheStepFootprint) {
@@ -756,17 +781,7 @@ TEST(CostModel, InStepCorrectionsFollowTheStepFootprint) {
   const SelectOptions o = few_trees();
   Result<CostModel> plain = CostModel::fit(p, o, nullptr);
   ASSERT_TRUE(plain.is_ok());
-  auto config = [](int input, int64_t batch, int micro) {
-    StepConfig c;
-    c.model.arch = Architecture::kMobileNetV2;
-    c.model.width_mult = 0.5f;
-    c.model.num_classes = 10;
-    c.model.input_size = input;
-    c.batch = batch;
-    c.micro_batches = micro;
-    c.checkpoint_segments = micro > 1 ? 1 : 0;
-    return c;
-  };
+  const auto config = mobilenet_half_step;
   auto measured = [&](const StepConfig& c, StepSample* s) {
     const double bytes = step_footprint_bytes(*build_step_graph(c));
     *s = step_slowed_by(*plain, c, footprint_law(bytes));
@@ -827,20 +842,8 @@ double reuse_law(double reuse) {
 // A one-thread step of c whose every node takes reuse_law(its input_reuse_bytes) times its
 // kernel's predicted time alone.
 StepSample step_at_reuse_law(const CostModel& alone, const StepConfig& c, std::vector<double>* node_times) {
-  const Graph g = *build_step_graph(c);
-  const std::vector<int> repeats = node_repeats(g);
-  const std::vector<double> reuse = input_reuse_bytes(g);
-  StepSample s;
-  s.config = c;
-  s.threads = 1;
-  s.schedule_hash = schedule_hash(g);
-  node_times->clear();
-  for (size_t i = 0; i < g.nodes.size(); ++i) {
-    node_times->push_back(reuse_law(reuse[i]) * alone.predict_isolated_seconds(node_features(g, g.nodes[i]), 1));
-    s.node_seconds.push_back(repeats[i] * node_times->back());
-    s.seconds += s.node_seconds.back();
-  }
-  return s;
+  const std::vector<double> reuse = input_reuse_bytes(*build_step_graph(c));
+  return step_with_factors(alone, c, [&reuse](size_t i) { return reuse_law(reuse[i]); }, node_times);
 }
 
 TEST(CostModel, InStepCorrectionsSeeHowColdANodesInputsAre) {
@@ -852,15 +855,7 @@ TEST(CostModel, InStepCorrectionsSeeHowColdANodesInputsAre) {
   const SelectOptions o = few_trees();
   Result<CostModel> plain = CostModel::fit(p, o, nullptr);
   ASSERT_TRUE(plain.is_ok());
-  auto config = [](int input, int64_t batch) {
-    StepConfig c;
-    c.model.arch = Architecture::kMobileNetV2;
-    c.model.width_mult = 0.5f;
-    c.model.num_classes = 10;
-    c.model.input_size = input;
-    c.batch = batch;
-    return c;
-  };
+  auto config = [](int input, int64_t batch) { return mobilenet_half_step(input, batch, 1); };
   std::vector<double> times;
   for (int input : {32, 48, 64, 96, 128})
     for (int64_t batch : {2, 4, 8, 16}) {
