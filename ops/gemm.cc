@@ -454,6 +454,7 @@ void short_gemm(const Parallel& parallel, bool tb, int64_t m, int64_t n, int64_t
     short_gemm_piece(parallel, m, n, std::min(piece, k - k0), a + k0, lda, b + k0 * b_k, b_r, b_k,
                      k0 == 0 ? beta : 1.0f, c, ldc);
 }
+
 // --- Wide GEMMs: a few rows of C against a wide B read in place ---------------------------------
 // The im2col path's GEMMs on 2x2 maps at small batches: each block of the classes plan has one
 // output pixel per image, so C has as many rows as the chunk has images (6 in a micro-batch of
@@ -480,39 +481,17 @@ void wide_tile(int64_t m, int64_t k, const float* a, int64_t lda, const float* b
                bool add) {
   constexpr int64_t cols = NV * simd::kLanes;
   const auto rows = [&]<int R>(int64_t i) { simd::stream_tile<R, NV>(k, a + i * lda, lda, 1, b, ldb, c + i * ldc, ldc, cols, add); };
-  // Accumulators: R x NV vectors, at most 24.
-  switch (m) {
-    case 1: rows.template operator()<1>(0); break;
-    case 2: rows.template operator()<2>(0); break;
-    case 3: rows.template operator()<3>(0); break;
-    case 4: rows.template operator()<4>(0); break;
-    case 5: rows.template operator()<5>(0); break;
-    case 6: rows.template operator()<6>(0); break;
-    default:
-      for (int64_t i = 0; i < m; i += 6) {
-        switch (std::min<int64_t>(6, m - i)) {
-          case 1: rows.template operator()<1>(i); break;
-          case 2: rows.template operator()<2>(i); break;
-          case 3: rows.template operator()<3>(i); break;
-          case 4: rows.template operator()<4>(i); break;
-          case 5: rows.template operator()<5>(i); break;
-          default: rows.template operator()<6>(i); break;
-        }
-      }
+  // Tiles of up to 6 rows (accumulators: R x NV vectors, at most 24); B's tile passes once per 6 rows.
+  for (int64_t i = 0; i < m; i += 6) {
+    switch (std::min<int64_t>(6, m - i)) {
+      case 1: rows.template operator()<1>(i); break;
+      case 2: rows.template operator()<2>(i); break;
+      case 3: rows.template operator()<3>(i); break;
+      case 4: rows.template operator()<4>(i); break;
+      case 5: rows.template operator()<5>(i); break;
+      default: rows.template operator()<6>(i); break;
+    }
   }
-}
-
-// Forward GEMMs of at most kDotMaxRows rows against a transposed B (the im2col blocks of 2x2 maps
-// at batch 1-4): dot products along K in one block of all rows x 4 columns, so each row of B^T
-// is read once, columns split between threads. One thread, K = 1024 against 256-1024 columns: 2
-// rows 2.6-3.7x OpenBLAS's speed (1024 columns: 202 against 516 us; the short GEMMs' half-vector
-// tiles 1.3-1.4x), 4 rows 2.3-3.6x; at 6 and 8 rows (two blocks, B read twice) the short GEMMs
-// are faster from 512 columns.
-constexpr int64_t kDotMaxRows = 4;
-
-bool dot_rows(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
-  return !ta && tb && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && m >= 1 && m <= kDotMaxRows && k >= 64 &&
-         m * n * k > kOpenBlasSmallLimit && streaming_enabled.load(std::memory_order_relaxed);
 }
 
 void wide_gemm(const Parallel& parallel, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
@@ -530,6 +509,28 @@ void wide_gemm(const Parallel& parallel, int64_t m, int64_t n, int64_t k, const 
         default: wide_tile<4>(m, k, a, lda, b + j0, ldb, c + j0, ldc, add); break;
       }
     }
+  });
+}
+
+// --- Dot-product GEMMs: 1-4 rows of C against a transposed B ------------------------------------
+// Forward GEMMs of at most kDotMaxRows rows against a transposed B (the im2col blocks of 2x2 maps
+// at batch 1-4): dot products along K in one block of all rows x 4 columns, so each row of B^T
+// is read once, columns split between threads. One thread, K = 1024 against 256-1024 columns: 2
+// rows 2.6-3.7x OpenBLAS's speed (1024 columns: 202 against 516 us; the short GEMMs' half-vector
+// tiles 1.3-1.4x), 4 rows 2.3-3.6x; at 6 and 8 rows (two blocks, B read twice) the short GEMMs
+// are faster from 512 columns.
+constexpr int64_t kDotMaxRows = 4;
+
+bool dot_rows(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
+  return !ta && tb && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && m >= 1 && m <= kDotMaxRows && k >= 64 &&
+         m * n * k > kOpenBlasSmallLimit && streaming_enabled.load(std::memory_order_relaxed);
+}
+
+void dot_rows_gemm(const Parallel& parallel, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                   const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  parallel.for_each((n + 3) / 4, 1, [&](int64_t j0, int64_t j1) {
+    const int64_t c0 = j0 * 4, c1 = std::min(n, j1 * 4);
+    dot_gemm(m, c1 - c0, k, a, lda, b + c0 * ldb, ldb, c + c0, ldc, beta == 1.0f);
   });
 }
 }  // namespace
@@ -555,13 +556,7 @@ void gemm(const Parallel& parallel, bool trans_a, bool trans_b, int64_t m, int64
     return stream_gemm(parallel, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
   if (reduces(trans_a, trans_b, m, n, k, alpha, beta)) return reduce_gemm(parallel, m, n, k, a, lda, b, ldb, beta, c, ldc);
   if (wide_rows(trans_a, trans_b, m, n, k, alpha, beta)) return wide_gemm(parallel, m, n, k, a, lda, b, ldb, beta, c, ldc);
-  if (dot_rows(trans_a, trans_b, m, n, k, alpha, beta)) {
-    parallel.for_each((n + 3) / 4, 1, [&](int64_t j0, int64_t j1) {
-      const int64_t c0 = j0 * 4, c1 = std::min(n, j1 * 4);
-      dot_gemm(m, c1 - c0, k, a, lda, b + c0 * ldb, ldb, c + c0, ldc, beta == 1.0f);
-    });
-    return;
-  }
+  if (dot_rows(trans_a, trans_b, m, n, k, alpha, beta)) return dot_rows_gemm(parallel, m, n, k, a, lda, b, ldb, beta, c, ldc);
   if (short_rows(trans_a, m, n, k, alpha, beta))
     return short_gemm(parallel, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
   if (m * n * k <= kOpenBlasSmallLimit) {
