@@ -380,10 +380,10 @@ void reduce_gemm(const Parallel& parallel, int64_t m, int64_t n, int64_t k, cons
 // packed once ([K][M], M padded to whole vectors), B^T's rows are read in place, blocks of
 // kShortBlock rows of C^T land in a per-thread scratch tile and are transposed into C.
 // Up to 32 rows: at 64 (ResNet-18's layer3 downsampling, backward data, split in two) it ran as
-// fast as OpenBLAS, at 128 0.87-0.90x. From 2 rows (session 13): the im2col path's forward GEMMs
-// on 2x2 maps have one row per image of a block (B transposed: one kernel row of the weights);
-// at 2-12 rows against 256-1024 columns of K = 1024, one thread, 1.24-1.74x OpenBLAS's speed
-// (OpenBLAS took as long for 2 rows as for 12: its packing of B).
+// fast as OpenBLAS, at 128 0.87-0.90x. From 2 rows with B transposed (session 13): the im2col
+// path's forward GEMMs on 2x2 maps have one row per image of a block (B^T: one kernel row of the
+// weights); at 2-12 rows against 256-1024 columns of K = 1024, one thread, 1.24-1.74x OpenBLAS's
+// speed (OpenBLAS took as long for 2 rows as for 12: its packing of B).
 constexpr int64_t kShortMinRows = 2, kShortMaxRows = 32, kShortMinColumns = 128, kShortBlock = 128;
 // A^T packed on the caller's stack: 128 KiB, 1024 of K at 32 rows (MobileNetV2's 960 -> 160 and
 // 576 -> 160 in one piece; the 1280-wide backward data of its last conv in two, each added into
@@ -391,11 +391,14 @@ constexpr int64_t kShortMinRows = 2, kShortMaxRows = 32, kShortMinColumns = 128,
 // kernels.
 constexpr int64_t kShortMaxPackedFloats = 32768;
 
-bool short_rows(bool ta, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
+bool short_rows(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
   const int64_t m_pad = whole_vectors(m);
   // Under 16 rows the padded lanes cost less than OpenBLAS's packing of B (up to 8 rows the
-  // kernel uses a half vector); from 17 rows at most a quarter of the lanes may be padding.
-  return !ta && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && m >= kShortMinRows && m <= kShortMaxRows &&
+  // kernel uses a half vector), where B^T's rows are B's (tb): read down B's columns (not tb;
+  // the wide GEMMs take those when they can) 6-12 rows measured 0.57-1.2x OpenBLAS. From 17 rows
+  // at most a quarter of the lanes may be padding.
+  const bool few_rows_ok = tb ? m >= kShortMinRows : m >= simd::kLanes;
+  return !ta && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && few_rows_ok && m <= kShortMaxRows &&
          (m < simd::kLanes || (m_pad - m) * 4 <= m_pad) && n >= kShortMinColumns && k > 0 && m * n * k > kOpenBlasSmallLimit &&
          streaming_enabled.load(std::memory_order_relaxed);
 }
@@ -544,7 +547,7 @@ GemmPath gemm_path(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k) 
     return reduces_transposed(m, n) ? GemmPath::kReduceTransposed : GemmPath::kReduce;
   if (wide_rows(trans_a, trans_b, m, n, k, 1.0f, 0.0f)) return GemmPath::kWide;
   if (dot_rows(trans_a, trans_b, m, n, k, 1.0f, 0.0f)) return GemmPath::kDot;
-  if (short_rows(trans_a, m, n, k, 1.0f, 0.0f)) return GemmPath::kShort;
+  if (short_rows(trans_a, trans_b, m, n, k, 1.0f, 0.0f)) return GemmPath::kShort;
   if (m * n * k <= kOpenBlasSmallLimit) return GemmPath::kSmall;
   return GemmPath::kOpenBlas;
 }
@@ -557,7 +560,7 @@ void gemm(const Parallel& parallel, bool trans_a, bool trans_b, int64_t m, int64
   if (reduces(trans_a, trans_b, m, n, k, alpha, beta)) return reduce_gemm(parallel, m, n, k, a, lda, b, ldb, beta, c, ldc);
   if (wide_rows(trans_a, trans_b, m, n, k, alpha, beta)) return wide_gemm(parallel, m, n, k, a, lda, b, ldb, beta, c, ldc);
   if (dot_rows(trans_a, trans_b, m, n, k, alpha, beta)) return dot_rows_gemm(parallel, m, n, k, a, lda, b, ldb, beta, c, ldc);
-  if (short_rows(trans_a, m, n, k, alpha, beta))
+  if (short_rows(trans_a, trans_b, m, n, k, alpha, beta))
     return short_gemm(parallel, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
   if (m * n * k <= kOpenBlasSmallLimit) {
     // Split over blocks of 4 rows of C where there is work for both threads.
