@@ -315,11 +315,12 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
       continue;
     }
     CalibrationStep cs{s.threads, {}, {}, {}, {}, 0, step_footprint_bytes(*g)};
-    const std::vector<double> reuse = input_reuse_bytes(*g);
+    const std::vector<NodeFeatures> features = node_features(*g);
+    const std::vector<double> reuse = input_reuse_bytes(*g, features);
     double sum_alone = 0, sum_inside = 0;
     const std::vector<int> repeats = node_repeats(*g);
     for (size_t i = 0; i < g->nodes.size(); ++i) {
-      const NodeFeatures f = node_features(*g, g->nodes[i]);
+      const NodeFeatures& f = features[i];
       if (!m.has_class(f.op_class, s.threads)) continue;
       // run_profiled sums a node's repetitions: one call's time is the share.
       const double alone = m.predict_isolated_seconds(f, s.threads), inside = s.node_seconds[i] / repeats[i];
@@ -462,9 +463,10 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
     if (!node_times_match(s, *g)) continue;
     const std::vector<int> repeats = node_repeats(*g);
     const double footprint = step_footprint_bytes(*g);
-    const std::vector<double> reuse = input_reuse_bytes(*g);
+    const std::vector<NodeFeatures> features = node_features(*g);
+    const std::vector<double> reuse = input_reuse_bytes(*g, features);
     for (size_t i = 0; i < g->nodes.size(); ++i) {
-      const NodeFeatures f = node_features(*g, g->nodes[i]);
+      const NodeFeatures& f = features[i];
       const double pr = m.predict_seconds(f, s.threads, footprint, reuse[i]), me = s.node_seconds[i] / repeats[i];
       node_pred.push_back(pr);
       node_meas.push_back(me);
@@ -659,18 +661,21 @@ double CostModel::predict_seconds(const NodeFeatures& f, int threads, double foo
 }
 
 double CostModel::predict_node_seconds(const Graph& g, const Node& n, int threads) const {
-  const std::vector<double> reuse = input_reuse_bytes(g);
-  return predict_seconds(node_features(g, n), threads, step_footprint_bytes(g), reuse[static_cast<size_t>(&n - g.nodes.data())]);
+  const std::vector<NodeFeatures> features = node_features(g);
+  const size_t i = static_cast<size_t>(&n - g.nodes.data());
+  return predict_seconds(features[i], threads, step_footprint_bytes(g), input_reuse_bytes(g, features)[i]);
 }
 
 std::function<double(const Graph&, const Node&)> CostModel::node_predictor(int threads) const {
   auto self = std::make_shared<const CostModel>(*this);
-  // The graph's footprint is laid out once per graph: again whenever its first node is asked
-  // for (a step's nodes are scored in order) or another graph object comes.
+  // The graph's footprint, its nodes' features and their input reuse are computed once per
+  // graph: again whenever its first node is asked for (a step's nodes are scored in order) or
+  // another graph object comes.
   struct Cache {
     const Graph* graph = nullptr;
     const Node* nodes = nullptr;
     double footprint = 0;
+    std::vector<NodeFeatures> features;
     std::vector<double> reuse;
   };
   auto cache = std::make_shared<Cache>();
@@ -679,10 +684,12 @@ std::function<double(const Graph&, const Node&)> CostModel::node_predictor(int t
       cache->graph = &g;
       cache->nodes = g.nodes.data();
       cache->footprint = step_footprint_bytes(g);
-      cache->reuse = input_reuse_bytes(g);
+      cache->features = node_features(g);
+      cache->reuse = input_reuse_bytes(g, cache->features);
     }
     const size_t i = static_cast<size_t>(&n - g.nodes.data());
-    return self->predict_seconds(node_features(g, n), threads, cache->footprint, i < cache->reuse.size() ? cache->reuse[i] : -1.0);
+    if (i >= cache->features.size()) return self->predict_seconds(node_features(g, n), threads, cache->footprint, -1.0);
+    return self->predict_seconds(cache->features[i], threads, cache->footprint, cache->reuse[i]);
   };
 }
 
@@ -690,9 +697,7 @@ double CostModel::predict_step_seconds(const Graph& g, int threads) const {
   // A micro-batched schedule runs its body once per micro-batch (node_repeats).
   std::vector<int> repeats = node_repeats(g);
   const double footprint = step_footprint_bytes(g);
-  std::vector<NodeFeatures> features;
-  features.reserve(g.nodes.size());
-  for (const Node& n : g.nodes) features.push_back(node_features(g, n));
+  const std::vector<NodeFeatures> features = node_features(g);
   const std::vector<double> reuse = input_reuse_bytes(g, features);
   double s = 0;
   for (size_t i = 0; i < g.nodes.size(); ++i) s += repeats[i] * predict_seconds(features[i], threads, footprint, reuse[i]);
@@ -715,12 +720,7 @@ CostModel::ThreadChoice CostModel::fastest_threads(const Graph& g, int max_threa
   return c;
 }
 
-std::vector<double> input_reuse_bytes(const Graph& g) {
-  std::vector<NodeFeatures> features;
-  features.reserve(g.nodes.size());
-  for (const Node& n : g.nodes) features.push_back(node_features(g, n));
-  return input_reuse_bytes(g, features);
-}
+std::vector<double> input_reuse_bytes(const Graph& g) { return input_reuse_bytes(g, node_features(g)); }
 
 std::vector<double> input_reuse_bytes(const Graph& g, const std::vector<NodeFeatures>& features) {
   const size_t n = g.nodes.size();

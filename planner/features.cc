@@ -340,4 +340,11 @@ NodeFeatures node_features(const Graph& g, const Node& n) {
   return f;
 }
 
+std::vector<NodeFeatures> node_features(const Graph& g) {
+  std::vector<NodeFeatures> features;
+  features.reserve(g.nodes.size());
+  for (const Node& n : g.nodes) features.push_back(node_features(g, n));
+  return features;
+}
+
 }  // namespace edgetrain

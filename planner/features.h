@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cstdint>
+#include <vector>
 
 #include "planner/regressors.h"
 #include "runtime/graph.h"
@@ -103,5 +104,7 @@ struct NodeFeatures {
 // Nodes with an op this file does not know (an OpKind added after it) get OpClass::kCount and
 // still carry FLOPs and bytes (the cost model's fallback uses them).
 NodeFeatures node_features(const Graph& g, const Node& n);
+// Every node's, in schedule order (element i is g.nodes[i]'s).
+std::vector<NodeFeatures> node_features(const Graph& g);
 
 }  // namespace edgetrain
