@@ -178,6 +178,11 @@ bool streaming_default() {
   return e == nullptr || std::string_view(e) != "off";
 }
 std::atomic<bool> streaming_enabled{streaming_default()};
+// What every hand-written path below supports: alpha 1, beta 0 or 1 (the conv and linear
+// kernels' calls), and only while streaming is on.
+bool own_kernels_take(float alpha, float beta) {
+  return alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && streaming_enabled.load(std::memory_order_relaxed);
+}
 constexpr int64_t kStreamMaxSide = 128;
 constexpr int64_t kStreamMinRows = 64;
 constexpr int64_t kStreamRowBlock = 24;  // a multiple of every tile's row count (12, 8, 6, 4)
@@ -191,9 +196,8 @@ bool streams(bool ta, int64_t m, int64_t n, int64_t k, float alpha, float beta) 
   const int64_t n_pad = whole_vectors(n);
   const int64_t rest = n % simd::kLanes;
   const int64_t width = rest > 0 && rest <= 8 ? n - rest + 8 : n_pad;  // with a half vector (alone for N <= 8)
-  return !ta && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && m >= kStreamMinRows && k > 0 &&
-         n <= kStreamMaxSide && (width - n) * 8 <= width && n_pad * k <= kMaxTransposedFloats &&
-         streaming_enabled.load(std::memory_order_relaxed);
+  return !ta && own_kernels_take(alpha, beta) && m >= kStreamMinRows && k > 0 && n <= kStreamMaxSide &&
+         (width - n) * 8 <= width && n_pad * k <= kMaxTransposedFloats;
 }
 
 // Rows [r0, r1) of C against NV vectors (and with kHalf a half vector) of packed B columns
@@ -280,10 +284,9 @@ constexpr int64_t kReduceMaxPackedColumns = 256;  // B's rows are packed only wh
 
 bool reduces(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
   const int64_t n_pad = whole_vectors(n);
-  return ta && !tb && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && k >= kReduceMinRows &&
+  return ta && !tb && own_kernels_take(alpha, beta) && k >= kReduceMinRows &&
          (m <= kReduceMaxSide || n <= kReduceMaxSide) && m * n_pad <= kMaxTransposedFloats &&
-         (n % simd::kLanes == 0 || n_pad <= kReduceMaxPackedColumns) &&
-         streaming_enabled.load(std::memory_order_relaxed);
+         (n % simd::kLanes == 0 || n_pad <= kReduceMaxPackedColumns);
 }
 
 // C (+)= A[p0:p1]^T B[p0:p1] (A(i, p) = a[p * lda + i]).
@@ -398,9 +401,8 @@ bool short_rows(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, 
   // the wide GEMMs take those when they can) 6-12 rows measured 0.57-1.2x OpenBLAS. From 17 rows
   // at most a quarter of the lanes may be padding.
   const bool few_rows_ok = tb ? m >= kShortMinRows : m >= simd::kLanes;
-  return !ta && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && few_rows_ok && m <= kShortMaxRows &&
-         (m < simd::kLanes || (m_pad - m) * 4 <= m_pad) && n >= kShortMinColumns && k > 0 && m * n * k > kOpenBlasSmallLimit &&
-         streaming_enabled.load(std::memory_order_relaxed);
+  return !ta && own_kernels_take(alpha, beta) && few_rows_ok && m <= kShortMaxRows &&
+         (m < simd::kLanes || (m_pad - m) * 4 <= m_pad) && n >= kShortMinColumns && k > 0 && m * n * k > kOpenBlasSmallLimit;
 }
 
 // C[:, j0 + 0 .. cols) (+)= t^T, t = rows [0, cols) of a [.][ldt] tile holding C^T's rows j0...
@@ -473,9 +475,8 @@ void short_gemm(const Parallel& parallel, bool tb, int64_t m, int64_t n, int64_t
 constexpr int64_t kWideMaxRows = 24, kWideMinColumns = 64;
 
 bool wide_rows(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
-  return !ta && !tb && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && m >= 1 && m <= kWideMaxRows &&
-         n >= kWideMinColumns && n % simd::kLanes == 0 && k > 0 && m * n * k > kOpenBlasSmallLimit &&
-         streaming_enabled.load(std::memory_order_relaxed);
+  return !ta && !tb && own_kernels_take(alpha, beta) && m >= 1 && m <= kWideMaxRows && n >= kWideMinColumns &&
+         n % simd::kLanes == 0 && k > 0 && m * n * k > kOpenBlasSmallLimit;
 }
 
 // All M rows of C over columns [j0, j0 + 16 NV) (every column valid: n is whole vectors).
@@ -525,8 +526,8 @@ void wide_gemm(const Parallel& parallel, int64_t m, int64_t n, int64_t k, const 
 constexpr int64_t kDotMaxRows = 4;
 
 bool dot_rows(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
-  return !ta && tb && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && m >= 1 && m <= kDotMaxRows && k >= 64 &&
-         m * n * k > kOpenBlasSmallLimit && streaming_enabled.load(std::memory_order_relaxed);
+  return !ta && tb && own_kernels_take(alpha, beta) && m >= 1 && m <= kDotMaxRows && k >= 64 &&
+         m * n * k > kOpenBlasSmallLimit;
 }
 
 void dot_rows_gemm(const Parallel& parallel, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
