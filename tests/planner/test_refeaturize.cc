@@ -39,7 +39,8 @@ std::vector<std::pair<std::string, NodeFeatures>> keyed_features(const StepConfi
 }
 
 // A profile of two configurations whose samples (every node, both thread counts) carry rows
-// from an "older edgetrain": every feature zero but the kernel variant. Timings follow the true FLOPs and bytes.
+// from an "older edgetrain": every feature zero but the kernel variant. Timings follow the true
+// FLOPs and bytes.
 Profile stale_profile() {
   Profile p;
   p.machine = current_machine();
