@@ -90,7 +90,8 @@ bool parse_op_class(const std::string& name, OpClass* out);
 //      channel (ops/conv2d_winograd.h winograd_tile): small batches' 3x3 convs are conv.gemm.*
 //   4: 2026-12-07, gemm_path's dot-product GEMMs (1x1 convs' forward on 1x1 maps at batch 1-4)
 //   5: 2026-12-07, short GEMMs under 16 rows only with B transposed (1x1 convs' backward data)
-constexpr int kFeatureVersion = 5;
+//   6: 2026-12-07, a conv's fused eval-mode norm no longer adds FLOPs (its epilogue runs in cache)
+constexpr int kFeatureVersion = 6;
 // The index in FeatureRow::z of the kernel variant within the class (planner/regressors.h).
 constexpr int kKernelVariantFeature = 9;
 
