@@ -76,6 +76,10 @@ std::string profile_path(const std::string& cache_dir) {
   return cache_dir + "/profile-v" + std::to_string(kProfileFormatVersion) + ".json";
 }
 
+std::string refused_run_path(const std::string& cache_dir) {
+  return cache_dir + "/profile-v" + std::to_string(kProfileFormatVersion) + ".refused-run.json";
+}
+
 JsonValue profile_to_json(const Profile& p) {
   JsonValue j = JsonValue::object();
   j.set("format", kFormatName);

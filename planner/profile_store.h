@@ -104,6 +104,9 @@ struct Profile {
 std::string default_cache_dir();
 // DIR/profile-v<version>.json
 std::string profile_path(const std::string& cache_dir);
+// Where `edgetrain profile --extend` keeps a run it refused as noisier than the stored profile,
+// for `--add-refused` (cache_dir/profile-vN.refused-run.json).
+std::string refused_run_path(const std::string& cache_dir);
 
 JsonValue profile_to_json(const Profile& p);
 Result<Profile> profile_from_json(const JsonValue& j);

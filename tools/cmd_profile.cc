@@ -2,6 +2,7 @@
 // stores both (planner/profiler.h, planner/cost_model.h); `--report` prints a stored profile's
 // accuracy report without measuring again.
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -118,6 +119,9 @@ int cmd_profile(int argc, char** argv) {
   p.flag("merge-noisy",
          "with --extend: add the run even when its host was noisier than the stored profile's (else it is not added "
          "and the exit code is 4)");
+  p.flag("add-refused",
+         "add the run a refused --extend kept beside the profile (its host was noisier) to the stored profile, "
+         "without measuring again");
   p.flag("json", "print the summary and report as JSON on stdout");
   if (Status s = p.parse(argc, argv, 1); !s.is_ok()) return fail(s);
   if (p.help_requested()) {
@@ -130,6 +134,40 @@ int cmd_profile(int argc, char** argv) {
 
   if (p.has("extend") && (p.has("refit") || p.has("report")))
     return fail(invalid_argument("--extend measures a new run; it does not go with --refit or --report"));
+  if (p.has("add-refused") && (p.has("extend") || p.has("refit") || p.has("report")))
+    return fail(invalid_argument("--add-refused adds a kept run without measuring; it does not go with --extend, --refit or "
+                                 "--report"));
+  // Where a refused --extend run waits for --add-refused (one at a time: a later refusal replaces it).
+  const std::string refused_path = refused_run_path(dir);
+
+  if (p.has("add-refused")) {
+    Result<Profile> prof = load_profile(path);
+    if (!prof.is_ok()) return fail(prof.status());
+    if (access(refused_path.c_str(), F_OK) != 0)
+      return fail(not_found("--add-refused: no refused run at '" + refused_path +
+                            "' (an `edgetrain profile --extend` that finds its host noisier than the stored profile's "
+                            "keeps its run there)"));
+    Result<Profile> run = load_profile(refused_path);
+    if (!run.is_ok()) return fail(Status(run.status().code(), "--add-refused: " + run.status().message()));
+    if (Status machine = check_machine(prof->machine, current_machine()); !machine.is_ok()) return fail(machine);
+    // Both brought to this edgetrain's features (either may predate it), then merged and refitted.
+    for (Profile* q : {&*prof, &*run})
+      if (!features_current(*q)) {
+        Result<RefeaturizeSummary> r = refeaturize_profile(q);
+        if (!r.is_ok()) return fail(Status(r.status().code(), "--add-refused: " + r.status().message()));
+      }
+    if (Status s = merge_profiles(&*prof, std::move(*run)); !s.is_ok())
+      return fail(Status(s.code(), "--add-refused: " + s.message()));
+    std::fprintf(stderr, "edgetrain: fitting the models to all %d runs' samples\n", prof->runs);
+    SelectOptions select;
+    select.seed = static_cast<uint64_t>(seed_or_default(p));
+    Result<CostModel> model = refit_profile(&*prof, select);
+    if (!model.is_ok()) return fail(model.status());
+    if (Status s = save_profile(*prof, path); !s.is_ok()) return fail(s);
+    std::remove(refused_path.c_str());  // added: it must not be added twice
+    print_result(*prof, path, p.has("json"));
+    return 0;
+  }
 
   if (p.has("report")) {
     Result<Profile> prof = load_profile(path);
@@ -208,10 +246,18 @@ int cmd_profile(int argc, char** argv) {
     // A noisier run would degrade the stored models: keep the stored profile unless asked.
     std::string why;
     if (run_noisier_than_stored(*extend, *prof, kNoisierRunTolerance, &why) && !p.has("merge-noisy")) {
+      // The run's minutes are not thrown away: on a host that stays noisy, adding it later may
+      // still beat measuring again (2026-12-07: two 7-minute runs refused within the hour).
+      const Status kept = save_profile(*prof, refused_path);
       std::fprintf(stderr,
                    "edgetrain: %s: not added, the stored profile is unchanged (extend it again when the machine is "
                    "quieter, or pass --merge-noisy)\n",
                    why.c_str());
+      if (kept.is_ok())
+        std::fprintf(stderr, "edgetrain: the run is kept at %s: `edgetrain profile --add-refused` adds it without measuring\n",
+                     refused_path.c_str());
+      else
+        std::fprintf(stderr, "edgetrain: the run could not be kept: %s\n", kept.message().c_str());
       return 4;
     }
     if (Status s = merge_profiles(&*extend, std::move(*prof)); !s.is_ok()) return fail(s);
