@@ -1,5 +1,8 @@
 #include "planner/refeaturize.h"
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <map>
 #include <utility>
 #include <vector>
@@ -119,6 +122,26 @@ Result<CostModel> load_current_cost_model(const std::string& path, std::string* 
   ET_ASSIGN_OR_RETURN(CostModel model, refit_profile(&p, SelectOptions{}, note));
   if (Status s = save_profile(p, path); !s.is_ok()) *note += "; storing it failed: " + s.message();
   return model;
+}
+
+Result<Profile> add_refused_run(const std::string& cache_dir, const SelectOptions& select) {
+  const std::string path = profile_path(cache_dir), refused = refused_run_path(cache_dir);
+  ET_ASSIGN_OR_RETURN(Profile stored, load_profile(path));
+  if (access(refused.c_str(), F_OK) != 0)
+    return not_found("no refused run at '" + refused +
+                     "' (an `edgetrain profile --extend` that finds its host noisier than the stored profile's keeps its "
+                     "run there)");
+  Result<Profile> run = load_profile(refused);
+  if (!run.is_ok()) return Status(run.status().code(), "the refused run: " + run.status().message());
+  if (Status machine = check_machine(stored.machine, current_machine()); !machine.is_ok()) return machine;
+  // Either may predate this edgetrain's features.
+  for (Profile* q : {&stored, &*run})
+    if (!features_current(*q)) ET_RETURN_IF_ERROR(refeaturize_profile(q).status());
+  ET_RETURN_IF_ERROR(merge_profiles(&stored, std::move(*run)));
+  ET_RETURN_IF_ERROR(refit_profile(&stored, select).status());
+  ET_RETURN_IF_ERROR(save_profile(stored, path));
+  std::remove(refused.c_str());  // added: it must not be added twice
+  return stored;
 }
 
 }  // namespace edgetrain

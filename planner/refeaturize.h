@@ -72,4 +72,11 @@ Result<CostModel> refit_profile(Profile* p, const SelectOptions& select, std::st
 Result<CostModel> load_current_cost_model(const std::string& path, std::string* note,
                                           const std::function<void(const std::string&)>& progress = nullptr);
 
+// `edgetrain profile --add-refused`: the run a refused `--extend` kept at refused_run_path(dir)
+// (profile_store.h) added to the profile at profile_path(dir): both brought to this edgetrain's
+// features, merged (merge_profiles: the same machine, threads and kind), refitted and stored;
+// the kept run's file is removed once the merged profile is stored. On any failure nothing is
+// written: the stored profile and the kept run stay as they were. Returns the merged profile.
+Result<Profile> add_refused_run(const std::string& cache_dir, const SelectOptions& select);
+
 }  // namespace edgetrain

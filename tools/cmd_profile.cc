@@ -2,10 +2,10 @@
 // stores both (planner/profiler.h, planner/cost_model.h); `--report` prints a stored profile's
 // accuracy report without measuring again.
 #include <sys/resource.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <filesystem>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -141,31 +141,14 @@ int cmd_profile(int argc, char** argv) {
   const std::string refused_path = refused_run_path(dir);
 
   if (p.has("add-refused")) {
-    Result<Profile> prof = load_profile(path);
-    if (!prof.is_ok()) return fail(prof.status());
-    if (access(refused_path.c_str(), F_OK) != 0)
-      return fail(not_found("--add-refused: no refused run at '" + refused_path +
-                            "' (an `edgetrain profile --extend` that finds its host noisier than the stored profile's "
-                            "keeps its run there)"));
-    Result<Profile> run = load_profile(refused_path);
-    if (!run.is_ok()) return fail(Status(run.status().code(), "--add-refused: " + run.status().message()));
-    if (Status machine = check_machine(prof->machine, current_machine()); !machine.is_ok()) return fail(machine);
-    // Both brought to this edgetrain's features (either may predate it), then merged and refitted.
-    for (Profile* q : {&*prof, &*run})
-      if (!features_current(*q)) {
-        Result<RefeaturizeSummary> r = refeaturize_profile(q);
-        if (!r.is_ok()) return fail(Status(r.status().code(), "--add-refused: " + r.status().message()));
-      }
-    if (Status s = merge_profiles(&*prof, std::move(*run)); !s.is_ok())
-      return fail(Status(s.code(), "--add-refused: " + s.message()));
-    std::fprintf(stderr, "edgetrain: fitting the models to all %d runs' samples\n", prof->runs);
+    if (std::filesystem::exists(refused_path))  // a refit of two runs takes ~15 s: say what it is doing
+      std::fprintf(stderr, "edgetrain: adding the run kept at %s and fitting the models to all runs' samples\n",
+                   refused_path.c_str());
     SelectOptions select;
     select.seed = static_cast<uint64_t>(seed_or_default(p));
-    Result<CostModel> model = refit_profile(&*prof, select);
-    if (!model.is_ok()) return fail(model.status());
-    if (Status s = save_profile(*prof, path); !s.is_ok()) return fail(s);
-    std::remove(refused_path.c_str());  // added: it must not be added twice
-    print_result(*prof, path, p.has("json"));
+    Result<Profile> merged = add_refused_run(dir, select);
+    if (!merged.is_ok()) return fail(Status(merged.status().code(), "--add-refused: " + merged.status().message()));
+    print_result(*merged, path, p.has("json"));
     return 0;
   }
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 
 #include "planner/features.h"
@@ -322,6 +323,61 @@ TEST(MergeProfiles, ANoisierRunIsToldApart) {
   EXPECT_NE(why.find("1.10x"), std::string::npos) << why;
   run.measurement.set("canary_ratio_median", 1.02);  // quieter than the stored run: welcome
   EXPECT_FALSE(run_noisier_than_stored(stored, run, 0.03, &why));
+}
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+TEST(AddRefusedRun, MergesTheKeptRunRefitsStoresAndRemovesIt) {
+  const std::string dir = temp_dir("add_refused");
+  Profile stored = stale_profile(), run = stale_profile();
+  run.configs[0] = small_config(20);  // the refused run sampled other shapes
+  run.kernels.erase(std::remove_if(run.kernels.begin(), run.kernels.end(),
+                                   [](const KernelSample& k) { return k.config_index != 0; }),
+                    run.kernels.end());
+  run.configs.resize(1);
+  ASSERT_TRUE(save_profile(stored, profile_path(dir)).is_ok());
+  ASSERT_TRUE(save_profile(run, refused_run_path(dir)).is_ok());
+  Result<Profile> merged = add_refused_run(dir, SelectOptions{});
+  ASSERT_TRUE(merged.is_ok()) << merged.status().to_string();
+  EXPECT_EQ(merged->runs, 2);
+  EXPECT_EQ(merged->kernels.size(), stored.kernels.size() + run.kernels.size());
+  EXPECT_EQ(merged->features_version, kFeatureVersion);  // both rebuilt before the merge
+  EXPECT_EQ(cost_model_fit_version(merged->models), kCostModelFitVersion);  // refitted
+  EXPECT_FALSE(std::filesystem::exists(refused_run_path(dir)));  // never added twice
+  Result<Profile> reloaded = load_profile(profile_path(dir));
+  ASSERT_TRUE(reloaded.is_ok()) << reloaded.status().to_string();
+  EXPECT_EQ(reloaded->runs, 2);
+  EXPECT_EQ(reloaded->kernels.size(), merged->kernels.size());
+  // Nothing left to add now.
+  Result<Profile> again = add_refused_run(dir, SelectOptions{});
+  EXPECT_FALSE(again.is_ok());
+  EXPECT_EQ(again.status().code(), StatusCode::kNotFound) << again.status().to_string();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(AddRefusedRun, ARunThatDoesNotBelongLeavesBothFilesAsTheyWere) {
+  const std::string dir = temp_dir("add_refused_mismatch");
+  Profile stored = stale_profile(), run = stale_profile();
+  run.threads = {1};
+  ASSERT_TRUE(save_profile(stored, profile_path(dir)).is_ok());
+  ASSERT_TRUE(save_profile(run, refused_run_path(dir)).is_ok());
+  const std::string stored_before = file_bytes(profile_path(dir)), run_before = file_bytes(refused_run_path(dir));
+  Result<Profile> merged = add_refused_run(dir, SelectOptions{});
+  ASSERT_FALSE(merged.is_ok());
+  EXPECT_NE(merged.status().message().find("thread counts"), std::string::npos) << merged.status().to_string();
+  EXPECT_EQ(file_bytes(profile_path(dir)), stored_before);
+  EXPECT_EQ(file_bytes(refused_run_path(dir)), run_before);
+
+  // A corrupt kept run is named as such, and nothing changes either.
+  { std::ofstream(refused_run_path(dir), std::ios::trunc) << "{ not json"; }
+  merged = add_refused_run(dir, SelectOptions{});
+  ASSERT_FALSE(merged.is_ok());
+  EXPECT_NE(merged.status().message().find("refused run"), std::string::npos) << merged.status().to_string();
+  EXPECT_EQ(file_bytes(profile_path(dir)), stored_before);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
