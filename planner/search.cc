@@ -172,7 +172,8 @@ Result<double> predict_seconds(const PlanRequest& r, const TrainConfig& config, 
 // 0.01 requested), seeds 2/3/4 reached 44.8 / 46.5 / 63.3% at lr 0.01 (loss stuck near 1.4 in
 // two) and 64.5 / 64.6 / 66.4% at twice that. Three times (2026-12-07, the demo's tight budget,
 // micro 4, norm-and-bias, seeds 1-12): 68.6% against 67.0% at twice, higher in all 12 seeds;
-// 3.5x gave 68.6% (seeds 1-6), 4x 68.1% with one seed at 63.0%.
+// 3.5x gave 68.6% (seeds 1-6), 4x 68.1% with one seed at 63.0%. With AdamW at lr 1e-3 (micro 8,
+// norm-and-bias), seeds 1-6: 62.0% at 3x against 60.2% at 2x, higher in every seed.
 constexpr float kAffineLrScale = 3.0f;
 
 // A configuration that drops the requested momentum must score this much better than the best
