@@ -1078,6 +1078,26 @@ class Sampler {
 
 }  // namespace
 
+std::string host_noise_note(double median, double p90, double stored_median, double tolerance) {
+  const bool noisy = median >= 1.15;
+  const bool noisier = stored_median > 0 && median > stored_median + tolerance;
+  if (!noisy && !noisier) return "";
+  char line[512];
+  std::snprintf(line, sizeof(line),
+                "profile: host noise so far: a fixed workload runs at %.2fx its best at the median (p90 %.2fx; a quiet "
+                "host: ~1.1x), so timings repeat worse and the models will be less accurate than on a quiet machine",
+                median, p90);
+  std::string s = line;
+  if (noisier) {
+    std::snprintf(line, sizeof(line),
+                  "; already noisier than the stored profile's %.2fx: --extend will keep this run aside "
+                  "(`edgetrain profile --add-refused` adds it) unless the host quiets down",
+                  stored_median);
+    s += line;
+  }
+  return s;
+}
+
 Result<Profile> run_profile(const ProfileOptions& options) {
   if (options.threads.empty()) return invalid_argument("profile: no thread counts to measure");
   for (int t : options.threads)
@@ -1093,6 +1113,10 @@ Result<Profile> run_profile(const ProfileOptions& options) {
   Sampler sampler(options, budget, &p);
   sampler.warm_up_canary();
   sampler.initial_grid();
+  if (std::string note = host_noise_note(sampler.canary_ratio(0.5), sampler.canary_ratio(0.9),
+                                         options.stored_canary_median, options.noisier_tolerance);
+      !note.empty())
+    sampler.progress(note, /*force=*/true);
   SelectOptions select;
   select.seed = options.seed;
   ET_ASSIGN_OR_RETURN(std::vector<GroupFit> first, fit_groups(p.kernels, select));

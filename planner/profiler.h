@@ -78,7 +78,18 @@ struct ProfileOptions {
   bool single_thread_cpu_time = true;
   // Progress lines ("force" for lines that must not be dropped); may be empty.
   std::function<void(const std::string& line, bool force)> progress;
+  // With `edgetrain profile --extend`: the stored profile's canary median over its best (its
+  // measurement's canary_ratio_median; 0: none), so that the run can say early, once its kernel
+  // grid is measured, when it is already noisier than that (host_noise_note).
+  double stored_canary_median = 0;
+  double noisier_tolerance = 0.03;
 };
+
+// The line run_profile prints once the kernel grid is measured when the host is noisy: the canary
+// (a fixed workload) at `median` / `p90` times its best so far. "" on a quiet host (median under
+// 1.15x) unless the run is already noisier than a stored profile it extends (stored_median > 0
+// and median > stored_median + tolerance), which a --extend refuses at the end.
+std::string host_noise_note(double median, double p90, double stored_median, double tolerance);
 
 // Measures, fits (CostModel::fit) and returns the complete profile, models and report included.
 Result<Profile> run_profile(const ProfileOptions& options);

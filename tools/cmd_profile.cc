@@ -212,6 +212,10 @@ int cmd_profile(int argc, char** argv) {
       return fail(invalid_argument(std::string("--extend: the stored profile is ") + (stored->quick ? "" : "not ") +
                                    "a quick one; extend it the same way"));
     if (!p.has("seed")) o.seed += static_cast<uint64_t>(stored->runs);
+    if (!p.has("merge-noisy")) {
+      o.stored_canary_median = stored->measurement.get_double("canary_ratio_median", 0.0);
+      o.noisier_tolerance = kNoisierRunTolerance;
+    }
     extend = std::move(*stored);
   }
   Result<double> minutes = p.number("minutes");
