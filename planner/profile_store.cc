@@ -305,10 +305,14 @@ Status merge_profiles(Profile* into, Profile more) {
   return Status::ok();
 }
 
+bool canary_noisier(double stored_median, double run_median, double tolerance) {
+  return stored_median > 0 && run_median > 0 && run_median > stored_median + tolerance;
+}
+
 bool run_noisier_than_stored(const Profile& stored, const Profile& run, double tolerance, std::string* why) {
   const double before = stored.measurement.get_double("canary_ratio_median", 0.0);
   const double now = run.measurement.get_double("canary_ratio_median", 0.0);
-  if (!(before > 0) || !(now > 0) || now <= before + tolerance) return false;
+  if (!canary_noisier(before, now, tolerance)) return false;
   if (why != nullptr) {
     char text[200];
     std::snprintf(text, sizeof(text),

@@ -124,6 +124,13 @@ Status merge_profiles(Profile* into, Profile more);
 // 1.14x against 1.10x) took the merged profile's held-out per-op accuracy from 77.8% to 72.0%.
 // `why` says so with both numbers. False when either run did not record its canary.
 bool run_noisier_than_stored(const Profile& stored, const Profile& run, double tolerance, std::string* why);
+// The comparison itself, on the two canary medians (either <= 0: not recorded, false); the
+// profiler's early note (planner/profiler.h host_noise_note) asks it before the run ends.
+bool canary_noisier(double stored_median, double run_median, double tolerance);
+// How much slower at the median the canary of an --extend run may be than the stored profile's
+// latest run before the run is not added (session 11: runs at 1.08x and 1.10x improved the models
+// together, a third at 1.14x made them worse).
+constexpr double kNoisierRunTolerance = 0.03;
 
 // Reads and validates a profile file; a missing file is kNotFound with a hint to run
 // `edgetrain profile`, another format version kInvalidArgument saying so.

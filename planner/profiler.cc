@@ -1078,9 +1078,9 @@ class Sampler {
 
 }  // namespace
 
-std::string host_noise_note(double median, double p90, double stored_median, double tolerance) {
+std::string host_noise_note(double median, double p90, double stored_median) {
   const bool noisy = median >= 1.15;
-  const bool noisier = stored_median > 0 && median > stored_median + tolerance;
+  const bool noisier = canary_noisier(stored_median, median, kNoisierRunTolerance);
   if (!noisy && !noisier) return "";
   char line[512];
   std::snprintf(line, sizeof(line),
@@ -1113,8 +1113,7 @@ Result<Profile> run_profile(const ProfileOptions& options) {
   Sampler sampler(options, budget, &p);
   sampler.warm_up_canary();
   sampler.initial_grid();
-  if (std::string note = host_noise_note(sampler.canary_ratio(0.5), sampler.canary_ratio(0.9),
-                                         options.stored_canary_median, options.noisier_tolerance);
+  if (std::string note = host_noise_note(sampler.canary_ratio(0.5), sampler.canary_ratio(0.9), options.stored_canary_median);
       !note.empty())
     sampler.progress(note, /*force=*/true);
   SelectOptions select;

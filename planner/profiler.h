@@ -82,14 +82,13 @@ struct ProfileOptions {
   // measurement's canary_ratio_median; 0: none), so that the run can say early, once its kernel
   // grid is measured, when it is already noisier than that (host_noise_note).
   double stored_canary_median = 0;
-  double noisier_tolerance = 0.03;
 };
 
 // The line run_profile prints once the kernel grid is measured when the host is noisy: the canary
 // (a fixed workload) at `median` / `p90` times its best so far. "" on a quiet host (median under
-// 1.15x) unless the run is already noisier than a stored profile it extends (stored_median > 0
-// and median > stored_median + tolerance), which a --extend refuses at the end.
-std::string host_noise_note(double median, double p90, double stored_median, double tolerance);
+// 1.15x) unless the run is already noisier than a stored profile it extends (canary_noisier with
+// kNoisierRunTolerance, planner/profile_store.h), which a --extend refuses at the end.
+std::string host_noise_note(double median, double p90, double stored_median);
 
 // Measures, fits (CostModel::fit) and returns the complete profile, models and report included.
 Result<Profile> run_profile(const ProfileOptions& options);

@@ -124,7 +124,8 @@ Result<CostModel> load_current_cost_model(const std::string& path, std::string* 
   return model;
 }
 
-Result<Profile> add_refused_run(const std::string& cache_dir, const SelectOptions& select) {
+Result<Profile> add_refused_run(const std::string& cache_dir, const SelectOptions& select,
+                                const std::function<void(const std::string&)>& progress) {
   const std::string path = profile_path(cache_dir), refused = refused_run_path(cache_dir);
   ET_ASSIGN_OR_RETURN(Profile stored, load_profile(path));
   if (access(refused.c_str(), F_OK) != 0)
@@ -133,6 +134,7 @@ Result<Profile> add_refused_run(const std::string& cache_dir, const SelectOption
                      "run there)");
   Result<Profile> run = load_profile(refused);
   if (!run.is_ok()) return Status(run.status().code(), "the refused run: " + run.status().message());
+  if (progress) progress("adding the run kept at " + refused + " and fitting the models to all runs' samples");
   if (Status machine = check_machine(stored.machine, current_machine()); !machine.is_ok()) return machine;
   // Either may predate this edgetrain's features.
   for (Profile* q : {&stored, &*run})

@@ -77,6 +77,8 @@ Result<CostModel> load_current_cost_model(const std::string& path, std::string* 
 // features, merged (merge_profiles: the same machine, threads and kind), refitted and stored;
 // the kept run's file is removed once the merged profile is stored. On any failure nothing is
 // written: the stored profile and the kept run stay as they were. Returns the merged profile.
-Result<Profile> add_refused_run(const std::string& cache_dir, const SelectOptions& select);
+// `progress` hears once the kept run is found, before the merge and refit (~15 s for two runs).
+Result<Profile> add_refused_run(const std::string& cache_dir, const SelectOptions& select,
+                                const std::function<void(const std::string&)>& progress = nullptr);
 
 }  // namespace edgetrain

@@ -5,7 +5,6 @@
 
 #include <cerrno>
 #include <cstdio>
-#include <filesystem>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -89,11 +88,6 @@ void print_result(const Profile& p, const std::string& path, bool json) {
   std::printf("%s", report_text(p.report).c_str());
 }
 
-// How much slower at the median the canary of an --extend run may be than the stored profile's
-// latest run before the run is not added (session 11: runs at 1.08x and 1.10x improved the models
-// together, a third at 1.14x made them worse).
-constexpr double kNoisierRunTolerance = 0.03;
-
 int64_t seed_or_default(const ArgParser& p) {
   Result<int64_t> seed = p.integer("seed");
   return seed.is_ok() ? *seed : 1;
@@ -141,12 +135,10 @@ int cmd_profile(int argc, char** argv) {
   const std::string refused_path = refused_run_path(dir);
 
   if (p.has("add-refused")) {
-    if (std::filesystem::exists(refused_path))  // a refit of two runs takes ~15 s: say what it is doing
-      std::fprintf(stderr, "edgetrain: adding the run kept at %s and fitting the models to all runs' samples\n",
-                   refused_path.c_str());
     SelectOptions select;
     select.seed = static_cast<uint64_t>(seed_or_default(p));
-    Result<Profile> merged = add_refused_run(dir, select);
+    Result<Profile> merged =
+        add_refused_run(dir, select, [](const std::string& line) { std::fprintf(stderr, "edgetrain: %s\n", line.c_str()); });
     if (!merged.is_ok()) return fail(Status(merged.status().code(), "--add-refused: " + merged.status().message()));
     print_result(*merged, path, p.has("json"));
     return 0;
@@ -212,10 +204,7 @@ int cmd_profile(int argc, char** argv) {
       return fail(invalid_argument(std::string("--extend: the stored profile is ") + (stored->quick ? "" : "not ") +
                                    "a quick one; extend it the same way"));
     if (!p.has("seed")) o.seed += static_cast<uint64_t>(stored->runs);
-    if (!p.has("merge-noisy")) {
-      o.stored_canary_median = stored->measurement.get_double("canary_ratio_median", 0.0);
-      o.noisier_tolerance = kNoisierRunTolerance;
-    }
+    if (!p.has("merge-noisy")) o.stored_canary_median = stored->measurement.get_double("canary_ratio_median", 0.0);
     extend = std::move(*stored);
   }
   Result<double> minutes = p.number("minutes");

@@ -578,14 +578,14 @@ TEST(ProfileStore, CostModelLoadRefusesAForeignProfileUnlessAllowed) {
 }
 
 TEST(ProfileStore, HostNoiseIsSaidEarlyAndARunBoundForRefusalIsToldSo) {
-  EXPECT_EQ(host_noise_note(1.08, 1.2, 0, 0.03), "");     // a quiet host: nothing to say
-  EXPECT_EQ(host_noise_note(1.12, 1.3, 1.10, 0.03), "");  // within the tolerance of the stored run
-  const std::string noisy = host_noise_note(1.27, 1.74, 0, 0.03);
+  EXPECT_EQ(host_noise_note(1.08, 1.2, 0), "");     // a quiet host: nothing to say
+  EXPECT_EQ(host_noise_note(1.12, 1.3, 1.10), "");  // within the tolerance of the stored run
+  const std::string noisy = host_noise_note(1.27, 1.74, 0);
   EXPECT_NE(noisy.find("1.27x"), std::string::npos) << noisy;
   EXPECT_NE(noisy.find("1.74x"), std::string::npos) << noisy;
   EXPECT_EQ(noisy.find("--add-refused"), std::string::npos) << noisy;  // no stored profile to compare
   // --extend: noisier than the stored profile by more than the tolerance, even on a quiet host.
-  const std::string refused = host_noise_note(1.12, 1.3, 1.05, 0.03);
+  const std::string refused = host_noise_note(1.12, 1.3, 1.05);
   EXPECT_NE(refused.find("1.05x"), std::string::npos) << refused;
   EXPECT_NE(refused.find("--add-refused"), std::string::npos) << refused;
 }
