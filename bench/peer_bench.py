@@ -536,8 +536,9 @@ def main():
     if not have_torch:
         print(f"({why_no_torch}: PyTorch columns empty)\n")
     print_table(summaries, have_torch)
+    peak = best_peak(profiles)
     for tag, prof in profiles.items():
-        print_profile(tag, prof, machine_peak=best_peak(profiles))
+        print_profile(tag, prof, machine_peak=peak)
     busy = [s["tag"] for s in summaries if s["busy"]]
     if busy:
         print(f"\nWARNING: other processes used more than {100 * BUSY_SHARE:.0f}% of the machine during some runs of "
