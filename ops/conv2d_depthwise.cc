@@ -292,18 +292,23 @@ __attribute__((always_inline)) inline void for_pixel_blocks(int64_t out_w, int64
   for (ox = hi; ox < out_w; ++ox) border(ox);
 }
 
-// The correlation of 3x3 kernels with stride 1 and more than 32 channels (a multiple of 16),
-// channels innermost: each output row in blocks of kPixelBlock pixels, every 16-channel vector of a block before the next, so that the
+// The correlation of 3x3 kernels with more than 32 channels (a multiple of 16), stride 1, or
+// stride 2 on rows of at least kPixelsStride2 outputs, channels innermost: each output row in
+// blocks of kPixelBlock pixels, every 16-channel vector of a block before the next, so that the
 // input and output are read and written in address order; the weights tile-major
 // [C / 16][9][16] (pack_weight_tiles), from L1. A block's input columns are loaded once per kernel
 // row and feed three taps. Each output's sum starts from the bias (or out) and adds the taps in
 // the order of correlate_rows_3x3, so the results are the slices' to the bit. Measured (2
 // threads, A/B interleaved, idle): forward / backward data dw144 56x56 1.18 / 1.20x, dw192 28x28
-// 1.13 / 1.07x, dw384 14x14 1.07 / 1.06x, dw144 8x8 at batch 32 1.09 / 1.06x. Not taken: stride
-// 2 (dw96 112x112, dw576 14x14: 1.00x, the column tiles already keep a tile's pixels in L1),
-// blocks of 8 pixels (0.94-0.98x of 4).
+// 1.13 / 1.07x, dw384 14x14 1.07 / 1.06x, dw144 8x8 at batch 32 1.09 / 1.06x; blocks of 8
+// pixels 0.94-0.98x of 4. Stride 2 measured 1.00x on session 13's Intel host (the column tiles
+// keep a tile's pixels in L1 too) and, with prefetch_next_rows, 1.10x on dw96 112x112 on
+// 2026-12-07's AMD EPYC host (one thread, CPU time, six alternating runs: 0.98-1.17x); dw576
+// 14x14 (7 outputs a row) keeps the column tiles, whose small maps ran 0.87x by pixel.
+constexpr int64_t kPixelsStride2 = 16;
 bool correlate_by_pixel(const ConvGeometry& g) {
-  return g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.c > 32 && g.c % 16 == 0 && !pixel_path(g);
+  const bool stride_ok = g.sh == g.sw && (g.sh == 1 || (g.sh == 2 && g.out_w >= kPixelsStride2));
+  return g.kh == 3 && g.kw == 3 && stride_ok && g.c > 32 && g.c % 16 == 0 && !pixel_path(g);
 }
 // OHWI [C][3][3][1] -> [C / 16][tap][16] (rotated as transpose_weights).
 void pack_weight_tiles(const ConvGeometry& g, const float* w, float* tiles, bool rotate) {
@@ -311,20 +316,38 @@ void pack_weight_tiles(const ConvGeometry& g, const float* w, float* tiles, bool
     for (int64_t t = 0; t < 9; ++t) tiles[(c / 16) * kTapFloats + (rotate ? 8 - t : t) * 16 + c % 16] = w[c * 9 + t];
 }
 
+// Asks for the input rows the next output row reads and this one does not (rows 3 .. 2 + S of
+// a block whose first input row is at in_at), the block's P * S pixel columns, one 64-byte line
+// of each per call (called once per 16-channel vector): by the time the next output row starts,
+// its new rows are in cache. The hardware prefetchers follow each row in address order but not
+// the next row, 1-2 rows (tens of KiB) ahead. Measured on 2026-12-07's AMD EPYC host (one
+// thread, CPU time, medians of 7, three alternating runs): forward dw144 56x56 3.47 -> 2.63 ms,
+// backward data 3.42 -> 2.49 ms (it runs this correlation), the weight gradient's dw96 stride 2
+// 112x112 4.43 -> 3.67 ms and dw144 3.36 -> 2.97 ms; dw576 14x14 and dw960 7x7 unchanged.
+template <int S, int P>
+__attribute__((always_inline)) inline void prefetch_next_rows(const float* in_at, int64_t C, int64_t row_stride) {
+  const float* next = in_at + 3 * row_stride;
+#pragma GCC unroll 2
+  for (int r = 0; r < S; ++r)
+#pragma GCC unroll 8
+    for (int j = 0; j < P * S; ++j) __builtin_prefetch(next + r * row_stride + j * C, /*rw=*/0, /*locality=*/3);
+}
+
 // P output pixels of a row at out_at (pixel stride C), their first input column at in_at (rows
-// row_stride apart), valid kernel rows [KY0, KY1) and columns [kx0, kx1) (all three but next to
-// the padding, where P is 1).
-template <int KY0, int KY1, int P>
+// row_stride apart, stride S), valid kernel rows [KY0, KY1) and columns [kx0, kx1) (all three
+// but next to the padding, where P is 1).
+template <int KY0, int KY1, int P, int S>
 __attribute__((always_inline)) inline void correlate_pixel_block(const float* in_at, const float* tiles,
                                                                  const float* bias, bool accumulate, int64_t C,
                                                                  int64_t row_stride, float* out_at, int64_t kx0,
                                                                  int64_t kx1) {
-  constexpr int kCols = P + 2;
+  constexpr int kCols = (P - 1) * S + 3;
   for (int64_t c = 0; c < C; c += 16, tiles += kTapFloats, in_at += 16, out_at += 16) {
     V16 acc[P];
     const V16 start = bias ? load<V16>(bias + c) : V16{};
 #pragma GCC unroll 8
     for (int p = 0; p < P; ++p) acc[p] = accumulate ? load<V16>(out_at + p * C) : start;
+    if constexpr (P > 1) prefetch_next_rows<S, P>(in_at, C, row_stride);
 #pragma GCC unroll 3
     for (int ky = KY0; ky < KY1; ++ky) {
       const float* in_row = in_at + ky * row_stride;
@@ -339,7 +362,7 @@ __attribute__((always_inline)) inline void correlate_pixel_block(const float* in
         for (int kx = 0; kx < 3; ++kx) {
           const V16 wv = load<V16>(tiles + (ky * 3 + kx) * 16);
 #pragma GCC unroll 8
-          for (int p = 0; p < P; ++p) acc[p] += v[p + kx] * wv;
+          for (int p = 0; p < P; ++p) acc[p] += v[p * S + kx] * wv;
         }
       }
     }
@@ -349,33 +372,39 @@ __attribute__((always_inline)) inline void correlate_pixel_block(const float* in
 }
 
 // Output rows [r0, r1) of correlate_by_pixel's shapes.
-void correlate_rows_by_pixel(const ConvGeometry& g, const float* in, const float* tiles, const float* bias,
-                             bool accumulate, int64_t r0, int64_t r1, float* out) {
+template <int S>
+void correlate_rows_by_pixel_s(const ConvGeometry& g, const float* in, const float* tiles, const float* bias,
+                               bool accumulate, int64_t r0, int64_t r1, float* out) {
   const int64_t C = g.c, row_stride = g.w * C;
   int64_t lo = 0, hi = 0;
-  interior_columns(g.out_w, g.w, 3, 1, g.pw, &lo, &hi);
+  interior_columns(g.out_w, g.w, 3, S, g.pw, &lo, &hi);
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t n = r / g.out_h, oy = r % g.out_h;
     const float* img = in + n * g.h * g.w * C;
     float* row = out + r * g.out_w * C;
     int64_t ky0, ky1;
-    valid_taps(oy, 1, g.ph, 3, g.h, &ky0, &ky1);
-    const int64_t iy0 = oy - g.ph;
-    auto in_at = [&](int64_t ox) { return img + (iy0 * g.w + ox - g.pw) * C; };
+    valid_taps(oy, S, g.ph, 3, g.h, &ky0, &ky1);
+    const int64_t iy0 = oy * S - g.ph;
+    auto in_at = [&](int64_t ox) { return img + (iy0 * g.w + ox * S - g.pw) * C; };
     with_rows(ky0, ky1, [&]<int KY0, int KY1>() __attribute__((always_inline)) {
       for_pixel_blocks(
           g.out_w, lo, hi,
           [&]<int P>(int64_t ox) __attribute__((always_inline)) {
-            correlate_pixel_block<KY0, KY1, P>(in_at(ox), tiles, bias, accumulate, C, row_stride, row + ox * C, 0, 3);
+            correlate_pixel_block<KY0, KY1, P, S>(in_at(ox), tiles, bias, accumulate, C, row_stride, row + ox * C, 0, 3);
           },
           [&](int64_t ox) {
             int64_t kx0, kx1;
-            valid_taps(ox, 1, g.pw, 3, g.w, &kx0, &kx1);
-            correlate_pixel_block<KY0, KY1, 1>(in_at(ox), tiles, bias, accumulate, C, row_stride, row + ox * C, kx0,
-                                               kx1);
+            valid_taps(ox, S, g.pw, 3, g.w, &kx0, &kx1);
+            correlate_pixel_block<KY0, KY1, 1, S>(in_at(ox), tiles, bias, accumulate, C, row_stride, row + ox * C, kx0,
+                                                  kx1);
           });
     });
   }
+}
+void correlate_rows_by_pixel(const ConvGeometry& g, const float* in, const float* tiles, const float* bias,
+                             bool accumulate, int64_t r0, int64_t r1, float* out) {
+  if (g.sw == 2) correlate_rows_by_pixel_s<2>(g, in, tiles, bias, accumulate, r0, r1, out);
+  else correlate_rows_by_pixel_s<1>(g, in, tiles, bias, accumulate, r0, r1, out);
 }
 
 // The weights as correlate reads them: tile-major for correlate_by_pixel, else [tap][C].
@@ -706,6 +735,7 @@ __attribute__((always_inline)) inline void pixel_block_sums(const float* d_at, c
       db += d[p];
     }
     store(sums + kTapFloats, db);
+    prefetch_next_rows<SW, P>(x_at, C, row_stride);
 #pragma GCC unroll 3
     for (int ky = KY0; ky < KY1; ++ky) {
       const float* in_row = x_at + ky * row_stride;

@@ -230,7 +230,8 @@ TEST(Conv2dDepthwise, TinyMapWeightGradientWithEitherOutputAlone) {
 }
 
 // The channels-innermost paths (3x3, C > 32 and a multiple of 16: the weight gradient at stride
-// 1 or 2, the forward and backward data at stride 1): interior pixels in blocks of 4, then 2,
+// 1 or 2, the backward data at stride 1, the forward at stride 1 and at stride 2 with at least
+// 16 outputs a row): interior pixels in blocks of 4, then 2,
 // then 1 (rows of 4 .. 7 interior pixels), the border pixels with padding 1, none (padding 0)
 // and two on each side (padding 2), several chunks of rows, 48 .. 160 channels (3 .. 10 tiles
 // of 16); the weight gradient with dw or db alone.
@@ -240,6 +241,8 @@ TEST(Conv2dDepthwise, ChannelsInnermostPathsMatchReference) {
   for (const ConvGeometry& g : {depthwise(3, 11, 13, 64, 2), depthwise(2, 12, 18, 48, 2), depthwise(2, 9, 10, 160, 1, 0),
                                 depthwise(2, 9, 11, 80, 1, 2), depthwise(2, 10, 15, 96, 2, 0),
                                 depthwise(4, 28, 28, 144, 1),
+                                // Stride 2, 16 .. 18 outputs a row (the forward by pixel too).
+                                depthwise(2, 6, 35, 48, 2), depthwise(2, 5, 32, 64, 2), depthwise(2, 7, 36, 80, 2, 0),
                                 // Tall, narrow maps: one interior pixel, or none (borders only).
                                 depthwise(2, 20, 3, 48, 1), depthwise(2, 20, 2, 64, 1), depthwise(2, 20, 5, 48, 2)})
     shapes.push_back(g);
