@@ -208,8 +208,10 @@ inline void stream_tile(int64_t k_count, const float* a, int64_t a_r, int64_t a_
     const int64_t k1 = std::min(k_count, k0 + kStreamStretch);
     for (int64_t k = k0; k < k1; ++k) {
       if (strided && k + kStridedPrefetchRows < k_count) __builtin_prefetch(a + (k + kStridedPrefetchRows) * a_k);
-      if (b_strided && k + kStridedPrefetchRows < k_count)
-        for (int j = 0; j < kVectors; ++j) __builtin_prefetch(bp + (k + kStridedPrefetchRows) * ldbp + j * kLanes);
+      // B in place (wide GEMMs, one stretch of rows per call, tiles left to right): the same row's
+      // columns of the next tile, into L2, so that each row of B streams from memory in order.
+      if (b_strided)
+        for (int j = 0; j < kVectors; ++j) __builtin_prefetch(bp + k * ldbp + kWidth + j * kLanes, 0, 2);
       V16 bk[kVectors];
 #pragma GCC unroll 8
       for (int j = 0; j < NV; ++j) {
