@@ -137,9 +137,14 @@ void dot_gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, cons
 
 // Register-blocked (4 rows x 32 or 16 columns of C in registers, ops/simd.h product_block) for
 // alpha = 1 and beta 0 or 1, the cases the conv and linear kernels use; B^T of fewer than 16
-// columns takes dot_gemm, columns past the last 16 and other alphas/betas the plain loops.
+// columns takes dot_gemm, other alphas/betas the plain loops.
 // Measured: MobileNetV2 with micro-batches of 4 images spent 36% of its samples in the plain
 // loops, and its pointwise GEMMs (every one under OpenBLAS's small limit) ran on one thread.
+// B^T is transposed on the stack a chunk of columns at a time, and the columns past the last 16
+// run the same blocks on a zero-padded copy of them. Both went to the plain loops before: a 1x1
+// conv of 56 -> 336 channels on 2 images of 5x5 (B^T of 18,816 floats) took 170 us forward
+// against 17 us for 3 images of 3x3 (over the small limit: OpenBLAS), and 56 output channels'
+// last 8 (the 336 -> 56 conv's backward data) cost as much as the other 48.
 void small_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   using simd::kLanes;
@@ -147,33 +152,59 @@ void small_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, 
   const int64_t n_vec = n / kLanes * kLanes;
   if (k > 0 && !ta && tb && n_vec == 0 && alpha == 1.0f && (beta == 0.0f || beta == 1.0f))
     return dot_gemm(m, n, k, a, lda, b, ldb, c, ldc, beta == 1.0f);
-  if (alpha != 1.0f || (beta != 0.0f && beta != 1.0f) || n_vec == 0 || k == 0 || (tb && n_vec * k > kMaxTransposedFloats))
+  // Columns per transposed chunk (whole vectors; 0: K too long for even one vector of B^T).
+  const int64_t chunk = tb ? kMaxTransposedFloats / std::max<int64_t>(1, k) / kLanes * kLanes : n_vec;
+  if (alpha != 1.0f || (beta != 0.0f && beta != 1.0f) || n_vec == 0 || k == 0 || chunk == 0)
     return small_gemm_loops(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  // B as [k][n_vec] rows: in place, or transposed from B^T's rows.
-  const float* bk = b;
-  int64_t ldbk = ldb;
-  alignas(64) float transposed[kMaxTransposedFloats];  // uninitialised: free unless written
-  if (tb) {
-    simd::transpose_pack(b, ldb, n_vec, k, transposed, n_vec, n_vec);
-    bk = transposed, ldbk = n_vec;
-  }
   const int64_t a_r = ta ? 1 : lda, a_k = ta ? lda : 1;  // A(i, p) = a[i * a_r + p * a_k]
   const bool add = beta == 1.0f;
-  int64_t i = 0;
-  for (; i + 4 <= m; i += 4) {
-    int64_t j = 0;
-    for (; j + 2 * kLanes <= n_vec; j += 2 * kLanes)
-      product_block<4, 2>(k, a + i * a_r, a_r, a_k, bk + j, ldbk, c + i * ldc + j, ldc, add);
-    for (; j < n_vec; j += kLanes) product_block<4, 1>(k, a + i * a_r, a_r, a_k, bk + j, ldbk, c + i * ldc + j, ldc, add);
+  alignas(64) float transposed[kMaxTransposedFloats];  // uninitialised: free unless written
+  for (int64_t j0 = 0; j0 < n_vec; j0 += chunk) {
+    const int64_t cols = std::min(chunk, n_vec - j0);
+    // B's columns [j0, j0 + cols) as [k][...] rows: in place, or transposed from B^T's rows.
+    const float* bk = b + j0;
+    int64_t ldbk = ldb;
+    if (tb) {
+      simd::transpose_pack(b + j0 * ldb, ldb, cols, k, transposed, cols, cols);
+      bk = transposed, ldbk = cols;
+    }
+    float* cj = c + j0;
+    int64_t i = 0;
+    for (; i + 4 <= m; i += 4) {
+      int64_t j = 0;
+      for (; j + 2 * kLanes <= cols; j += 2 * kLanes)
+        product_block<4, 2>(k, a + i * a_r, a_r, a_k, bk + j, ldbk, cj + i * ldc + j, ldc, add);
+      for (; j < cols; j += kLanes) product_block<4, 1>(k, a + i * a_r, a_r, a_k, bk + j, ldbk, cj + i * ldc + j, ldc, add);
+    }
+    for (; i < m; ++i) {
+      int64_t j = 0;
+      for (; j + 2 * kLanes <= cols; j += 2 * kLanes)
+        product_block<1, 2>(k, a + i * a_r, a_r, a_k, bk + j, ldbk, cj + i * ldc + j, ldc, add);
+      for (; j < cols; j += kLanes) product_block<1, 1>(k, a + i * a_r, a_r, a_k, bk + j, ldbk, cj + i * ldc + j, ldc, add);
+    }
   }
-  for (; i < m; ++i) {
-    int64_t j = 0;
-    for (; j + 2 * kLanes <= n_vec; j += 2 * kLanes)
-      product_block<1, 2>(k, a + i * a_r, a_r, a_k, bk + j, ldbk, c + i * ldc + j, ldc, add);
-    for (; j < n_vec; j += kLanes) product_block<1, 1>(k, a + i * a_r, a_r, a_k, bk + j, ldbk, c + i * ldc + j, ldc, add);
+  const int64_t rest = n - n_vec;  // the last 1-15 columns
+  if (rest == 0) return;
+  if (k * kLanes > kMaxTransposedFloats)
+    return small_gemm_loops(ta, tb, m, rest, k, alpha, a, lda, tb ? b + n_vec * ldb : b + n_vec, ldb, beta, c + n_vec, ldc);
+  // Their B as [k][16], zero-padded; C's part in a [4][16] tile around each block of rows.
+  for (int64_t p = 0; p < k; ++p)
+    for (int64_t j = 0; j < kLanes; ++j)
+      transposed[p * kLanes + j] = j < rest ? (tb ? b[(n_vec + j) * ldb + p] : b[p * ldb + n_vec + j]) : 0.0f;
+  alignas(64) float tile[4 * kLanes];
+  for (int64_t i = 0; i < m; i += 4) {
+    const int64_t rows = std::min<int64_t>(4, m - i);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < kLanes; ++j) tile[r * kLanes + j] = add && j < rest ? c[(i + r) * ldc + n_vec + j] : 0.0f;
+    if (rows == 4) {
+      product_block<4, 1>(k, a + i * a_r, a_r, a_k, transposed, kLanes, tile, kLanes, add);
+    } else {
+      for (int64_t r = 0; r < rows; ++r)
+        product_block<1, 1>(k, a + (i + r) * a_r, a_r, a_k, transposed, kLanes, tile + r * kLanes, kLanes, add);
+    }
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < rest; ++j) c[(i + r) * ldc + n_vec + j] = tile[r * kLanes + j];
   }
-  if (n_vec < n)  // the last columns: B's (or B^T's) columns from n_vec on
-    small_gemm_loops(ta, tb, m, n - n_vec, k, alpha, a, lda, tb ? b + n_vec * ldb : b + n_vec, ldb, beta, c + n_vec, ldc);
 }
 
 // --- Skinny GEMMs: many rows of A against a small B ----------------------------------------------

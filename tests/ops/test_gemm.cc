@@ -133,6 +133,26 @@ TEST(Gemm, NarrowTransposedBMatchesTheNaiveProduct) {
   }
 }
 
+// Products under OpenBLAS's small limit whose B^T is too large to transpose on the stack at once
+// (n x k > 16,384 floats: transposed a chunk of columns at a time; plain loops past K = 1024),
+// and columns past the last 16 (a zero-padded copy through the same blocks): every layout, rows
+// on and off the blocks of 4, beta 0 (C NaN) and 1, one and two threads. Shapes of MobileNetV2
+// 1x1 convs at small batches (56 -> 336 channels on 50 pixels, 336 -> 56, 88 -> 336).
+TEST(Gemm, SmallProductsPastTheTransposeBufferAndTheLastVectorMatchTheNaiveProduct) {
+  for (int threads : {1, 2}) {
+    ThreadPool pool(threads);
+    for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{50, 336, 56}, {50, 56, 336}, {31, 88, 336},
+                           {9, 520, 200}, {3, 1100, 300}, {32, 88, 300}, {7, 24, 1100}, {6, 40, 130}})
+      for (bool ta : {false, true})
+        for (bool tb : {false, true})
+          for (float beta : {0.0f, 1.0f}) {
+            ASSERT_LE(m * n * k, 1000000) << "not a small product";
+            ASSERT_NO_FATAL_FAILURE(expect_gemm_matches_naive(pool, ta, tb, m, n, k, beta, 2e-5))
+                << "threads " << threads;
+          }
+  }
+}
+
 // Short GEMMs (2-32 rows of C against 128 or more columns: the 1x1 convs of 1x1 maps, the
 // im2col blocks of 2x2 maps) run C^T = B^T A^T through the streaming kernel: row counts on and
 // off whole vectors (up to 8 a half vector; 24 and 28 end in a partial one), columns across its
