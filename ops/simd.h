@@ -209,7 +209,8 @@ inline void stream_tile(int64_t k_count, const float* a, int64_t a_r, int64_t a_
     for (int64_t k = k0; k < k1; ++k) {
       if (strided && k + kStridedPrefetchRows < k_count) __builtin_prefetch(a + (k + kStridedPrefetchRows) * a_k);
       // B in place (wide GEMMs, one stretch of rows per call, tiles left to right): the same row's
-      // columns of the next tile, into L2, so that each row of B streams from memory in order.
+      // columns of the next tile, into L2, so that each row of B streams from memory in order. (A
+      // packed B of 80-128 columns, the skinny GEMMs', takes it too: in cache, a wasted hint.)
       if (b_strided)
         for (int j = 0; j < kVectors; ++j) __builtin_prefetch(bp + k * ldbp + kWidth + j * kLanes, 0, 2);
       V16 bk[kVectors];
