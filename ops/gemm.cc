@@ -74,6 +74,18 @@ void small_gemm_loops(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float a
 // the register-blocked kernel.
 constexpr int64_t kMaxTransposedFloats = 16384;
 
+// B's columns [0, n) over k rows packed as [k][ld_dst] rows, zero from column n to n_pad (the
+// padding of the last vector): transposed from B^T's rows (tb) or copied from B's.
+void pack_b_rows(bool tb, const float* b, int64_t ldb, int64_t n, int64_t k, float* dst, int64_t ld_dst,
+                 int64_t n_pad) {
+  if (tb) return simd::transpose_pack(b, ldb, n, k, dst, ld_dst, n_pad);
+  for (int64_t p = 0; p < k; ++p) {
+    float* row = dst + p * ld_dst;
+    std::copy(b + p * ldb, b + p * ldb + n, row);
+    std::fill(row + n, row + n_pad, 0.0f);
+  }
+}
+
 // C[i][j] (+)= sum over p of A[i][p] * B^T[j][p] for R rows and Q columns, both operands read
 // along p (16 at a time) into R x Q vector sums, added across lanes at the end: the products
 // with B^T of fewer than 16 columns (a classifier's [batch, 1280] x [10, 1280]^T), which the
@@ -188,9 +200,7 @@ void small_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, 
   if (k * kLanes > kMaxTransposedFloats)
     return small_gemm_loops(ta, tb, m, rest, k, alpha, a, lda, tb ? b + n_vec * ldb : b + n_vec, ldb, beta, c + n_vec, ldc);
   // Their B as [k][16], zero-padded; C's part in a [4][16] tile around each block of rows.
-  for (int64_t p = 0; p < k; ++p)
-    for (int64_t j = 0; j < kLanes; ++j)
-      transposed[p * kLanes + j] = j < rest ? (tb ? b[(n_vec + j) * ldb + p] : b[p * ldb + n_vec + j]) : 0.0f;
+  pack_b_rows(tb, tb ? b + n_vec * ldb : b + n_vec, ldb, rest, k, transposed, kLanes, kLanes);
   alignas(64) float tile[4 * kLanes];
   for (int64_t i = 0; i < m; i += 4) {
     const int64_t rows = std::min<int64_t>(4, m - i);
@@ -287,15 +297,7 @@ void stream_gemm(const Parallel& parallel, bool tb, int64_t m, int64_t n, int64_
   using simd::kLanes;
   const int64_t ldbp = whole_vectors(n);
   alignas(64) float packed[kMaxTransposedFloats];  // uninitialised: free unless written
-  if (tb) {
-    simd::transpose_pack(b, ldb, n, k, packed, ldbp, ldbp);
-  } else {
-    for (int64_t p = 0; p < k; ++p) {
-      float* row = packed + p * ldbp;
-      std::copy(b + p * ldb, b + p * ldb + n, row);
-      std::fill(row + n, row + ldbp, 0.0f);
-    }
-  }
+  pack_b_rows(tb, b, ldb, n, k, packed, ldbp, ldbp);
   const bool add = beta == 1.0f;
   const int64_t blocks = (m + kStreamRowBlock - 1) / kStreamRowBlock;
   const int64_t min_blocks =
@@ -342,10 +344,7 @@ void reduce_rows(int64_t p0, int64_t p1, int64_t m, int64_t n, const float* a, i
     const float* bp = b + p * ldb;
     int64_t ldbp = ldb;
     if (pack) {
-      for (int64_t r = 0; r < rows; ++r) {
-        std::copy(b + (p + r) * ldb, b + (p + r) * ldb + n, packed + r * n_pad);
-        std::fill(packed + r * n_pad + n, packed + (r + 1) * n_pad, 0.0f);
-      }
+      pack_b_rows(false, bp, ldb, n, rows, packed, n_pad, n_pad);
       bp = packed, ldbp = n_pad;
     }
     const float* ap = a + p * lda;
