@@ -178,7 +178,8 @@ std::string report_text(const JsonValue& report) {
     // Validation steps first (configurations no kernel sample or correction was fitted on), then
     // the calibration steps the in-step corrections were fitted to.
     for (const bool validation : {true, false}) {
-      s += validation ? "\nwhole training steps, validation configurations (not used in fitting):\n"
+      s += validation ? "\nwhole training steps, validation configurations (not used in fitting; measured: the faster of "
+                               "two timings where timed twice):\n"
                       : "\nwhole training steps, calibration configurations (the in-step corrections are fitted to them):\n";
       std::snprintf(line, sizeof(line), "  %-44s %3s %11s %11s %7s\n", "configuration", "thr", "measured", "predicted",
                     "error");

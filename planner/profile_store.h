@@ -57,7 +57,10 @@ struct KernelSample {
 struct StepSample {
   StepConfig config;
   int threads = 1;
-  double seconds = 0;        // median wall time of a step
+  // A step's time: the fastest of its plain steps (wall clock; one thread: the thread's CPU time
+  // when the profile says so); a validation step timed twice (Profile::step_repeats) keeps the
+  // faster of the two timings.
+  double seconds = 0;
   bool validation = false;   // a configuration none of the kernel samples came from
   // Per-node wall times inside one step (Executor::run_profiled), in schedule order: the
   // per-op accuracy on configurations not used in fitting (features come from rebuilding the

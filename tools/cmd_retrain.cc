@@ -355,7 +355,7 @@ int run_retrain(const ArgParser& p, const Dataset& train, const Dataset* test, c
     std::fprintf(stderr,
                  "note: the steps took %.2fx their predicted time: this machine runs %s than when `edgetrain profile` "
                  "measured it, or the cost models predict this configuration poorly; plans rank configurations by these "
-                 "predictions, and `edgetrain profile` measures them again (about 7 minutes)\n",
+                 "predictions, and `edgetrain profile` measures them again (about 8 minutes)\n",
                  step_ratio, step_ratio > 1 ? "slower (or is busier)" : "faster");
   JsonValue m = JsonValue::object();
   m.set("planning_peak_rss_increase_bytes", static_cast<int64_t>(planning_peak));

@@ -1109,23 +1109,58 @@ TEST(Profiler, KernelTimerFlushesDenormalsOnlyWhileTiming) {
 }
 #endif
 
+// The second look times again every held-out node (whatever the models say of it) and every
+// fitting node measured over 10% slower than its out-of-fold prediction at any thread count,
+// each node once, by the index of its first sample.
+TEST(Profiler, TheSecondLookTakesHeldOutNodesAndNodesMeasuredSlowerThanPredicted) {
+  std::vector<KernelSample> kernels;
+  for (int node = 0; node < 4; ++node)
+    for (int threads : {1, 2}) {
+      KernelSample s;
+      s.op_class = OpClass::kAdd;
+      s.threads = threads;
+      s.seconds = 1e-3 / threads;
+      s.holdout = node == 0;
+      s.config_index = 0;
+      s.node = "n" + std::to_string(node);
+      kernels.push_back(s);
+    }
+  // Fitting nodes 1-3 (samples 2-7); node 2 is slow at one thread, node 1 at two, node 3 fast.
+  GroupFit one, two;
+  one.threads = 1, two.threads = 2;
+  one.samples = {2, 4, 6};
+  one.selection.out_of_fold = {1e-3, 1e-3 / 1.2, 1e-3 / 0.8};
+  two.samples = {3, 5, 7};
+  two.selection.out_of_fold = {0.5e-3 / 1.5, 0.5e-3 * 1.05, 0.5e-3 / 0.5};
+  size_t held = 0;
+  EXPECT_EQ(second_look_samples(kernels, {1, 2}, {one, two}, &held), (std::vector<size_t>{0, 4, 2}));
+  EXPECT_EQ(held, 1u);
+  // Just within 10% is not slow; a node slow at both thread counts comes once.
+  one.selection.out_of_fold = {1e-3 / 1.09, 1e-3 / 1.2, 1e-3};
+  two.selection.out_of_fold = {0.5e-3, 0.5e-3 / 1.3, 0.5e-3};
+  EXPECT_EQ(second_look_samples(kernels, {1, 2}, {one, two}), (std::vector<size_t>{0, 4}));
+}
+
 TEST(Profiler, LongerProfilesSpendTheExtraTimeOnKernelSamples) {
   ProfileOptions full;
-  const ProfilePlan seven = profile_plan(full);
-  EXPECT_NEAR(seven.total(), 7.25 * 60, 15.0);  // "about 7 minutes"
+  const ProfilePlan standard = profile_plan(full);
+  EXPECT_NEAR(standard.total(), 8 * 60, 15.0);  // "about 8 minutes"
   ProfileOptions twenty = full;
   twenty.minutes = 20;
   const ProfilePlan longer = profile_plan(twenty);
   EXPECT_NEAR(longer.total(), 20 * 60, 1.0);
-  // The extra time: 4/5 kernel samples, 1/5 resampling; the steps keep their budgets.
-  EXPECT_NEAR(longer.kernels - seven.kernels, 0.8 * (longer.total() - seven.total()), 1.0);
-  EXPECT_NEAR(longer.resample - seven.resample, 0.2 * (longer.total() - seven.total()), 1.0);
-  EXPECT_EQ(longer.calibration, seven.calibration);
-  EXPECT_EQ(longer.steps, seven.steps);
+  // The extra time: 13/20 kernel samples, 3/20 their second look, 1/5 resampling; the steps
+  // keep their budgets.
+  EXPECT_NEAR(longer.kernels - standard.kernels, 0.65 * (longer.total() - standard.total()), 1.0);
+  EXPECT_NEAR(longer.recheck - standard.recheck, 0.15 * (longer.total() - standard.total()), 1.0);
+  EXPECT_GT(standard.recheck, 0.0);
+  EXPECT_NEAR(longer.resample - standard.resample, 0.2 * (longer.total() - standard.total()), 1.0);
+  EXPECT_EQ(longer.calibration, standard.calibration);
+  EXPECT_EQ(longer.steps, standard.steps);
   // Shorter than the parts need, or quick: the mode's own budgets.
   ProfileOptions short_one = full;
   short_one.minutes = 3;
-  EXPECT_EQ(profile_plan(short_one).total(), seven.total());
+  EXPECT_EQ(profile_plan(short_one).total(), standard.total());
   ProfileOptions quick;
   quick.quick = true;
   quick.minutes = 20;
