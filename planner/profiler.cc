@@ -1053,11 +1053,11 @@ class Sampler {
     int done = 0, faster = 0, total = 0;
     for (const StepSample& s : profile_->steps) total += !s.validation;
     for (size_t i = 0; i < profile_->steps.size() && since(t0) < budget; ++i) {
-      if (profile_->steps[i].validation) continue;
-      CheckedStep again = time_step_checked(profile_->steps[i].config, profile_->steps[i].threads);
+      StepSample& s = profile_->steps[i];
+      if (s.validation) continue;
+      CheckedStep again = time_step_checked(s.config, s.threads);
       if (again.host_noise) ++noisy_steps;
       if (!again.step.is_ok()) continue;
-      StepSample& s = profile_->steps[i];  // re-read: time_step_checked does not touch the profile
       if (again.step->schedule_hash != s.schedule_hash || again.step->node_seconds.size() != s.node_seconds.size())
         continue;
       if (again.step->seconds < 0.9 * s.seconds) ++faster;
