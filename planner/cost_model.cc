@@ -27,7 +27,8 @@ double quantile(std::vector<double> v, double q) {
 }
 }  // namespace
 
-Result<std::vector<GroupFit>> fit_groups(const std::vector<KernelSample>& kernels, const SelectOptions& options) {
+Result<std::vector<GroupFit>> fit_groups(const std::vector<KernelSample>& kernels, const SelectOptions& options,
+                                         double drop_slower_than) {
   std::map<std::pair<int, int>, std::vector<size_t>> groups;  // (class, threads) -> samples
   for (size_t i = 0; i < kernels.size(); ++i)
     if (!kernels[i].holdout) groups[{static_cast<int>(kernels[i].op_class), kernels[i].threads}].push_back(i);
@@ -45,6 +46,23 @@ Result<std::vector<GroupFit>> fit_groups(const std::vector<KernelSample>& kernel
       return Status(sel.status().code(), std::string("fitting ") + op_class_name(gf.op_class) + " at " +
                                              std::to_string(gf.threads) + " threads: " + sel.status().message());
     gf.selection = std::move(*sel);
+    if (drop_slower_than > 0) {
+      std::vector<size_t> kept;
+      std::vector<FeatureRow> kept_x;
+      std::vector<double> kept_y;
+      for (size_t k = 0; k < idx.size(); ++k)
+        if (!(y[k] > drop_slower_than * gf.selection.out_of_fold[k]))
+          kept.push_back(idx[k]), kept_x.push_back(x[k]), kept_y.push_back(y[k]);
+      if (kept.size() < idx.size() && kept.size() >= 8) {
+        Result<Selection> again = select_regressor(kept_x, kept_y, options);
+        if (!again.is_ok())
+          return Status(again.status().code(), std::string("fitting ") + op_class_name(gf.op_class) + " at " +
+                                                   std::to_string(gf.threads) + " threads: " + again.status().message());
+        gf.dropped_slow = static_cast<int>(idx.size() - kept.size());
+        gf.samples = std::move(kept);
+        gf.selection = std::move(*again);
+      }
+    }
     fits.push_back(std::move(gf));
   }
   return fits;
@@ -86,6 +104,7 @@ JsonValue FitReport::to_json() const {
   summary.set("calibration_steps_dropped", calibration_steps_dropped);
   summary.set("calibration_steps_other_schedule", calibration_steps_other_schedule);
   summary.set("op_holdout_count", op_holdout_count);
+  summary.set("fit_samples_dropped_slow", fit_samples_dropped_slow);
   summary.set("op_holdout_within_10pct", op_holdout_within);
   summary.set("op_holdout_r2", op_holdout_r2);
   summary.set("op_instep_count", op_instep_count);
@@ -200,6 +219,9 @@ std::string report_text(const JsonValue& report) {
     if (const int64_t other = sum->get_int("calibration_steps_other_schedule"); other > 0)
       s += ", " + std::to_string(other) + " measured on another schedule (whole-step times only)";
     s += "\n";
+    if (const int64_t slow = sum->get_int("fit_samples_dropped_slow"); slow > 0)
+      s += "kernel models: " + std::to_string(slow) + " fitting samples left out as measured over " +
+           fmt("%.2f", kDropSlowerThan) + "x their out-of-fold prediction (interference only slows a timing)\n";
     s += "per-op, held-out kernel samples:     " + pct(sum->get_double("op_holdout_within_10pct")) +
          " within +/-10%, R2 " + fmt("%.4f", sum->get_double("op_holdout_r2")) + " (n=" +
          std::to_string(sum->get_int("op_holdout_count")) + ")\n";
@@ -252,7 +274,7 @@ std::string report_text(const JsonValue& report) {
 // CostModel
 
 Result<CostModel> CostModel::fit(const Profile& p, const SelectOptions& options, FitReport* report) {
-  ET_ASSIGN_OR_RETURN(std::vector<GroupFit> fits, fit_groups(p.kernels, options));
+  ET_ASSIGN_OR_RETURN(std::vector<GroupFit> fits, fit_groups(p.kernels, options, kDropSlowerThan));
   return fit(p, fits, options, report);
 }
 
@@ -410,6 +432,7 @@ Result<CostModel> CostModel::fit(const Profile& p, const std::vector<GroupFit>& 
     c.op_class = gf.op_class;
     c.threads = gf.threads;
     c.fit_samples = static_cast<int>(gf.samples.size());
+    report->fit_samples_dropped_slow += gf.dropped_slow;
     c.candidates = gf.selection.candidates;
     c.chosen = gf.selection.candidates[static_cast<size_t>(gf.selection.chosen)].kind;
     std::vector<double> pred, meas;

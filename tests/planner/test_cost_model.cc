@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <set>
 
 #include "models/model_zoo.h"
 #include "planner/cost_model.h"
@@ -601,6 +602,38 @@ TEST(ProfileStore, CacheDirectoryFollowsXdg) {
 }
 
 // --- cost model ----------------------------------------------------------------------------------
+
+// A timing that interference slowed through both its looks sits far above what its neighbours
+// say; the kernel models leave such samples out (kDropSlowerThan) and are selected again.
+TEST(CostModel, KernelModelsLeaveOutSamplesMeasuredFarSlowerThanPredicted) {
+  const std::vector<FeatureRow> rows = random_rows(120, 11);
+  std::vector<KernelSample> kernels;
+  std::set<size_t> slowed;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    KernelSample s;
+    s.op_class = OpClass::kAdd;
+    s.row = rows[i];
+    s.seconds = linear_time(rows[i]);
+    if (i % 20 == 7) s.seconds *= 2.0, slowed.insert(i);  // six disturbed timings
+    kernels.push_back(s);
+  }
+  SelectOptions options;
+  Result<std::vector<GroupFit>> all = fit_groups(kernels, options);
+  Result<std::vector<GroupFit>> kept = fit_groups(kernels, options, kDropSlowerThan);
+  ASSERT_TRUE(all.is_ok() && kept.is_ok());
+  ASSERT_EQ(all->size(), 1u);
+  ASSERT_EQ(kept->size(), 1u);
+  EXPECT_EQ(all->front().samples.size(), 120u);
+  EXPECT_EQ(all->front().dropped_slow, 0);
+  EXPECT_EQ(kept->front().dropped_slow, 6);
+  ASSERT_EQ(kept->front().samples.size(), 114u);
+  for (size_t i : kept->front().samples) EXPECT_EQ(slowed.count(i), 0u) << "sample " << i << " was slowed";
+  // The model without them predicts undisturbed times; the one with them reads high.
+  const std::vector<FeatureRow> test = random_rows(60, 12);
+  const std::vector<double> truth = times(test, linear_time);
+  EXPECT_LT(max_relative_error(kept->front().selection.model, test, truth), 0.02);
+  EXPECT_GT(max_relative_error(all->front().selection.model, test, truth), 0.02);
+}
 
 TEST(CostModel, StepPredictionIsTheSumOfNodePredictions) {
   Profile p = synthetic_profile();
