@@ -41,10 +41,12 @@ Result<std::vector<GroupFit>> fit_groups(const std::vector<KernelSample>& kernel
     std::vector<FeatureRow> x;
     std::vector<double> y;
     for (size_t i : idx) x.push_back(kernels[i].row), y.push_back(kernels[i].seconds);
+    auto failed = [&](const Status& st) {
+      return Status(st.code(), std::string("fitting ") + op_class_name(gf.op_class) + " at " +
+                                   std::to_string(gf.threads) + " threads: " + st.message());
+    };
     Result<Selection> sel = select_regressor(x, y, options);
-    if (!sel.is_ok())
-      return Status(sel.status().code(), std::string("fitting ") + op_class_name(gf.op_class) + " at " +
-                                             std::to_string(gf.threads) + " threads: " + sel.status().message());
+    if (!sel.is_ok()) return failed(sel.status());
     gf.selection = std::move(*sel);
     if (drop_slower_than > 0) {
       std::vector<size_t> kept;
@@ -55,9 +57,7 @@ Result<std::vector<GroupFit>> fit_groups(const std::vector<KernelSample>& kernel
           kept.push_back(idx[k]), kept_x.push_back(x[k]), kept_y.push_back(y[k]);
       if (kept.size() < idx.size() && kept.size() >= 8) {
         Result<Selection> again = select_regressor(kept_x, kept_y, options);
-        if (!again.is_ok())
-          return Status(again.status().code(), std::string("fitting ") + op_class_name(gf.op_class) + " at " +
-                                                   std::to_string(gf.threads) + " threads: " + again.status().message());
+        if (!again.is_ok()) return failed(again.status());
         gf.dropped_slow = static_cast<int>(idx.size() - kept.size());
         gf.samples = std::move(kept);
         gf.selection = std::move(*again);

@@ -89,16 +89,16 @@ FootprintFactor fit_footprint_factor(const std::vector<double>& log_footprint, c
 struct GroupFit {
   OpClass op_class = OpClass::kCount;
   int threads = 1;
-  std::vector<size_t> samples;  // indices into the profile's kernels (never held-out ones) fitted
+  std::vector<size_t> samples;  // the fitted samples: indices into the profile's kernels (never held out)
   int dropped_slow = 0;         // fitting samples left out as measured too slow (fit_groups)
   Selection selection;          // selection.out_of_fold[k] predicts kernels[samples[k]]
 };
 
 // Interference only ever slows a timing, and one that outlasted both of a sample's timings (the
-// profiler's second look) still pulls a log-space fit up around it. So the kernel models
-// CostModel::fit keeps leave out the fitting samples measured more than this factor slower than
-// their out-of-fold prediction, and are selected again on the rest; held-out samples are never
-// touched. A slow region with several samples keeps them (each one's out-of-fold prediction
+// profiler's second look) still pulls a log-space fit up around it. So CostModel::fit's kernel
+// models leave out the fitting samples measured more than this factor slower than their
+// out-of-fold prediction and are selected again on the rest (the report's cross-validated shares
+// are then those of the kept samples; the held-out samples are never touched). A slow region with several samples keeps them (each one's out-of-fold prediction
 // comes from trees fitted on the others); a lone slow sample goes, as a disturbed one should.
 // Refitting the machine's 2026-12-07 profiles (held-out per-op within 10%, one / two threads;
 // whole validation steps): two merged runs 71.9 / 50.7% -> 77.2 / 56.6%, 90.3 -> 91.7%; the 23:03
