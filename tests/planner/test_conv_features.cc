@@ -191,8 +191,11 @@ TEST(ConvFeatures, AFusedEvalNormKeepsTheConvsRow) {
   EXPECT_DOUBLE_EQ(fused.row.flops, plain.row.flops);
   // Only the bytes grow, by the norm's four parameter vectors.
   EXPECT_DOUBLE_EQ(fused.row.bytes, plain.row.bytes + 4.0 * 16 * sizeof(float));
-  for (size_t k = 0; k < fused.row.z.size(); ++k)
-    if (k != 1) EXPECT_DOUBLE_EQ(fused.row.z[k], plain.row.z[k]) << "feature " << k;
+  for (size_t k = 0; k < fused.row.z.size(); ++k) {
+    if (k != 1) {
+      EXPECT_DOUBLE_EQ(fused.row.z[k], plain.row.z[k]) << "feature " << k;
+    }
+  }
 }
 
 TEST(Features, FusedActivationsAreTheNormsVariant) {
