@@ -48,7 +48,7 @@ Result<std::vector<GroupFit>> fit_groups(const std::vector<KernelSample>& kernel
     Result<Selection> sel = select_regressor(x, y, options);
     if (!sel.is_ok()) return failed(sel.status());
     gf.selection = std::move(*sel);
-    if (drop_slower_than > 0) {
+    if (drop_slower_than > 0 && idx.size() >= static_cast<size_t>(kDropMinSamples)) {
       std::vector<size_t> kept;
       std::vector<FeatureRow> kept_x;
       std::vector<double> kept_y;

@@ -37,7 +37,7 @@ namespace edgetrain {
 // planner's loader (planner/refeaturize.h load_current_cost_model) fits a stored profile again.
 //   1: 2026-12-07, the in-step corrections read correction_row (the node's input reuse)
 //   2: 2026-12-07, the kernel models leave out samples measured over kDropSlowerThan their
-//      out-of-fold prediction
+//      out-of-fold prediction (in groups of kDropMinSamples or more)
 constexpr int kCostModelFitVersion = 2;
 int cost_model_fit_version(const JsonValue& models);
 
@@ -105,11 +105,16 @@ struct GroupFit {
 // run alone 81.8 / 58.9% -> 84.3 / 61.6%, 86.1 -> 88.9%. At 1.15: 77.6 / 57.4%, 90.3%; 1.35:
 // 75.1 / 55.1%, 91.7%; 1.5: 74.2 / 53.7%, 91.7%.
 constexpr double kDropSlowerThan = 1.25;
+// ... in groups of at least this many fitting samples: out-of-fold predictions from a few dozen
+// samples miss by more than interference does (a 30-second quick profile, ~25-40 per group,
+// refitted with every group trimmed: held-out 37.4 / 25.3% -> 33.0 / 24.2%, whole steps 5 -> 4
+// of 10). The 7-minute profiles' groups have 200-400.
+constexpr int kDropMinSamples = 100;
 
 // Groups the non-holdout samples by (class, threads) and selects a regressor for each. With
-// drop_slower_than > 0, a group's samples measured more than that factor over their out-of-fold
-// prediction are then left out (GroupFit::samples no longer lists them) and the selection is
-// made again on the rest (when at least 8 remain).
+// drop_slower_than > 0, in a group of at least kDropMinSamples, the samples measured more than
+// that factor over their out-of-fold prediction are then left out (GroupFit::samples no longer
+// lists them) and the selection is made again on the rest.
 Result<std::vector<GroupFit>> fit_groups(const std::vector<KernelSample>& kernels, const SelectOptions& options,
                                          double drop_slower_than = 0);
 

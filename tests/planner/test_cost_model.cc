@@ -633,6 +633,12 @@ TEST(CostModel, KernelModelsLeaveOutSamplesMeasuredFarSlowerThanPredicted) {
   const std::vector<double> truth = times(test, linear_time);
   EXPECT_LT(max_relative_error(kept->front().selection.model, test, truth), 0.02);
   EXPECT_GT(max_relative_error(all->front().selection.model, test, truth), 0.02);
+  // A group smaller than kDropMinSamples (a quick profile's) keeps every sample.
+  kernels.resize(kDropMinSamples - 1);
+  Result<std::vector<GroupFit>> small = fit_groups(kernels, options, kDropSlowerThan);
+  ASSERT_TRUE(small.is_ok());
+  EXPECT_EQ(small->front().samples.size(), static_cast<size_t>(kDropMinSamples - 1));
+  EXPECT_EQ(small->front().dropped_slow, 0);
 }
 
 TEST(CostModel, StepPredictionIsTheSumOfNodePredictions) {
