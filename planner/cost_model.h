@@ -98,8 +98,9 @@ struct GroupFit {
 // profiler's second look) still pulls a log-space fit up around it. So CostModel::fit's kernel
 // models leave out the fitting samples measured more than this factor slower than their
 // out-of-fold prediction and are selected again on the rest (the report's cross-validated shares
-// are then those of the kept samples; the held-out samples are never touched). A slow region with several samples keeps them (each one's out-of-fold prediction
-// comes from trees fitted on the others); a lone slow sample goes, as a disturbed one should.
+// are then those of the kept samples; the held-out samples are never touched). A slow region with
+// several samples keeps them (each one's out-of-fold prediction comes from trees fitted on the
+// others); a lone slow sample goes, as a disturbed one should.
 // Refitting the machine's 2026-12-07 profiles (held-out per-op within 10%, one / two threads;
 // whole validation steps): two merged runs 71.9 / 50.7% -> 77.2 / 56.6%, 90.3 -> 91.7%; the 23:03
 // run alone 81.8 / 58.9% -> 84.3 / 61.6%, 86.1 -> 88.9%. At 1.15: 77.6 / 57.4%, 90.3%; 1.35:

@@ -58,8 +58,8 @@ struct StepSample {
   StepConfig config;
   int threads = 1;
   // A step's time: the fastest of its plain steps (wall clock; one thread: the thread's CPU time
-  // when the profile says so); a validation step timed twice (Profile::step_repeats) keeps the
-  // faster of the two timings.
+  // when the profile says so); a step timed a second time (a calibration step's second look, a
+  // validation step's repeat in Profile::step_repeats) keeps the faster of the two timings.
   double seconds = 0;
   bool validation = false;   // a configuration none of the kernel samples came from
   // Per-node wall times inside one step (Executor::run_profiled), in schedule order: the

@@ -1050,7 +1050,7 @@ class Sampler {
   // validation steps predicted +10% at the median, 4 of 12 within 10% against the faster timing).
   void recheck_calibration_steps(double budget) {
     const auto t0 = Clock::now();
-    int done = 0, faster = 0, total = 0;
+    int total = 0;
     for (const StepSample& s : profile_->steps) total += !s.validation;
     for (size_t i = 0; i < profile_->steps.size() && since(t0) < budget; ++i) {
       StepSample& s = profile_->steps[i];
@@ -1060,17 +1060,15 @@ class Sampler {
       if (!again.step.is_ok()) continue;
       if (again.step->schedule_hash != s.schedule_hash || again.step->node_seconds.size() != s.node_seconds.size())
         continue;
-      if (again.step->seconds < 0.9 * s.seconds) ++faster;
+      if (again.step->seconds < 0.9 * s.seconds) ++rechecked_steps_faster;
       s.seconds = std::min(s.seconds, again.step->seconds);
       for (size_t k = 0; k < s.node_seconds.size(); ++k)
         s.node_seconds[k] = std::min(s.node_seconds[k], again.step->node_seconds[k]);
-      ++done;
+      ++rechecked_steps;
     }
-    rechecked_steps = done;
-    rechecked_steps_faster = faster;
-    progress("profile: second look at " + std::to_string(done) + " of " + std::to_string(total) +
+    progress("profile: second look at " + std::to_string(rechecked_steps) + " of " + std::to_string(total) +
                  " calibration step timings in " + std::to_string(static_cast<int>(since(t0))) + " s; " +
-                 std::to_string(faster) + " faster by over 10%",
+                 std::to_string(rechecked_steps_faster) + " faster by over 10%",
              true);
   }
 
