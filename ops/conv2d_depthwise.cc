@@ -240,9 +240,7 @@ __attribute__((noinline)) void correlate_pixels(const Parallel& par, const ConvG
 // 3x3 kernels on maps up to 4x4 without an epilogue (MobileNetV2's 2x2 maps): a layer is a few
 // microseconds, as much as transposing every weight before the parallel loop. Instead each thread
 // owns units of 32 channels, transposes their weights and runs every row for them.
-bool correlate_by_channels(const ConvGeometry& g, const ConvNormEpilogue* epilogue) {
-  return epilogue == nullptr && weight_direct_3x3(g);
-}
+bool correlate_by_channels(const ConvGeometry& g, bool has_epilogue) { return !has_epilogue && weight_direct_3x3(g); }
 void correlate_channels(const Parallel& par, const ConvGeometry& g, const float* in, const float* w, bool rotate,
                         float* wt, const float* bias, bool accumulate, float* out) {
   const int64_t C = g.c, rows = g.n * g.out_h, units = (C + kChannelUnit - 1) / kChannelUnit;
@@ -500,9 +498,11 @@ inline void put(float* p, const V& v) {
 // ordinary store first reads each line it writes. Only whole aligned 16-channel vectors that
 // nothing reads back: no accumulation, C a multiple of 16, out 64-byte aligned.
 constexpr int64_t kStreamBytes = int64_t{8} << 20;
+bool streaming_output(int64_t floats, int64_t C, bool accumulate) {
+  return simd::kCanStream && !accumulate && C % 16 == 0 && floats * static_cast<int64_t>(sizeof(float)) > kStreamBytes;
+}
 bool use_streaming(const float* out, int64_t floats, int64_t C, bool accumulate) {
-  return simd::kCanStream && !accumulate && C % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 64 == 0 &&
-         floats * static_cast<int64_t>(sizeof(float)) > kStreamBytes;
+  return streaming_output(floats, C, accumulate) && reinterpret_cast<uintptr_t>(out) % 64 == 0;
 }
 
 // The same for 3x3 stride 2 (MobileNetV2's downsampling blocks), NS adjacent slices at once. A dx
@@ -939,6 +939,16 @@ void weight_grads_pixels(const Parallel& par, const ConvGeometry& g, const float
   });
 }
 
+// Backward data at stride 1: dx = dy correlated with the rotated kernel, padded by k - 1 - p, a
+// forward geometry from dy's size to x's.
+ConvGeometry backward_data_geometry(const ConvGeometry& g) {
+  ConvGeometry t = g;
+  t.h = g.out_h, t.w = g.out_w;
+  t.ph = g.kh - 1 - g.ph, t.pw = g.kw - 1 - g.pw;
+  t.out_h = g.h, t.out_w = g.w;
+  return t;
+}
+
 }  // namespace
 
 bool is_depthwise(const ConvGeometry& g) { return g.groups == g.c && g.out_c == g.c; }
@@ -949,7 +959,7 @@ int64_t depthwise_workspace_floats(const ConvGeometry& g) {
 
 void depthwise_forward(const Parallel& par, const ConvGeometry& g, const float* x, const float* w,
                        const float* b, float* y, float* workspace, const ConvNormEpilogue* epilogue) {
-  if (correlate_by_channels(g, epilogue))
+  if (correlate_by_channels(g, epilogue != nullptr))
     return correlate_channels(par, g, x, w, /*rotate=*/false, workspace, b, /*accumulate=*/false, y);
   correlate(par, g, x, w, /*rotate=*/false, workspace, b, /*accumulate=*/false, y, epilogue);
 }
@@ -961,13 +971,8 @@ bool depthwise_backward_data_streams(const ConvGeometry& g, const float* dx, boo
 void depthwise_backward_data(const Parallel& par, const ConvGeometry& g, const float* dy,
                              const float* w, float* dx, bool accumulate, float* workspace) {
   if (g.sh == 1 && g.sw == 1) {
-    // dx = dy correlated with the rotated kernel, padded by k - 1 - p: a forward geometry from
-    // dy's size to x's.
-    ConvGeometry t = g;
-    t.h = g.out_h, t.w = g.out_w;
-    t.ph = g.kh - 1 - g.ph, t.pw = g.kw - 1 - g.pw;
-    t.out_h = g.h, t.out_w = g.w;
-    if (correlate_by_channels(t, nullptr))
+    const ConvGeometry t = backward_data_geometry(g);
+    if (correlate_by_channels(t, /*has_epilogue=*/false))
       return correlate_channels(par, t, dy, w, /*rotate=*/true, workspace, nullptr, accumulate, dx);
     correlate(par, t, dy, w, /*rotate=*/true, workspace, nullptr, accumulate, dx, nullptr);
     return;
@@ -1003,6 +1008,38 @@ void depthwise_backward_data(const Parallel& par, const ConvGeometry& g, const f
     }
     if (stream) simd::stream_fence();
   });
+}
+
+namespace {
+
+DepthwiseLoop correlation_loop(const ConvGeometry& g, bool has_epilogue) {
+  if (correlate_by_channels(g, has_epilogue)) return DepthwiseLoop::kChannelUnits;
+  if (pixel_path(g)) return DepthwiseLoop::kPixels;
+  if (correlate_by_pixel(g)) return DepthwiseLoop::kPixelBlocks;
+  if (column_tiled(g)) return DepthwiseLoop::kColumnTiles;
+  return g.kh == 3 && g.kw == 3 ? DepthwiseLoop::kSlices3x3 : DepthwiseLoop::kSlicesAnyKernel;
+}
+
+}  // namespace
+
+DepthwiseLoop depthwise_loop(const ConvGeometry& g, ConvDirection dir, bool has_epilogue, bool accumulate) {
+  switch (dir) {
+    case ConvDirection::kForward:
+      return correlation_loop(g, has_epilogue);
+    case ConvDirection::kBackwardData:
+      if (g.sh == 1 && g.sw == 1) return correlation_loop(backward_data_geometry(g), false);
+      if (!is_3x3_stride2(g)) return DepthwiseLoop::kGatherAny;
+      // (The arena aligns every tensor to 64 bytes, as streaming asks.)
+      return streaming_output(g.n * g.h * g.w * g.c, g.c, accumulate) ? DepthwiseLoop::kGather3x3Stride2Streaming
+                                                                      : DepthwiseLoop::kGather3x3Stride2;
+    case ConvDirection::kBackwardWeight:
+      if (g.out_h == 1 && g.out_w == 1) return DepthwiseLoop::kOnePixelSums;
+      if (pixel_path(g)) return DepthwiseLoop::kPixelSums;
+      if (weight_direct_3x3_any(g)) return DepthwiseLoop::kChannelUnitSums;
+      if (weight_by_pixel(g)) return DepthwiseLoop::kPixelBlockSums;
+      return g.kh == 3 && g.kw == 3 ? DepthwiseLoop::kRowChunks3x3 : DepthwiseLoop::kRowChunksAnyKernel;
+  }
+  return DepthwiseLoop::kSlicesAnyKernel;
 }
 
 void depthwise_backward_weight(const Parallel& par, const ConvGeometry& g, const float* dy,

@@ -72,4 +72,30 @@ void depthwise_backward_weight(const Parallel& par, const ConvGeometry& g, const
                                const float* x, float* dw, float* db, bool accumulate_dw,
                                bool accumulate_db, float* workspace);
 
+// Which of the loops above a direction runs, decided as the kernels decide (the cost model's
+// kernel-variant feature, planner/features.cc: the loops differ in speed at the same FLOPs, and
+// a backward data writing over 8 MiB with non-temporal stores is bound by memory writes, so it
+// runs no faster on two threads). Streaming assumes dx 64-byte aligned, as the arena lays tensors out.
+enum class DepthwiseLoop : uint8_t {
+  // forward, and backward data at stride 1 (a forward correlation)
+  kChannelUnits,   // maps up to 4x4, 3x3 kernels: units of 32 channels per thread
+  kPixels,         // one-pixel-wide maps (and other kernels on small maps): pixel by pixel
+  kPixelBlocks,    // 3x3, channels innermost in blocks of 4 pixels
+  kColumnTiles,    // 3x3 stride 2 over 32 channels: tiles of 8 output columns
+  kSlices3x3,      // 3x3: slices of 16 channels over groups of rows
+  kSlicesAnyKernel,
+  // backward data at stride 2 and over
+  kGather3x3Stride2,
+  kGather3x3Stride2Streaming,  // dx over 8 MiB, non-temporal stores
+  kGatherAny,
+  // backward weight
+  kOnePixelSums,
+  kPixelSums,
+  kChannelUnitSums,
+  kPixelBlockSums,
+  kRowChunks3x3,
+  kRowChunksAnyKernel,
+};
+DepthwiseLoop depthwise_loop(const ConvGeometry& g, ConvDirection dir, bool has_epilogue, bool accumulate);
+
 }  // namespace edgetrain

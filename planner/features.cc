@@ -6,6 +6,7 @@
 #include <string>
 
 #include "ops/conv2d.h"
+#include "ops/conv2d_depthwise.h"
 #include "ops/conv2d_im2col.h"
 #include "ops/gemm.h"
 #include "planner/op_flops.h"
@@ -95,7 +96,9 @@ WinogradCosts winograd_costs(int m) {
   return {2 * alpha * 16, (alpha + m) * 14, (3 + alpha) * 14};
 }
 
-ConvWork conv_work(const ConvGeometry& g, ConvDirection dir) {
+// has_epilogue: a forward with a fused eval-mode norm; accumulate: the direction adds into its
+// output (a gradient summed over uses).
+ConvWork conv_work(const ConvGeometry& g, ConvDirection dir, bool has_epilogue, bool accumulate) {
   ConvWork w;
   w.path = conv2d_kernel_path(g, dir);
   const double n = static_cast<double>(g.n), cpg = static_cast<double>(g.c_per_group()),
@@ -106,6 +109,11 @@ ConvWork conv_work(const ConvGeometry& g, ConvDirection dir) {
   switch (w.path) {
     case ConvKernelPath::kDepthwise:
       w.macs = n * valid_taps * static_cast<double>(g.c);
+      // The loop the kernel runs (ops/conv2d_depthwise.h): at the same FLOPs they differ in
+      // speed, and a stride-2 backward data streaming dx to memory gains nothing from a second
+      // thread (the 2026-12-08 profile's held-out dw144 s2 at batch 58: 641 us on one thread,
+      // 624 on two, predicted 418).
+      w.variant = static_cast<double>(depthwise_loop(g, dir, has_epilogue, accumulate));
       break;
     case ConvKernelPath::kDirect:
       w.macs = n * valid_taps * static_cast<double>(g.c) * static_cast<double>(g.out_c);
@@ -171,7 +179,8 @@ OpClass conv_class(const Graph& g, const Node& n, Dims* d, double* flops) {
   Result<Shape> out = conv2d_output_shape(*x, weight, a);
   if (!out.is_ok() || *out != *y) return OpClass::kCount;  // not a conv the kernels would run
   const ConvGeometry geo = conv2d_geometry(*x, weight, a);
-  const ConvWork work = conv_work(geo, dir);
+  const bool accumulate = dir != ConvDirection::kBackwardWeight && n.attrs.accumulates(0);
+  const ConvWork work = conv_work(geo, dir, dir == ConvDirection::kForward && n.attrs.conv_norm, accumulate);
   const bool depthwise = work.path == ConvKernelPath::kDepthwise;
   d->n = static_cast<double>(x->n());
   d->spatial = static_cast<double>(y->h() * y->w());
@@ -348,6 +357,17 @@ std::vector<NodeFeatures> node_features(const Graph& g) {
   features.reserve(g.nodes.size());
   for (const Node& n : g.nodes) features.push_back(node_features(g, n));
   return features;
+}
+
+int kernel_variant_version(OpClass c) {
+  switch (c) {
+    case OpClass::kConvDepthwise:
+    case OpClass::kConvDepthwiseBackwardData:
+    case OpClass::kConvDepthwiseBackwardWeight:
+      return 7;
+    default:
+      return 1;
+  }
 }
 
 }  // namespace edgetrain

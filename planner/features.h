@@ -91,9 +91,15 @@ bool parse_op_class(const std::string& name, OpClass* out);
 //   4: 2026-12-07, gemm_path's dot-product GEMMs (1x1 convs' forward on 1x1 maps at batch 1-4)
 //   5: 2026-12-07, short GEMMs under 16 rows only with B transposed (1x1 convs' backward data)
 //   6: 2026-12-07, a conv's fused eval-mode norm no longer adds FLOPs (its epilogue runs in cache)
-constexpr int kFeatureVersion = 6;
+//   7: 2026-12-08, a depthwise conv's loop as its variant (ops/conv2d_depthwise.h depthwise_loop)
+constexpr int kFeatureVersion = 7;
 // The index in FeatureRow::z of the kernel variant within the class (planner/regressors.h).
 constexpr int kKernelVariantFeature = 9;
+// The features version since which class c's variant names the kernel that ran (1; depthwise
+// convs 7): a stored sample of that version or later whose node now gets another variant timed
+// code that no longer runs for it (planner/refeaturize.h drops it); before, the variant was 0
+// whatever ran, and a new one is only a new feature.
+int kernel_variant_version(OpClass c);
 
 struct NodeFeatures {
   OpClass op_class = OpClass::kCount;

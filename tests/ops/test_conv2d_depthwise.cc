@@ -150,6 +150,43 @@ TEST(Conv2dDepthwise, StreamsOnlyLargeAlignedWholeVectorOverwrittenDx) {
   EXPECT_FALSE(depthwise_backward_data_streams(depthwise(2, 112, 112, 96, 1), aligned, false));  // stride 1
 }
 
+TEST(Conv2dDepthwise, TheLoopEachDirectionRunsIsNamedAsTheKernelsDecide) {
+  // The cost model's variant feature (planner/features.cc): one shape per loop.
+  using L = DepthwiseLoop;
+  const ConvDirection fwd = ConvDirection::kForward, data = ConvDirection::kBackwardData,
+                      weight = ConvDirection::kBackwardWeight;
+  const ConvGeometry tiny = depthwise(8, 2, 2, 384, 1);    // 2x2 map
+  EXPECT_EQ(depthwise_loop(tiny, fwd, false, false), L::kChannelUnits);
+  EXPECT_EQ(depthwise_loop(tiny, fwd, /*has_epilogue=*/true, false), L::kPixelBlocks);
+  EXPECT_EQ(depthwise_loop(tiny, data, false, false), L::kChannelUnits);
+  EXPECT_EQ(depthwise_loop(tiny, weight, false, false), L::kChannelUnitSums);
+  const ConvGeometry one = depthwise(8, 1, 1, 384, 1);     // one pixel
+  EXPECT_EQ(depthwise_loop(one, fwd, false, false), L::kPixels);
+  EXPECT_EQ(depthwise_loop(one, weight, false, false), L::kOnePixelSums);
+  const ConvGeometry five = depthwise(2, 4, 4, 64, 1, 2, 5);  // 5x5 kernel on a 4x4 map
+  EXPECT_EQ(depthwise_loop(five, fwd, false, false), L::kPixels);
+  EXPECT_EQ(depthwise_loop(five, weight, false, false), L::kPixelSums);
+  const ConvGeometry mid = depthwise(4, 28, 28, 192, 1);
+  EXPECT_EQ(depthwise_loop(mid, fwd, false, false), L::kPixelBlocks);
+  EXPECT_EQ(depthwise_loop(mid, data, false, false), L::kPixelBlocks);
+  EXPECT_EQ(depthwise_loop(mid, weight, false, false), L::kPixelBlockSums);
+  EXPECT_EQ(depthwise_loop(depthwise(4, 28, 28, 32, 1), fwd, false, false), L::kSlices3x3);
+  EXPECT_EQ(depthwise_loop(depthwise(4, 28, 28, 32, 1), weight, false, false), L::kRowChunks3x3);
+  EXPECT_EQ(depthwise_loop(depthwise(4, 28, 28, 64, 1, 2, 5), fwd, false, false), L::kSlicesAnyKernel);
+  EXPECT_EQ(depthwise_loop(depthwise(4, 28, 28, 64, 1, 2, 5), weight, false, false), L::kRowChunksAnyKernel);
+  EXPECT_EQ(depthwise_loop(depthwise(4, 14, 14, 576, 2), fwd, false, false), L::kColumnTiles);  // 7 outputs a row
+  EXPECT_EQ(depthwise_loop(depthwise(4, 14, 14, 576, 2), data, false, false), L::kGather3x3Stride2);
+  EXPECT_EQ(depthwise_loop(depthwise(2, 9, 8, 64, 2, 2, 5), data, false, false), L::kGatherAny);
+  // Streaming exactly where depthwise_backward_data_streams says so for an aligned dx.
+  alignas(64) static float aligned[16];
+  for (const ConvGeometry& g : {depthwise(2, 112, 112, 96, 2), depthwise(1, 112, 112, 96, 2),
+                                depthwise(2, 112, 112, 88, 2)})
+    for (bool accumulate : {false, true})
+      EXPECT_EQ(depthwise_loop(g, data, false, accumulate) == L::kGather3x3Stride2Streaming,
+                depthwise_backward_data_streams(g, aligned, accumulate))
+          << g.c << " channels, batch " << g.n << ", accumulate " << accumulate;
+}
+
 TEST(Conv2dDepthwise, StreamedAndUnstreamedBackwardDataMatchReference) {
   // Streamed (aligned), and the same sizes that must not stream: shifted off alignment, and C
   // not a multiple of 16 (88 = 5 x 16 + 8).

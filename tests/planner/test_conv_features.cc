@@ -321,6 +321,13 @@ TEST(ConvFeatures, TheProfilersConfigurationsCoverEveryConvClass) {
         "conv.direct.fwd", "conv.direct.bwd_weight", "conv.gemm.fwd/0", "conv.gemm.fwd/1", "conv.gemm.fwd/2", "conv.winograd.fwd/4",
         "conv.winograd.bwd_weight/2", "conv.winograd.bwd_weight/4"})
     EXPECT_TRUE(seen.count(want)) << want;
+  // Depthwise convs' variant is their loop (ops/conv2d_depthwise.h depthwise_loop): MobileNetV2's
+  // maps from 16x16 to 1x1 take several in each direction.
+  for (const char* dir : {"fwd", "bwd_data", "bwd_weight"}) {
+    int loops = 0;
+    for (const std::string& s : seen) loops += s.rfind(std::string("conv.depthwise.") + dir + "/", 0) == 0;
+    EXPECT_GE(loops, 2) << dir;
+  }
 }
 
 }  // namespace

@@ -125,6 +125,48 @@ TEST(Refeaturize, SamplesOfAnotherKernelVariantAreDropped) {
   }
 }
 
+// Depthwise convs' variant names their loop since feature version 7; stored with 0 before, their
+// samples are rebuilt, not dropped (the same loops ran).
+TEST(Refeaturize, DepthwiseSamplesFromBeforeTheirVariantAreKept) {
+  StepConfig c;
+  c.model.arch = Architecture::kMobileNetV2;
+  c.model.width_mult = 0.35f;
+  c.model.input_size = 32;
+  c.batch = 2;
+  for (int version : {6, 7}) {
+    Profile p;
+    p.machine = current_machine();
+    p.created = "2026-01-01T00:00:00Z";
+    p.threads = {1};
+    p.configs = {c};
+    p.features_version = version;
+    int depthwise_named = 0;  // depthwise samples whose node's variant is not 0
+    for (const auto& [key, f] : keyed_features(c)) {
+      KernelSample s;
+      s.op_class = f.op_class;
+      s.seconds = 1e-5;
+      s.row = f.row;
+      const std::string name = op_class_name(f.op_class);
+      if (name.rfind("conv.depthwise", 0) == 0) {
+        if (f.row.z[kKernelVariantFeature] != 0) ++depthwise_named;
+        s.row.z[kKernelVariantFeature] = 0;  // as stored before version 7
+      }
+      s.config = c.describe();
+      s.layer = key.substr(0, key.find('|'));
+      s.config_index = 0;
+      s.node = key;
+      p.kernels.push_back(s);
+    }
+    ASSERT_GT(depthwise_named, 3);
+    const size_t samples = p.kernels.size();
+    Result<RefeaturizeSummary> r = refeaturize_profile(&p);
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    // Stored as version 7, a variant-0 depthwise sample whose node runs another loop is dropped.
+    EXPECT_EQ(r->dropped, version >= 7 ? depthwise_named : 0) << "version " << version;
+    EXPECT_EQ(p.kernels.size(), samples - static_cast<size_t>(r->dropped));
+  }
+}
+
 TEST(Refeaturize, ProfilesWithoutOriginsAreRefusedAndLeftAsTheyWere) {
   Profile p = stale_profile();
   p.kernels[3].config_index = -1;  // measured before origins were stored
