@@ -44,6 +44,15 @@ void set_winograd_budget_for_testing(int64_t floats);
 // The tile winograd_backward_weight runs when asked for tile m (it may take 2 where 4 would
 // need several passes over the tiles, ops/conv2d_winograd_weight.cc).
 int winograd_backward_weight_tile(const ConvGeometry& g, int m);
+// How winograd_backward_weight splits its work when asked for tile m: the tile it runs, blocks
+// of output channels (rows of dW) and chunks of tiles. With several chunks every block transforms
+// the tiles anew, and the products' sums are loaded and stored once per chunk (the cost model's
+// features count both, planner/features.cc).
+struct WinogradWeightSplit {
+  int m = 4;
+  int64_t blocks = 1, chunks = 1;
+};
+WinogradWeightSplit winograd_backward_weight_split(const ConvGeometry& g, int m);
 
 // Workspace bytes for tile m: the transformed weights of one block of output channels, and the
 // transformed inputs and products of one chunk of tiles (bounded whatever the batch size).

@@ -253,6 +253,11 @@ void run(const Parallel& par, const Problem& p, const float* dy, const float* x,
 
 int winograd_backward_weight_tile(const ConvGeometry& g, int m) { return plan(g, m).m; }
 
+WinogradWeightSplit winograd_backward_weight_split(const ConvGeometry& g, int m) {
+  const Problem p = plan(g, m);
+  return {p.m, (p.o + p.block - 1) / p.block, (p.tiles + p.chunk - 1) / p.chunk};
+}
+
 size_t winograd_backward_weight_workspace_bytes(const ConvGeometry& g, int m) {
   return static_cast<size_t>(layout_of(plan(g, m)).total) * sizeof(float);
 }

@@ -8,6 +8,7 @@
 #include "ops/conv2d.h"
 #include "ops/conv2d_depthwise.h"
 #include "ops/conv2d_im2col.h"
+#include "ops/conv2d_winograd.h"
 #include "ops/gemm.h"
 #include "planner/op_flops.h"
 
@@ -69,6 +70,7 @@ struct ConvWork {
   double transform_flops = 0;  // Winograd's input, filter and output transforms (approximate)
   double gemm_macs = 0;        // one GEMM call (or one of Winograd's alpha^2 products)
   double variant = 0;          // FeatureRow::z[9]
+  double workspace_bytes = 0;  // bytes moved through the workspace beyond inputs and outputs
 };
 
 // Output positions x taps along one axis whose tap lands inside the input: what the direct and
@@ -154,13 +156,23 @@ ConvWork conv_work(const ConvGeometry& g, ConvDirection dir, bool has_epilogue, 
                               ? tiles * (k * cost.input + o * cost.filter) + k * o * cost.output
                               : tiles * (k * cost.input + o * cost.output) + k * o * cost.filter;
       w.variant = m;
+      if (dir == ConvDirection::kBackwardWeight) {
+        // Where the products' sums (alpha^2 per weight) must be split into blocks of output
+        // channels and the tiles into chunks, every block transforms the tiles anew, and each
+        // chunk loads and stores the sums (ops/conv2d_winograd_weight.cc). ResNet-18's
+        // 512-channel layer at batch 25 on 6x6 maps (32 blocks, 2 chunks) ran 52 ms on one
+        // thread in the 2026-12-08 profile, predicted 29 without them.
+        const WinogradWeightSplit split = winograd_backward_weight_split(g, m);
+        if (split.chunks > 1) w.transform_flops += (static_cast<double>(split.blocks) - 1) * tiles * (k * cost.input + o * cost.filter);
+        w.workspace_bytes = 2.0 * static_cast<double>(split.chunks) * alpha2 * k * o * sizeof(float);
+      }
       break;
     }
   }
   return w;
 }
 
-OpClass conv_class(const Graph& g, const Node& n, Dims* d, double* flops) {
+OpClass conv_class(const Graph& g, const Node& n, Dims* d, double* flops, double* bytes) {
   // x and y (NHWC) of each direction: fwd {x, w, b} -> {y}; bwd_data {dy, w} -> {dx};
   // bwd_weight {dy, x} -> {dw, db}.
   const Shape *x = nullptr, *y = nullptr;
@@ -198,6 +210,7 @@ OpClass conv_class(const Graph& g, const Node& n, Dims* d, double* flops) {
   const double dense_macs = d->n * d->spatial * static_cast<double>(geo.out_c) * d->taps *
                             static_cast<double>(geo.c_per_group());
   *flops = std::max(0.0, *flops - 2 * dense_macs) + 2 * work.macs + work.transform_flops;
+  *bytes += work.workspace_bytes;
   // A conv with a fused eval-mode batch norm (runtime/fusion.h) normalises and clamps every
   // output in the kernel's epilogue, while the output is in cache: its time is the conv's (the
   // 2026-12-07 17:07 profile: a 16 -> 96 pointwise conv ran 163 us fused, 162 us plain). Its few
@@ -254,9 +267,9 @@ OpClass pool_class(const Graph& g, const Node& n, Dims* d) {
   }
 }
 
-// The class of a node; fills the shape dims its speed depends on and corrects *flops (node_work's)
-// where the kernel does other work than the op's definition.
-OpClass classify(const Graph& g, const Node& n, Dims* d, double* flops) {
+// The class of a node; fills the shape dims its speed depends on and corrects *flops and *bytes
+// (node_work's) where the kernel does other work than the op's definition.
+OpClass classify(const Graph& g, const Node& n, Dims* d, double* flops, double* bytes) {
   const Shape* in0 = shape_of(g, n.inputs, 0);
   const Shape* out0 = shape_of(g, n.outputs, 0);
   *d = tensor_dims(in0);
@@ -264,7 +277,7 @@ OpClass classify(const Graph& g, const Node& n, Dims* d, double* flops) {
     case OpKind::kConv2d:
     case OpKind::kConv2dBackwardData:
     case OpKind::kConv2dBackwardWeight:
-      return conv_class(g, n, d, flops);
+      return conv_class(g, n, d, flops, bytes);
     case OpKind::kLinear:
     case OpKind::kLinearBackwardData:
     case OpKind::kLinearBackwardWeight:
@@ -344,7 +357,7 @@ NodeFeatures node_features(const Graph& g, const Node& n) {
   const NodeWork work = node_work(g, n);
   f.row.flops = static_cast<double>(work.flops);
   f.row.bytes = static_cast<double>(work.bytes);
-  f.op_class = classify(g, n, &d, &f.row.flops);
+  f.op_class = classify(g, n, &d, &f.row.flops, &f.row.bytes);
   auto lg = [](double v) { return std::log(v > 1 ? v : 1.0); };
   f.row.z = {lg(f.row.flops + 1), lg(f.row.bytes + 1), lg(d.n),      lg(d.spatial),     lg(d.c_in),
              lg(d.c_out),          lg(d.taps),           d.stride,     lg(d.gemm_macs + 1),

@@ -92,7 +92,9 @@ bool parse_op_class(const std::string& name, OpClass* out);
 //   5: 2026-12-07, short GEMMs under 16 rows only with B transposed (1x1 convs' backward data)
 //   6: 2026-12-07, a conv's fused eval-mode norm no longer adds FLOPs (its epilogue runs in cache)
 //   7: 2026-12-08, a depthwise conv's loop as its variant (ops/conv2d_depthwise.h depthwise_loop)
-constexpr int kFeatureVersion = 7;
+//   8: 2026-12-08, the Winograd weight gradient's repeated transforms (FLOPs) and its sums'
+//      loads and stores per chunk of tiles (bytes)
+constexpr int kFeatureVersion = 8;
 // The index in FeatureRow::z of the kernel variant within the class (planner/regressors.h).
 constexpr int kKernelVariantFeature = 9;
 // The features version since which class c's variant names the kernel that ran (1; depthwise

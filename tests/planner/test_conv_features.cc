@@ -94,6 +94,37 @@ TEST(ConvFeatures, WinogradForwardAndBackwardDataCountTileProductsAndTransforms)
   EXPECT_LT(f.row.flops, 0.5 * 2 * (2 * 8 * 8 * 32) * 9 * 16);
 }
 
+TEST(ConvFeatures, TheWinogradWeightGradientCountsTransformsPerBlockAndSumsPerChunk) {
+  // ResNet-18's layer4 conv at batch 25 on 6x6 maps: the products' sums split into blocks of
+  // output channels and the tiles into chunks, so every block transforms the tiles again and
+  // every chunk loads and stores the sums; at batch 2 one chunk, transformed once.
+  for (int64_t batch : {25, 2}) {
+    OneConv c = one_conv(batch, 6, 6, 512, 512, 3, 1, 1);
+    ASSERT_NE(c.weight, nullptr);
+    const ConvGeometry geo = conv2d_geometry(Shape{batch, 6, 6, 512}, Shape{512, 3, 3, 512}, c.fwd->attrs.conv);
+    const WinogradWeightSplit split = winograd_backward_weight_split(geo, 4);
+    ASSERT_EQ(split.m, 4);
+    if (batch == 25) {
+      ASSERT_GT(split.blocks, 1);
+      ASSERT_GT(split.chunks, 1);
+    } else {
+      ASSERT_EQ(split.chunks, 1);
+    }
+    NodeFeatures w = node_features(c.g, *c.weight);
+    ASSERT_EQ(w.op_class, OpClass::kConvWinogradBackwardWeight);
+    const double tiles = static_cast<double>(batch) * 2 * 2;  // 6x6 in tiles of 4x4
+    const double transforms = split.chunks > 1 ? static_cast<double>(split.blocks) : 1.0;
+    // dy tiles through G' (kF4Filter's count), input patches through B^T, dW through A'^T.
+    EXPECT_DOUBLE_EQ(w.row.flops, 2 * tiles * 36 * 512 * 512 +
+                                      transforms * tiles * (512 * kF4Input + 512 * kF4Filter) +
+                                      512 * 512 * kF4Output);
+    // Inputs dy and x, the output dw, and the sums loaded and stored once per chunk.
+    const double tensors = 4.0 * (2 * batch * 6 * 6 * 512 + 512 * 9 * 512);
+    EXPECT_DOUBLE_EQ(w.row.bytes, tensors + 2.0 * static_cast<double>(split.chunks) * 36 * 512 * 512 * 4)
+        << "batch " << batch;
+  }
+}
+
 TEST(ConvFeatures, OneByOneMapsKeepOnlyTheCentreTap) {
   // 3x3 pad 1 on 1x1 maps (ResNet-18 layer4 at 32x32): too small for Winograd, and the global
   // plan keeps the centre tap only: 1/9 of the dense multiply-adds.
