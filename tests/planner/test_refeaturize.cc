@@ -39,15 +39,15 @@ std::vector<std::pair<std::string, NodeFeatures>> keyed_features(const StepConfi
   return out;
 }
 
-// A profile of two configurations whose samples (every node, both thread counts) carry rows
-// from an "older edgetrain": every feature zero but the kernel variant. Timings follow the true
-// FLOPs and bytes.
-Profile stale_profile() {
+// A profile of two configurations (small CNNs at first_input and 24 pixels) whose samples (every
+// node, both thread counts) carry rows from an "older edgetrain": every feature zero but the
+// kernel variant. Timings follow the true FLOPs and bytes.
+Profile stale_profile(int first_input = 16) {
   Profile p;
   p.machine = current_machine();
   p.created = "2026-01-01T00:00:00Z";
   p.threads = {1, 2};
-  p.configs = {small_config(16), small_config(24)};
+  p.configs = {small_config(first_input), small_config(24)};
   p.features_version = kFeatureVersion - 1;
   for (size_t ci = 0; ci < p.configs.size(); ++ci)
     for (const auto& [key, f] : keyed_features(p.configs[ci]))
@@ -294,11 +294,10 @@ TEST(Refeaturize, ThePlannersLoaderRefitsModelsAnOlderFitMade) {
 }
 
 TEST(MergeProfiles, AddsTheLaterRunsSamplesWithTheirOwnConfigurations) {
-  Profile first = stale_profile(), second = stale_profile();
+  Profile first = stale_profile(), second = stale_profile(/*first_input=*/20);  // the later run sampled other shapes
   second.created = "2026-02-02T00:00:00Z";
   second.profile_seconds = 400;
   first.profile_seconds = 420;
-  second.configs[0] = small_config(20);  // the later run sampled other shapes
   second.kernels.erase(std::remove_if(second.kernels.begin(), second.kernels.end(),
                                       [](const KernelSample& k) { return k.config_index != 0; }),
                        second.kernels.end());
@@ -374,8 +373,7 @@ std::string file_bytes(const std::string& path) {
 
 TEST(AddRefusedRun, MergesTheKeptRunRefitsStoresAndRemovesIt) {
   const std::string dir = temp_dir("add_refused");
-  Profile stored = stale_profile(), run = stale_profile();
-  run.configs[0] = small_config(20);  // the refused run sampled other shapes
+  Profile stored = stale_profile(), run = stale_profile(/*first_input=*/20);  // the refused run sampled other shapes
   run.kernels.erase(std::remove_if(run.kernels.begin(), run.kernels.end(),
                                    [](const KernelSample& k) { return k.config_index != 0; }),
                     run.kernels.end());
