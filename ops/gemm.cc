@@ -147,9 +147,33 @@ void dot_gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, cons
   }
 }
 
+// Whether a product of m rows against B^T of k-long rows is faster as dot products (no
+// transpose) than transposed for the register blocks: transposing costs about as much per
+// element of B as the blocks' multiply-adds with one row of A, so it pays only over many rows,
+// and dot products pay their horizontal sums over short rows. One thread, AMD EPYC (Zen 4), 100
+// columns: 1 row, K 128: 2.24 -> 1.18 us, K 512: 9.55 -> 2.83; 2 rows K 128 2.74 -> 2.34;
+// 4 rows K 192 4.59 -> 3.78, K 128 3.10 -> 3.60 (slower); 8 rows K 512 18.0 -> 14.3, K 256 tie
+// (not taken: from 8 rows two threads split the product, B^T transposed once for both).
+// A by B^T of at most this many rows runs as dot products (dot_rows above OpenBLAS's small limit,
+// few_rows_for_dots below it).
+constexpr int64_t kDotMaxRows = 4;
+bool few_rows_for_dots(int64_t m, int64_t k) { return m <= kDotMaxRows && k >= 128 && k >= 64 * m; }
+
+// Whether small_gemm takes dot products (dot_gemm): A by B^T with alpha 1 and beta 0 or 1, where
+// B^T has fewer than 16 columns, rows too long to transpose 16 of them on the stack (K over
+// 1024), or A few rows.
+bool small_dots(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
+  return k > 0 && !ta && tb && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) &&
+         (n < simd::kLanes || k * simd::kLanes > kMaxTransposedFloats || few_rows_for_dots(m, k));
+}
+
 // Register-blocked (4 rows x 32 or 16 columns of C in registers, ops/simd.h product_block) for
 // alpha = 1 and beta 0 or 1, the cases the conv and linear kernels use; B^T of fewer than 16
-// columns takes dot_gemm, other alphas/betas the plain loops.
+// columns, of rows too long to transpose 16 of them on the stack (K over 1024: the classifier of
+// MobileNetV2), or against few rows of A (few_rows_for_dots) takes dot_gemm, other alphas/betas
+// the plain loops. K over 1024 went to the plain loops before: MobileNetV2's classifier, 1280
+// -> 19 classes at batch 32, took 70.5 us on one thread, 24.9 as dot products; 1280 -> 98 at
+// batch 4 45.7 -> 15.8 us; ResNet-18's 512 -> 148 at batch 1 13.5 -> 4.2 us (few rows).
 // Measured: MobileNetV2 with micro-batches of 4 images spent 36% of its samples in the plain
 // loops, and its pointwise GEMMs (every one under OpenBLAS's small limit) ran on one thread.
 // B^T is transposed on the stack a chunk of columns at a time, and the columns past the last 16
@@ -161,9 +185,8 @@ void small_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, 
                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   using simd::kLanes;
   using simd::product_block;
+  if (small_dots(ta, tb, m, n, k, alpha, beta)) return dot_gemm(m, n, k, a, lda, b, ldb, c, ldc, beta == 1.0f);
   const int64_t n_vec = n / kLanes * kLanes;
-  if (k > 0 && !ta && tb && n_vec == 0 && alpha == 1.0f && (beta == 0.0f || beta == 1.0f))
-    return dot_gemm(m, n, k, a, lda, b, ldb, c, ldc, beta == 1.0f);
   // Columns per transposed chunk (whole vectors; 0: K too long for even one vector of B^T).
   const int64_t chunk = tb ? kMaxTransposedFloats / std::max<int64_t>(1, k) / kLanes * kLanes : n_vec;
   if (alpha != 1.0f || (beta != 0.0f && beta != 1.0f) || n_vec == 0 || k == 0 || chunk == 0)
@@ -576,8 +599,7 @@ void wide_gemm(const Parallel& parallel, int64_t m, int64_t n, int64_t k, const 
 // is read once, columns split between threads. One thread, K = 1024 against 256-1024 columns: 2
 // rows 2.6-3.7x OpenBLAS's speed (1024 columns: 202 against 516 us; the short GEMMs' half-vector
 // tiles 1.3-1.4x), 4 rows 2.3-3.6x; at 6 and 8 rows (two blocks, B read twice) the short GEMMs
-// are faster from 512 columns.
-constexpr int64_t kDotMaxRows = 4;
+// are faster from 512 columns. (kDotMaxRows, above with dot_gemm.)
 
 bool dot_rows(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
   return !ta && tb && own_kernels_take(alpha, beta) && m >= 1 && m <= kDotMaxRows && k >= 64 &&
@@ -603,7 +625,13 @@ GemmPath gemm_path(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k) 
   if (wide_rows(trans_a, trans_b, m, n, k, 1.0f, 0.0f)) return GemmPath::kWide;
   if (dot_rows(trans_a, trans_b, m, n, k, 1.0f, 0.0f)) return GemmPath::kDot;
   if (short_rows(trans_a, trans_b, m, n, k, 1.0f, 0.0f)) return GemmPath::kShort;
-  if (m * n * k <= kOpenBlasSmallLimit) return GemmPath::kSmall;
+  if (m * n * k <= kOpenBlasSmallLimit) {
+    // The two-thread split below transposes B^T first where it can; it splits from 8 rows, and
+    // small_dots takes A of at most 4 rows unless B^T cannot be transposed: one answer for both.
+    // B^T of fewer than 16 columns took dot products before kSmallDots was named: kSmall.
+    const bool dots = small_dots(trans_a, trans_b, m, n, k, 1.0f, 0.0f) && n >= simd::kLanes;
+    return dots ? GemmPath::kSmallDots : GemmPath::kSmall;
+  }
   return GemmPath::kOpenBlas;
 }
 

@@ -248,9 +248,19 @@ OpClass linear_class(const Graph& g, const Node& n, Dims* d) {
   d->c_in = numel_of(x) / rows;
   d->c_out = numel_of(y) / rows;
   d->gemm_macs = rows * d->c_in * d->c_out;
-  if (n.op == OpKind::kLinear) return OpClass::kLinear;
-  if (n.op == OpKind::kLinearBackwardData) return OpClass::kLinearBackwardData;
-  return shape_of(g, n.outputs, 0) == nullptr ? OpClass::kLinearBackwardBias : OpClass::kLinearBackwardWeight;
+  // The GEMM kernel each direction's call takes (ops/linear.cc), as for the 1x1 convs.
+  const int64_t m = x->dims[0], in = static_cast<int64_t>(d->c_in), out = static_cast<int64_t>(d->c_out);
+  if (n.op == OpKind::kLinear) {
+    d->variant = static_cast<double>(gemm_path(false, true, m, out, in));
+    return OpClass::kLinear;
+  }
+  if (n.op == OpKind::kLinearBackwardData) {
+    d->variant = static_cast<double>(gemm_path(false, false, m, in, out));
+    return OpClass::kLinearBackwardData;
+  }
+  if (shape_of(g, n.outputs, 0) == nullptr) return OpClass::kLinearBackwardBias;
+  d->variant = static_cast<double>(gemm_path(true, false, out, in, m));
+  return OpClass::kLinearBackwardWeight;
 }
 
 OpClass pool_class(const Graph& g, const Node& n, Dims* d) {
@@ -378,8 +388,26 @@ int kernel_variant_version(OpClass c) {
     case OpClass::kConvDepthwiseBackwardData:
     case OpClass::kConvDepthwiseBackwardWeight:
       return 7;
+    case OpClass::kLinear:
+    case OpClass::kLinearBackwardData:
+    case OpClass::kLinearBackwardWeight:
+      return 9;
     default:
       return 1;
+  }
+}
+
+bool kernel_newer_than(OpClass c, double variant, int version) {
+  switch (c) {
+    case OpClass::kConvPointwise:
+    case OpClass::kConvPointwiseBackwardData:
+    case OpClass::kConvPointwiseBackwardWeight:
+    case OpClass::kLinear:
+    case OpClass::kLinearBackwardData:
+    case OpClass::kLinearBackwardWeight:
+      return variant == static_cast<double>(GemmPath::kSmallDots) && version < 9;
+    default:
+      return false;
   }
 }
 

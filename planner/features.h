@@ -94,14 +94,20 @@ bool parse_op_class(const std::string& name, OpClass* out);
 //   7: 2026-12-08, a depthwise conv's loop as its variant (ops/conv2d_depthwise.h depthwise_loop)
 //   8: 2026-12-08, the Winograd weight gradient's repeated transforms (FLOPs) and its sums'
 //      loads and stores per chunk of tiles (bytes)
-constexpr int kFeatureVersion = 8;
+//   9: 2026-12-08, small GEMMs as dot products (GemmPath::kSmallDots: few rows, or K over 1024,
+//      against B^T) and a linear layer's GEMM kernel as its variant (gemm_path, as the 1x1 convs')
+constexpr int kFeatureVersion = 9;
 // The index in FeatureRow::z of the kernel variant within the class (planner/regressors.h).
 constexpr int kKernelVariantFeature = 9;
 // The features version since which class c's variant names the kernel that ran (1; depthwise
-// convs 7): a stored sample of that version or later whose node now gets another variant timed
+// convs 7, linear layers 9): a stored sample of that version or later whose node now gets another variant timed
 // code that no longer runs for it (planner/refeaturize.h drops it); before, the variant was 0
 // whatever ran, and a new one is only a new feature.
 int kernel_variant_version(OpClass c);
+// Whether the kernel that class c's variant names is newer than features version `version`: a
+// stored sample of an older version whose node now takes it timed other code (dropped; the small
+// GEMMs' dot products, version 9, replaced transposes and plain loops that ran 2-3x slower).
+bool kernel_newer_than(OpClass c, double variant, int version);
 
 struct NodeFeatures {
   OpClass op_class = OpClass::kCount;

@@ -60,11 +60,15 @@ Result<RefeaturizeSummary> refeaturize_profile(Profile* p) {
     const std::map<std::string, FeatureRow>& by_key = rows[static_cast<size_t>(s.config_index)];
     auto it = by_key.find(s.node);
     // Since version 1 a row's variant names the kernel that ran (a 1x1 conv's GEMM kernel, an
-    // im2col plan, a Winograd tile; a depthwise conv's loop since 7): another variant now means
-    // the timing is of code that no longer runs for this node. (Before, the class's variant was
-    // 0 whatever ran.)
-    const bool other_kernel = it != by_key.end() && p->features_version >= kernel_variant_version(s.op_class) &&
-                              it->second.z[kKernelVariantFeature] != s.row.z[kKernelVariantFeature];
+    // im2col plan, a Winograd tile; a depthwise conv's loop since 7, a linear layer's GEMM
+    // kernel since 9): another variant now means the timing is of code that no longer runs for
+    // this node. (Before, the class's variant was 0 whatever ran.) A node that now takes a
+    // kernel added since the sample was stored timed other code too.
+    const bool other_kernel =
+        it != by_key.end() &&
+        ((p->features_version >= kernel_variant_version(s.op_class) &&
+          it->second.z[kKernelVariantFeature] != s.row.z[kKernelVariantFeature]) ||
+         kernel_newer_than(s.op_class, it->second.z[kKernelVariantFeature], p->features_version));
     if (it == by_key.end() || other_kernel) {
       ++summary.dropped;
       continue;

@@ -134,23 +134,37 @@ TEST(Gemm, NarrowTransposedBMatchesTheNaiveProduct) {
 }
 
 // Products under OpenBLAS's small limit whose B^T is too large to transpose on the stack at once
-// (n x k > 16,384 floats: transposed a chunk of columns at a time; plain loops past K = 1024),
-// and columns past the last 16 (a zero-padded copy through the same blocks): every layout, rows
-// on and off the blocks of 4, beta 0 (C NaN) and 1, one and two threads. Shapes of MobileNetV2
-// 1x1 convs at small batches (56 -> 336 channels on 50 pixels, 336 -> 56, 88 -> 336).
+// (n x k > 16,384 floats: transposed a chunk of columns at a time; past K = 1024 A by B^T takes
+// dot products, the other layouts the plain loops), few rows against long B^T rows (dot
+// products: 1 row at K 512, 3 at 300; 8 rows at 512 are transposed), and columns past the last
+// 16 (a zero-padded copy through the same blocks): every layout, rows on and off the blocks of
+// 4, beta 0 (C NaN) and 1, one and two threads. Shapes of MobileNetV2 1x1 convs at small batches (56 -> 336
+// channels on 50 pixels, 336 -> 56, 88 -> 336) and classifiers (1280 -> 19 at batch 32).
 TEST(Gemm, SmallProductsPastTheTransposeBufferAndTheLastVectorMatchTheNaiveProduct) {
+  int dot_products = 0;
   for (int threads : {1, 2}) {
     ThreadPool pool(threads);
     for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{50, 336, 56}, {50, 56, 336}, {31, 88, 336},
-                           {9, 520, 200}, {3, 1100, 300}, {32, 88, 300}, {7, 24, 1100}, {6, 40, 130}})
+                           {9, 520, 200}, {3, 1100, 300}, {32, 88, 300}, {7, 24, 1100}, {6, 40, 130},
+                           {32, 19, 1280}, {1, 148, 512}, {8, 40, 512}})
       for (bool ta : {false, true})
         for (bool tb : {false, true})
           for (float beta : {0.0f, 1.0f}) {
             ASSERT_LE(m * n * k, 1000000) << "not a small product";
+            // gemm_path names the dot products exactly where A by B^T takes them (where no
+            // earlier kernel, e.g. the reductions, takes the product).
+            const bool dots = !ta && tb && n >= 16 && (k > 1024 || (m <= 4 && k >= 128 && k >= 64 * m));
+            const GemmPath path = gemm_path(ta, tb, m, n, k);
+            if (path == GemmPath::kSmall || path == GemmPath::kSmallDots) {
+              EXPECT_EQ(path, dots ? GemmPath::kSmallDots : GemmPath::kSmall)
+                  << m << " x " << n << " x " << k << " ta " << ta << " tb " << tb;
+              dot_products += path == GemmPath::kSmallDots;
+            }
             ASSERT_NO_FATAL_FAILURE(expect_gemm_matches_naive(pool, ta, tb, m, n, k, beta, 2e-5))
                 << "threads " << threads;
           }
   }
+  EXPECT_GE(dot_products, 16);  // 1 x 148 x 512, 3 x 1100 x 300, 7 x 24 x 1100, 32 x 19 x 1280
 }
 
 // Short GEMMs (2-32 rows of C against 128 or more columns: the 1x1 convs of 1x1 maps, the

@@ -13,6 +13,7 @@
 
 #include "planner/features.h"
 #include "planner/profile_store.h"
+#include "ops/gemm.h"
 #include "planner/refeaturize.h"
 #include "planner/step_config.h"
 
@@ -141,7 +142,9 @@ TEST(Refeaturize, DepthwiseSamplesFromBeforeTheirVariantAreKept) {
     p.configs = {c};
     p.features_version = version;
     int depthwise_named = 0;  // depthwise samples whose node's variant is not 0
+    int newer_kernels = 0;    // samples whose node takes a kernel added since `version`
     for (const auto& [key, f] : keyed_features(c)) {
+      newer_kernels += kernel_newer_than(f.op_class, f.row.z[kKernelVariantFeature], version);
       KernelSample s;
       s.op_class = f.op_class;
       s.seconds = 1e-5;
@@ -161,9 +164,55 @@ TEST(Refeaturize, DepthwiseSamplesFromBeforeTheirVariantAreKept) {
     const size_t samples = p.kernels.size();
     Result<RefeaturizeSummary> r = refeaturize_profile(&p);
     ASSERT_TRUE(r.is_ok()) << r.status().to_string();
-    // Stored as version 7, a variant-0 depthwise sample whose node runs another loop is dropped.
-    EXPECT_EQ(r->dropped, version >= 7 ? depthwise_named : 0) << "version " << version;
+    // Stored as version 7, a variant-0 depthwise sample whose node runs another loop is dropped
+    // (and at either version one that now takes a newer GEMM kernel).
+    EXPECT_EQ(r->dropped, (version >= 7 ? depthwise_named : 0) + newer_kernels) << "version " << version;
     EXPECT_EQ(p.kernels.size(), samples - static_cast<size_t>(r->dropped));
+  }
+}
+
+// Small GEMMs of few rows or K over 1024 run as dot products since feature version 9: a 1x1
+// conv's or a linear layer's sample stored before, whose node takes them now, timed the transpose
+// or the plain loops it replaced and is dropped; one stored at version 9 is kept.
+TEST(Refeaturize, SamplesTimedBeforeTheDotProductGemmsAreDropped) {
+  EXPECT_TRUE(kernel_newer_than(OpClass::kLinear, static_cast<double>(GemmPath::kSmallDots), 8));
+  EXPECT_TRUE(kernel_newer_than(OpClass::kConvPointwise, static_cast<double>(GemmPath::kSmallDots), 6));
+  EXPECT_FALSE(kernel_newer_than(OpClass::kLinear, static_cast<double>(GemmPath::kSmallDots), 9));
+  EXPECT_FALSE(kernel_newer_than(OpClass::kLinear, static_cast<double>(GemmPath::kSmall), 8));
+  EXPECT_FALSE(kernel_newer_than(OpClass::kConvGemm, static_cast<double>(GemmPath::kSmallDots), 8));
+  // ResNet-18 at 32 pixels, batch 2: the classifier runs 2 rows against B^T's 512-long rows.
+  StepConfig c;
+  c.model.arch = Architecture::kResNet18;
+  c.model.input_size = 32;
+  c.model.num_classes = 20;
+  c.batch = 2;
+  for (int version : {8, 9}) {
+    Profile p;
+    p.machine = current_machine();
+    p.created = "2026-01-01T00:00:00Z";
+    p.threads = {1};
+    p.configs = {c};
+    p.features_version = version;
+    int dots = 0;
+    for (const auto& [key, f] : keyed_features(c)) {
+      KernelSample s;
+      s.op_class = f.op_class;
+      s.seconds = 1e-5;
+      s.row = f.row;
+      dots += f.row.z[kKernelVariantFeature] == static_cast<double>(GemmPath::kSmallDots);
+      if (version < 9 && (f.op_class == OpClass::kLinear || f.op_class == OpClass::kLinearBackwardData ||
+                          f.op_class == OpClass::kLinearBackwardWeight))
+        s.row.z[kKernelVariantFeature] = 0;  // linear layers had no variant before 9
+      s.config = c.describe();
+      s.layer = key.substr(0, key.find('|'));
+      s.config_index = 0;
+      s.node = key;
+      p.kernels.push_back(s);
+    }
+    ASSERT_GE(dots, 1);
+    Result<RefeaturizeSummary> r = refeaturize_profile(&p);
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    EXPECT_EQ(r->dropped, version < 9 ? dots : 0) << "version " << version;
   }
 }
 
