@@ -147,16 +147,18 @@ void dot_gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, cons
   }
 }
 
+// A by B^T of at most this many rows runs as dot products (dot_rows above OpenBLAS's small limit,
+// few_rows_for_dots below it).
+constexpr int64_t kDotMaxRows = 4;
+
 // Whether a product of m rows against B^T of k-long rows is faster as dot products (no
 // transpose) than transposed for the register blocks: transposing costs about as much per
 // element of B as the blocks' multiply-adds with one row of A, so it pays only over many rows,
 // and dot products pay their horizontal sums over short rows. One thread, AMD EPYC (Zen 4), 100
 // columns: 1 row, K 128: 2.24 -> 1.18 us, K 512: 9.55 -> 2.83; 2 rows K 128 2.74 -> 2.34;
 // 4 rows K 192 4.59 -> 3.78, K 128 3.10 -> 3.60 (slower); 8 rows K 512 18.0 -> 14.3, K 256 tie
-// (not taken: from 8 rows two threads split the product, B^T transposed once for both).
-// A by B^T of at most this many rows runs as dot products (dot_rows above OpenBLAS's small limit,
-// few_rows_for_dots below it).
-constexpr int64_t kDotMaxRows = 4;
+// (not taken: from 8 rows two threads split the product, B^T transposed once for both where it
+// fits on the stack; where it does not, each thread's share of 4 rows takes dot products).
 bool few_rows_for_dots(int64_t m, int64_t k) { return m <= kDotMaxRows && k >= 128 && k >= 64 * m; }
 
 // Whether small_gemm takes dot products (dot_gemm): A by B^T with alpha 1 and beta 0 or 1, where
@@ -626,9 +628,10 @@ GemmPath gemm_path(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k) 
   if (dot_rows(trans_a, trans_b, m, n, k, 1.0f, 0.0f)) return GemmPath::kDot;
   if (short_rows(trans_a, trans_b, m, n, k, 1.0f, 0.0f)) return GemmPath::kShort;
   if (m * n * k <= kOpenBlasSmallLimit) {
-    // The two-thread split below transposes B^T first where it can; it splits from 8 rows, and
-    // small_dots takes A of at most 4 rows unless B^T cannot be transposed: one answer for both.
-    // B^T of fewer than 16 columns took dot products before kSmallDots was named: kSmall.
+    // The one-thread answer: from 8 rows two threads split the product (gemm() below), each
+    // share taking small_gemm's own path; with B^T over 16,384 floats a share of 4 rows takes
+    // dot products. B^T of fewer than 16 columns took dot products before kSmallDots was named
+    // and stays kSmall.
     const bool dots = small_dots(trans_a, trans_b, m, n, k, 1.0f, 0.0f) && n >= simd::kLanes;
     return dots ? GemmPath::kSmallDots : GemmPath::kSmall;
   }

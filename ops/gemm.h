@@ -27,7 +27,9 @@ void gemm(const Parallel& parallel, bool trans_a, bool trans_b, int64_t m, int64
 // (kSmallDots: small products of B^T with 16 or more columns as dot products, ops/gemm.cc
 // small_dots; last, so that stored profiles' variants keep their numbers. Fewer columns took dot
 // products before it was named and stay kSmall.)
-enum class GemmPath : uint8_t { kOpenBlas, kStream, kReduce, kReduceTransposed, kShort, kSmall, kWide, kDot, kSmallDots };
+enum class GemmPath : uint8_t {
+  kOpenBlas, kStream, kReduce, kReduceTransposed, kShort, kSmall, kWide, kDot, kSmallDots
+};
 GemmPath gemm_path(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k);
 
 // Whether skinny and short GEMMs (see ops/gemm.cc) take the streaming kernel instead of OpenBLAS

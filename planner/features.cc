@@ -163,7 +163,8 @@ ConvWork conv_work(const ConvGeometry& g, ConvDirection dir, bool has_epilogue, 
         // 512-channel layer at batch 25 on 6x6 maps (32 blocks, 2 chunks) ran 52 ms on one
         // thread in the 2026-12-08 profile, predicted 29 without them.
         const WinogradWeightSplit split = winograd_backward_weight_split(g, m);
-        if (split.chunks > 1) w.transform_flops += (static_cast<double>(split.blocks) - 1) * tiles * (k * cost.input + o * cost.filter);
+        if (split.chunks > 1)
+          w.transform_flops += (static_cast<double>(split.blocks) - 1) * tiles * (k * cost.input + o * cost.filter);
         w.workspace_bytes = 2.0 * static_cast<double>(split.chunks) * alpha2 * k * o * sizeof(float);
       }
       break;
