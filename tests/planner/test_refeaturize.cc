@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -126,6 +127,31 @@ TEST(Refeaturize, SamplesOfAnotherKernelVariantAreDropped) {
   }
 }
 
+// A one-thread profile of configuration c with features version `version`: one sample per
+// classified node, its row the node's current one as `stored` leaves it (what an older edgetrain
+// wrote).
+Profile one_config_profile(const StepConfig& c, int version, const std::function<void(KernelSample*)>& stored) {
+  Profile p;
+  p.machine = current_machine();
+  p.created = "2026-01-01T00:00:00Z";
+  p.threads = {1};
+  p.configs = {c};
+  p.features_version = version;
+  for (const auto& [key, f] : keyed_features(c)) {
+    KernelSample s;
+    s.op_class = f.op_class;
+    s.seconds = 1e-5;
+    s.row = f.row;
+    s.config = c.describe();
+    s.layer = key.substr(0, key.find('|'));
+    s.config_index = 0;
+    s.node = key;
+    stored(&s);
+    p.kernels.push_back(s);
+  }
+  return p;
+}
+
 // Depthwise convs' variant names their loop since feature version 7; stored with 0 before, their
 // samples are rebuilt, not dropped (the same loops ran).
 TEST(Refeaturize, DepthwiseSamplesFromBeforeTheirVariantAreKept) {
@@ -135,31 +161,15 @@ TEST(Refeaturize, DepthwiseSamplesFromBeforeTheirVariantAreKept) {
   c.model.input_size = 32;
   c.batch = 2;
   for (int version : {6, 7}) {
-    Profile p;
-    p.machine = current_machine();
-    p.created = "2026-01-01T00:00:00Z";
-    p.threads = {1};
-    p.configs = {c};
-    p.features_version = version;
     int depthwise_named = 0;  // depthwise samples whose node's variant is not 0
     int newer_kernels = 0;    // samples whose node takes a kernel added since `version`
-    for (const auto& [key, f] : keyed_features(c)) {
-      newer_kernels += kernel_newer_than(f.op_class, f.row.z[kKernelVariantFeature], version);
-      KernelSample s;
-      s.op_class = f.op_class;
-      s.seconds = 1e-5;
-      s.row = f.row;
-      const std::string name = op_class_name(f.op_class);
-      if (name.rfind("conv.depthwise", 0) == 0) {
-        if (f.row.z[kKernelVariantFeature] != 0) ++depthwise_named;
-        s.row.z[kKernelVariantFeature] = 0;  // as stored before version 7
+    Profile p = one_config_profile(c, version, [&](KernelSample* s) {
+      newer_kernels += kernel_newer_than(s->op_class, s->row.z[kKernelVariantFeature], version);
+      if (std::string(op_class_name(s->op_class)).rfind("conv.depthwise", 0) == 0) {
+        if (s->row.z[kKernelVariantFeature] != 0) ++depthwise_named;
+        s->row.z[kKernelVariantFeature] = 0;  // as stored before version 7
       }
-      s.config = c.describe();
-      s.layer = key.substr(0, key.find('|'));
-      s.config_index = 0;
-      s.node = key;
-      p.kernels.push_back(s);
-    }
+    });
     ASSERT_GT(depthwise_named, 3);
     const size_t samples = p.kernels.size();
     Result<RefeaturizeSummary> r = refeaturize_profile(&p);
@@ -187,28 +197,13 @@ TEST(Refeaturize, SamplesTimedBeforeTheDotProductGemmsAreDropped) {
   c.model.num_classes = 20;
   c.batch = 2;
   for (int version : {8, 9}) {
-    Profile p;
-    p.machine = current_machine();
-    p.created = "2026-01-01T00:00:00Z";
-    p.threads = {1};
-    p.configs = {c};
-    p.features_version = version;
     int dots = 0;
-    for (const auto& [key, f] : keyed_features(c)) {
-      KernelSample s;
-      s.op_class = f.op_class;
-      s.seconds = 1e-5;
-      s.row = f.row;
-      dots += f.row.z[kKernelVariantFeature] == static_cast<double>(GemmPath::kSmallDots);
-      if (version < 9 && (f.op_class == OpClass::kLinear || f.op_class == OpClass::kLinearBackwardData ||
-                          f.op_class == OpClass::kLinearBackwardWeight))
-        s.row.z[kKernelVariantFeature] = 0;  // linear layers had no variant before 9
-      s.config = c.describe();
-      s.layer = key.substr(0, key.find('|'));
-      s.config_index = 0;
-      s.node = key;
-      p.kernels.push_back(s);
-    }
+    Profile p = one_config_profile(c, version, [&](KernelSample* s) {
+      dots += s->row.z[kKernelVariantFeature] == static_cast<double>(GemmPath::kSmallDots);
+      if (version < 9 && (s->op_class == OpClass::kLinear || s->op_class == OpClass::kLinearBackwardData ||
+                          s->op_class == OpClass::kLinearBackwardWeight))
+        s->row.z[kKernelVariantFeature] = 0;  // linear layers had no variant before 9
+    });
     ASSERT_GE(dots, 1);
     Result<RefeaturizeSummary> r = refeaturize_profile(&p);
     ASSERT_TRUE(r.is_ok()) << r.status().to_string();
