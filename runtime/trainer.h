@@ -24,6 +24,11 @@
 namespace edgetrain {
 
 
+// What most likely made a training step's loss non-finite, for the error: a batch norm in
+// training mode over at most 3 values per channel (named, with the count), else a learning rate
+// too high.
+std::string non_finite_loss_cause(const Graph& g);
+
 struct TrainerOptions {
   int64_t batch = 32;
   int64_t eval_batch = 0;   // 0: same as batch

@@ -125,7 +125,9 @@ TEST_P(Levers, CheckpointingGivesIdenticalTrainingAndLessMemory) {
   EXPECT_LE(b.arena, a.arena);
   // The small CNN peaks in its first layer's backward (its max pool keeps only an argmax for the
   // layers after it), which no checkpoint changes; the other models peak later.
-  if (GetParam().arch != Architecture::kSmallCnn) EXPECT_LT(b.arena, a.arena);
+  if (GetParam().arch != Architecture::kSmallCnn) {
+    EXPECT_LT(b.arena, a.arena);
+  }
   EXPECT_EQ(b.measured_high_water, b.planned_high_water);
 }
 
@@ -415,7 +417,9 @@ TEST_P(Levers, BudgetCheckpointingGivesIdenticalTrainingWithinTheBudget) {
   EXPECT_LE(b.arena, s.arena);
   // Where sqrt-bytes checkpointing saves nothing (the small CNN: see above), the budget fits the
   // plain schedule and nothing needs recomputing.
-  if (s.arena < a.arena) EXPECT_GT(b.recomputed, 0u);
+  if (s.arena < a.arena) {
+    EXPECT_GT(b.recomputed, 0u);
+  }
   EXPECT_LE(b.recomputed, s.recomputed);
   EXPECT_EQ(b.measured_high_water, b.planned_high_water);
 }

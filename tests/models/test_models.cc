@@ -12,6 +12,7 @@
 
 #include "models/mobilenet_v2.h"
 #include "models/model_zoo.h"
+#include "runtime/trainer.h"
 #include "runtime/training_schedule.h"
 
 namespace edgetrain {
@@ -269,6 +270,22 @@ TEST(ModelZoo, SingleImageAtOnePixelTrainsNotButEvaluates) {
   EXPECT_TRUE(runs.is_ok()) << runs.status().to_string();
   const Graph eval = build_or_die(spec, 1, /*training=*/false);
   EXPECT_EQ(eval.value(eval.logits).shape, (Shape{1, 10}));
+}
+
+TEST(ModelZoo, ANonFiniteLossNamesANormOverTooFewValues) {
+  // MobileNetV2 at 32x32: its last blocks run at 1x1, so at batch 2 their norms see 2 values per
+  // channel (their gradient is unstable: the loss went NaN within 4 steps at any learning rate);
+  // at batch 8, 8 values, and the error blames the learning rate.
+  const ModelSpec spec = spec_of(Architecture::kMobileNetV2, 0.35f, 10, 32);
+  GraphFactory factory = [spec](int64_t b, bool training) { return build_model(spec, b, training); };
+  Result<TrainingSchedule> two = make_training_schedule(factory, 2, TrainConfig{});
+  ASSERT_TRUE(two.is_ok()) << two.status().to_string();
+  const std::string cause = non_finite_loss_cause(two->graph);
+  EXPECT_NE(cause.find("only 2 values per channel"), std::string::npos) << cause;
+  EXPECT_NE(cause.find("batch norm 'features."), std::string::npos) << cause;
+  Result<TrainingSchedule> eight = make_training_schedule(factory, 8, TrainConfig{});
+  ASSERT_TRUE(eight.is_ok()) << eight.status().to_string();
+  EXPECT_EQ(non_finite_loss_cause(eight->graph), "the learning rate is probably too high");
 }
 
 TEST(ModelZoo, MobileNetV2StemHasStrideTwo) {

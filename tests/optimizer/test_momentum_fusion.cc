@@ -163,7 +163,9 @@ TEST(MomentumFusion, ScheduleDecaysFirstAccumulatesIntoBuffersAndKeepsNoParamete
       EXPECT_FALSE(v.role == ValueRole::kGradient && v.grad_of != kNoValue &&
                    g.value(v.grad_of).role == ValueRole::kParam)
           << "parameter gradient '" << v.name << "' still written by " << op_name(n.op);
-      if (v.role == ValueRole::kOptimizerState) EXPECT_TRUE(n.attrs.accumulates(static_cast<int>(k))) << v.name;
+      if (v.role == ValueRole::kOptimizerState) {
+        EXPECT_TRUE(n.attrs.accumulates(static_cast<int>(k))) << v.name;
+      }
     }
   }
   int trainable = 0;

@@ -168,7 +168,9 @@ TEST(ConvNormFusion, TrainingFusesOnlyTheFrozenRegion) {
   EXPECT_GT(partial, 0);
   EXPECT_LT(partial, norms);
   for (const Node& n : prefix->graph.nodes)
-    if (n.op == OpKind::kConv2d && n.attrs.conv_norm) EXPECT_EQ(n.phase, Phase::kForward);
+    if (n.op == OpKind::kConv2d && n.attrs.conv_norm) {
+      EXPECT_EQ(n.phase, Phase::kForward);
+    }
 }
 
 struct TrainingRun {
