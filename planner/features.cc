@@ -213,11 +213,19 @@ OpClass conv_class(const Graph& g, const Node& n, Dims* d, double* flops, double
   *flops = std::max(0.0, *flops - 2 * dense_macs) + 2 * work.macs + work.transform_flops;
   *bytes += work.workspace_bytes;
   // A conv with a fused eval-mode batch norm (runtime/fusion.h) normalises and clamps every
-  // output in the kernel's epilogue, while the output is in cache: its time is the conv's (the
-  // 2026-12-07 17:07 profile: a 16 -> 96 pointwise conv ran 163 us fused, 162 us plain). Its few
-  // FLOPs are not counted: in log space they were a small offset off the fixed ratio of FLOPs to
-  // multiply-adds every plain conv has, which the log-linear models weighed heavily (fitted to 39
-  // fused samples among 351) and extrapolated 3.5x over for fused convs with few input channels.
+  // output in the kernel's epilogue. Its few FLOPs are not counted: in log space they were a small
+  // offset off the fixed ratio of FLOPs to multiply-adds every plain conv has, which the
+  // log-linear models weighed heavily (fitted to 39 fused samples among 351) and extrapolated 3.5x
+  // over for fused convs with few input channels. The Winograd, direct and depthwise kernels apply
+  // it while the output is in cache (the 2026-12-07 17:07 profile: a 16 -> 96 conv ran 163 us
+  // fused, 162 us plain); the GEMM paths write the whole output first and normalise it in a pass
+  // of its own, which reads and writes it again: those bytes count (features version 10; the
+  // 2026-12-08 profile's MobileNetV2 w0.55 104px classifier-only steps, every conv fused, went
+  // from 15-18% under their measured time to within 10%).
+  const bool gemm_path_kernel = work.path == ConvKernelPath::kPointwise || work.path == ConvKernelPath::kIm2colPlain ||
+                                work.path == ConvKernelPath::kIm2colGlobal || work.path == ConvKernelPath::kIm2colClasses;
+  if (dir == ConvDirection::kForward && n.attrs.conv_norm && gemm_path_kernel)
+    *bytes += 2.0 * static_cast<double>(y->numel()) * sizeof(float);  // ops/conv2d.cc normalise_all
   const int direction = static_cast<int>(dir);
   switch (work.path) {
     case ConvKernelPath::kDepthwise:

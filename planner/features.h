@@ -96,7 +96,8 @@ bool parse_op_class(const std::string& name, OpClass* out);
 //      loads and stores per chunk of tiles (bytes)
 //   9: 2026-12-08, small GEMMs as dot products (GemmPath::kSmallDots: few rows, or K over 1024,
 //      against B^T) and a linear layer's GEMM kernel as its variant (gemm_path, as the 1x1 convs')
-constexpr int kFeatureVersion = 9;
+//  10: 2026-12-08, a GEMM-path conv's fused eval-mode norm counts its pass over the output (bytes)
+constexpr int kFeatureVersion = 10;
 // The index in FeatureRow::z of the kernel variant within the class (planner/regressors.h).
 constexpr int kKernelVariantFeature = 9;
 // The features version since which class c's variant names the kernel that ran (1; depthwise

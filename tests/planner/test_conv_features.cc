@@ -197,34 +197,39 @@ TEST(ConvFeatures, DepthwiseCountsValidTapsAndPointwiseEveryProduct) {
   EXPECT_DOUBLE_EQ(f.row.flops, 2.0 * 2 * 25 * 8 * 12);
 }
 
-TEST(ConvFeatures, AFusedEvalNormKeepsTheConvsRow) {
-  // The norm runs in the conv's epilogue, in cache: counting its FLOPs put fused convs off the
-  // plain convs' fixed FLOPs-to-multiply-adds ratio, which log-linear models extrapolated wildly.
-  GraphBuilder b(2, 8, 8, 16, /*training=*/false);
-  ValueId y = b.relu(b.batch_norm(b.conv2d(b.input(), "conv", 16, 3, 1, 1), "bn"));
-  b.softmax_cross_entropy(b.linear(b.flatten(y), "fc", 10));
-  Result<Graph> built = b.finish();
-  ASSERT_TRUE(built.is_ok()) << built.status().to_string();
-  Graph g = std::move(*built);
-  auto conv_node = [&]() -> const Node& {
-    for (const Node& n : g.nodes)
-      if (n.op == OpKind::kConv2d) return n;
-    ADD_FAILURE() << "no conv";
-    return g.nodes[0];
-  };
-  const NodeFeatures plain = node_features(g, conv_node());
-  fuse_activations(g);
-  ASSERT_EQ(fuse_conv_norms(g), 1);
-  ASSERT_TRUE(conv_node().attrs.conv_norm);
-  const NodeFeatures fused = node_features(g, conv_node());
-  EXPECT_EQ(fused.op_class, plain.op_class);
-  EXPECT_EQ(fused.op_class, OpClass::kConvWinograd);
-  EXPECT_DOUBLE_EQ(fused.row.flops, plain.row.flops);
-  // Only the bytes grow, by the norm's four parameter vectors.
-  EXPECT_DOUBLE_EQ(fused.row.bytes, plain.row.bytes + 4.0 * 16 * sizeof(float));
-  for (size_t k = 0; k < fused.row.z.size(); ++k) {
-    if (k != 1) {
-      EXPECT_DOUBLE_EQ(fused.row.z[k], plain.row.z[k]) << "feature " << k;
+TEST(ConvFeatures, AFusedEvalNormKeepsTheConvsFlopsAndAddsTheBytesItMoves) {
+  // The norm runs in the conv's epilogue: counting its FLOPs put fused convs off the plain convs'
+  // fixed FLOPs-to-multiply-adds ratio, which log-linear models extrapolated wildly. Winograd
+  // applies it in its output transform, in cache: only the norm's four parameter vectors are
+  // read. The GEMM paths (a 1x1 conv) normalise the finished output in a pass of its own: it is
+  // read and written once more (2 x 8x8 pixels x 16 channels x 2 images).
+  for (int kernel : {3, 1}) {
+    GraphBuilder b(2, 8, 8, 16, /*training=*/false);
+    ValueId y = b.relu(b.batch_norm(b.conv2d(b.input(), "conv", 16, kernel, 1, kernel / 2), "bn"));
+    b.softmax_cross_entropy(b.linear(b.flatten(y), "fc", 10));
+    Result<Graph> built = b.finish();
+    ASSERT_TRUE(built.is_ok()) << built.status().to_string();
+    Graph g = std::move(*built);
+    auto conv_node = [&]() -> const Node& {
+      for (const Node& n : g.nodes)
+        if (n.op == OpKind::kConv2d) return n;
+      ADD_FAILURE() << "no conv";
+      return g.nodes[0];
+    };
+    const NodeFeatures plain = node_features(g, conv_node());
+    fuse_activations(g);
+    ASSERT_EQ(fuse_conv_norms(g), 1);
+    ASSERT_TRUE(conv_node().attrs.conv_norm);
+    const NodeFeatures fused = node_features(g, conv_node());
+    EXPECT_EQ(fused.op_class, plain.op_class);
+    EXPECT_EQ(fused.op_class, kernel == 3 ? OpClass::kConvWinograd : OpClass::kConvPointwise);
+    EXPECT_DOUBLE_EQ(fused.row.flops, plain.row.flops);
+    const double pass = kernel == 1 ? 2.0 * 2 * 8 * 8 * 16 * sizeof(float) : 0.0;
+    EXPECT_DOUBLE_EQ(fused.row.bytes, plain.row.bytes + 4.0 * 16 * sizeof(float) + pass) << "kernel " << kernel;
+    for (size_t k = 0; k < fused.row.z.size(); ++k) {
+      if (k != 1) {
+        EXPECT_DOUBLE_EQ(fused.row.z[k], plain.row.z[k]) << "feature " << k << ", kernel " << kernel;
+      }
     }
   }
 }
