@@ -36,7 +36,8 @@ std::string non_finite_loss_cause(const Graph& g) {
   std::string layer;
   for (const Node& n : g.nodes) {
     if (n.op != OpKind::kBatchNorm || !n.attrs.norm.training || n.attrs.norm.apply_saved) continue;
-    const Shape& x = g.value(n.inputs[0]).shape;
+    const Shape& x = g.value(n.inputs[0]).shape;  // channels last
+    if (x.rank == 0) continue;
     const int64_t values = x.numel() / std::max<int64_t>(1, x.dims[x.rank - 1]);
     if (layer.empty() || values < fewest) fewest = values, layer = n.layer;
   }
