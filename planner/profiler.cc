@@ -10,6 +10,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
@@ -820,6 +821,27 @@ class Sampler {
              true);
   }
 
+  // Times again, in configuration ci, the nodes of the kernel samples `firsts` (each the first of
+  // its node's samples, threads[0]): timed(first, seconds per thread count) for every node timed
+  // (a node too large to time is skipped), until keep_going() says no.
+  void time_again(int ci, const std::vector<size_t>& firsts,
+                  const std::function<void(size_t, const std::vector<double>&)>& timed,
+                  const std::function<bool()>& keep_going = [] { return true; }) {
+    Result<Graph> g = build_step_graph(configs_[static_cast<size_t>(ci)]);
+    if (!g.is_ok()) return;
+    size_t left = firsts.size();
+    for_each_keyed_node(*g, [&](size_t node, const std::string& key, const NodeFeatures&) {
+      for (size_t first : firsts) {
+        if (profile_->kernels[first].node != key) continue;
+        --left;
+        Result<std::vector<double>> t = timer_.time_node(*g, g->nodes[node], budget_.per_sample, kMaxSampleBytes);
+        if (t.is_ok()) timed(first, *t);
+        break;
+      }
+      return left > 0 && keep_going();
+    });
+  }
+
   // The second look (see the header): every held-out node, and every fitting node measured more
   // than 10% slower than its cross-validated prediction at any thread count, timed again; the
   // faster timing counts. Configurations in random order, so that a budget cut falls evenly.
@@ -835,24 +857,17 @@ class Sampler {
     for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng_.below(i)]);
     for (int ci : order) {
       if (since(t0) >= budget_.recheck) break;
-      Result<Graph> g = build_step_graph(configs_[static_cast<size_t>(ci)]);
-      if (!g.is_ok()) continue;
-      const std::vector<size_t>& here = by_config[ci];
-      for_each_keyed_node(*g, [&](size_t node, const std::string& key, const NodeFeatures&) {
-        for (size_t first : here) {
-          if (profile_->kernels[first].node != key) continue;
-          Result<std::vector<double>> t = timer_.time_node(*g, g->nodes[node], budget_.per_sample, kMaxSampleBytes);
-          if (!t.is_ok()) break;
-          ++rechecked_nodes;
-          for (size_t k = 0; k < options_.threads.size(); ++k) {
-            double& seconds = profile_->kernels[first + k].seconds;
-            if ((*t)[k] < 0.9 * seconds) ++rechecked_faster[k];
-            seconds = std::min(seconds, (*t)[k]);
-          }
-          break;
-        }
-        return since(t0) < budget_.recheck;
-      });
+      time_again(
+          ci, by_config[ci],
+          [&](size_t first, const std::vector<double>& t) {
+            ++rechecked_nodes;
+            for (size_t k = 0; k < options_.threads.size(); ++k) {
+              double& seconds = profile_->kernels[first + k].seconds;
+              if (t[k] < 0.9 * seconds) ++rechecked_faster[k];
+              seconds = std::min(seconds, t[k]);
+            }
+          },
+          [&] { return since(t0) < budget_.recheck; });
       progress("profile: second look " + std::to_string(rechecked_nodes) + " / " + std::to_string(firsts.size()) +
                " nodes, " + std::to_string(static_cast<int>(since(t0))) + " s");
     }
@@ -931,16 +946,9 @@ class Sampler {
       const size_t j = rng_.below(candidates.size());
       const size_t first = candidates[j];
       candidates.erase(candidates.begin() + static_cast<long>(j));
-      const KernelSample& origin = profile_->kernels[first];
-      Result<Graph> g = build_step_graph(configs_[static_cast<size_t>(origin.config_index)]);
-      if (!g.is_ok()) continue;
-      for_each_keyed_node(*g, [&](size_t i, const std::string& key, const NodeFeatures&) {
-        if (key != origin.node) return true;
-        Result<std::vector<double>> t = timer_.time_node(*g, g->nodes[i], budget_.per_sample, kMaxSampleBytes);
-        if (t.is_ok())
-          for (size_t k = 0; k < options_.threads.size(); ++k)
-            profile_->repeats.push_back({options_.threads[k], profile_->kernels[first + k].seconds, (*t)[k]});
-        return false;
+      time_again(profile_->kernels[first].config_index, {first}, [&](size_t, const std::vector<double>& t) {
+        for (size_t k = 0; k < options_.threads.size(); ++k)
+          profile_->repeats.push_back({options_.threads[k], profile_->kernels[first + k].seconds, t[k]});
       });
     }
     check_batch(/*final=*/true);
